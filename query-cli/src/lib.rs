@@ -1,0 +1,97 @@
+//! `obs`: the one binary. This crate parses arguments ([`cli`]), reads the config file
+//! ([`config`]) and hands each command to the library that does the work: `obs-store`,
+//! `obs-collector`, `obs-backup`. `obs up` ([`up`]) runs them together on one machine.
+//!
+//! Exit codes: 0 success, 1 the work failed, 2 bad usage or config, 3 the command is not
+//! built yet in this version (it says which issue tracks it).
+
+pub mod cli;
+pub mod config;
+mod up;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use cli::{BackupCommand, Cli, Command, ConfigCommand};
+
+/// Runs a parsed command line and returns the process exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Up(args) => report(up::up(args)),
+        Command::Store(args) => report(up::store(args)),
+        Command::Collector(_) => not_built("obs collector", 5),
+        Command::Backup(cmd) => {
+            let (name, issue) = match cmd {
+                BackupCommand::Init(_) => ("obs backup init", 6),
+                BackupCommand::Create { .. } => ("obs backup create", 6),
+                BackupCommand::Snapshots(_) => ("obs backup snapshots", 6),
+                BackupCommand::Restore { .. } => ("obs backup restore", 6),
+                BackupCommand::Check { .. } => ("obs backup check", 6),
+                BackupCommand::Forget(_) => ("obs backup forget", 6),
+                BackupCommand::Prune(_) => ("obs backup prune", 6),
+                BackupCommand::Schedule { .. } => ("obs backup schedule", 7),
+                BackupCommand::Run { .. } => ("obs backup run", 7),
+                BackupCommand::Drill { .. } => ("obs backup drill", 7),
+            };
+            not_built(name, issue)
+        }
+        Command::Query(_) => not_built("obs query", 8),
+        Command::Status(_) => not_built("obs status", 8),
+        Command::Config(ConfigCommand::Check { file }) => config_check(file),
+        Command::Version => {
+            println!("obs {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// Exit code for "this command is not built yet".
+pub const EXIT_NOT_BUILT: u8 = 3;
+/// Exit code for bad usage or a bad config file.
+pub const EXIT_USAGE: u8 = 2;
+
+fn not_built(what: &str, issue: u32) -> ExitCode {
+    eprintln!(
+        "{what}: not built yet in obs {} (tracked in issue #{issue})",
+        env!("CARGO_PKG_VERSION")
+    );
+    ExitCode::from(EXIT_NOT_BUILT)
+}
+
+fn config_check(file: PathBuf) -> ExitCode {
+    match config::load(&file) {
+        Ok(cfg) => {
+            println!(
+                "{}: ok (config version {}; {} file source(s), {} backup repositor(ies), {} backup job(s))",
+                file.display(),
+                cfg.version.get_ref(),
+                cfg.collector.files.len(),
+                cfg.backup.repositories.len(),
+                cfg.backup.jobs.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+/// Prints a failed command's error chain on one line each and maps it to an exit code.
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            if e.downcast_ref::<config::ConfigError>().is_some() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}

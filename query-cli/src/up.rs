@@ -1,0 +1,122 @@
+//! `obs up` and `obs store`: start the components on a tokio runtime and stop them cleanly on
+//! Ctrl-C or SIGTERM (the store drains in-flight requests before exiting).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use obs_store::{BoundStore, Store};
+use tokio::sync::watch;
+
+use crate::cli::{StoreArgs, UpArgs};
+use crate::config::{self, Config};
+
+fn load_or_embedded(path: Option<&Path>) -> anyhow::Result<Config> {
+    Ok(match path {
+        Some(p) => config::load(p)?,
+        None => Config::embedded(),
+    })
+}
+
+/// `$XDG_DATA_HOME/obs`, else `~/.local/share/obs`, else `./obs-data`.
+fn default_data_root() -> PathBuf {
+    std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .map(|d| d.join("obs"))
+        .unwrap_or_else(|| PathBuf::from("./obs-data"))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// A shutdown signal every component can wait on; fired by Ctrl-C or SIGTERM.
+fn shutdown_on_signals() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops obs");
+                    std::future::pending::<()>().await
+                }
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
+        }
+        tracing::info!("shutting down");
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+pub(crate) fn store(args: StoreArgs) -> anyhow::Result<()> {
+    let mut cfg = load_or_embedded(args.config.as_deref())?.store;
+    if let Some(d) = args.data_dir {
+        cfg.data_dir = Some(d);
+    }
+    if let Some(a) = args.http_addr {
+        cfg.http_addr = a;
+    }
+    if let Some(a) = args.grpc_addr {
+        cfg.grpc_addr = a;
+    }
+    cfg.insecure |= args.insecure;
+    let settings = cfg.resolve(default_data_root().join("store"))?;
+    runtime()?.block_on(async {
+        let shutdown = shutdown_on_signals();
+        let store = Store::bind(settings).await?;
+        store.serve(stopped(shutdown)).await?;
+        Ok(())
+    })
+}
+
+pub(crate) fn up(args: UpArgs) -> anyhow::Result<()> {
+    let cfg = load_or_embedded(args.config.as_deref())?;
+    let mut store_cfg = cfg.store;
+    if args.data_dir.is_some() || store_cfg.data_dir.is_none() {
+        let root = args.data_dir.unwrap_or_else(|| PathBuf::from("./obs-data"));
+        store_cfg.data_dir = Some(root.join("store"));
+    }
+    let settings = store_cfg.resolve(PathBuf::new())?;
+    let jobs = cfg.backup.jobs.len();
+    runtime()?.block_on(async {
+        let shutdown = shutdown_on_signals();
+        let store = Store::bind(settings).await?;
+        print_banner(&store, jobs);
+        store.serve(stopped(shutdown)).await?;
+        println!("obs up: stopped cleanly");
+        Ok(())
+    })
+}
+
+fn print_banner(store: &BoundStore, backup_jobs: usize) {
+    let url = format!("http://{}", store.http_addr());
+    let data = store.settings().data_dir.display();
+    println!("obs up: running (Ctrl-C or SIGTERM stops everything)");
+    println!("  store      {url}  data in {data}");
+    println!(
+        "             serving /ready and /metrics; ingest and query APIs are not built yet (issues #3, #4)"
+    );
+    println!("  collector  not built yet (issue #5)");
+    match backup_jobs {
+        0 => println!("  backup     no jobs configured"),
+        n => println!("  backup     {n} job(s) configured; the scheduler is not built yet (issue #7)"),
+    }
+    println!("Grafana data sources (Connections > Data sources > Add), once the query APIs land:");
+    println!("  Prometheus  {url}");
+    println!("  Loki        {url}");
+    println!("  Tempo       {url}");
+}

@@ -1,0 +1,145 @@
+//! The `[store]` config section and its validated runtime form.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::auth::{Role, Tokens};
+use crate::Error;
+
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:9700";
+pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:9701";
+
+/// `[store]` as written in the config file. Unknown keys are an error.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Where the WAL and indexes live; `None` means "the caller picks" (`obs up` uses
+    /// `./obs-data/store`).
+    pub data_dir: Option<PathBuf>,
+    pub http_addr: SocketAddr,
+    pub grpc_addr: SocketAddr,
+    /// How long data is kept, e.g. "30d".
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub retention: Duration,
+    /// Bearer tokens; with none, the store only listens on loopback.
+    pub tokens: Vec<TokenConfig>,
+    /// Allow a non-loopback listener without tokens (the `--insecure` flag).
+    pub insecure: bool,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            data_dir: None,
+            http_addr: DEFAULT_HTTP_ADDR.parse().expect("valid default address"),
+            grpc_addr: DEFAULT_GRPC_ADDR.parse().expect("valid default address"),
+            retention: Duration::from_secs(30 * 24 * 3600),
+            tokens: Vec::new(),
+            insecure: false,
+        }
+    }
+}
+
+/// One `[[store.tokens]]` entry: exactly one of `token_file` (preferred) or `token`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    pub name: String,
+    pub role: Role,
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+/// The validated settings the store runs on.
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub data_dir: PathBuf,
+    pub http_addr: SocketAddr,
+    pub grpc_addr: SocketAddr,
+    pub retention: Duration,
+    pub(crate) tokens: Tokens,
+}
+
+impl StoreConfig {
+    /// Validates the section once: reads token files and refuses a non-loopback listener
+    /// without auth (unless `insecure`). `default_data_dir` is used when `data_dir` is unset.
+    pub fn resolve(self, default_data_dir: PathBuf) -> Result<StoreSettings, Error> {
+        let tokens = Tokens::load(&self.tokens)?;
+        if tokens.is_empty() && !self.insecure {
+            for addr in [self.http_addr, self.grpc_addr] {
+                if !addr.ip().is_loopback() {
+                    return Err(Error::InsecureBind { addr });
+                }
+            }
+        }
+        Ok(StoreSettings {
+            data_dir: self.data_dir.unwrap_or(default_data_dir),
+            http_addr: self.http_addr,
+            grpc_addr: self.grpc_addr,
+            retention: self.retention,
+            tokens,
+        })
+    }
+}
+
+/// Reads a human duration such as "30d" or "12h 30m".
+fn deserialize_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text).map_err(|e| {
+        serde::de::Error::custom(format!("invalid duration {text:?}: {e} (try \"30d\" or \"12h\")"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<StoreConfig, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    #[test]
+    fn defaults_match_the_documented_ports() {
+        let cfg = parse("").unwrap();
+        assert_eq!(cfg.http_addr.to_string(), "127.0.0.1:9700");
+        assert_eq!(cfg.grpc_addr.to_string(), "127.0.0.1:9701");
+        assert_eq!(cfg.retention, Duration::from_secs(30 * 86400));
+    }
+
+    #[test]
+    fn retention_takes_human_durations_and_rejects_nonsense() {
+        assert_eq!(
+            parse("retention = \"7d\"").unwrap().retention,
+            Duration::from_secs(7 * 86400)
+        );
+        let err = parse("retention = \"seven days\"").unwrap_err().to_string();
+        assert!(err.contains("invalid duration \"seven days\""), "{err}");
+    }
+
+    #[test]
+    fn non_loopback_without_tokens_is_refused_unless_insecure() {
+        let cfg = parse("http_addr = \"0.0.0.0:9700\"").unwrap();
+        let err = cfg.clone().resolve("/tmp".into()).unwrap_err();
+        assert!(matches!(err, Error::InsecureBind { .. }), "{err}");
+        assert!(err.to_string().contains("--insecure"));
+        let insecure = StoreConfig {
+            insecure: true,
+            ..cfg
+        };
+        assert!(insecure.resolve("/tmp".into()).is_ok());
+    }
+
+    #[test]
+    fn non_loopback_with_a_token_is_allowed() {
+        let cfg = parse(
+            "http_addr = \"0.0.0.0:9700\"\n[[tokens]]\nname = \"grafana\"\nrole = \"query\"\ntoken = \"s3cr3t-s3cr3t\"\n",
+        )
+        .unwrap();
+        assert!(cfg.resolve("/tmp".into()).is_ok());
+    }
+}

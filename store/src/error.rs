@@ -1,0 +1,29 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the store, with messages that say what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "refusing to listen on {addr} without auth tokens: add [[store.tokens]] to the config, \
+         or pass --insecure if every host that can reach it is trusted"
+    )]
+    InsecureBind { addr: SocketAddr },
+    #[error("cannot read token file {path} for token {name:?}: {source}")]
+    TokenFile {
+        name: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid token {name:?}: {reason}")]
+    InvalidToken { name: String, reason: String },
+    #[error("cannot listen on {addr}: {source} (is another obs store running? pick another address with --http-addr)")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot create data dir {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("http server failed: {0}")]
+    Serve(std::io::Error),
+}

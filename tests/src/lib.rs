@@ -1,0 +1,272 @@
+//! Harness for cross-process tests: locate (or build) the `obs` binary, start it on free
+//! loopback ports with a temporary data dir, wait until it is ready, and always kill it by PID
+//! when the test ends — a [`Proc`] kills its process in `Drop`, even when the test panics.
+//!
+//! ```no_run
+//! use obs_e2e::{free_port, Proc};
+//! let dir = tempfile::tempdir().unwrap();
+//! let port = free_port();
+//! let mut store = Proc::obs("store", &["store", "--http-addr", &format!("127.0.0.1:{port}")], dir.path());
+//! store.wait_http_ok(&format!("http://127.0.0.1:{port}/ready"), std::time::Duration::from_secs(20));
+//! ```
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// The `obs` binary under test: `$OBS_BIN`, or the workspace's, built once per test process
+/// with the same profile as the tests so it is never stale.
+pub fn obs_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("OBS_BIN") {
+            return PathBuf::from(bin);
+        }
+        // current_exe is target/<profile>/deps/<test>-<hash>; the binary is target/<profile>/obs.
+        let exe = std::env::current_exe().expect("current exe");
+        let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile> dir");
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut build = Command::new(cargo);
+        build
+            .current_dir(workspace)
+            .args(["build", "--quiet", "-p", "obs", "--bin", "obs"]);
+        if profile_dir.file_name().is_some_and(|p| p == "release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("run cargo build for the obs binary");
+        assert!(status.success(), "cargo build -p obs failed");
+        let bin = profile_dir.join("obs");
+        assert!(bin.exists(), "obs binary missing at {}", bin.display());
+        bin
+    })
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released; the OS does not hand it out again soon).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+/// A child process that is killed (SIGKILL) and reaped when dropped. Its stdout and stderr go
+/// to files in `dir`, shown by [`Proc::output`] and in panic messages.
+#[derive(Debug)]
+pub struct Proc {
+    name: String,
+    child: Child,
+    stdout: PathBuf,
+    stderr: PathBuf,
+    exited: Option<ExitStatus>,
+}
+
+impl Proc {
+    /// Starts `program args…` with `dir` as working directory.
+    pub fn spawn(name: &str, program: &Path, args: &[&str], dir: &Path) -> Proc {
+        let stdout = dir.join(format!("{name}.stdout"));
+        let stderr = dir.join(format!("{name}.stderr"));
+        let child = Command::new(program)
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(File::create(&stdout).expect("stdout file"))
+            .stderr(File::create(&stderr).expect("stderr file"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+        Proc {
+            name: name.to_string(),
+            child,
+            stdout,
+            stderr,
+            exited: None,
+        }
+    }
+
+    /// Starts the `obs` binary with `args`.
+    pub fn obs(name: &str, args: &[&str], dir: &Path) -> Proc {
+        Proc::spawn(name, obs_bin(), args, dir)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What the process printed so far: (stdout, stderr).
+    pub fn output(&self) -> (String, String) {
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+        (read(&self.stdout), read(&self.stderr))
+    }
+
+    fn describe(&self) -> String {
+        let (out, err) = self.output();
+        format!(
+            "--- {} stdout ---\n{out}--- {} stderr ---\n{err}",
+            self.name, self.name
+        )
+    }
+
+    /// Polls `url` until it answers 200, panicking with the process output on timeout or if
+    /// the process exits first.
+    pub fn wait_http_ok(&mut self, url: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.exited = Some(status);
+                panic!(
+                    "{} exited with {status} before {url} was ready\n{}",
+                    self.name,
+                    self.describe()
+                );
+            }
+            if let Ok((200, _)) = http_get(url) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{url} not ready after {timeout:?}\n{}",
+                self.describe()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        let pid = i32::try_from(self.child.id()).expect("pid fits i32");
+        kill(Pid::from_raw(pid), signal).expect("send signal");
+    }
+
+    /// Waits up to `timeout` for the process to exit; `None` if it is still running.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.exited {
+                return Some(status);
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.exited = Some(status);
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs a command to completion: (exit code, stdout, stderr).
+    pub fn run(program: &Path, args: &[&str], dir: &Path) -> (i32, String, String) {
+        let out = Command::new(program)
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.exited.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A real S3 server (SeaweedFS) for a test: the one `scripts/test` started (found through
+/// `AWS_ENDPOINT_URL` and `OBS_TEST_S3_BUCKET`), or one started now by `scripts/s3-server`
+/// and killed by PID when this guard drops.
+#[derive(Debug)]
+pub struct S3Server {
+    vars: std::collections::HashMap<String, String>,
+    started: Option<tempfile::TempDir>,
+}
+
+impl S3Server {
+    pub fn start() -> S3Server {
+        let names = [
+            "AWS_ENDPOINT_URL",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_REGION",
+            "OBS_TEST_S3_BUCKET",
+        ];
+        let from_env: Option<std::collections::HashMap<_, _>> = names
+            .iter()
+            .map(|n| std::env::var(n).ok().map(|v| (n.to_string(), v)))
+            .collect();
+        if let Some(vars) = from_env {
+            return S3Server { vars, started: None };
+        }
+        let dir = tempfile::tempdir().expect("tempdir for the S3 server");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/s3-server");
+        let status = Command::new(&script)
+            .arg("start")
+            .arg(dir.path())
+            .status()
+            .expect("run scripts/s3-server");
+        assert!(status.success(), "scripts/s3-server start failed");
+        let env = std::fs::read_to_string(dir.path().join("env")).expect("s3-server env file");
+        let vars = env
+            .lines()
+            .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        S3Server {
+            vars,
+            started: Some(dir),
+        }
+    }
+
+    /// One of the AWS_* variables (or OBS_TEST_S3_BUCKET) for this server.
+    pub fn var(&self, name: &str) -> &str {
+        self.vars
+            .get(name)
+            .map(String::as_str)
+            .unwrap_or_else(|| panic!("{name} not set for the S3 server"))
+    }
+
+    pub fn endpoint(&self) -> &str {
+        self.var("AWS_ENDPOINT_URL")
+    }
+
+    pub fn bucket(&self) -> &str {
+        self.var("OBS_TEST_S3_BUCKET")
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.started {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/s3-server");
+            let _ = Command::new(script).arg("stop").arg(dir.path()).status();
+        }
+    }
+}
+
+/// GET `url`: (status, body), whatever the status.
+pub fn http_get(url: &str) -> Result<(u16, String), String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let mut resp = agent.get(url).call().map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let body = resp.body_mut().read_to_string().map_err(|e| e.to_string())?;
+    Ok((status, body))
+}
