@@ -21,6 +21,7 @@ mod config;
 mod error;
 mod metrics;
 mod server;
+mod wal;
 
 pub use auth::Role;
 pub use config::{StoreConfig, StoreSettings, TokenConfig, DEFAULT_GRPC_ADDR, DEFAULT_HTTP_ADDR};
