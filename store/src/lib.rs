@@ -19,7 +19,9 @@ mod api;
 mod auth;
 mod config;
 mod error;
+mod logs;
 mod metrics;
+mod model;
 mod server;
 mod wal;
 

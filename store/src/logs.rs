@@ -1,0 +1,710 @@
+//! Logs on disk: one tantivy index per UTC day, fed from the WAL in sequence order.
+//!
+//! # Layout (version 1)
+//!
+//! ```text
+//! <data_dir>/logs/v1/<YYYY-MM-DD>/      a tantivy index holding the lines whose time is that day
+//!     meta.json                         tantivy's; its commit payload is {"wal_seq": N}: every WAL
+//!                                       record with seq <= N is in this index
+//! ```
+//!
+//! Schema v1, one document per line:
+//!
+//! | field    | type  | options                 | holds                                         |
+//! |----------|-------|-------------------------|-----------------------------------------------|
+//! | `ts`     | i64   | indexed, fast, stored   | time in Unix nanoseconds                      |
+//! | `stream` | u64   | fast, stored            | FNV-1a 64 of the sorted `name=value\0` labels |
+//! | `label`  | text  | raw terms               | one term `name=value` per stream label        |
+//! | `labels` | text  | stored                  | the stream labels as a JSON object            |
+//! | `line`   | text  | `obs_words`, stored     | the line; words lowercased for filtering      |
+//! | `meta`   | text  | stored                  | structured metadata as JSON `[[name, value]]` |
+//! | `bytes`  | u64   | fast                    | length of the line in bytes                   |
+//!
+//! # Durability
+//!
+//! Lines are added to a partition's writer after their WAL record is durable, and partitions
+//! are committed every [`COMMIT_INTERVAL`](crate::ingest::COMMIT_INTERVAL) with the highest
+//! sequence number applied so far as payload. On replay a record is applied to a partition only
+//! if its sequence number is above that partition's payload, so replay neither loses nor
+//! duplicates lines. Retention deletes whole partitions.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use chrono::{DateTime, NaiveDate};
+use tantivy::collector::TopDocs;
+use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, RangeQuery, RegexQuery, TermQuery};
+use tantivy::schema::{
+    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, FAST, INDEXED, STORED, STRING,
+};
+use tantivy::tokenizer::{LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer};
+use tantivy::{
+    DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, Searcher, TantivyDocument, Term,
+};
+
+use crate::model::{Labels, LogBatch};
+
+pub(crate) const DAY_NS: i64 = 86_400 * 1_000_000_000;
+const WORDS: &str = "obs_words";
+const WRITER_BUDGET: usize = 96 << 20;
+const SCHEMA_VERSION: &str = "v1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("log index error in {path}: {source}")]
+    Tantivy {
+        path: PathBuf,
+        source: tantivy::TantivyError,
+    },
+    #[error("log index io error in {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fields {
+    pub(crate) ts: Field,
+    pub(crate) stream: Field,
+    pub(crate) label: Field,
+    pub(crate) labels: Field,
+    pub(crate) line: Field,
+    pub(crate) meta: Field,
+    pub(crate) bytes: Field,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let words = TextOptions::default()
+        .set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(WORDS)
+                .set_index_option(IndexRecordOption::Basic),
+        )
+        .set_stored();
+    let fields = Fields {
+        ts: b.add_i64_field("ts", INDEXED | FAST | STORED),
+        stream: b.add_u64_field("stream", FAST | STORED),
+        label: b.add_text_field("label", STRING),
+        labels: b.add_text_field("labels", STORED),
+        line: b.add_text_field("line", words),
+        meta: b.add_text_field("meta", STORED),
+        bytes: b.add_u64_field("bytes", FAST),
+    };
+    (b.build(), fields)
+}
+
+fn words_analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(256))
+        .filter(LowerCaser)
+        .build()
+}
+
+/// The stable id of a label set (FNV-1a 64 over `name=value\0`, in name order).
+pub(crate) fn stream_id(labels: &Labels) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (k, v) in labels {
+        for b in k.bytes().chain([b'=']).chain(v.bytes()).chain([0]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+struct Partition {
+    index: Index,
+    reader: IndexReader,
+    writer: Option<IndexWriter>,
+    committed_seq: u64,
+    dirty: bool,
+    last_write: Instant,
+}
+
+/// One line read back from the index.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct LogHit {
+    pub(crate) ts_ns: i64,
+    pub(crate) stream: u64,
+    pub(crate) labels: Labels,
+    pub(crate) line: String,
+    pub(crate) metadata: Vec<(String, String)>,
+}
+
+/// A lightweight reference to a matching line: what metric queries need without the line.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LineRef {
+    pub(crate) ts_ns: i64,
+    pub(crate) stream: u64,
+    pub(crate) bytes: u64,
+    pub(crate) doc: DocAddress,
+    /// Index into the searcher list the ref came from.
+    pub(crate) part: usize,
+}
+
+/// Day-partitioned log indexes.
+pub(crate) struct LogIndex {
+    dir: PathBuf,
+    schema: Schema,
+    pub(crate) fields: Fields,
+    parts: Mutex<BTreeMap<i64, Partition>>,
+}
+
+impl std::fmt::Debug for LogIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogIndex").field("dir", &self.dir).finish()
+    }
+}
+
+fn day_name(day: i64) -> String {
+    DateTime::from_timestamp(day * 86_400, 0)
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .unwrap_or_else(|| format!("day{day}"))
+}
+
+fn day_from_name(name: &str) -> Option<i64> {
+    let date = NaiveDate::parse_from_str(name, "%Y-%m-%d").ok()?;
+    Some(
+        date.and_hms_opt(0, 0, 0)?
+            .and_utc()
+            .timestamp()
+            .div_euclid(86_400),
+    )
+}
+
+impl LogIndex {
+    /// Opens every partition under `<data_dir>/logs/v1`.
+    pub(crate) fn open(data_dir: &Path) -> Result<LogIndex, IndexError> {
+        let dir = data_dir.join("logs").join(SCHEMA_VERSION);
+        std::fs::create_dir_all(&dir).map_err(|source| IndexError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let (schema, fields) = schema();
+        let idx = LogIndex {
+            dir: dir.clone(),
+            schema,
+            fields,
+            parts: Mutex::new(BTreeMap::new()),
+        };
+        let mut parts = BTreeMap::new();
+        for entry in std::fs::read_dir(&dir).map_err(|source| IndexError::Io {
+            path: dir.clone(),
+            source,
+        })? {
+            let entry = entry.map_err(|source| IndexError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+            if let Some(day) = day_from_name(&entry.file_name().to_string_lossy()) {
+                parts.insert(day, idx.open_partition(day)?);
+            }
+        }
+        *idx.parts.lock().expect("log partitions") = parts;
+        Ok(idx)
+    }
+
+    fn open_partition(&self, day: i64) -> Result<Partition, IndexError> {
+        let path = self.dir.join(day_name(day));
+        let terr = |source| IndexError::Tantivy {
+            path: path.clone(),
+            source,
+        };
+        let index = if path.join("meta.json").exists() {
+            Index::open_in_dir(&path).map_err(terr)?
+        } else {
+            std::fs::create_dir_all(&path).map_err(|source| IndexError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            Index::create_in_dir(&path, self.schema.clone()).map_err(terr)?
+        };
+        index.tokenizers().register(WORDS, words_analyzer());
+        let committed_seq = index
+            .load_metas()
+            .map_err(terr)?
+            .payload
+            .and_then(|p| serde_json::from_str::<serde_json::Value>(&p).ok())
+            .and_then(|v| v.get("wal_seq")?.as_u64())
+            .unwrap_or(0);
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(terr)?;
+        Ok(Partition {
+            index,
+            reader,
+            writer: None,
+            committed_seq,
+            dirty: false,
+            last_write: Instant::now(),
+        })
+    }
+
+    /// Adds the lines of WAL record `seq` to their partitions, skipping partitions that
+    /// already hold it. Returns how many lines were added.
+    pub(crate) fn apply(&self, seq: u64, batch: &LogBatch) -> Result<usize, IndexError> {
+        let mut parts = self.parts.lock().expect("log partitions");
+        let f = self.fields;
+        let mut added = 0;
+        for stream in &batch.streams {
+            let id = stream_id(&stream.labels);
+            let labels_json = serde_json::to_string(&stream.labels).expect("labels serialize");
+            for e in &stream.entries {
+                let day = e.ts_ns.div_euclid(DAY_NS);
+                if !parts.contains_key(&day) {
+                    parts.insert(day, self.open_partition(day)?);
+                }
+                let part = parts.get_mut(&day).expect("inserted above");
+                if seq <= part.committed_seq {
+                    continue;
+                }
+                if part.writer.is_none() {
+                    let path = self.dir.join(day_name(day));
+                    part.writer = Some(
+                        part.index
+                            .writer(WRITER_BUDGET)
+                            .map_err(|source| IndexError::Tantivy { path, source })?,
+                    );
+                }
+                let mut doc = TantivyDocument::new();
+                doc.add_i64(f.ts, e.ts_ns);
+                doc.add_u64(f.stream, id);
+                for (k, v) in &stream.labels {
+                    doc.add_text(f.label, format!("{k}={v}"));
+                }
+                doc.add_text(f.labels, &labels_json);
+                doc.add_text(f.line, &e.line);
+                if !e.metadata.is_empty() {
+                    doc.add_text(
+                        f.meta,
+                        serde_json::to_string(&e.metadata).expect("metadata serializes"),
+                    );
+                }
+                doc.add_u64(f.bytes, e.line.len() as u64);
+                let writer = part.writer.as_ref().expect("writer opened above");
+                let path = self.dir.join(day_name(day));
+                writer
+                    .add_document(doc)
+                    .map_err(|source| IndexError::Tantivy { path, source })?;
+                part.dirty = true;
+                part.last_write = Instant::now();
+                added += 1;
+            }
+        }
+        Ok(added)
+    }
+
+    /// Commits every partition with new lines, recording that all WAL records up to
+    /// `applied_through` are in it, and makes the lines visible to searches.
+    pub(crate) fn commit(&self, applied_through: u64) -> Result<(), IndexError> {
+        let mut parts = self.parts.lock().expect("log partitions");
+        for (&day, part) in parts.iter_mut() {
+            let path = self.dir.join(day_name(day));
+            let terr = |source| IndexError::Tantivy {
+                path: path.clone(),
+                source,
+            };
+            if part.dirty {
+                let writer = part.writer.as_mut().expect("dirty partitions have a writer");
+                let mut prepared = writer.prepare_commit().map_err(terr)?;
+                prepared.set_payload(&format!("{{\"wal_seq\":{applied_through}}}"));
+                prepared.commit().map_err(terr)?;
+                part.reader.reload().map_err(terr)?;
+                part.committed_seq = applied_through;
+                part.dirty = false;
+            } else if part.writer.is_some() && part.last_write.elapsed().as_secs() > 120 {
+                // Idle partitions give their writer's memory back.
+                if let Some(w) = part.writer.take() {
+                    w.wait_merging_threads().map_err(terr)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes partitions whose whole day ended before `cutoff_ns`. Returns how many.
+    pub(crate) fn drop_before(&self, cutoff_ns: i64) -> Result<usize, IndexError> {
+        let mut parts = self.parts.lock().expect("log partitions");
+        let old: Vec<i64> = parts
+            .keys()
+            .copied()
+            .filter(|d| (d + 1) * DAY_NS <= cutoff_ns)
+            .collect();
+        for day in &old {
+            parts.remove(day);
+            let path = self.dir.join(day_name(*day));
+            std::fs::remove_dir_all(&path).map_err(|source| IndexError::Io { path, source })?;
+        }
+        Ok(old.len())
+    }
+
+    /// (partitions, bytes on disk), for `/metrics`.
+    pub(crate) fn disk_usage(&self) -> (usize, u64) {
+        let count = self.parts.lock().expect("log partitions").len();
+        (count, dir_size(&self.dir))
+    }
+
+    /// Searchers for the partitions that may hold lines in `[start_ns, end_ns)`, oldest first.
+    pub(crate) fn searchers(&self, start_ns: i64, end_ns: i64) -> Vec<Searcher> {
+        let parts = self.parts.lock().expect("log partitions");
+        let first = start_ns.div_euclid(DAY_NS);
+        let last = (end_ns - 1).div_euclid(DAY_NS);
+        parts
+            .range(first..=last)
+            .map(|(_, p)| p.reader.searcher())
+            .collect()
+    }
+
+    /// A query for `[start_ns, end_ns)` and the given extra clauses (selector, line hints).
+    pub(crate) fn query(
+        &self,
+        start_ns: i64,
+        end_ns: i64,
+        clauses: Vec<(Occur, Box<dyn Query>)>,
+    ) -> BooleanQuery {
+        let range = RangeQuery::new(
+            Bound::Included(Term::from_field_i64(self.fields.ts, start_ns)),
+            Bound::Excluded(Term::from_field_i64(self.fields.ts, end_ns)),
+        );
+        let mut all: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, Box::new(range))];
+        if clauses.iter().all(|(o, _)| *o == Occur::MustNot) {
+            all.push((Occur::Must, Box::new(AllQuery)));
+        }
+        all.extend(clauses);
+        BooleanQuery::new(all)
+    }
+
+    /// Term query for the stream label `name=value`.
+    pub(crate) fn label_term(&self, name: &str, value: &str) -> Box<dyn Query> {
+        Box::new(TermQuery::new(
+            Term::from_field_text(self.fields.label, &format!("{name}={value}")),
+            IndexRecordOption::Basic,
+        ))
+    }
+
+    /// Regex query over the values of stream label `name` (whole value, like Prometheus).
+    pub(crate) fn label_regex(&self, name: &str, value_regex: &str) -> Result<Box<dyn Query>, String> {
+        let pattern = format!("{}={value_regex}", regex_syntax_escape(name));
+        RegexQuery::from_pattern(&pattern, self.fields.label)
+            .map(|q| Box::new(q) as Box<dyn Query>)
+            .map_err(|e| format!("invalid regex {value_regex:?}: {e}"))
+    }
+
+    /// A query narrowing candidates for the substring filter `|= needle`, from the words the
+    /// needle must contain; `None` when it gives no hint. Lines still need the substring check.
+    pub(crate) fn needle_hint(&self, needle: &str) -> Option<Box<dyn Query>> {
+        let mut tokens = Vec::new();
+        let mut analyzer = words_analyzer();
+        let mut stream = analyzer.token_stream(needle);
+        while let Some(t) = stream.next() {
+            tokens.push((t.offset_from, t.offset_to, t.text.clone()));
+        }
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for (from, to, text) in tokens {
+            // A word cut by the needle's edge may be part of a longer word in the line.
+            let open_left = from == 0;
+            let open_right = to == needle.len();
+            let escaped = regex_syntax_escape(&text);
+            let q: Box<dyn Query> = match (open_left, open_right) {
+                (false, false) => Box::new(TermQuery::new(
+                    Term::from_field_text(self.fields.line, &text),
+                    IndexRecordOption::Basic,
+                )),
+                (true, false) => {
+                    Box::new(RegexQuery::from_pattern(&format!(".*{escaped}"), self.fields.line).ok()?)
+                }
+                (false, true) => {
+                    Box::new(RegexQuery::from_pattern(&format!("{escaped}.*"), self.fields.line).ok()?)
+                }
+                (true, true) => {
+                    Box::new(RegexQuery::from_pattern(&format!(".*{escaped}.*"), self.fields.line).ok()?)
+                }
+            };
+            clauses.push((Occur::Must, q));
+        }
+        (!clauses.is_empty()).then(|| Box::new(BooleanQuery::new(clauses)) as Box<dyn Query>)
+    }
+
+    /// Up to `limit` matching lines ordered by time (newest first when `backward`), strictly
+    /// before/after `cursor` nanoseconds.
+    pub(crate) fn page(
+        &self,
+        searcher: &Searcher,
+        query: &dyn Query,
+        backward: bool,
+        limit: usize,
+    ) -> Result<Vec<(i64, DocAddress)>, tantivy::TantivyError> {
+        let order = if backward { Order::Desc } else { Order::Asc };
+        searcher.search(
+            query,
+            &TopDocs::with_limit(limit).order_by_fast_field::<i64>("ts", order),
+        )
+    }
+
+    /// Reads one stored line.
+    pub(crate) fn hit(&self, searcher: &Searcher, addr: DocAddress) -> Result<LogHit, tantivy::TantivyError> {
+        let doc: TantivyDocument = searcher.doc(addr)?;
+        let f = self.fields;
+        let text = |field| {
+            doc.get_first(field)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        Ok(LogHit {
+            ts_ns: doc.get_first(f.ts).and_then(|v| v.as_i64()).unwrap_or_default(),
+            stream: doc
+                .get_first(f.stream)
+                .and_then(|v| v.as_u64())
+                .unwrap_or_default(),
+            labels: serde_json::from_str(&text(f.labels)).unwrap_or_default(),
+            line: text(f.line),
+            metadata: doc
+                .get_first(f.meta)
+                .and_then(|v| v.as_str())
+                .and_then(|s| serde_json::from_str(s).ok())
+                .unwrap_or_default(),
+        })
+    }
+
+    /// Every line matching `query` in the searchers as refs (time, stream, size), at most `max`.
+    pub(crate) fn refs(
+        &self,
+        searchers: &[Searcher],
+        query: &dyn Query,
+        max: usize,
+    ) -> Result<Result<Vec<LineRef>, usize>, tantivy::TantivyError> {
+        let mut out = Vec::new();
+        for (part, searcher) in searchers.iter().enumerate() {
+            let found = searcher.search(query, &RefCollector)?;
+            for (ts_ns, stream, bytes, doc) in found {
+                out.push(LineRef {
+                    ts_ns,
+                    stream,
+                    bytes,
+                    doc,
+                    part,
+                });
+            }
+            if out.len() > max {
+                return Ok(Err(out.len()));
+            }
+        }
+        Ok(Ok(out))
+    }
+
+    /// Label names (and, with `name`, that label's values) present in `[start_ns, end_ns)`'s
+    /// partitions.
+    pub(crate) fn label_terms(
+        &self,
+        start_ns: i64,
+        end_ns: i64,
+        name: Option<&str>,
+    ) -> Vec<(String, String)> {
+        let mut out = std::collections::BTreeSet::new();
+        for searcher in self.searchers(start_ns, end_ns) {
+            for seg in searcher.segment_readers() {
+                let Ok(inv) = seg.inverted_index(self.fields.label) else {
+                    continue;
+                };
+                let terms = inv.terms();
+                let mut stream = match name {
+                    Some(n) => {
+                        let lo = format!("{n}=");
+                        let hi = format!("{n}>");
+                        match terms.range().ge(lo.as_bytes()).lt(hi.as_bytes()).into_stream() {
+                            Ok(s) => s,
+                            Err(_) => continue,
+                        }
+                    }
+                    None => match terms.stream() {
+                        Ok(s) => s,
+                        Err(_) => continue,
+                    },
+                };
+                while stream.advance() {
+                    if let Some((k, v)) = std::str::from_utf8(stream.key())
+                        .ok()
+                        .and_then(|t| t.split_once('='))
+                    {
+                        out.insert((k.to_string(), v.to_string()));
+                    }
+                }
+            }
+        }
+        out.into_iter().collect()
+    }
+}
+
+fn dir_size(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            _ => e.metadata().map(|m| m.len()).unwrap_or(0),
+        })
+        .sum()
+}
+
+/// Escapes regex metacharacters (tantivy's regex syntax is the `regex` crate's).
+pub(crate) fn regex_syntax_escape(s: &str) -> String {
+    regex::escape(s)
+}
+
+/// Collects (ts, stream, bytes, address) of every matching document from fast fields.
+struct RefCollector;
+
+struct RefSegmentCollector {
+    segment: u32,
+    ts: tantivy::columnar::Column<i64>,
+    stream: tantivy::columnar::Column<u64>,
+    bytes: tantivy::columnar::Column<u64>,
+    out: Vec<(i64, u64, u64, DocAddress)>,
+}
+
+impl tantivy::collector::Collector for RefCollector {
+    type Fruit = Vec<(i64, u64, u64, DocAddress)>;
+    type Child = RefSegmentCollector;
+
+    fn for_segment(
+        &self,
+        segment: u32,
+        reader: &tantivy::SegmentReader,
+    ) -> tantivy::Result<RefSegmentCollector> {
+        let ff = reader.fast_fields();
+        Ok(RefSegmentCollector {
+            segment,
+            ts: ff.i64("ts")?,
+            stream: ff.u64("stream")?,
+            bytes: ff.u64("bytes")?,
+            out: Vec::new(),
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<Self::Fruit>) -> tantivy::Result<Self::Fruit> {
+        Ok(fruits.into_iter().flatten().collect())
+    }
+}
+
+impl tantivy::collector::SegmentCollector for RefSegmentCollector {
+    type Fruit = Vec<(i64, u64, u64, DocAddress)>;
+
+    fn collect(&mut self, doc: tantivy::DocId, _score: tantivy::Score) {
+        self.out.push((
+            self.ts.first(doc).unwrap_or_default(),
+            self.stream.first(doc).unwrap_or_default(),
+            self.bytes.first(doc).unwrap_or_default(),
+            DocAddress::new(self.segment, doc),
+        ));
+    }
+
+    fn harvest(self) -> Self::Fruit {
+        self.out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{LogEntry, LogStream};
+
+    fn batch(labels: &[(&str, &str)], lines: &[(i64, &str)]) -> LogBatch {
+        LogBatch {
+            streams: vec![LogStream {
+                labels: labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                entries: lines
+                    .iter()
+                    .map(|(ts, l)| LogEntry {
+                        ts_ns: *ts,
+                        line: l.to_string(),
+                        metadata: vec![],
+                    })
+                    .collect(),
+            }],
+        }
+    }
+
+    fn count(idx: &LogIndex, q: &dyn Query) -> usize {
+        idx.refs(&idx.searchers(0, 10 * DAY_NS), q, 1 << 20)
+            .unwrap()
+            .unwrap()
+            .len()
+    }
+
+    #[test]
+    fn lines_land_in_day_partitions_and_replay_is_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = LogIndex::open(dir.path()).unwrap();
+        let b = batch(&[("job", "a")], &[(5, "day zero"), (DAY_NS + 5, "day one")]);
+        assert_eq!(idx.apply(1, &b).unwrap(), 2);
+        idx.commit(1).unwrap();
+        assert_eq!(idx.disk_usage().0, 2);
+        drop(idx);
+        let idx = LogIndex::open(dir.path()).unwrap();
+        // Replaying record 1 adds nothing; record 2 is new.
+        assert_eq!(idx.apply(1, &b).unwrap(), 0);
+        assert_eq!(idx.apply(2, &batch(&[("job", "b")], &[(7, "more")])).unwrap(), 1);
+        idx.commit(2).unwrap();
+        let all = idx.query(0, 10 * DAY_NS, vec![]);
+        assert_eq!(count(&idx, &all), 3);
+        let a = idx.query(0, 10 * DAY_NS, vec![(Occur::Must, idx.label_term("job", "a"))]);
+        assert_eq!(count(&idx, &a), 2);
+        assert_eq!(idx.drop_before(DAY_NS).unwrap(), 1);
+        assert_eq!(count(&idx, &a), 1);
+    }
+
+    #[test]
+    fn needle_hints_find_words_and_word_fragments() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = LogIndex::open(dir.path()).unwrap();
+        let lines = [
+            (1, "GET /api/users 200"),
+            (2, "connection refused by upstream"),
+            (3, "ok"),
+        ];
+        idx.apply(1, &batch(&[("job", "a")], &lines)).unwrap();
+        idx.commit(1).unwrap();
+        let hits = |needle: &str| {
+            let hint = idx.needle_hint(needle).unwrap();
+            count(&idx, &idx.query(0, DAY_NS, vec![(Occur::Must, hint)]))
+        };
+        assert_eq!(hits("refused by"), 1);
+        assert_eq!(hits("nnection ref"), 1);
+        assert_eq!(hits("api/us"), 1);
+        assert_eq!(
+            hits("Refused"),
+            1,
+            "hints are case-insensitive; the substring check is not"
+        );
+        assert_eq!(hits("nothere"), 0);
+    }
+
+    #[test]
+    fn label_terms_list_names_and_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = LogIndex::open(dir.path()).unwrap();
+        idx.apply(1, &batch(&[("job", "a"), ("level", "info")], &[(1, "x")]))
+            .unwrap();
+        idx.apply(2, &batch(&[("job", "b")], &[(2, "y")])).unwrap();
+        idx.commit(2).unwrap();
+        let values = idx.label_terms(0, DAY_NS, Some("job"));
+        assert_eq!(values, [("job".into(), "a".into()), ("job".into(), "b".into())]);
+        assert_eq!(idx.label_terms(0, DAY_NS, None).len(), 3);
+        let re = idx.label_regex("job", "a|c").unwrap();
+        assert_eq!(count(&idx, &idx.query(0, DAY_NS, vec![(Occur::Must, re)])), 1);
+    }
+}

@@ -1,0 +1,162 @@
+//! The store's own record types: what ingest decodes into, what the WAL holds (postcard), and
+//! what the indexes take. Every ingest protocol maps into these.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Stream labels, sorted by name.
+pub type Labels = BTreeMap<String, String>;
+
+/// Log lines that share one label set (one Loki stream).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogStream {
+    pub labels: Labels,
+    pub entries: Vec<LogEntry>,
+}
+
+/// One log line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// Unix time in nanoseconds.
+    pub ts_ns: i64,
+    pub line: String,
+    /// Structured metadata (OTLP attributes, Loki structured metadata), in input order.
+    pub metadata: Vec<(String, String)>,
+}
+
+/// A batch of log streams: one WAL record.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LogBatch {
+    pub streams: Vec<LogStream>,
+}
+
+impl LogBatch {
+    pub fn entry_count(&self) -> usize {
+        self.streams.iter().map(|s| s.entries.len()).sum()
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).expect("log batches always serialize")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<LogBatch, postcard::Error> {
+        postcard::from_bytes(bytes)
+    }
+}
+
+/// Turns any string into a valid Prometheus/Loki label name: `[a-zA-Z_][a-zA-Z0-9_]*`, the way
+/// Loki 3 maps OTLP attribute names (`service.name` → `service_name`).
+pub fn sanitize_label_name(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, '_');
+    }
+    out
+}
+
+/// Guesses a level from a line that carries none, as Loki's `detected_level` does: a JSON or
+/// logfmt `level`/`severity` field first, then well-known words.
+pub fn detect_level(line: &str) -> &'static str {
+    let lower: String = line.chars().take(256).collect::<String>().to_ascii_lowercase();
+    for key in ["level", "lvl", "severity"] {
+        for sep in ["=", "\":\"", "\": \""] {
+            if let Some(pos) = lower.find(&format!("{key}{sep}")) {
+                let rest = lower[pos + key.len() + sep.len()..].trim_start_matches('"');
+                if let Some(level) = level_word(rest) {
+                    return level;
+                }
+            }
+        }
+    }
+    for (words, level) in [
+        (&["panic", "fatal", "critical", "crit"][..], "critical"),
+        (&["error", "err", "exception"], "error"),
+        (&["warn", "warning"], "warn"),
+        (&["debug"], "debug"),
+        (&["trace"], "trace"),
+        (&["info"], "info"),
+    ] {
+        if lower
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .any(|tok| words.contains(&tok))
+        {
+            return level;
+        }
+    }
+    "unknown"
+}
+
+fn level_word(rest: &str) -> Option<&'static str> {
+    let word: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+    Some(match word.as_str() {
+        "trace" => "trace",
+        "debug" | "dbug" => "debug",
+        "info" | "information" | "notice" => "info",
+        "warn" | "warning" => "warn",
+        "error" | "err" | "eror" => "error",
+        "critical" | "crit" | "fatal" | "panic" | "emerg" | "alert" => "critical",
+        _ => return None,
+    })
+}
+
+/// Level from an OTLP severity number (1–24), as Loki maps it.
+pub fn level_from_severity(number: i32, text: &str) -> &'static str {
+    match number {
+        1..=4 => "trace",
+        5..=8 => "debug",
+        9..=12 => "info",
+        13..=16 => "warn",
+        17..=20 => "error",
+        21..=24 => "critical",
+        _ => level_word(&text.to_ascii_lowercase()).unwrap_or("unknown"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_names_are_sanitized_like_loki() {
+        assert_eq!(sanitize_label_name("service.name"), "service_name");
+        assert_eq!(sanitize_label_name("k8s.pod.name"), "k8s_pod_name");
+        assert_eq!(sanitize_label_name("9lives"), "_9lives");
+        assert_eq!(sanitize_label_name(""), "_");
+    }
+
+    #[test]
+    fn levels_are_detected_from_fields_then_words() {
+        assert_eq!(detect_level("ts=1 level=warn msg=\"disk error\""), "warn");
+        assert_eq!(detect_level(r#"{"severity": "ERROR", "msg": "x"}"#), "error");
+        assert_eq!(detect_level("connection refused: ERROR 42"), "error");
+        assert_eq!(detect_level("all good"), "unknown");
+        assert_eq!(level_from_severity(9, ""), "info");
+        assert_eq!(level_from_severity(0, "Warning"), "warn");
+    }
+
+    #[test]
+    fn batches_round_trip_through_postcard() {
+        let batch = LogBatch {
+            streams: vec![LogStream {
+                labels: [("job".to_string(), "x".to_string())].into(),
+                entries: vec![LogEntry {
+                    ts_ns: 1,
+                    line: "hi".into(),
+                    metadata: vec![("trace_id".into(), "ab".into())],
+                }],
+            }],
+        };
+        assert_eq!(LogBatch::decode(&batch.encode()).unwrap(), batch);
+        assert!(LogBatch::decode(b"\xff\xff\xff").is_err());
+    }
+}
