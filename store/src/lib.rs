@@ -19,6 +19,7 @@ mod api;
 mod auth;
 mod config;
 mod error;
+mod logql;
 mod logs;
 mod metrics;
 mod model;

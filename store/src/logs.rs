@@ -388,7 +388,7 @@ impl LogIndex {
 
     /// Regex query over the values of stream label `name` (whole value, like Prometheus).
     pub(crate) fn label_regex(&self, name: &str, value_regex: &str) -> Result<Box<dyn Query>, String> {
-        let pattern = format!("{}={value_regex}", regex_syntax_escape(name));
+        let pattern = format!("{}=(?:{value_regex})", regex_syntax_escape(name));
         RegexQuery::from_pattern(&pattern, self.fields.label)
             .map(|q| Box::new(q) as Box<dyn Query>)
             .map_err(|e| format!("invalid regex {value_regex:?}: {e}"))

@@ -1,0 +1,654 @@
+//! LogQL metric queries, evaluated at a list of step times: range aggregations over lines
+//! (`count_over_time`, `rate`, `bytes_*`, unwrapped `*_over_time`), vector aggregations
+//! (`sum/avg/min/max/count/stddev/stdvar by|without`, `topk`, `bottomk`, `sort`), binary
+//! operators with scalars and between vectors, `vector()` and `label_replace`.
+//!
+//! A series is its labels plus one optional value per step; a window at step `t` holds the
+//! lines with `t - offset - range < ts <= t - offset`, as in Prometheus.
+
+use std::collections::{BTreeMap, HashMap};
+
+use logql::{
+    AggregationFunction, BinOp, Grouping, MetricQuery, PipelineStage, RangeAggregation, RangeFunction,
+};
+
+use super::pipeline::{anchored, Pipeline};
+use super::{plan, scan_limit, Limits, QueryError};
+use crate::logs::LogIndex;
+use crate::model::Labels;
+
+/// A series: labels and one value (or none) per step.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Series {
+    pub(crate) labels: Labels,
+    pub(crate) points: Vec<Option<f64>>,
+}
+
+/// The value of a metric expression.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Val {
+    Scalar(f64),
+    Vector(Vec<Series>),
+}
+
+/// Evaluates `q` at each of `times` (Unix ns).
+pub(crate) fn eval(
+    idx: &LogIndex,
+    q: &MetricQuery,
+    times: &[i64],
+    limits: &Limits,
+) -> Result<Val, QueryError> {
+    Ok(match q {
+        MetricQuery::Range(r) => Val::Vector(range_agg(idx, r, times, limits)?),
+        MetricQuery::Vector(v) => {
+            let inner = match eval(idx, &v.inner, times, limits)? {
+                Val::Vector(s) => s,
+                Val::Scalar(_) => {
+                    return Err(QueryError::BadRequest("vector aggregation over a scalar".into()))
+                }
+            };
+            Val::Vector(vector_agg(
+                v.function,
+                v.param,
+                v.grouping.as_ref(),
+                inner,
+                times.len(),
+            )?)
+        }
+        MetricQuery::Binary(b) => {
+            let l = eval(idx, &b.left, times, limits)?;
+            let r = eval(idx, &b.right, times, limits)?;
+            binary(b, l, r)?
+        }
+        MetricQuery::Literal(v) => Val::Scalar(*v),
+        MetricQuery::VectorLiteral(v) => Val::Vector(vec![Series {
+            labels: Labels::new(),
+            points: vec![Some(*v); times.len()],
+        }]),
+        MetricQuery::LabelReplace(lr) => {
+            let Val::Vector(mut series) = eval(idx, &lr.inner, times, limits)? else {
+                return Err(QueryError::BadRequest("label_replace over a scalar".into()));
+            };
+            let re = anchored(&lr.regex)?;
+            for s in &mut series {
+                let src = s.labels.get(&lr.src_label).cloned().unwrap_or_default();
+                if let Some(caps) = re.captures(&src) {
+                    let mut dst = String::new();
+                    caps.expand(&lr.replacement, &mut dst);
+                    if dst.is_empty() {
+                        s.labels.remove(&lr.dst_label);
+                    } else {
+                        s.labels.insert(lr.dst_label.clone(), dst);
+                    }
+                }
+            }
+            Val::Vector(series)
+        }
+        other => return Err(QueryError::Unsupported(format!("{other:?}"))),
+    })
+}
+
+fn group_key(labels: &Labels, grouping: Option<&Grouping>) -> Labels {
+    match grouping {
+        None => Labels::new(),
+        Some(g) if g.without => labels
+            .iter()
+            .filter(|(k, _)| !g.labels.contains(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        Some(g) => labels
+            .iter()
+            .filter(|(k, _)| g.labels.contains(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    }
+}
+
+fn range_agg(
+    idx: &LogIndex,
+    r: &RangeAggregation,
+    times: &[i64],
+    limits: &Limits,
+) -> Result<Vec<Series>, QueryError> {
+    use RangeFunction as F;
+    let range = i64::try_from(r.range.as_nanos()).unwrap_or(i64::MAX);
+    let offset = r.offset.map_or(0, |o| i64::try_from(o.as_nanos()).unwrap_or(0));
+    if range <= 0 {
+        return Err(QueryError::BadRequest("range must be positive".into()));
+    }
+    let mut stages = r.log_query.pipeline.clone();
+    if let Some(u) = &r.unwrap {
+        stages.push(PipelineStage::Unwrap(u.clone()));
+    }
+    let unwrapped = stages.iter().any(|s| matches!(s, PipelineStage::Unwrap(_)));
+    let needs_unwrap = !matches!(
+        r.function,
+        F::Rate | F::CountOverTime | F::BytesRate | F::BytesOverTime | F::AbsentOverTime
+    );
+    if needs_unwrap && !unwrapped {
+        return Err(QueryError::BadRequest(format!(
+            "{:?} needs a value: add `| unwrap <label>` to the log query",
+            r.function
+        )));
+    }
+    let pipeline = Pipeline::compile(&stages)?;
+    let clauses = plan(idx, &r.log_query.selector, &pipeline)?;
+    let (first, last) = (times[0], times[times.len() - 1]);
+    let lo = first - offset - range + 1;
+    let hi = last - offset + 1;
+    let searchers = idx.searchers(lo, hi);
+    let query = idx.query(lo, hi, clauses);
+    let refs = idx
+        .refs(&searchers, &query, limits.max_lines_scanned)?
+        .map_err(|_| scan_limit(limits))?;
+
+    // Samples per output series: (ts, value).
+    let mut samples: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
+    let mut stream_labels: HashMap<(usize, u64), Option<Labels>> = HashMap::new();
+    for rf in refs {
+        let (labels, value) = if pipeline.is_empty() {
+            let labels = match stream_labels.get(&(rf.part, rf.stream)) {
+                Some(l) => l.clone(),
+                None => {
+                    let hit = idx.hit(&searchers[rf.part], rf.doc)?;
+                    stream_labels.insert((rf.part, rf.stream), Some(hit.labels.clone()));
+                    Some(hit.labels)
+                }
+            };
+            (labels, None)
+        } else {
+            let hit = idx.hit(&searchers[rf.part], rf.doc)?;
+            match pipeline.run(&hit.labels, &hit.metadata, &hit.line) {
+                Some(p) => (Some(p.labels), p.value),
+                None => (None, None),
+            }
+        };
+        let Some(labels) = labels else { continue };
+        let v = match r.function {
+            F::BytesRate | F::BytesOverTime => rf.bytes as f64,
+            _ => value.unwrap_or(1.0),
+        };
+        let key = if unwrapped && r.grouping.is_some() {
+            group_key(&labels, r.grouping.as_ref())
+        } else {
+            labels
+        };
+        samples.entry(key).or_default().push((rf.ts_ns, v));
+        if samples.len() > limits.max_series {
+            return Err(series_limit(limits));
+        }
+    }
+
+    let range_secs = range as f64 / 1e9;
+    let mut out = Vec::with_capacity(samples.len());
+    for (labels, mut pts) in samples {
+        pts.sort_unstable_by_key(|p| p.0);
+        let points = times
+            .iter()
+            .map(|&t| {
+                let a = pts.partition_point(|p| p.0 <= t - offset - range);
+                let b = pts.partition_point(|p| p.0 <= t - offset);
+                let w: Vec<f64> = pts[a..b].iter().map(|p| p.1).collect();
+                if w.is_empty() {
+                    return None;
+                }
+                let n = w.len() as f64;
+                let sum: f64 = w.iter().sum();
+                Some(match r.function {
+                    F::CountOverTime => n,
+                    F::Rate if !unwrapped => n / range_secs,
+                    F::Rate | F::BytesRate => sum / range_secs,
+                    F::BytesOverTime | F::SumOverTime => sum,
+                    F::AvgOverTime => sum / n,
+                    F::MinOverTime => w.iter().copied().fold(f64::INFINITY, f64::min),
+                    F::MaxOverTime => w.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                    F::StdvarOverTime => variance(&w),
+                    F::StddevOverTime => variance(&w).sqrt(),
+                    F::FirstOverTime => w[0],
+                    F::LastOverTime => w[w.len() - 1],
+                    F::QuantileOverTime => quantile(r.param.unwrap_or(0.5), w),
+                    _ => return None,
+                })
+            })
+            .collect();
+        out.push(Series { labels, points });
+    }
+    if r.function == F::AbsentOverTime {
+        let any: Vec<bool> = (0..times.len())
+            .map(|i| out.iter().any(|s| s.points[i].is_some()))
+            .collect();
+        let labels = r
+            .log_query
+            .selector
+            .matchers
+            .iter()
+            .filter(|m| m.op == logql::MatchOp::Eq)
+            .map(|m| (m.name.clone(), m.value.clone()))
+            .collect();
+        return Ok(vec![Series {
+            labels,
+            points: any.iter().map(|&a| (!a).then_some(1.0)).collect(),
+        }]);
+    }
+    if matches!(r.function, F::RateCounter) {
+        return Err(QueryError::Unsupported("rate_counter".into()));
+    }
+    out.sort_by(|a, b| a.labels.cmp(&b.labels));
+    Ok(out)
+}
+
+fn series_limit(limits: &Limits) -> QueryError {
+    QueryError::Limit(format!(
+        "maximum of series ({}) reached for a single query; aggregate with sum by (...) or narrow the selector",
+        limits.max_series
+    ))
+}
+
+fn variance(w: &[f64]) -> f64 {
+    let n = w.len() as f64;
+    let mean = w.iter().sum::<f64>() / n;
+    w.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n
+}
+
+fn quantile(q: f64, mut w: Vec<f64>) -> f64 {
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    w.sort_by(f64::total_cmp);
+    let rank = q * (w.len() - 1) as f64;
+    let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
+    w[lo] + (w[hi] - w[lo]) * (rank - lo as f64)
+}
+
+fn vector_agg(
+    f: AggregationFunction,
+    param: Option<f64>,
+    grouping: Option<&Grouping>,
+    inner: Vec<Series>,
+    steps: usize,
+) -> Result<Vec<Series>, QueryError> {
+    use AggregationFunction as A;
+    match f {
+        A::Topk | A::Bottomk => {
+            let k = param.ok_or_else(|| QueryError::BadRequest("topk/bottomk need a k".into()))?;
+            if k < 1.0 {
+                return Ok(Vec::new());
+            }
+            let k = k as usize;
+            let mut keep = vec![vec![false; steps]; inner.len()];
+            let mut groups: BTreeMap<Labels, Vec<usize>> = BTreeMap::new();
+            for (i, s) in inner.iter().enumerate() {
+                groups.entry(group_key(&s.labels, grouping)).or_default().push(i);
+            }
+            for members in groups.values() {
+                for (t, keep_t) in (0..steps).map(|t| (t, ())) {
+                    let _ = keep_t;
+                    let mut vals: Vec<(f64, usize)> = members
+                        .iter()
+                        .filter_map(|&i| inner[i].points[t].map(|v| (v, i)))
+                        .collect();
+                    vals.sort_by(|a, b| {
+                        if f == A::Topk {
+                            b.0.total_cmp(&a.0)
+                        } else {
+                            a.0.total_cmp(&b.0)
+                        }
+                    });
+                    for (_, i) in vals.into_iter().take(k) {
+                        keep[i][t] = true;
+                    }
+                }
+            }
+            Ok(inner
+                .into_iter()
+                .zip(keep)
+                .filter(|(_, k)| k.iter().any(|&x| x))
+                .map(|(mut s, k)| {
+                    for (p, keep) in s.points.iter_mut().zip(k) {
+                        if !keep {
+                            *p = None;
+                        }
+                    }
+                    s
+                })
+                .collect())
+        }
+        A::Sort | A::SortDesc => {
+            let mut inner = inner;
+            let last = |s: &Series| s.points.iter().rev().find_map(|p| *p).unwrap_or(f64::NAN);
+            inner.sort_by(|a, b| {
+                let o = last(a).total_cmp(&last(b));
+                if f == A::Sort {
+                    o
+                } else {
+                    o.reverse()
+                }
+            });
+            Ok(inner)
+        }
+        _ => {
+            let mut groups: BTreeMap<Labels, Vec<Series>> = BTreeMap::new();
+            for s in inner {
+                groups.entry(group_key(&s.labels, grouping)).or_default().push(s);
+            }
+            Ok(groups
+                .into_iter()
+                .map(|(labels, members)| {
+                    let points = (0..steps)
+                        .map(|t| {
+                            let w: Vec<f64> = members.iter().filter_map(|s| s.points[t]).collect();
+                            if w.is_empty() {
+                                return None;
+                            }
+                            let n = w.len() as f64;
+                            Some(match f {
+                                A::Sum => w.iter().sum(),
+                                A::Avg => w.iter().sum::<f64>() / n,
+                                A::Min => w.iter().copied().fold(f64::INFINITY, f64::min),
+                                A::Max => w.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                                A::Count => n,
+                                A::Stddev => variance(&w).sqrt(),
+                                A::Stdvar => variance(&w),
+                                _ => return None,
+                            })
+                        })
+                        .collect();
+                    Series { labels, points }
+                })
+                .collect())
+        }
+    }
+}
+
+fn apply(op: BinOp, a: f64, b: f64) -> Option<f64> {
+    use BinOp as B;
+    Some(match op {
+        B::Add => a + b,
+        B::Sub => a - b,
+        B::Mul => a * b,
+        B::Div => a / b,
+        B::Mod => a % b,
+        B::Pow => a.powf(b),
+        B::Eq => f64::from(a == b),
+        B::Neq => f64::from(a != b),
+        B::Gt => f64::from(a > b),
+        B::Gte => f64::from(a >= b),
+        B::Lt => f64::from(a < b),
+        B::Lte => f64::from(a <= b),
+        _ => return None,
+    })
+}
+
+fn is_comparison(op: BinOp) -> bool {
+    matches!(
+        op,
+        BinOp::Eq | BinOp::Neq | BinOp::Gt | BinOp::Gte | BinOp::Lt | BinOp::Lte
+    )
+}
+
+/// One point of `left op right`; comparisons without `bool` filter (keeping `keep`).
+fn point(op: BinOp, bool_mod: bool, a: f64, b: f64, keep: f64) -> Option<f64> {
+    let v = apply(op, a, b)?;
+    if is_comparison(op) && !bool_mod {
+        (v == 1.0).then_some(keep)
+    } else {
+        Some(v)
+    }
+}
+
+fn binary(b: &logql::BinaryExpr, l: Val, r: Val) -> Result<Val, QueryError> {
+    let op = b.op;
+    let logical = matches!(op, BinOp::And | BinOp::Or | BinOp::Unless);
+    Ok(match (l, r) {
+        (Val::Scalar(x), Val::Scalar(y)) => {
+            if logical {
+                return Err(QueryError::BadRequest(
+                    "set operators need vectors on both sides".into(),
+                ));
+            }
+            Val::Scalar(apply(op, x, y).unwrap_or(f64::NAN))
+        }
+        (Val::Vector(v), Val::Scalar(y)) | (Val::Scalar(y), Val::Vector(v)) if logical => {
+            let _ = (v, y);
+            return Err(QueryError::BadRequest(
+                "set operators need vectors on both sides".into(),
+            ));
+        }
+        (Val::Vector(v), Val::Scalar(y)) => {
+            Val::Vector(map_points(v, |x| point(op, b.bool_modifier, x, y, x)))
+        }
+        (Val::Scalar(x), Val::Vector(v)) => {
+            Val::Vector(map_points(v, |y| point(op, b.bool_modifier, x, y, y)))
+        }
+        (Val::Vector(lv), Val::Vector(rv)) => Val::Vector(vector_vector(b, lv, rv)?),
+    })
+}
+
+fn map_points(v: Vec<Series>, f: impl Fn(f64) -> Option<f64>) -> Vec<Series> {
+    v.into_iter()
+        .map(|mut s| {
+            for p in &mut s.points {
+                *p = p.and_then(&f);
+            }
+            s
+        })
+        .filter(|s| s.points.iter().any(Option::is_some))
+        .collect()
+}
+
+fn vector_vector(b: &logql::BinaryExpr, lv: Vec<Series>, rv: Vec<Series>) -> Result<Vec<Series>, QueryError> {
+    let sig = |l: &Labels| -> Labels {
+        match &b.matching {
+            Some(m) if m.on => l
+                .iter()
+                .filter(|(k, _)| m.labels.contains(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            Some(m) => l
+                .iter()
+                .filter(|(k, _)| !m.labels.contains(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            None => l.clone(),
+        }
+    };
+    let mut right: HashMap<Labels, &Series> = HashMap::new();
+    for s in &rv {
+        if right.insert(sig(&s.labels), s).is_some()
+            && !matches!(b.op, BinOp::And | BinOp::Or | BinOp::Unless)
+        {
+            return Err(QueryError::BadRequest(
+                "found duplicate series for the match group on the right hand-side of the operation; \
+                 many-to-many matching not allowed"
+                    .into(),
+            ));
+        }
+    }
+    let steps = lv.first().or(rv.first()).map_or(0, |s| s.points.len());
+    let mut out = Vec::new();
+    match b.op {
+        BinOp::And | BinOp::Unless => {
+            for mut s in lv {
+                let other = right.get(&sig(&s.labels));
+                for t in 0..steps {
+                    let present = other.is_some_and(|o| o.points[t].is_some());
+                    if present == (b.op == BinOp::Unless) {
+                        s.points[t] = None;
+                    }
+                }
+                out.push(s);
+            }
+        }
+        BinOp::Or => {
+            let left_sigs: Vec<Labels> = lv.iter().map(|s| sig(&s.labels)).collect();
+            let mut left_present = vec![false; steps];
+            for s in &lv {
+                for (t, p) in s.points.iter().enumerate() {
+                    left_present[t] |= p.is_some();
+                }
+            }
+            out.extend(lv);
+            for mut s in rv {
+                if left_sigs.contains(&sig(&s.labels)) {
+                    continue;
+                }
+                for t in 0..steps {
+                    if left_present[t] && left_sigs.is_empty() {
+                        s.points[t] = None;
+                    }
+                }
+                out.push(s);
+            }
+        }
+        _ => {
+            for s in lv {
+                let Some(o) = right.get(&sig(&s.labels)) else {
+                    continue;
+                };
+                let labels = if is_comparison(b.op) && !b.bool_modifier {
+                    s.labels.clone()
+                } else {
+                    sig(&s.labels)
+                };
+                let labels = if b.matching.as_ref().is_some_and(|m| m.grouped) {
+                    s.labels.clone()
+                } else {
+                    labels
+                };
+                let points = (0..steps)
+                    .map(|t| match (s.points[t], o.points[t]) {
+                        (Some(x), Some(y)) => point(b.op, b.bool_modifier, x, y, x),
+                        _ => None,
+                    })
+                    .collect();
+                out.push(Series { labels, points });
+            }
+        }
+    }
+    out.retain(|s| s.points.iter().any(Option::is_some));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::index_with;
+    use super::*;
+
+    const S: i64 = 1_000_000_000;
+
+    fn run(idx: &LogIndex, q: &str, times: &[i64]) -> Result<Val, QueryError> {
+        let logql::Expr::Metric(m) = super::super::parse(q)? else {
+            panic!("not a metric query")
+        };
+        eval(idx, &m, times, &Limits::default())
+    }
+
+    fn fixture() -> (tempfile::TempDir, LogIndex) {
+        let a: &[(&str, &str)] = &[("job", "api"), ("level", "error")];
+        let b: &[(&str, &str)] = &[("job", "api"), ("level", "info")];
+        let c: &[(&str, &str)] = &[("job", "web"), ("level", "info")];
+        let mut lines: Vec<(&[(&str, &str)], i64, &str)> = Vec::new();
+        for i in 0..60 {
+            lines.push((a, i * S, "status=500 took=10"));
+            lines.push((b, i * S, "status=200 took=20"));
+            if i % 2 == 0 {
+                lines.push((c, i * S, "status=200 took=30"));
+            }
+        }
+        index_with(&lines)
+    }
+
+    fn values(v: &Val) -> Vec<(String, Vec<Option<f64>>)> {
+        let Val::Vector(s) = v else { panic!("scalar") };
+        s.iter()
+            .map(|s| (format!("{:?}", s.labels), s.points.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn grafana_health_check_is_two() {
+        let (_d, idx) = fixture();
+        let v = run(&idx, "vector(1)+vector(1)", &[4 * S]).unwrap();
+        assert_eq!(
+            v,
+            Val::Vector(vec![Series {
+                labels: Labels::new(),
+                points: vec![Some(2.0)]
+            }])
+        );
+        assert_eq!(run(&idx, "1+1", &[4 * S]).unwrap(), Val::Scalar(2.0));
+    }
+
+    #[test]
+    fn logs_volume_counts_by_level() {
+        let (_d, idx) = fixture();
+        let v = run(
+            &idx,
+            r#"sum by (level) (count_over_time({job=~"api|web"}[10s]))"#,
+            &[29 * S, 59 * S],
+        )
+        .unwrap();
+        let got = values(&v);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].1, [Some(10.0), Some(10.0)], "error: one line a second");
+        assert_eq!(
+            got[1].1,
+            [Some(15.0), Some(15.0)],
+            "info: api every second + web every other"
+        );
+    }
+
+    #[test]
+    fn rate_bytes_and_unwrap() {
+        let (_d, idx) = fixture();
+        let rate = run(&idx, r#"sum(rate({job="api"} |= "status=500" [10s]))"#, &[30 * S]).unwrap();
+        assert_eq!(values(&rate)[0].1, [Some(1.0)]);
+        let bytes = run(&idx, r#"sum(bytes_over_time({job="web"}[4s]))"#, &[30 * S]).unwrap();
+        assert_eq!(
+            values(&bytes)[0].1,
+            [Some(2.0 * "status=200 took=30".len() as f64)]
+        );
+        let avg = run(
+            &idx,
+            r#"avg_over_time({job="api"} | logfmt | unwrap took [10s]) by (job)"#,
+            &[30 * S],
+        )
+        .unwrap();
+        assert_eq!(values(&avg)[0].1, [Some(15.0)]);
+        assert!(matches!(
+            run(&idx, r#"sum_over_time({job="api"}[10s])"#, &[S]),
+            Err(QueryError::BadRequest(_))
+        ));
+    }
+
+    #[test]
+    fn topk_comparisons_and_vector_matching() {
+        let (_d, idx) = fixture();
+        let top = run(
+            &idx,
+            r#"topk(1, sum by (job) (count_over_time({job=~".+"}[10s])))"#,
+            &[30 * S],
+        )
+        .unwrap();
+        let got = values(&top);
+        assert_eq!(got.len(), 1);
+        assert!(got[0].0.contains("api"));
+        let cmp = run(
+            &idx,
+            r#"sum by (job) (count_over_time({job=~".+"}[10s])) > 10"#,
+            &[30 * S],
+        )
+        .unwrap();
+        assert_eq!(values(&cmp).len(), 1);
+        let ratio = run(
+            &idx,
+            r#"sum by (job) (count_over_time({job="api", level="error"}[10s])) / sum by (job) (count_over_time({job="api"}[10s]))"#,
+            &[30 * S],
+        )
+        .unwrap();
+        assert_eq!(values(&ratio)[0].1, [Some(0.5)]);
+    }
+}

@@ -1,0 +1,347 @@
+//! LogQL over the log index: parse (the `logql-parser` crate), plan (selector and substring
+//! filters become tantivy queries; everything else runs per line in a [`pipeline::Pipeline`]),
+//! and evaluate log queries ([`query_logs`]) and metric queries ([`metric::eval`]).
+//!
+//! Every query is bounded by [`Limits`]; hitting a bound is an error that names the bound.
+
+pub(crate) mod metric;
+pub(crate) mod pipeline;
+
+use std::collections::{BTreeMap, HashSet};
+
+use logql::{MatchOp, StreamSelector};
+use tantivy::query::{BooleanQuery, Occur, Query};
+
+use crate::logs::LogIndex;
+use crate::model::Labels;
+use pipeline::Pipeline;
+
+/// Why a query failed; all but `Index` are the caller's to fix (HTTP 400).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum QueryError {
+    #[error("parse error at line {line}, col {col}: {message}")]
+    Parse { line: u32, col: u32, message: String },
+    #[error("invalid regex {0:?}: {1}")]
+    BadRegex(String, String),
+    #[error("invalid template {0:?}: {1}")]
+    BadTemplate(String, String),
+    #[error("not supported yet: {0}")]
+    Unsupported(String),
+    #[error(
+        "queries require at least one regexp or equality matcher that does not have an empty-compatible value. \
+         For instance, app=~\".*\" does not meet this requirement, but app=~\".+\" will"
+    )]
+    EmptyCompatibleSelector,
+    #[error("{0}")]
+    Limit(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("index error: {0}")]
+    Index(String),
+}
+
+impl QueryError {
+    pub(crate) fn is_client_error(&self) -> bool {
+        !matches!(self, QueryError::Index(_))
+    }
+}
+
+impl From<tantivy::TantivyError> for QueryError {
+    fn from(e: tantivy::TantivyError) -> Self {
+        QueryError::Index(e.to_string())
+    }
+}
+
+/// Bounds on what one query may cost.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Lines read from the index (before pipeline filtering).
+    pub(crate) max_lines_scanned: usize,
+    pub(crate) max_series: usize,
+    /// Lines returned by a log query (Loki's max_entries_limit_per_query).
+    pub(crate) max_entries: usize,
+    pub(crate) max_range_ns: i64,
+    pub(crate) max_steps: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_lines_scanned: 5_000_000,
+            max_series: 10_000,
+            max_entries: 5_000,
+            max_range_ns: 32 * 86_400 * 1_000_000_000,
+            max_steps: 11_000,
+        }
+    }
+}
+
+pub(crate) fn parse(q: &str) -> Result<logql::Expr, QueryError> {
+    logql::parse(q).map_err(|e| QueryError::Parse {
+        line: e.line,
+        col: e.col,
+        message: e.message,
+    })
+}
+
+/// The tantivy clauses for a stream selector.
+pub(crate) fn selector_clauses(
+    idx: &LogIndex,
+    sel: &StreamSelector,
+) -> Result<Vec<(Occur, Box<dyn Query>)>, QueryError> {
+    let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+    let mut selective = false;
+    let present = |name: &str| idx.label_regex(name, ".+").map_err(QueryError::Unsupported);
+    for m in &sel.matchers {
+        match m.op {
+            MatchOp::Eq if m.value.is_empty() => clauses.push((Occur::MustNot, present(&m.name)?)),
+            MatchOp::Eq => {
+                selective = true;
+                clauses.push((Occur::Must, idx.label_term(&m.name, &m.value)));
+            }
+            MatchOp::Neq if m.value.is_empty() => clauses.push((Occur::Must, present(&m.name)?)),
+            MatchOp::Neq => clauses.push((Occur::MustNot, idx.label_term(&m.name, &m.value))),
+            MatchOp::Re | MatchOp::Nre => {
+                let re = pipeline::anchored(&m.value)?;
+                let q = idx
+                    .label_regex(&m.name, &m.value)
+                    .map_err(|e| QueryError::BadRegex(m.value.clone(), e))?;
+                let empty_ok = re.is_match("");
+                match (m.op, empty_ok) {
+                    (MatchOp::Re, false) => {
+                        selective = true;
+                        clauses.push((Occur::Must, q));
+                    }
+                    // Matches the value or the label's absence.
+                    (MatchOp::Re, true) => clauses.push((
+                        Occur::MustNot,
+                        Box::new(BooleanQuery::new(vec![
+                            (Occur::Must, present(&m.name)?),
+                            (Occur::MustNot, q),
+                        ])),
+                    )),
+                    (_, false) => clauses.push((Occur::MustNot, q)),
+                    (_, true) => {
+                        clauses.push((Occur::Must, present(&m.name)?));
+                        clauses.push((Occur::MustNot, q));
+                    }
+                }
+            }
+            op => return Err(QueryError::Unsupported(format!("matcher {op}"))),
+        }
+    }
+    if !selective {
+        return Err(QueryError::EmptyCompatibleSelector);
+    }
+    Ok(clauses)
+}
+
+/// Selector clauses plus index hints for the pipeline's substring filters.
+pub(crate) fn plan(
+    idx: &LogIndex,
+    sel: &StreamSelector,
+    pipeline: &Pipeline,
+) -> Result<Vec<(Occur, Box<dyn Query>)>, QueryError> {
+    let mut clauses = selector_clauses(idx, sel)?;
+    for needle in pipeline.required_substrings() {
+        if let Some(hint) = idx.needle_hint(needle) {
+            clauses.push((Occur::Must, hint));
+        }
+    }
+    Ok(clauses)
+}
+
+/// One stream of a log query's result.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StreamOut {
+    pub(crate) labels: Labels,
+    /// (ns, line), in the query's direction.
+    pub(crate) entries: Vec<(i64, String)>,
+}
+
+/// What a query read, for Loki's `stats`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Scanned {
+    pub(crate) lines: usize,
+    pub(crate) bytes: usize,
+}
+
+/// Runs a log query over `[start_ns, end_ns)`: up to `limit` lines, newest first when
+/// `backward`, grouped into streams by their labels after the pipeline.
+pub(crate) fn query_logs(
+    idx: &LogIndex,
+    q: &logql::LogQuery,
+    start_ns: i64,
+    end_ns: i64,
+    limit: usize,
+    backward: bool,
+    limits: &Limits,
+) -> Result<(Vec<StreamOut>, Scanned), QueryError> {
+    if limit > limits.max_entries {
+        return Err(QueryError::Limit(format!(
+            "max entries limit per query exceeded, limit > max_entries_limit ({limit} > {})",
+            limits.max_entries
+        )));
+    }
+    let pipeline = Pipeline::compile(&q.pipeline)?;
+    let clauses = plan(idx, &q.selector, &pipeline)?;
+    let mut searchers = idx.searchers(start_ns, end_ns);
+    if backward {
+        searchers.reverse();
+    }
+    let mut streams: BTreeMap<Labels, Vec<(i64, String)>> = BTreeMap::new();
+    let mut found = 0;
+    let mut scanned = Scanned::default();
+    let page_size = (limit * 2).clamp(256, 10_000);
+    'parts: for searcher in &searchers {
+        // Page through the partition in time order; `lo..hi` shrinks from the far end.
+        let (mut lo, mut hi) = (start_ns, end_ns);
+        let mut seen_at_edge: HashSet<tantivy::DocAddress> = HashSet::new();
+        loop {
+            let query = BooleanQuery::new(clauses.iter().map(|(o, q)| (*o, q.box_clone())).collect());
+            let ranged = idx.query(lo, hi, vec![(Occur::Must, Box::new(query))]);
+            let page = idx.page(searcher, &ranged, backward, page_size)?;
+            let full = page.len() == page_size;
+            let edge = page.last().map(|(ts, _)| *ts);
+            let mut next_seen = HashSet::new();
+            for (ts, addr) in page {
+                if seen_at_edge.contains(&addr) {
+                    continue;
+                }
+                if Some(ts) == edge {
+                    next_seen.insert(addr);
+                }
+                scanned.lines += 1;
+                if scanned.lines > limits.max_lines_scanned {
+                    return Err(scan_limit(limits));
+                }
+                let hit = idx.hit(searcher, addr)?;
+                scanned.bytes += hit.line.len();
+                if let Some(out) = pipeline.run(&hit.labels, &hit.metadata, &hit.line) {
+                    streams.entry(out.labels).or_default().push((hit.ts_ns, out.line));
+                    found += 1;
+                    if found == limit {
+                        break 'parts;
+                    }
+                }
+            }
+            let Some(edge) = edge.filter(|_| full) else { break };
+            if next_seen.len() == page_size {
+                return Err(QueryError::Limit(format!(
+                    "more than {page_size} lines share the timestamp {edge}ns; narrow the query"
+                )));
+            }
+            // Keep the edge timestamp (more lines may share it) but skip what was seen.
+            if backward {
+                hi = edge + 1;
+            } else {
+                lo = edge;
+            }
+            seen_at_edge.extend(next_seen);
+        }
+    }
+    let out = streams
+        .into_iter()
+        .map(|(labels, entries)| StreamOut { labels, entries })
+        .collect();
+    Ok((out, scanned))
+}
+
+pub(crate) fn scan_limit(limits: &Limits) -> QueryError {
+    QueryError::Limit(format!(
+        "the query would read more than {} log lines (max_lines_scanned); narrow the selector, add a line filter, or shorten the time range",
+        limits.max_lines_scanned
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{LogBatch, LogEntry, LogStream};
+
+    pub(crate) fn index_with(lines: &[(&[(&str, &str)], i64, &str)]) -> (tempfile::TempDir, LogIndex) {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = LogIndex::open(dir.path()).unwrap();
+        for (seq, (labels, ts, line)) in lines.iter().enumerate() {
+            let batch = LogBatch {
+                streams: vec![LogStream {
+                    labels: labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                    entries: vec![LogEntry {
+                        ts_ns: *ts,
+                        line: line.to_string(),
+                        metadata: vec![],
+                    }],
+                }],
+            };
+            idx.apply(seq as u64 + 1, &batch).unwrap();
+        }
+        idx.commit(lines.len() as u64).unwrap();
+        (dir, idx)
+    }
+
+    fn logs(idx: &LogIndex, q: &str, limit: usize, backward: bool) -> Result<Vec<StreamOut>, QueryError> {
+        let logql::Expr::Log(lq) = parse(q)? else {
+            panic!("not a log query")
+        };
+        query_logs(idx, &lq, 0, 1_000_000, limit, backward, &Limits::default()).map(|r| r.0)
+    }
+
+    const A: &[(&str, &str)] = &[("job", "api"), ("level", "error")];
+    const B: &[(&str, &str)] = &[("job", "web"), ("level", "info")];
+
+    #[test]
+    fn selectors_filters_direction_and_limit() {
+        let lines: Vec<(&[(&str, &str)], i64, &str)> = (0..1000)
+            .map(|i| (if i % 2 == 0 { A } else { B }, i as i64, "GET /x took 5ms"))
+            .collect();
+        let (_d, idx) = index_with(&lines);
+        let out = logs(&idx, r#"{job="api"}"#, 10, true).unwrap();
+        assert_eq!(out.len(), 1);
+        let ts: Vec<i64> = out[0].entries.iter().map(|e| e.0).collect();
+        assert_eq!(ts, (0..10).map(|i| 998 - 2 * i).collect::<Vec<_>>());
+        let fwd = logs(&idx, r#"{job=~"api|web"}"#, 700, false).unwrap();
+        assert_eq!(fwd.iter().map(|s| s.entries.len()).sum::<usize>(), 700);
+        assert_eq!(fwd[0].entries[0].0, 0);
+        assert!(logs(&idx, r#"{job="api", level!="error"}"#, 10, true)
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            logs(&idx, r#"{job="api"} |= "took 5""#, 5, true).unwrap()[0]
+                .entries
+                .len(),
+            5
+        );
+        assert!(logs(&idx, r#"{job="api"} |= "took 6""#, 5, true)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn paging_crosses_equal_timestamps_without_loss_or_duplicates() {
+        let lines: Vec<(&[(&str, &str)], i64, &str)> = (0..600).map(|i| (A, (i / 7) as i64, "x")).collect();
+        let (_d, idx) = index_with(&lines);
+        let out = logs(&idx, r#"{job="api"}"#, 600, true).unwrap();
+        assert_eq!(out[0].entries.len(), 600);
+    }
+
+    #[test]
+    fn empty_compatible_selectors_are_refused_like_loki() {
+        let (_d, idx) = index_with(&[(A, 1, "x")]);
+        assert_eq!(
+            logs(&idx, r#"{job=~".*"}"#, 10, true),
+            Err(QueryError::EmptyCompatibleSelector)
+        );
+        assert_eq!(logs(&idx, r#"{job=~".+"}"#, 10, true).unwrap().len(), 1);
+        assert!(matches!(
+            logs(&idx, r#"{job="api""#, 10, true),
+            Err(QueryError::Parse { .. })
+        ));
+        assert!(matches!(
+            logs(&idx, r#"{job="api"}"#, 10_000, true),
+            Err(QueryError::Limit(_))
+        ));
+    }
+}
