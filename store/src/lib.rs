@@ -18,7 +18,9 @@
 mod api;
 mod auth;
 mod config;
+mod convert;
 mod error;
+mod ingest;
 mod logql;
 mod logs;
 mod metrics;

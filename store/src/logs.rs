@@ -342,6 +342,12 @@ impl LogIndex {
         Ok(old.len())
     }
 
+    /// The highest WAL sequence number any partition has committed.
+    pub(crate) fn max_committed_seq(&self) -> u64 {
+        let parts = self.parts.lock().expect("log partitions");
+        parts.values().map(|p| p.committed_seq).max().unwrap_or(0)
+    }
+
     /// (partitions, bytes on disk), for `/metrics`.
     pub(crate) fn disk_usage(&self) -> (usize, u64) {
         let count = self.parts.lock().expect("log partitions").len();

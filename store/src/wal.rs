@@ -115,9 +115,14 @@ pub(crate) struct ReplayReport {
     pub(crate) quarantined: Vec<PathBuf>,
 }
 
+/// Called on the writer thread with a record's sequence number once it is durable, in
+/// sequence order, before the appender is answered.
+pub(crate) type ApplyFn = Box<dyn FnOnce(u64) + Send>;
+
 struct Append {
     kind: Kind,
     payload: Vec<u8>,
+    apply: ApplyFn,
     done: oneshot::Sender<Result<u64, WalError>>,
 }
 
@@ -287,7 +292,13 @@ fn encode(seq: u64, kind: Kind, payload: &[u8], out: &mut Vec<u8>) {
 impl Wal {
     /// Opens (or creates) the log in `dir`, replays every intact record into `replay`, repairs
     /// or quarantines damage, and starts the writer.
-    pub(crate) fn open(dir: &Path, replay: &mut dyn FnMut(Record)) -> Result<(Wal, ReplayReport), WalError> {
+    /// `min_next_seq` keeps sequence numbers above what the indexes already hold, even if
+    /// damage cost the log its newest records.
+    pub(crate) fn open(
+        dir: &Path,
+        min_next_seq: u64,
+        replay: &mut dyn FnMut(Record),
+    ) -> Result<(Wal, ReplayReport), WalError> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         let mut firsts = list_segments(dir)?;
         let mut report = ReplayReport {
@@ -331,6 +342,12 @@ impl Wal {
                 }
             }
         }
+        if next_seq < min_next_seq {
+            // Start a fresh segment so that segment names stay the first seq they hold.
+            next_seq = min_next_seq;
+            firsts.push(next_seq);
+            new_segment(dir, next_seq)?;
+        }
         let (active_first, file) = match firsts.last() {
             Some(&first) => {
                 let path = segment_path(dir, first);
@@ -372,14 +389,19 @@ impl Wal {
         ))
     }
 
-    /// Appends a record and returns its sequence number once it is on disk.
-    pub(crate) async fn append(&self, kind: Kind, payload: Vec<u8>) -> Result<u64, WalError> {
+    /// Appends a record and returns its sequence number once it is on disk and `apply` has run.
+    pub(crate) async fn append(&self, kind: Kind, payload: Vec<u8>, apply: ApplyFn) -> Result<u64, WalError> {
         if payload.len() + BODY_PREFIX_LEN > MAX_RECORD_BYTES {
             return Err(WalError::TooLarge(payload.len()));
         }
         let (done, wait) = oneshot::channel();
         self.tx
-            .send(Append { kind, payload, done })
+            .send(Append {
+                kind,
+                payload,
+                apply,
+                done,
+            })
             .map_err(|_| WalError::Broken("writer stopped".into()))?;
         wait.await
             .map_err(|_| WalError::Broken("writer stopped".into()))?
@@ -440,7 +462,9 @@ impl Writer {
             match self.write_group(&group, &mut buf) {
                 Ok(first_seq) => {
                     for (i, a) in group.into_iter().enumerate() {
-                        let _ = a.done.send(Ok(first_seq + i as u64));
+                        let seq = first_seq + i as u64;
+                        (a.apply)(seq);
+                        let _ = a.done.send(Ok(seq));
                     }
                 }
                 Err(e) => {
@@ -484,7 +508,7 @@ mod tests {
 
     fn replay_all(dir: &Path) -> (Wal, Vec<Record>, ReplayReport) {
         let mut records = Vec::new();
-        let (wal, report) = Wal::open(dir, &mut |r| records.push(r)).unwrap();
+        let (wal, report) = Wal::open(dir, 0, &mut |r| records.push(r)).unwrap();
         (wal, records, report)
     }
 
@@ -497,7 +521,8 @@ mod tests {
         for i in 0..50u32 {
             let wal = wal.clone();
             joins.push(tokio::spawn(async move {
-                wal.append(Kind::Logs, i.to_le_bytes().to_vec()).await
+                wal.append(Kind::Logs, i.to_le_bytes().to_vec(), Box::new(|_| {}))
+                    .await
             }));
         }
         let mut seqs: Vec<u64> = Vec::new();
@@ -514,15 +539,24 @@ mod tests {
             (1..=50).collect::<Vec<_>>()
         );
         // Sequence numbers continue after a reopen.
-        assert_eq!(wal.append(Kind::Spans, b"x".to_vec()).await.unwrap(), 51);
+        assert_eq!(
+            wal.append(Kind::Spans, b"x".to_vec(), Box::new(|_| {}))
+                .await
+                .unwrap(),
+            51
+        );
     }
 
     #[tokio::test]
     async fn a_torn_tail_is_cut_and_reported() {
         let dir = tempfile::tempdir().unwrap();
         let (wal, _, _) = replay_all(dir.path());
-        wal.append(Kind::Logs, b"one".to_vec()).await.unwrap();
-        wal.append(Kind::Logs, b"two".to_vec()).await.unwrap();
+        wal.append(Kind::Logs, b"one".to_vec(), Box::new(|_| {}))
+            .await
+            .unwrap();
+        wal.append(Kind::Logs, b"two".to_vec(), Box::new(|_| {}))
+            .await
+            .unwrap();
         drop(wal);
         let seg = segment_path(dir.path(), 1);
         let len = fs::metadata(&seg).unwrap().len();
@@ -538,7 +572,12 @@ mod tests {
         assert_eq!(records[0].payload, b"one");
         assert_eq!(report.torn_bytes, 3 + 9 + 8 - 2);
         assert!(report.quarantined.is_empty());
-        assert_eq!(wal.append(Kind::Logs, b"three".to_vec()).await.unwrap(), 2);
+        assert_eq!(
+            wal.append(Kind::Logs, b"three".to_vec(), Box::new(|_| {}))
+                .await
+                .unwrap(),
+            2
+        );
         drop(wal);
         let (_, records, _) = replay_all(dir.path());
         assert_eq!(
@@ -552,7 +591,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (wal, _, _) = replay_all(dir.path());
         for p in [b"aaaa", b"bbbb", b"cccc"] {
-            wal.append(Kind::Logs, p.to_vec()).await.unwrap();
+            wal.append(Kind::Logs, p.to_vec(), Box::new(|_| {}))
+                .await
+                .unwrap();
         }
         drop(wal);
         let seg = segment_path(dir.path(), 1);
@@ -564,14 +605,45 @@ mod tests {
         assert_eq!(records.len(), 1, "records before the damage survive");
         assert_eq!(report.quarantined.len(), 1);
         assert!(report.quarantined[0].exists());
-        assert_eq!(wal.append(Kind::Logs, b"dddd".to_vec()).await.unwrap(), 2);
+        assert_eq!(
+            wal.append(Kind::Logs, b"dddd".to_vec(), Box::new(|_| {}))
+                .await
+                .unwrap(),
+            2
+        );
+    }
+
+    #[tokio::test]
+    async fn apply_runs_in_sequence_order_and_min_next_seq_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut records = Vec::new();
+        let (wal, _) = Wal::open(dir.path(), 100, &mut |r| records.push(r)).unwrap();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut joins = Vec::new();
+        for _ in 0..20 {
+            let (wal, order) = (wal.clone(), order.clone());
+            joins.push(tokio::spawn(async move {
+                wal.append(
+                    Kind::Logs,
+                    vec![1],
+                    Box::new(move |seq| order.lock().unwrap().push(seq)),
+                )
+                .await
+            }));
+        }
+        for j in joins {
+            j.await.unwrap().unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), (100..120).collect::<Vec<_>>());
     }
 
     #[tokio::test]
     async fn remove_through_keeps_the_active_segment() {
         let dir = tempfile::tempdir().unwrap();
         let (wal, _, _) = replay_all(dir.path());
-        wal.append(Kind::Logs, vec![0; 16]).await.unwrap();
+        wal.append(Kind::Logs, vec![0; 16], Box::new(|_| {}))
+            .await
+            .unwrap();
         // Force a rotation by pretending the segment is full.
         drop(wal);
         for first in [2u64, 3] {
@@ -606,7 +678,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         fs::write(segment_path(dir.path(), 7), &bytes).unwrap();
         let mut records = Vec::new();
-        let (_, report) = Wal::open(dir.path(), &mut |r| records.push(r)).unwrap();
+        let (_, report) = Wal::open(dir.path(), 0, &mut |r| records.push(r)).unwrap();
         assert_eq!(report.records, 2);
         assert_eq!(
             records[0],

@@ -1,0 +1,445 @@
+//! From wire formats to the store's model: OTLP logs (protobuf or JSON, over gRPC or HTTP) and
+//! Loki push (JSON, or protobuf + snappy).
+//!
+//! OTLP resource attributes become stream labels the way Loki 3 maps them: names sanitized
+//! (`service.name` → `service_name`), and only the attributes Loki 3 indexes by default (plus
+//! `host.name`) become labels; the other resource attributes, the record's attributes,
+//! `trace_id`, `span_id` and `severity_text` become structured metadata. `level` is a stream
+//! label derived from the severity. A stream without `service.name` gets
+//! `service_name="unknown_service"`, as in Loki.
+
+use std::collections::BTreeMap;
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+
+use crate::model::{
+    detect_level, level_from_severity, sanitize_label_name, Labels, LogBatch, LogEntry, LogStream,
+};
+
+/// Resource attributes that become stream labels (Loki 3's defaults, plus `host.name`).
+pub(crate) const INDEXED_RESOURCE_ATTRIBUTES: &[&str] = &[
+    "service.name",
+    "service.namespace",
+    "service.instance.id",
+    "deployment.environment",
+    "deployment.environment.name",
+    "cloud.region",
+    "cloud.availability_zone",
+    "k8s.cluster.name",
+    "k8s.namespace.name",
+    "k8s.pod.name",
+    "k8s.container.name",
+    "container.name",
+    "k8s.replicaset.name",
+    "k8s.deployment.name",
+    "k8s.statefulset.name",
+    "k8s.daemonset.name",
+    "k8s.cronjob.name",
+    "k8s.job.name",
+    "host.name",
+];
+
+/// An OTLP attribute value as a string (arrays and maps as JSON, bytes as hex).
+pub(crate) fn any_value_string(v: &AnyValue) -> String {
+    match &v.value {
+        Some(any_value::Value::StringValue(s)) => s.clone(),
+        Some(any_value::Value::BoolValue(b)) => b.to_string(),
+        Some(any_value::Value::IntValue(i)) => i.to_string(),
+        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
+        Some(any_value::Value::BytesValue(b)) => hex(b),
+        Some(any_value::Value::ArrayValue(a)) => {
+            serde_json::Value::Array(a.values.iter().map(any_value_json).collect()).to_string()
+        }
+        Some(any_value::Value::KvlistValue(kv)) => {
+            serde_json::Value::Object(kv.values.iter().map(|kv| (kv.key.clone(), kv_json(kv))).collect())
+                .to_string()
+        }
+        // Dictionary references exist only in profiles; logs and traces carry no dictionary.
+        Some(any_value::Value::StringValueStrindex(_)) | None => String::new(),
+    }
+}
+
+fn kv_json(kv: &KeyValue) -> serde_json::Value {
+    kv.value.as_ref().map_or(serde_json::Value::Null, any_value_json)
+}
+
+fn any_value_json(v: &AnyValue) -> serde_json::Value {
+    match &v.value {
+        Some(any_value::Value::StringValue(s)) => s.clone().into(),
+        Some(any_value::Value::BoolValue(b)) => (*b).into(),
+        Some(any_value::Value::IntValue(i)) => (*i).into(),
+        Some(any_value::Value::DoubleValue(d)) => (*d).into(),
+        Some(any_value::Value::BytesValue(b)) => hex(b).into(),
+        Some(any_value::Value::ArrayValue(a)) => a.values.iter().map(any_value_json).collect(),
+        Some(any_value::Value::KvlistValue(kv)) => {
+            serde_json::Value::Object(kv.values.iter().map(|kv| (kv.key.clone(), kv_json(kv))).collect())
+        }
+        Some(any_value::Value::StringValueStrindex(_)) | None => serde_json::Value::Null,
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn attr(kv: &KeyValue) -> String {
+    kv.value.as_ref().map(any_value_string).unwrap_or_default()
+}
+
+/// Maps an OTLP logs request to log streams. `now_ns` stands in for records with no time.
+pub(crate) fn otlp_logs(req: &ExportLogsServiceRequest, now_ns: i64) -> LogBatch {
+    let mut streams: BTreeMap<Labels, Vec<LogEntry>> = BTreeMap::new();
+    for rl in &req.resource_logs {
+        let mut resource_labels = Labels::new();
+        let mut resource_meta = Vec::new();
+        for kv in rl.resource.iter().flat_map(|r| &r.attributes) {
+            if INDEXED_RESOURCE_ATTRIBUTES.contains(&kv.key.as_str()) {
+                resource_labels.insert(sanitize_label_name(&kv.key), attr(kv));
+            } else {
+                resource_meta.push((sanitize_label_name(&kv.key), attr(kv)));
+            }
+        }
+        resource_labels
+            .entry("service_name".into())
+            .or_insert_with(|| "unknown_service".into());
+        for sl in &rl.scope_logs {
+            for rec in &sl.log_records {
+                let line = rec.body.as_ref().map(any_value_string).unwrap_or_default();
+                let level = match level_from_severity(rec.severity_number, &rec.severity_text) {
+                    "unknown" => detect_level(&line),
+                    l => l,
+                };
+                let mut labels = resource_labels.clone();
+                labels.insert("level".into(), level.into());
+                let mut metadata = resource_meta.clone();
+                for kv in &rec.attributes {
+                    metadata.push((sanitize_label_name(&kv.key), attr(kv)));
+                }
+                if !rec.trace_id.is_empty() {
+                    metadata.push(("trace_id".into(), hex(&rec.trace_id)));
+                }
+                if !rec.span_id.is_empty() {
+                    metadata.push(("span_id".into(), hex(&rec.span_id)));
+                }
+                if !rec.severity_text.is_empty() {
+                    metadata.push(("severity_text".into(), rec.severity_text.clone()));
+                }
+                if let Some(scope) = &sl.scope {
+                    if !scope.name.is_empty() {
+                        metadata.push(("scope_name".into(), scope.name.clone()));
+                    }
+                }
+                let ts = if rec.time_unix_nano != 0 {
+                    rec.time_unix_nano
+                } else {
+                    rec.observed_time_unix_nano
+                };
+                let ts_ns = if ts == 0 {
+                    now_ns
+                } else {
+                    i64::try_from(ts).unwrap_or(i64::MAX)
+                };
+                streams.entry(labels).or_default().push(LogEntry {
+                    ts_ns,
+                    line,
+                    metadata,
+                });
+            }
+        }
+    }
+    LogBatch {
+        streams: streams
+            .into_iter()
+            .map(|(labels, entries)| LogStream { labels, entries })
+            .collect(),
+    }
+}
+
+/// Loki's push protobuf (`logproto.PushRequest`), declared by hand: Loki publishes no crate.
+pub(crate) mod loki_proto {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct PushRequest {
+        #[prost(message, repeated, tag = "1")]
+        pub(crate) streams: Vec<StreamAdapter>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct StreamAdapter {
+        #[prost(string, tag = "1")]
+        pub(crate) labels: String,
+        #[prost(message, repeated, tag = "2")]
+        pub(crate) entries: Vec<EntryAdapter>,
+        #[prost(uint64, tag = "3")]
+        pub(crate) hash: u64,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct EntryAdapter {
+        #[prost(message, optional, tag = "1")]
+        pub(crate) timestamp: Option<Timestamp>,
+        #[prost(string, tag = "2")]
+        pub(crate) line: String,
+        #[prost(message, repeated, tag = "3")]
+        pub(crate) structured_metadata: Vec<LabelPairAdapter>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct LabelPairAdapter {
+        #[prost(string, tag = "1")]
+        pub(crate) name: String,
+        #[prost(string, tag = "2")]
+        pub(crate) value: String,
+    }
+
+    #[derive(Clone, Copy, PartialEq, prost::Message)]
+    pub(crate) struct Timestamp {
+        #[prost(int64, tag = "1")]
+        pub(crate) seconds: i64,
+        #[prost(int32, tag = "2")]
+        pub(crate) nanos: i32,
+    }
+}
+
+/// Parses a Loki stream label string such as `{job="x", env="prod"}`.
+pub(crate) fn parse_stream_labels(s: &str) -> Result<Labels, String> {
+    let sel = logql::parse_selector(s).map_err(|e| format!("invalid stream labels {s:?}: {}", e.message))?;
+    let mut labels = Labels::new();
+    for m in sel.matchers {
+        if m.op != logql::MatchOp::Eq {
+            return Err(format!("invalid stream labels {s:?}: only = is allowed"));
+        }
+        labels.insert(m.name, m.value);
+    }
+    if labels.is_empty() {
+        return Err(format!(
+            "invalid stream labels {s:?}: a stream needs at least one label"
+        ));
+    }
+    Ok(labels)
+}
+
+fn check_labels(labels: &Labels) -> Result<(), String> {
+    for name in labels.keys() {
+        if sanitize_label_name(name) != *name || name.starts_with("__") {
+            return Err(format!(
+                "invalid label name {name:?}: use [a-zA-Z_][a-zA-Z0-9_]* and no leading __"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Decodes a snappy-compressed protobuf Loki push body.
+pub(crate) fn loki_push_proto(body: &[u8]) -> Result<LogBatch, String> {
+    let raw = snap::raw::Decoder::new()
+        .decompress_vec(body)
+        .map_err(|e| format!("push body is not snappy-compressed: {e}"))?;
+    let req = <loki_proto::PushRequest as prost::Message>::decode(raw.as_slice())
+        .map_err(|e| format!("push body is not a loki PushRequest: {e}"))?;
+    let mut streams = Vec::with_capacity(req.streams.len());
+    for s in req.streams {
+        let labels = parse_stream_labels(&s.labels)?;
+        check_labels(&labels)?;
+        let entries = s
+            .entries
+            .into_iter()
+            .map(|e| {
+                let ts = e.timestamp.unwrap_or_default();
+                LogEntry {
+                    ts_ns: ts
+                        .seconds
+                        .saturating_mul(1_000_000_000)
+                        .saturating_add(i64::from(ts.nanos)),
+                    metadata: with_detected_level(
+                        &labels,
+                        &e.line,
+                        e.structured_metadata
+                            .into_iter()
+                            .map(|p| (p.name, p.value))
+                            .collect(),
+                    ),
+                    line: e.line,
+                }
+            })
+            .collect();
+        streams.push(LogStream { labels, entries });
+    }
+    Ok(LogBatch { streams })
+}
+
+/// Adds `detected_level` (as Loki 3 does) when the stream has no `level` label.
+fn with_detected_level(
+    labels: &Labels,
+    line: &str,
+    mut metadata: Vec<(String, String)>,
+) -> Vec<(String, String)> {
+    if !labels.contains_key("level")
+        && !metadata
+            .iter()
+            .any(|(k, _)| k == "level" || k == "detected_level")
+    {
+        metadata.push(("detected_level".into(), detect_level(line).into()));
+    }
+    metadata
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonPush {
+    streams: Vec<JsonStream>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonStream {
+    stream: Labels,
+    values: Vec<JsonEntry>,
+}
+
+/// `["<ns>", "line"]` or `["<ns>", "line", {"meta": "value"}]`.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum JsonEntry {
+    Plain((String, String)),
+    WithMeta((String, String, BTreeMap<String, String>)),
+}
+
+/// Decodes a JSON Loki push body.
+pub(crate) fn loki_push_json(body: &[u8]) -> Result<LogBatch, String> {
+    let push: JsonPush = serde_json::from_slice(body).map_err(|e| format!("invalid push JSON: {e}"))?;
+    let mut streams = Vec::with_capacity(push.streams.len());
+    for (i, s) in push.streams.into_iter().enumerate() {
+        check_labels(&s.stream)?;
+        if s.stream.is_empty() {
+            return Err(format!("streams[{i}]: a stream needs at least one label"));
+        }
+        let mut entries = Vec::with_capacity(s.values.len());
+        for (j, v) in s.values.into_iter().enumerate() {
+            let (ts, line, meta) = match v {
+                JsonEntry::Plain((ts, line)) => (ts, line, BTreeMap::new()),
+                JsonEntry::WithMeta((ts, line, meta)) => (ts, line, meta),
+            };
+            let ts_ns = ts.parse::<i64>().map_err(|_| {
+                format!("streams[{i}].values[{j}]: timestamp {ts:?} is not integer nanoseconds")
+            })?;
+            let metadata = with_detected_level(&s.stream, &line, meta.into_iter().collect());
+            entries.push(LogEntry {
+                ts_ns,
+                line,
+                metadata,
+            });
+        }
+        streams.push(LogStream {
+            labels: s.stream,
+            entries,
+        });
+    }
+    Ok(LogBatch { streams })
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+
+    use super::*;
+
+    fn kv(k: &str, v: &str) -> KeyValue {
+        KeyValue {
+            key: k.into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(v.into())),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn otlp_resource_attributes_map_like_loki3() {
+        let req = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                resource: Some(Resource {
+                    attributes: vec![
+                        kv("service.name", "api"),
+                        kv("host.name", "n1"),
+                        kv("process.pid", "42"),
+                    ],
+                    ..Default::default()
+                }),
+                scope_logs: vec![ScopeLogs {
+                    scope: Some(InstrumentationScope {
+                        name: "app".into(),
+                        ..Default::default()
+                    }),
+                    log_records: vec![LogRecord {
+                        time_unix_nano: 5,
+                        severity_number: 17,
+                        severity_text: "ERROR".into(),
+                        body: Some(AnyValue {
+                            value: Some(any_value::Value::StringValue("boom".into())),
+                        }),
+                        attributes: vec![kv("http.route", "/x")],
+                        trace_id: vec![0xab; 16],
+                        span_id: vec![0xcd; 8],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let batch = otlp_logs(&req, 99);
+        assert_eq!(batch.streams.len(), 1);
+        let s = &batch.streams[0];
+        let labels: Vec<_> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        assert_eq!(labels, ["host_name=n1", "level=error", "service_name=api"]);
+        let e = &s.entries[0];
+        assert_eq!((e.ts_ns, e.line.as_str()), (5, "boom"));
+        let meta: BTreeMap<_, _> = e.metadata.iter().cloned().collect();
+        assert_eq!(meta["process_pid"], "42");
+        assert_eq!(meta["http_route"], "/x");
+        assert_eq!(meta["trace_id"], "ab".repeat(16));
+        assert_eq!(meta["span_id"], "cd".repeat(8));
+    }
+
+    #[test]
+    fn loki_json_push_with_and_without_metadata() {
+        let body = br#"{"streams":[{"stream":{"job":"x"},"values":[["1","level=warn hi"],["2","b",{"trace_id":"t"}]]}]}"#;
+        let batch = loki_push_json(body).unwrap();
+        let e = &batch.streams[0].entries;
+        assert_eq!(
+            e[0].metadata,
+            [("detected_level".to_string(), "warn".to_string())]
+        );
+        assert_eq!(e[1].metadata[0], ("trace_id".to_string(), "t".to_string()));
+        let err =
+            loki_push_json(br#"{"streams":[{"stream":{"job":"x"},"values":[["soon","x"]]}]}"#).unwrap_err();
+        assert!(err.contains("streams[0].values[0]"), "{err}");
+        assert!(loki_push_json(br#"{"streams":[{"stream":{"__x":"y"},"values":[]}]}"#).is_err());
+    }
+
+    #[test]
+    fn loki_proto_push_round_trips() {
+        use loki_proto::*;
+        let req = PushRequest {
+            streams: vec![StreamAdapter {
+                labels: r#"{job="x", env="prod"}"#.into(),
+                entries: vec![EntryAdapter {
+                    timestamp: Some(Timestamp { seconds: 2, nanos: 5 }),
+                    line: "hello".into(),
+                    structured_metadata: vec![],
+                }],
+                hash: 0,
+            }],
+        };
+        let body = snap::raw::Encoder::new()
+            .compress_vec(&prost::Message::encode_to_vec(&req))
+            .unwrap();
+        let batch = loki_push_proto(&body).unwrap();
+        assert_eq!(batch.streams[0].labels.len(), 2);
+        assert_eq!(batch.streams[0].entries[0].ts_ns, 2_000_000_005);
+        assert!(loki_push_proto(b"not snappy").unwrap_err().contains("snappy"));
+    }
+}

@@ -1,0 +1,231 @@
+//! The write path: decoded batch -> WAL append + fsync -> apply to the indexes (on the WAL
+//! writer thread, in sequence order) -> acknowledge. A committer task commits the indexes
+//! every [`COMMIT_INTERVAL`] (which makes new data searchable), then deletes the WAL segments
+//! the commit made redundant, and applies retention.
+//!
+//! On open, the WAL is replayed into the indexes; each index skips records it already holds
+//! (see `logs.rs`), so a crash at any point neither loses nor duplicates acknowledged data.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::logs::{IndexError, LogIndex};
+use crate::model::LogBatch;
+use crate::wal::{Kind, ReplayReport, Wal, WalError};
+
+/// How often new data is committed (and so becomes searchable).
+pub(crate) const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Why a write was refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum IngestError {
+    /// The input is wrong; retrying will not help (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The store cannot write now; a retry may help (503).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<WalError> for IngestError {
+    fn from(e: WalError) -> Self {
+        match e {
+            WalError::TooLarge(_) => IngestError::BadRequest(e.to_string()),
+            other => IngestError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub(crate) struct IngestStats {
+    pub(crate) log_lines: AtomicU64,
+    pub(crate) log_bytes: AtomicU64,
+    pub(crate) rejected_lines: AtomicU64,
+    pub(crate) apply_errors: AtomicU64,
+    pub(crate) commits: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Applied {
+    /// Highest sequence number applied to the indexes.
+    through: u64,
+    /// The first record that failed to index: the WAL keeps it (and all after it) so the next
+    /// start indexes it again.
+    first_failed: Option<u64>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    logs: LogIndex,
+    /// Held while applying and committing.
+    applied: Mutex<Applied>,
+    stats: IngestStats,
+}
+
+impl Shared {
+    /// Applies a replayed record.
+    fn apply_record(&self, seq: u64, kind: Kind, payload: &[u8]) {
+        match kind {
+            Kind::Logs => match LogBatch::decode(payload) {
+                Ok(batch) => self.apply_logs(seq, &batch),
+                Err(e) => {
+                    tracing::error!(seq, error = %e, "undecodable log record in the wal; skipped");
+                    self.applied.lock().expect("apply lock").through = seq;
+                }
+            },
+            Kind::Spans | Kind::Samples => self.applied.lock().expect("apply lock").through = seq,
+        }
+    }
+
+    fn apply_logs(&self, seq: u64, batch: &LogBatch) {
+        let mut applied = self.applied.lock().expect("apply lock");
+        if let Err(e) = self.logs.apply(seq, batch) {
+            self.stats.apply_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(seq, error = %e, "cannot index a wal record; it is indexed again on restart");
+            applied.first_failed.get_or_insert(seq);
+        }
+        applied.through = seq;
+    }
+}
+
+/// The store's write side and the indexes it feeds.
+#[derive(Debug, Clone)]
+pub(crate) struct Engine {
+    wal: Wal,
+    shared: Arc<Shared>,
+    retention: Duration,
+    data_dir: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+}
+
+impl Engine {
+    /// Opens the indexes, replays the WAL into them and commits.
+    pub(crate) fn open(data_dir: &Path, retention: Duration) -> Result<(Engine, ReplayReport), OpenError> {
+        let logs = LogIndex::open(data_dir)?;
+        let min_next = logs.max_committed_seq() + 1;
+        let shared = Arc::new(Shared {
+            logs,
+            applied: Mutex::new(Applied::default()),
+            stats: IngestStats::default(),
+        });
+        let replay_target = shared.clone();
+        let (wal, report) = Wal::open(&data_dir.join("wal"), min_next, &mut |rec| {
+            replay_target.apply_record(rec.seq, rec.kind, &rec.payload)
+        })?;
+        let engine = Engine {
+            wal,
+            shared,
+            retention,
+            data_dir: data_dir.to_path_buf(),
+        };
+        engine.commit()?;
+        Ok((engine, report))
+    }
+
+    /// Makes a log batch durable and indexed; returns once it is safe to acknowledge.
+    pub(crate) async fn ingest_logs(&self, batch: LogBatch) -> Result<(), IngestError> {
+        if batch.streams.iter().all(|s| s.entries.is_empty()) {
+            return Ok(());
+        }
+        let lines = batch.entry_count() as u64;
+        let bytes: u64 = batch
+            .streams
+            .iter()
+            .flat_map(|s| &s.entries)
+            .map(|e| e.line.len() as u64)
+            .sum();
+        let payload = batch.encode();
+        let shared = self.shared.clone();
+        let apply = Box::new(move |seq| shared.apply_logs(seq, &batch));
+        self.wal.append(Kind::Logs, payload, apply).await?;
+        self.shared.stats.log_lines.fetch_add(lines, Ordering::Relaxed);
+        self.shared.stats.log_bytes.fetch_add(bytes, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Commits the indexes and deletes the WAL segments they no longer need. Blocking.
+    pub(crate) fn commit(&self) -> Result<(), OpenError> {
+        let keep_from = {
+            let applied = self.shared.applied.lock().expect("apply lock");
+            self.shared.logs.commit(applied.through)?;
+            applied.first_failed.unwrap_or(applied.through + 1)
+        };
+        self.wal.remove_through(keep_from - 1)?;
+        self.shared.stats.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Deletes data older than the retention period. Blocking.
+    pub(crate) fn apply_retention(&self) -> Result<usize, OpenError> {
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+        let cutoff = now.saturating_sub(i64::try_from(self.retention.as_nanos()).unwrap_or(i64::MAX));
+        Ok(self.shared.logs.drop_before(cutoff)?)
+    }
+
+    /// Oldest time still kept, in Unix ns.
+    pub(crate) fn retention_cutoff_ns(&self) -> i64 {
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+        now.saturating_sub(i64::try_from(self.retention.as_nanos()).unwrap_or(i64::MAX))
+    }
+
+    pub(crate) fn logs(&self) -> &LogIndex {
+        &self.shared.logs
+    }
+
+    pub(crate) fn stats(&self) -> &IngestStats {
+        &self.shared.stats
+    }
+
+    pub(crate) fn wal_bytes(&self) -> u64 {
+        self.wal.disk_bytes()
+    }
+
+    pub(crate) fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Commits every [`COMMIT_INTERVAL`] and applies retention every minute until `stop`
+    /// fires; then commits one last time.
+    pub(crate) async fn run_committer(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(COMMIT_INTERVAL);
+        let mut ticks: u64 = 0;
+        loop {
+            let stopping = tokio::select! {
+                _ = tick.tick() => false,
+                _ = stop.wait_for(|s| *s) => true,
+            };
+            let engine = self.clone();
+            let retention_due = ticks % 60 == 0;
+            let result = tokio::task::spawn_blocking(move || {
+                engine.commit()?;
+                if retention_due {
+                    let dropped = engine.apply_retention()?;
+                    if dropped > 0 {
+                        tracing::info!(partitions = dropped, "retention dropped old log partitions");
+                    }
+                }
+                Ok::<_, OpenError>(())
+            })
+            .await;
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "commit failed; will retry"),
+                Err(e) => tracing::error!(error = %e, "commit task panicked"),
+            }
+            ticks += 1;
+            if stopping {
+                break;
+            }
+        }
+    }
+}
