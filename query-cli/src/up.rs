@@ -115,8 +115,8 @@ fn print_banner(store: &BoundStore, backup_jobs: usize) {
         0 => println!("  backup     no jobs configured"),
         n => println!("  backup     {n} job(s) configured; the scheduler is not built yet (issue #7)"),
     }
-    println!("Grafana data sources (Connections > Data sources > Add), once the query APIs land:");
-    println!("  Prometheus  {url}");
+    println!("Grafana data sources (Connections > Data sources > Add):");
     println!("  Loki        {url}");
-    println!("  Tempo       {url}");
+    println!("  Prometheus  {url}  (once issue #4 lands)");
+    println!("  Tempo       {url}  (once issue #3's traces land)");
 }

@@ -132,10 +132,23 @@ impl Engine {
         Ok((engine, report))
     }
 
-    /// Makes a log batch durable and indexed; returns once it is safe to acknowledge.
-    pub(crate) async fn ingest_logs(&self, batch: LogBatch) -> Result<(), IngestError> {
-        if batch.streams.iter().all(|s| s.entries.is_empty()) {
-            return Ok(());
+    /// Makes a log batch durable and indexed; returns once it is safe to acknowledge, with
+    /// the number of lines refused for being older than the retention period.
+    pub(crate) async fn ingest_logs(&self, mut batch: LogBatch) -> Result<usize, IngestError> {
+        let cutoff = self.retention_cutoff_ns();
+        let mut too_old = 0;
+        for s in &mut batch.streams {
+            let before = s.entries.len();
+            s.entries.retain(|e| e.ts_ns >= cutoff);
+            too_old += before - s.entries.len();
+        }
+        batch.streams.retain(|s| !s.entries.is_empty());
+        self.shared
+            .stats
+            .rejected_lines
+            .fetch_add(too_old as u64, Ordering::Relaxed);
+        if batch.streams.is_empty() {
+            return Ok(too_old);
         }
         let lines = batch.entry_count() as u64;
         let bytes: u64 = batch
@@ -150,7 +163,7 @@ impl Engine {
         self.wal.append(Kind::Logs, payload, apply).await?;
         self.shared.stats.log_lines.fetch_add(lines, Ordering::Relaxed);
         self.shared.stats.log_bytes.fetch_add(bytes, Ordering::Relaxed);
-        Ok(())
+        Ok(too_old)
     }
 
     /// Commits the indexes and deletes the WAL segments they no longer need. Blocking.

@@ -255,10 +255,10 @@ impl LogIndex {
             let labels_json = serde_json::to_string(&stream.labels).expect("labels serialize");
             for e in &stream.entries {
                 let day = e.ts_ns.div_euclid(DAY_NS);
-                if !parts.contains_key(&day) {
-                    parts.insert(day, self.open_partition(day)?);
-                }
-                let part = parts.get_mut(&day).expect("inserted above");
+                let part = match parts.entry(day) {
+                    std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(v) => v.insert(self.open_partition(day)?),
+                };
                 if seq <= part.committed_seq {
                     continue;
                 }
@@ -503,6 +503,29 @@ impl LogIndex {
         Ok(Ok(out))
     }
 
+    /// Streams matching `query` with their line counts and bytes, keyed by (partition, stream).
+    pub(crate) fn stream_stats(
+        &self,
+        searchers: &[Searcher],
+        query: &dyn Query,
+    ) -> Result<Vec<(u64, StreamStats)>, tantivy::TantivyError> {
+        let mut out = Vec::new();
+        for (part, searcher) in searchers.iter().enumerate() {
+            for (stream, (doc, lines, bytes)) in searcher.search(query, &StreamCollector)? {
+                out.push((
+                    stream,
+                    StreamStats {
+                        part,
+                        doc,
+                        lines,
+                        bytes,
+                    },
+                ));
+            }
+        }
+        Ok(out)
+    }
+
     /// Label names (and, with `name`, that label's values) present in `[start_ns, end_ns)`'s
     /// partitions.
     pub(crate) fn label_terms(
@@ -562,6 +585,78 @@ fn dir_size(path: &Path) -> u64 {
 /// Escapes regex metacharacters (tantivy's regex syntax is the `regex` crate's).
 pub(crate) fn regex_syntax_escape(s: &str) -> String {
     regex::escape(s)
+}
+
+/// Per stream: one document's address (to read its labels), line count and bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StreamStats {
+    pub(crate) part: usize,
+    pub(crate) doc: DocAddress,
+    pub(crate) lines: u64,
+    pub(crate) bytes: u64,
+}
+
+struct StreamCollector;
+
+struct StreamSegmentCollector {
+    segment: u32,
+    stream: tantivy::columnar::Column<u64>,
+    bytes: tantivy::columnar::Column<u64>,
+    out: std::collections::HashMap<u64, (DocAddress, u64, u64)>,
+}
+
+impl tantivy::collector::Collector for StreamCollector {
+    type Fruit = std::collections::HashMap<u64, (DocAddress, u64, u64)>;
+    type Child = StreamSegmentCollector;
+
+    fn for_segment(
+        &self,
+        segment: u32,
+        reader: &tantivy::SegmentReader,
+    ) -> tantivy::Result<StreamSegmentCollector> {
+        let ff = reader.fast_fields();
+        Ok(StreamSegmentCollector {
+            segment,
+            stream: ff.u64("stream")?,
+            bytes: ff.u64("bytes")?,
+            out: Default::default(),
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<Self::Fruit>) -> tantivy::Result<Self::Fruit> {
+        let mut all: Self::Fruit = Default::default();
+        for fruit in fruits {
+            for (k, (doc, n, b)) in fruit {
+                let e = all.entry(k).or_insert((doc, 0, 0));
+                e.1 += n;
+                e.2 += b;
+            }
+        }
+        Ok(all)
+    }
+}
+
+impl tantivy::collector::SegmentCollector for StreamSegmentCollector {
+    type Fruit = std::collections::HashMap<u64, (DocAddress, u64, u64)>;
+
+    fn collect(&mut self, doc: tantivy::DocId, _score: tantivy::Score) {
+        let stream = self.stream.first(doc).unwrap_or_default();
+        let bytes = self.bytes.first(doc).unwrap_or_default();
+        let e = self
+            .out
+            .entry(stream)
+            .or_insert((DocAddress::new(self.segment, doc), 0, 0));
+        e.1 += 1;
+        e.2 += bytes;
+    }
+
+    fn harvest(self) -> Self::Fruit {
+        self.out
+    }
 }
 
 /// Collects (ts, stream, bytes, address) of every matching document from fast fields.

@@ -284,8 +284,8 @@ fn vector_agg(
                 groups.entry(group_key(&s.labels, grouping)).or_default().push(i);
             }
             for members in groups.values() {
-                for (t, keep_t) in (0..steps).map(|t| (t, ())) {
-                    let _ = keep_t;
+                #[allow(clippy::needless_range_loop)] // t indexes both the points and `keep`
+                for t in 0..steps {
                     let mut vals: Vec<(f64, usize)> = members
                         .iter()
                         .filter_map(|&i| inner[i].points[t].map(|v| (v, i)))
@@ -483,21 +483,23 @@ fn vector_vector(b: &logql::BinaryExpr, lv: Vec<Series>, rv: Vec<Series>) -> Res
             }
         }
         BinOp::Or => {
-            let left_sigs: Vec<Labels> = lv.iter().map(|s| sig(&s.labels)).collect();
-            let mut left_present = vec![false; steps];
+            // Right samples fill in only where no left series with their signature has one.
+            let mut left_present: HashMap<Labels, Vec<bool>> = HashMap::new();
             for s in &lv {
-                for (t, p) in s.points.iter().enumerate() {
-                    left_present[t] |= p.is_some();
+                let present = left_present
+                    .entry(sig(&s.labels))
+                    .or_insert_with(|| vec![false; steps]);
+                for (p, l) in s.points.iter().zip(present.iter_mut()) {
+                    *l |= p.is_some();
                 }
             }
             out.extend(lv);
             for mut s in rv {
-                if left_sigs.contains(&sig(&s.labels)) {
-                    continue;
-                }
-                for t in 0..steps {
-                    if left_present[t] && left_sigs.is_empty() {
-                        s.points[t] = None;
+                if let Some(present) = left_present.get(&sig(&s.labels)) {
+                    for (p, &l) in s.points.iter_mut().zip(present) {
+                        if l {
+                            *p = None;
+                        }
                     }
                 }
                 out.push(s);
@@ -534,7 +536,7 @@ fn vector_vector(b: &logql::BinaryExpr, lv: Vec<Series>, rv: Vec<Series>) -> Res
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::index_with;
+    use super::super::tests::{index_with, Line};
     use super::*;
 
     const S: i64 = 1_000_000_000;
@@ -550,7 +552,7 @@ mod tests {
         let a: &[(&str, &str)] = &[("job", "api"), ("level", "error")];
         let b: &[(&str, &str)] = &[("job", "api"), ("level", "info")];
         let c: &[(&str, &str)] = &[("job", "web"), ("level", "info")];
-        let mut lines: Vec<(&[(&str, &str)], i64, &str)> = Vec::new();
+        let mut lines: Vec<Line> = Vec::new();
         for i in 0..60 {
             lines.push((a, i * S, "status=500 took=10"));
             lines.push((b, i * S, "status=200 took=20"));

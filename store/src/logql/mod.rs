@@ -84,12 +84,12 @@ pub(crate) fn parse(q: &str) -> Result<logql::Expr, QueryError> {
     })
 }
 
+/// Tantivy query clauses, combined with AND/NOT by the caller.
+pub(crate) type Clauses = Vec<(Occur, Box<dyn Query>)>;
+
 /// The tantivy clauses for a stream selector.
-pub(crate) fn selector_clauses(
-    idx: &LogIndex,
-    sel: &StreamSelector,
-) -> Result<Vec<(Occur, Box<dyn Query>)>, QueryError> {
-    let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+pub(crate) fn selector_clauses(idx: &LogIndex, sel: &StreamSelector) -> Result<Clauses, QueryError> {
+    let mut clauses: Clauses = Vec::new();
     let mut selective = false;
     let present = |name: &str| idx.label_regex(name, ".+").map_err(QueryError::Unsupported);
     for m in &sel.matchers {
@@ -137,11 +137,7 @@ pub(crate) fn selector_clauses(
 }
 
 /// Selector clauses plus index hints for the pipeline's substring filters.
-pub(crate) fn plan(
-    idx: &LogIndex,
-    sel: &StreamSelector,
-    pipeline: &Pipeline,
-) -> Result<Vec<(Occur, Box<dyn Query>)>, QueryError> {
+pub(crate) fn plan(idx: &LogIndex, sel: &StreamSelector, pipeline: &Pipeline) -> Result<Clauses, QueryError> {
     let mut clauses = selector_clauses(idx, sel)?;
     for needle in pipeline.required_substrings() {
         if let Some(hint) = idx.needle_hint(needle) {
@@ -259,7 +255,10 @@ mod tests {
     use super::*;
     use crate::model::{LogBatch, LogEntry, LogStream};
 
-    pub(crate) fn index_with(lines: &[(&[(&str, &str)], i64, &str)]) -> (tempfile::TempDir, LogIndex) {
+    /// (stream labels, time, line)
+    pub(crate) type Line<'a> = (&'a [(&'a str, &'a str)], i64, &'a str);
+
+    pub(crate) fn index_with(lines: &[Line]) -> (tempfile::TempDir, LogIndex) {
         let dir = tempfile::tempdir().unwrap();
         let idx = LogIndex::open(dir.path()).unwrap();
         for (seq, (labels, ts, line)) in lines.iter().enumerate() {
@@ -294,7 +293,7 @@ mod tests {
 
     #[test]
     fn selectors_filters_direction_and_limit() {
-        let lines: Vec<(&[(&str, &str)], i64, &str)> = (0..1000)
+        let lines: Vec<Line> = (0..1000)
             .map(|i| (if i % 2 == 0 { A } else { B }, i as i64, "GET /x took 5ms"))
             .collect();
         let (_d, idx) = index_with(&lines);
@@ -321,7 +320,7 @@ mod tests {
 
     #[test]
     fn paging_crosses_equal_timestamps_without_loss_or_duplicates() {
-        let lines: Vec<(&[(&str, &str)], i64, &str)> = (0..600).map(|i| (A, (i / 7) as i64, "x")).collect();
+        let lines: Vec<Line> = (0..600).map(|i| (A, (i / 7) as i64, "x")).collect();
         let (_d, idx) = index_with(&lines);
         let out = logs(&idx, r#"{job="api"}"#, 600, true).unwrap();
         assert_eq!(out[0].entries.len(), 600);

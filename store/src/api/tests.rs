@@ -1,0 +1,350 @@
+//! Handler tests: the router driven with `oneshot`, no server, over a real engine in a temp dir.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use prost::Message;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use super::*;
+use crate::config::TokenConfig;
+
+pub(crate) struct TestStore {
+    _dir: tempfile::TempDir,
+    pub(crate) state: AppState,
+    tokens: Tokens,
+}
+
+impl TestStore {
+    pub(crate) fn new(tokens: &[TokenConfig]) -> TestStore {
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, _) = Engine::open(dir.path(), Duration::from_secs(100 * 365 * 86400)).unwrap();
+        TestStore {
+            _dir: dir,
+            state: AppState {
+                metrics: Metrics::new(),
+                engine,
+                limits: Limits::default(),
+            },
+            tokens: Tokens::load(tokens).unwrap(),
+        }
+    }
+
+    fn app(&self) -> Router {
+        router(self.state.clone(), &self.tokens)
+    }
+
+    pub(crate) async fn send(&self, req: Request<Body>) -> (StatusCode, String) {
+        let resp = self.app().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let body = axum::body::to_bytes(resp.into_body(), 64 << 20).await.unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    pub(crate) async fn get(&self, uri: &str) -> (StatusCode, String) {
+        self.send(Request::get(uri).body(Body::empty()).unwrap()).await
+    }
+
+    pub(crate) async fn get_json(&self, uri: &str) -> Value {
+        let (status, body) = self.get(uri).await;
+        assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    pub(crate) async fn post(&self, uri: &str, ctype: &str, body: impl Into<Body>) -> (StatusCode, String) {
+        self.send(
+            Request::post(uri)
+                .header("content-type", ctype)
+                .body(body.into())
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub(crate) fn commit(&self) {
+        self.state.engine.commit().unwrap();
+    }
+}
+
+fn token(name: &str, role: Role, secret: &str) -> TokenConfig {
+    TokenConfig {
+        name: name.into(),
+        role,
+        token_file: None,
+        token: Some(secret.into()),
+    }
+}
+
+fn enc(q: &str) -> String {
+    form_urlencoded::byte_serialize(q.as_bytes()).collect()
+}
+
+/// Pushes `n` lines a second apart, starting at second 1000, to two streams.
+async fn seed(s: &TestStore) {
+    let mut api = Vec::new();
+    let mut web = Vec::new();
+    for i in 0..60i64 {
+        let ts = ((1000 + i) * 1_000_000_000).to_string();
+        api.push(json!([ts, format!("level=error msg=\"boom {i}\" status=500")]));
+        web.push(json!([ts, format!("level=info msg=\"ok {i}\" status=200")]));
+    }
+    let body = json!({"streams": [
+        {"stream": {"job": "api", "host": "n1"}, "values": api},
+        {"stream": {"job": "web", "host": "n2"}, "values": web},
+    ]});
+    let (status, msg) = s
+        .post("/loki/api/v1/push", "application/json", body.to_string())
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{msg}");
+    s.commit();
+}
+
+#[tokio::test]
+async fn ready_is_open_and_metrics_need_a_query_token() {
+    let s = TestStore::new(&[
+        token("grafana", Role::Query, "grafana-token-123"),
+        token("n", Role::Ingest, "ingest-token-123"),
+    ]);
+    assert_eq!(s.get("/ready").await, (StatusCode::OK, "ready\n".to_string()));
+    assert_eq!(s.get("/metrics").await.0, StatusCode::UNAUTHORIZED);
+    let with = |t: &str| {
+        Request::get("/metrics")
+            .header("authorization", format!("Bearer {t}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(s.send(with("ingest-token-123")).await.0, StatusCode::FORBIDDEN);
+    let (status, body) = s.send(with("grafana-token-123")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("obs_store_log_lines_ingested_total 0"), "{body}");
+    // An ingest token can push; a query token cannot.
+    let push = |t: &str| {
+        Request::post("/loki/api/v1/push")
+            .header("authorization", format!("Bearer {t}"))
+            .header("content-type", "application/json")
+            .body(Body::from(r#"{"streams":[]}"#))
+            .unwrap()
+    };
+    assert_eq!(s.send(push("ingest-token-123")).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(s.send(push("grafana-token-123")).await.0, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn grafana_health_check_answers_two_at_t4() {
+    let s = TestStore::new(&[]);
+    let v = s
+        .get_json(&format!(
+            "/loki/api/v1/query?query={}&time=4",
+            enc("vector(1)+vector(1)")
+        ))
+        .await;
+    assert_eq!(v["status"], "success");
+    assert_eq!(v["data"]["resultType"], "vector");
+    assert_eq!(v["data"]["result"], json!([{"metric": {}, "value": [4, "2"]}]));
+    // Grafana's backend sends the time in nanoseconds; the one sample must still be 2.
+    let v = s
+        .get_json(&format!(
+            "/loki/api/v1/query?query={}&time=4000000000",
+            enc("vector(1)+vector(1)")
+        ))
+        .await;
+    assert_eq!(v["data"]["result"][0]["value"][1], "2");
+}
+
+#[tokio::test]
+async fn pushed_lines_come_back_newest_first_with_loki_shapes() {
+    let s = TestStore::new(&[]);
+    seed(&s).await;
+    let uri = format!(
+        "/loki/api/v1/query_range?query={}&start=1000000000000&end=1100000000000&limit=3&direction=backward",
+        enc(r#"{job="api"} |= "boom""#)
+    );
+    let v = s.get_json(&uri).await;
+    assert_eq!(v["data"]["resultType"], "streams");
+    let result = v["data"]["result"].as_array().unwrap();
+    assert_eq!(result.len(), 1);
+    // As in Loki 3, structured metadata (here the detected level) is part of the result labels.
+    assert_eq!(
+        result[0]["stream"],
+        json!({"job": "api", "host": "n1", "detected_level": "error"})
+    );
+    let values = result[0]["values"].as_array().unwrap();
+    assert_eq!(values.len(), 3);
+    assert_eq!(
+        values[0],
+        json!(["1059000000000", "level=error msg=\"boom 59\" status=500"])
+    );
+    assert_eq!(values[2][0], "1057000000000");
+    assert!(
+        v["data"]["stats"]["summary"]["totalLinesProcessed"]
+            .as_u64()
+            .unwrap()
+            >= 3
+    );
+}
+
+#[tokio::test]
+async fn logs_volume_query_groups_by_level() {
+    let s = TestStore::new(&[]);
+    seed(&s).await;
+    let q = r#"sum by (level) (count_over_time({host=~"n.*"} | logfmt [10s]))"#;
+    let uri = format!(
+        "/loki/api/v1/query_range?query={}&start=1010&end=1050&step=10s",
+        enc(q)
+    );
+    let v = s.get_json(&uri).await;
+    assert_eq!(v["data"]["resultType"], "matrix");
+    let result = v["data"]["result"].as_array().unwrap();
+    let levels: Vec<&str> = result
+        .iter()
+        .map(|r| r["metric"]["level"].as_str().unwrap())
+        .collect();
+    assert_eq!(levels, ["error", "info"]);
+    assert_eq!(result[0]["values"][0], json!([1010, "10"]));
+    assert_eq!(result[0]["values"].as_array().unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn labels_values_series_stats_and_volume() {
+    let s = TestStore::new(&[]);
+    seed(&s).await;
+    let window = "start=1000000000000&end=1100000000000";
+    let v = s.get_json(&format!("/loki/api/v1/labels?{window}")).await;
+    assert_eq!(v["data"], json!(["host", "job"]));
+    let v = s
+        .get_json(&format!("/loki/api/v1/label/job/values?{window}"))
+        .await;
+    assert_eq!(v["data"], json!(["api", "web"]));
+    let v = s
+        .get_json(&format!(
+            "/loki/api/v1/label/job/values?{window}&query={}",
+            enc(r#"{host="n2"}"#)
+        ))
+        .await;
+    assert_eq!(v["data"], json!(["web"]));
+    let v = s
+        .get_json(&format!(
+            "/loki/api/v1/series?{window}&match[]={}",
+            enc(r#"{job=~".+"}"#)
+        ))
+        .await;
+    assert_eq!(
+        v["data"],
+        json!([{"host": "n1", "job": "api"}, {"host": "n2", "job": "web"}])
+    );
+    let v = s
+        .get_json(&format!(
+            "/loki/api/v1/index/stats?{window}&query={}",
+            enc(r#"{job="api"}"#)
+        ))
+        .await;
+    assert_eq!(
+        (v["streams"].as_u64(), v["entries"].as_u64()),
+        (Some(1), Some(60))
+    );
+    let v = s
+        .get_json(&format!(
+            "/loki/api/v1/index/volume?{window}&query={}",
+            enc(r#"{job=~".+"}"#)
+        ))
+        .await;
+    let result = v["data"]["result"].as_array().unwrap();
+    assert_eq!(result.len(), 2);
+    assert_eq!(
+        result[0]["metric"],
+        json!({"job": "api"}),
+        "api lines are longer, so first"
+    );
+    let v = s
+        .get_json(&format!(
+            "/loki/api/v1/index/volume_range?{window}&step=60s&query={}",
+            enc(r#"{job="web"}"#)
+        ))
+        .await;
+    assert_eq!(v["data"]["resultType"], "matrix");
+    let v = s.get_json("/loki/api/v1/status/buildinfo").await;
+    assert_eq!(v["version"], crate::api::loki::LOKI_COMPAT_VERSION);
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_4xx_and_nothing_is_stored() {
+    let s = TestStore::new(&[]);
+    let (status, body) = s
+        .post(
+            "/loki/api/v1/push",
+            "application/json",
+            r#"{"streams": [{"stream": {}}]}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("invalid push JSON"), "{body}");
+    let (status, body) = s
+        .post("/loki/api/v1/push", "application/x-protobuf", "garbage")
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("snappy"), "{body}");
+    let big = vec![b'x'; params::MAX_BODY_BYTES + 1];
+    let (status, body) = s.post("/loki/api/v1/push", "application/json", big).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(body.contains("16777216-byte limit"), "{body}");
+    let (status, body) = s
+        .get(&format!(
+            "/loki/api/v1/query_range?query={}",
+            enc(r#"{job="api""#)
+        ))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.starts_with("parse error at line 1"), "{body}");
+    let (status, body) = s
+        .get(&format!("/loki/api/v1/query?query={}", enc(r#"{job="api"}"#)))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("not supported as an instant query"), "{body}");
+    s.commit();
+    let (_, metrics) = s.get("/metrics").await;
+    assert!(
+        metrics.contains("obs_store_log_lines_ingested_total 0"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn otlp_http_logs_in_protobuf_and_json() {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    let s = TestStore::new(&[]);
+    let json_body = r#"{"resourceLogs":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"shop"}}]},
+        "scopeLogs":[{"logRecords":[{"timeUnixNano":"1000000000000","severityNumber":13,"body":{"stringValue":"low stock"},
+        "traceId":"5b8efff798038103d269b633813fc60c","attributes":[{"key":"sku","value":{"intValue":"42"}}]}]}]}]}"#;
+    let (status, body) = s.post("/v1/logs", "application/json", json_body).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let req: ExportLogsServiceRequest = serde_json::from_str(json_body).unwrap();
+    let mut req2 = req.clone();
+    req2.resource_logs[0].scope_logs[0].log_records[0].time_unix_nano = 1_001_000_000_000;
+    let (status, _) = s
+        .post("/v1/logs", "application/x-protobuf", req2.encode_to_vec())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    s.commit();
+    let uri = format!(
+        "/loki/api/v1/query_range?query={}&start=999&end=1002&direction=forward",
+        enc(r#"{service_name="shop", level="warn"} | sku="42""#)
+    );
+    let v = s.get_json(&uri).await;
+    let values = v["data"]["result"][0]["values"].as_array().unwrap();
+    assert_eq!(values.len(), 2);
+    assert_eq!(values[0][1], "low stock");
+    let (status, body) = s.post("/v1/logs", "application/json", "{not json").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("invalid OTLP JSON"), "{body}");
+}
+
+#[tokio::test]
+async fn unknown_paths_say_so() {
+    let s = TestStore::new(&[]);
+    let (status, body) = s.get("/nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body.contains("/nope"));
+}
