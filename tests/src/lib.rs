@@ -106,7 +106,7 @@ impl Proc {
         (read(&self.stdout), read(&self.stderr))
     }
 
-    fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         let (out, err) = self.output();
         format!(
             "--- {} stdout ---\n{out}--- {} stderr ---\n{err}",
@@ -256,6 +256,101 @@ impl Drop for S3Server {
             let _ = Command::new(script).arg("stop").arg(dir.path()).status();
         }
     }
+}
+
+/// POST `body` with `content_type` to `url`: (status, body), whatever the status.
+pub fn http_post(url: &str, content_type: &str, body: &[u8]) -> Result<(u16, String), String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let mut resp = agent
+        .post(url)
+        .header("content-type", content_type)
+        .send(body)
+        .map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let body = resp.body_mut().read_to_string().map_err(|e| e.to_string())?;
+    Ok((status, body))
+}
+
+/// A store started on a free port with its own data dir; restartable on the same data.
+#[derive(Debug)]
+pub struct StoreProc {
+    pub proc: Proc,
+    pub port: u16,
+    pub data: PathBuf,
+    dir: PathBuf,
+}
+
+impl StoreProc {
+    pub fn start(dir: &Path) -> StoreProc {
+        let data = dir.join("store-data");
+        StoreProc::start_on(dir, &data, free_port())
+    }
+
+    fn start_on(dir: &Path, data: &Path, port: u16) -> StoreProc {
+        let addr = format!("127.0.0.1:{port}");
+        let grpc = format!("127.0.0.1:{}", free_port());
+        let mut proc = Proc::obs(
+            "store",
+            &[
+                "store",
+                "--data-dir",
+                data.to_str().expect("utf-8 path"),
+                "--http-addr",
+                &addr,
+                "--grpc-addr",
+                &grpc,
+            ],
+            dir,
+        );
+        proc.wait_http_ok(&format!("http://{addr}/ready"), Duration::from_secs(60));
+        StoreProc {
+            proc,
+            port,
+            data: data.to_path_buf(),
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// SIGKILL, then start again on the same data dir and port.
+    pub fn kill_and_restart(self) -> StoreProc {
+        let StoreProc {
+            mut proc,
+            port,
+            data,
+            dir,
+        } = self;
+        proc.signal(Signal::SIGKILL);
+        proc.wait_timeout(Duration::from_secs(10))
+            .expect("store did not die on SIGKILL");
+        StoreProc::start_on(&dir, &data, port)
+    }
+
+    /// GET a JSON endpoint, panicking with the store's output on failure.
+    pub fn get_json(&self, path_and_query: &str) -> serde_json::Value {
+        let (status, body) = http_get(&self.url(path_and_query)).expect("store reachable");
+        assert_eq!(status, 200, "{path_and_query}: {body}\n{}", self.proc.describe());
+        serde_json::from_str(&body).expect("JSON body")
+    }
+}
+
+/// URL-encodes a query parameter value.
+pub fn enc(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 /// GET `url`: (status, body), whatever the status.
