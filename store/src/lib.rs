@@ -20,6 +20,7 @@ mod auth;
 mod config;
 mod convert;
 mod error;
+mod grpc;
 mod ingest;
 mod logql;
 mod logs;

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
+use crate::grpc;
 use crate::ingest::Engine;
 use crate::logql::Limits;
 use crate::metrics::Metrics;
@@ -25,6 +26,8 @@ pub struct BoundStore {
     engine: Engine,
     http: TcpListener,
     http_addr: SocketAddr,
+    grpc: TcpListener,
+    grpc_addr: SocketAddr,
 }
 
 impl Store {
@@ -52,11 +55,20 @@ impl Store {
                 source,
             })?;
         let http_addr = http.local_addr().map_err(Error::Serve)?;
+        let grpc = TcpListener::bind(settings.grpc_addr)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: settings.grpc_addr,
+                source,
+            })?;
+        let grpc_addr = grpc.local_addr().map_err(Error::Serve)?;
         Ok(BoundStore {
             settings,
             engine,
             http,
             http_addr,
+            grpc,
+            grpc_addr,
         })
     }
 }
@@ -65,6 +77,11 @@ impl BoundStore {
     /// The address the HTTP API really listens on.
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The address OTLP/gRPC ingest really listens on.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
     }
 
     pub fn settings(&self) -> &StoreSettings {
@@ -80,12 +97,36 @@ impl BoundStore {
         };
         let app = api::router(state, &self.settings.tokens);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let committer = tokio::spawn(self.engine.clone().run_committer(stop_rx));
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let committer = tokio::spawn(self.engine.clone().run_committer(stop_rx.clone()));
+        let grpc = tonic::service::Routes::new(grpc::logs_service(
+            self.engine.clone(),
+            self.settings.tokens.clone(),
+        ));
+        let grpc_server = tonic::transport::Server::builder()
+            .add_routes(grpc)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(self.grpc),
+                stopped(stop_rx.clone()),
+            );
+        let grpc_task = tokio::spawn(grpc_server);
         tracing::info!(addr = %self.http_addr, data_dir = %self.settings.data_dir.display(), "store http listening");
-        let served = axum::serve(self.http, app).with_graceful_shutdown(shutdown).await;
+        tracing::info!(addr = %self.grpc_addr, "store otlp/grpc listening");
+        let http = axum::serve(self.http, app).with_graceful_shutdown(stopped(stop_rx.clone()));
+        let http_task = tokio::spawn(async move { http.await });
+        shutdown.await;
         let _ = stop_tx.send(true);
+        let served = http_task
+            .await
+            .map_err(|e| Error::Serve(std::io::Error::other(e)))?;
+        let grpc_served = grpc_task
+            .await
+            .map_err(|e| Error::Serve(std::io::Error::other(e)))?;
         let _ = committer.await;
         served.map_err(Error::Serve)?;
+        grpc_served.map_err(|e| Error::Serve(std::io::Error::other(e)))?;
         tracing::info!(data_dir = %self.engine.data_dir().display(), "store stopped");
         Ok(())
     }

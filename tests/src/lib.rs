@@ -280,6 +280,7 @@ pub fn http_post(url: &str, content_type: &str, body: &[u8]) -> Result<(u16, Str
 pub struct StoreProc {
     pub proc: Proc,
     pub port: u16,
+    pub grpc_port: u16,
     pub data: PathBuf,
     dir: PathBuf,
 }
@@ -292,7 +293,8 @@ impl StoreProc {
 
     fn start_on(dir: &Path, data: &Path, port: u16) -> StoreProc {
         let addr = format!("127.0.0.1:{port}");
-        let grpc = format!("127.0.0.1:{}", free_port());
+        let grpc_port = free_port();
+        let grpc = format!("127.0.0.1:{grpc_port}");
         let mut proc = Proc::obs(
             "store",
             &[
@@ -310,9 +312,15 @@ impl StoreProc {
         StoreProc {
             proc,
             port,
+            grpc_port,
             data: data.to_path_buf(),
             dir: dir.to_path_buf(),
         }
+    }
+
+    /// `host:port` of OTLP/gRPC ingest.
+    pub fn grpc_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.grpc_port)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -326,6 +334,7 @@ impl StoreProc {
             port,
             data,
             dir,
+            ..
         } = self;
         proc.signal(Signal::SIGKILL);
         proc.wait_timeout(Duration::from_secs(10))

@@ -1,0 +1,75 @@
+//! OTLP/gRPC ingest (tonic): the `Export` methods of the collector services, with gzip and
+//! zstd request compression and bearer-token auth (role `ingest`) from the `authorization`
+//! metadata. Bad data is `INVALID_ARGUMENT` (do not retry); a store that cannot write answers
+//! `UNAVAILABLE` (retry).
+
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsService, LogsServiceServer};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use tonic::codec::CompressionEncoding;
+use tonic::service::interceptor::InterceptedService;
+use tonic::{Request, Response, Status};
+
+use crate::api::params::{now_ns, MAX_BODY_BYTES};
+use crate::auth::{AuthError, Tokens};
+use crate::convert;
+use crate::ingest::{Engine, IngestError};
+use crate::Role;
+
+fn status(e: IngestError) -> Status {
+    match e {
+        IngestError::BadRequest(m) => Status::invalid_argument(m),
+        IngestError::Unavailable(m) => Status::unavailable(m),
+    }
+}
+
+/// Checks the bearer token in the request metadata.
+#[derive(Clone, Debug)]
+pub(crate) struct Auth(pub(crate) Tokens);
+
+impl tonic::service::Interceptor for Auth {
+    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
+        let header = req.metadata().get("authorization").and_then(|v| v.to_str().ok());
+        match self.0.check(header, Role::Ingest) {
+            Ok(()) => Ok(req),
+            Err(AuthError::Forbidden { name, .. }) => Err(Status::permission_denied(format!(
+                "token {name:?} lacks the ingest role"
+            ))),
+            Err(AuthError::Missing) => Err(Status::unauthenticated("missing bearer token")),
+            Err(AuthError::Unknown) => Err(Status::unauthenticated("unknown token")),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Logs(pub(crate) Engine);
+
+#[tonic::async_trait]
+impl LogsService for Logs {
+    async fn export(
+        &self,
+        req: Request<ExportLogsServiceRequest>,
+    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
+        let batch = convert::otlp_logs(req.get_ref(), now_ns());
+        let too_old = self.0.ingest_logs(batch).await.map_err(status)?;
+        Ok(Response::new(ExportLogsServiceResponse {
+            partial_success: (too_old > 0).then(|| ExportLogsPartialSuccess {
+                rejected_log_records: too_old as i64,
+                error_message: "records older than the retention period were not stored".into(),
+            }),
+        }))
+    }
+}
+
+pub(crate) fn logs_service(
+    engine: Engine,
+    tokens: Tokens,
+) -> InterceptedService<LogsServiceServer<Logs>, Auth> {
+    let svc = LogsServiceServer::new(Logs(engine))
+        .accept_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Zstd)
+        .send_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(MAX_BODY_BYTES);
+    InterceptedService::new(svc, Auth(tokens))
+}
