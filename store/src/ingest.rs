@@ -11,8 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::logs::{IndexError, LogIndex};
+use crate::logs::LogIndex;
 use crate::model::LogBatch;
+use crate::partitions::IndexError;
 use crate::wal::{Kind, ReplayReport, Wal, WalError};
 
 /// How often new data is committed (and so becomes searchable).

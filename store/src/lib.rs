@@ -26,6 +26,7 @@ mod logql;
 mod logs;
 mod metrics;
 mod model;
+mod partitions;
 mod server;
 mod wal;
 

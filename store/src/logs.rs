@@ -22,46 +22,30 @@
 //!
 //! # Durability
 //!
-//! Lines are added to a partition's writer after their WAL record is durable, and partitions
-//! are committed every [`COMMIT_INTERVAL`](crate::ingest::COMMIT_INTERVAL) with the highest
-//! sequence number applied so far as payload. On replay a record is applied to a partition only
-//! if its sequence number is above that partition's payload, so replay neither loses nor
-//! duplicates lines. Retention deletes whole partitions.
+//! Partitioning, commit payloads and replay are `partitions.rs`'s: lines are added after their
+//! WAL record is durable, committed every [`COMMIT_INTERVAL`](crate::ingest::COMMIT_INTERVAL),
+//! and replay neither loses nor duplicates them.
 
-use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::Instant;
+use std::path::Path;
 
-use chrono::{DateTime, NaiveDate};
 use tantivy::collector::TopDocs;
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, RangeQuery, RegexQuery, TermQuery};
 use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, FAST, INDEXED, STORED, STRING,
 };
 use tantivy::tokenizer::{LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer};
-use tantivy::{
-    DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, Searcher, TantivyDocument, Term,
-};
+use tantivy::{DocAddress, Index, Order, Searcher, TantivyDocument, Term};
 
 use crate::model::{Labels, LogBatch};
 
-pub(crate) const DAY_NS: i64 = 86_400 * 1_000_000_000;
-const WORDS: &str = "obs_words";
-const WRITER_BUDGET: usize = 96 << 20;
-const SCHEMA_VERSION: &str = "v1";
+pub(crate) use crate::partitions::IndexError;
+use crate::partitions::Partitions;
+#[cfg(test)]
+use crate::partitions::DAY_NS;
 
-#[derive(Debug, thiserror::Error)]
-pub enum IndexError {
-    #[error("log index error in {path}: {source}")]
-    Tantivy {
-        path: PathBuf,
-        source: tantivy::TantivyError,
-    },
-    #[error("log index io error in {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-}
+const WORDS: &str = "obs_words";
+const SCHEMA_VERSION: &str = "v1";
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Fields {
@@ -114,15 +98,6 @@ pub(crate) fn stream_id(labels: &Labels) -> u64 {
     h
 }
 
-struct Partition {
-    index: Index,
-    reader: IndexReader,
-    writer: Option<IndexWriter>,
-    committed_seq: u64,
-    dirty: bool,
-    last_write: Instant,
-}
-
 /// One line read back from the index.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct LogHit {
@@ -145,131 +120,34 @@ pub(crate) struct LineRef {
 }
 
 /// Day-partitioned log indexes.
+#[derive(Debug)]
 pub(crate) struct LogIndex {
-    dir: PathBuf,
-    schema: Schema,
+    parts: Partitions,
     pub(crate) fields: Fields,
-    parts: Mutex<BTreeMap<i64, Partition>>,
 }
 
-impl std::fmt::Debug for LogIndex {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LogIndex").field("dir", &self.dir).finish()
-    }
-}
-
-fn day_name(day: i64) -> String {
-    DateTime::from_timestamp(day * 86_400, 0)
-        .map(|d| d.format("%Y-%m-%d").to_string())
-        .unwrap_or_else(|| format!("day{day}"))
-}
-
-fn day_from_name(name: &str) -> Option<i64> {
-    let date = NaiveDate::parse_from_str(name, "%Y-%m-%d").ok()?;
-    Some(
-        date.and_hms_opt(0, 0, 0)?
-            .and_utc()
-            .timestamp()
-            .div_euclid(86_400),
-    )
+fn setup(index: &Index) {
+    index.tokenizers().register(WORDS, words_analyzer());
 }
 
 impl LogIndex {
     /// Opens every partition under `<data_dir>/logs/v1`.
     pub(crate) fn open(data_dir: &Path) -> Result<LogIndex, IndexError> {
-        let dir = data_dir.join("logs").join(SCHEMA_VERSION);
-        std::fs::create_dir_all(&dir).map_err(|source| IndexError::Io {
-            path: dir.clone(),
-            source,
-        })?;
         let (schema, fields) = schema();
-        let idx = LogIndex {
-            dir: dir.clone(),
-            schema,
-            fields,
-            parts: Mutex::new(BTreeMap::new()),
-        };
-        let mut parts = BTreeMap::new();
-        for entry in std::fs::read_dir(&dir).map_err(|source| IndexError::Io {
-            path: dir.clone(),
-            source,
-        })? {
-            let entry = entry.map_err(|source| IndexError::Io {
-                path: dir.clone(),
-                source,
-            })?;
-            if let Some(day) = day_from_name(&entry.file_name().to_string_lossy()) {
-                parts.insert(day, idx.open_partition(day)?);
-            }
-        }
-        *idx.parts.lock().expect("log partitions") = parts;
-        Ok(idx)
-    }
-
-    fn open_partition(&self, day: i64) -> Result<Partition, IndexError> {
-        let path = self.dir.join(day_name(day));
-        let terr = |source| IndexError::Tantivy {
-            path: path.clone(),
-            source,
-        };
-        let index = if path.join("meta.json").exists() {
-            Index::open_in_dir(&path).map_err(terr)?
-        } else {
-            std::fs::create_dir_all(&path).map_err(|source| IndexError::Io {
-                path: path.clone(),
-                source,
-            })?;
-            Index::create_in_dir(&path, self.schema.clone()).map_err(terr)?
-        };
-        index.tokenizers().register(WORDS, words_analyzer());
-        let committed_seq = index
-            .load_metas()
-            .map_err(terr)?
-            .payload
-            .and_then(|p| serde_json::from_str::<serde_json::Value>(&p).ok())
-            .and_then(|v| v.get("wal_seq")?.as_u64())
-            .unwrap_or(0);
-        let reader = index
-            .reader_builder()
-            .reload_policy(ReloadPolicy::Manual)
-            .try_into()
-            .map_err(terr)?;
-        Ok(Partition {
-            index,
-            reader,
-            writer: None,
-            committed_seq,
-            dirty: false,
-            last_write: Instant::now(),
-        })
+        let parts = Partitions::open(data_dir.join("logs").join(SCHEMA_VERSION), schema, setup)?;
+        Ok(LogIndex { parts, fields })
     }
 
     /// Adds the lines of WAL record `seq` to their partitions, skipping partitions that
     /// already hold it. Returns how many lines were added.
     pub(crate) fn apply(&self, seq: u64, batch: &LogBatch) -> Result<usize, IndexError> {
-        let mut parts = self.parts.lock().expect("log partitions");
         let f = self.fields;
+        let mut adder = self.parts.adder();
         let mut added = 0;
         for stream in &batch.streams {
             let id = stream_id(&stream.labels);
             let labels_json = serde_json::to_string(&stream.labels).expect("labels serialize");
             for e in &stream.entries {
-                let day = e.ts_ns.div_euclid(DAY_NS);
-                let part = match parts.entry(day) {
-                    std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
-                    std::collections::btree_map::Entry::Vacant(v) => v.insert(self.open_partition(day)?),
-                };
-                if seq <= part.committed_seq {
-                    continue;
-                }
-                if part.writer.is_none() {
-                    let path = self.dir.join(day_name(day));
-                    part.writer = Some(
-                        part.index
-                            .writer(WRITER_BUDGET)
-                            .map_err(|source| IndexError::Tantivy { path, source })?,
-                    );
-                }
                 let mut doc = TantivyDocument::new();
                 doc.add_i64(f.ts, e.ts_ns);
                 doc.add_u64(f.stream, id);
@@ -285,84 +163,34 @@ impl LogIndex {
                     );
                 }
                 doc.add_u64(f.bytes, e.line.len() as u64);
-                let writer = part.writer.as_ref().expect("writer opened above");
-                let path = self.dir.join(day_name(day));
-                writer
-                    .add_document(doc)
-                    .map_err(|source| IndexError::Tantivy { path, source })?;
-                part.dirty = true;
-                part.last_write = Instant::now();
-                added += 1;
+                added += usize::from(adder.add(e.ts_ns, seq, doc)?);
             }
         }
         Ok(added)
     }
 
-    /// Commits every partition with new lines, recording that all WAL records up to
-    /// `applied_through` are in it, and makes the lines visible to searches.
+    /// Commits new lines (see [`Partitions::commit`]).
     pub(crate) fn commit(&self, applied_through: u64) -> Result<(), IndexError> {
-        let mut parts = self.parts.lock().expect("log partitions");
-        for (&day, part) in parts.iter_mut() {
-            let path = self.dir.join(day_name(day));
-            let terr = |source| IndexError::Tantivy {
-                path: path.clone(),
-                source,
-            };
-            if part.dirty {
-                let writer = part.writer.as_mut().expect("dirty partitions have a writer");
-                let mut prepared = writer.prepare_commit().map_err(terr)?;
-                prepared.set_payload(&format!("{{\"wal_seq\":{applied_through}}}"));
-                prepared.commit().map_err(terr)?;
-                part.reader.reload().map_err(terr)?;
-                part.committed_seq = applied_through;
-                part.dirty = false;
-            } else if part.writer.is_some() && part.last_write.elapsed().as_secs() > 120 {
-                // Idle partitions give their writer's memory back.
-                if let Some(w) = part.writer.take() {
-                    w.wait_merging_threads().map_err(terr)?;
-                }
-            }
-        }
-        Ok(())
+        self.parts.commit(applied_through)
     }
 
     /// Deletes partitions whose whole day ended before `cutoff_ns`. Returns how many.
     pub(crate) fn drop_before(&self, cutoff_ns: i64) -> Result<usize, IndexError> {
-        let mut parts = self.parts.lock().expect("log partitions");
-        let old: Vec<i64> = parts
-            .keys()
-            .copied()
-            .filter(|d| (d + 1) * DAY_NS <= cutoff_ns)
-            .collect();
-        for day in &old {
-            parts.remove(day);
-            let path = self.dir.join(day_name(*day));
-            std::fs::remove_dir_all(&path).map_err(|source| IndexError::Io { path, source })?;
-        }
-        Ok(old.len())
+        self.parts.drop_before(cutoff_ns)
     }
 
-    /// The highest WAL sequence number any partition has committed.
     pub(crate) fn max_committed_seq(&self) -> u64 {
-        let parts = self.parts.lock().expect("log partitions");
-        parts.values().map(|p| p.committed_seq).max().unwrap_or(0)
+        self.parts.max_committed_seq()
     }
 
     /// (partitions, bytes on disk), for `/metrics`.
     pub(crate) fn disk_usage(&self) -> (usize, u64) {
-        let count = self.parts.lock().expect("log partitions").len();
-        (count, dir_size(&self.dir))
+        self.parts.disk_usage()
     }
 
     /// Searchers for the partitions that may hold lines in `[start_ns, end_ns)`, oldest first.
     pub(crate) fn searchers(&self, start_ns: i64, end_ns: i64) -> Vec<Searcher> {
-        let parts = self.parts.lock().expect("log partitions");
-        let first = start_ns.div_euclid(DAY_NS);
-        let last = (end_ns - 1).div_euclid(DAY_NS);
-        parts
-            .range(first..=last)
-            .map(|(_, p)| p.reader.searcher())
-            .collect()
+        self.parts.searchers(start_ns, end_ns)
     }
 
     /// A query for `[start_ns, end_ns)` and the given extra clauses (selector, line hints).
@@ -567,19 +395,6 @@ impl LogIndex {
         }
         out.into_iter().collect()
     }
-}
-
-fn dir_size(path: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(path) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => dir_size(&e.path()),
-            _ => e.metadata().map(|m| m.len()).unwrap_or(0),
-        })
-        .sum()
 }
 
 /// Escapes regex metacharacters (tantivy's regex syntax is the `regex` crate's).
