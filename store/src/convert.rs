@@ -11,10 +11,13 @@
 use std::collections::BTreeMap;
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 
 use crate::model::{
-    detect_level, level_from_severity, sanitize_label_name, Labels, LogBatch, LogEntry, LogStream,
+    detect_level, level_from_severity, sanitize_label_name, Labels, LogBatch, LogEntry, LogStream, SpanBatch,
+    SpanRecord,
 };
 
 /// Resource attributes that become stream labels (Loki 3's defaults, plus `host.name`).
@@ -83,7 +86,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn attr(kv: &KeyValue) -> String {
+pub(crate) fn attr(kv: &KeyValue) -> String {
     kv.value.as_ref().map(any_value_string).unwrap_or_default()
 }
 
@@ -154,6 +157,58 @@ pub(crate) fn otlp_logs(req: &ExportLogsServiceRequest, now_ns: i64) -> LogBatch
             .map(|(labels, entries)| LogStream { labels, entries })
             .collect(),
     }
+}
+
+/// Splits an OTLP traces request into one record per span. A span with a malformed id is an
+/// error naming it: the whole request is rejected, nothing is stored.
+pub(crate) fn otlp_traces(req: &ExportTraceServiceRequest) -> Result<SpanBatch, String> {
+    let mut spans = Vec::new();
+    for (ri, rs) in req.resource_spans.iter().enumerate() {
+        let service = rs
+            .resource
+            .iter()
+            .flat_map(|r| &r.attributes)
+            .find(|kv| kv.key == "service.name")
+            .map(attr)
+            .unwrap_or_else(|| "unknown_service".into());
+        for (si, ss) in rs.scope_spans.iter().enumerate() {
+            for (i, span) in ss.spans.iter().enumerate() {
+                let at = || format!("resourceSpans[{ri}].scopeSpans[{si}].spans[{i}]");
+                if span.trace_id.len() != 16 || span.trace_id.iter().all(|b| *b == 0) {
+                    return Err(format!("{}: traceId must be 16 non-zero bytes", at()));
+                }
+                if span.span_id.len() != 8 {
+                    return Err(format!("{}: spanId must be 8 bytes", at()));
+                }
+                if !span.parent_span_id.is_empty() && span.parent_span_id.len() != 8 {
+                    return Err(format!("{}: parentSpanId must be empty or 8 bytes", at()));
+                }
+                let one = ResourceSpans {
+                    resource: rs.resource.clone(),
+                    scope_spans: vec![ScopeSpans {
+                        scope: ss.scope.clone(),
+                        spans: vec![span.clone()],
+                        schema_url: ss.schema_url.clone(),
+                    }],
+                    schema_url: rs.schema_url.clone(),
+                };
+                spans.push(SpanRecord {
+                    trace_id: hex(&span.trace_id),
+                    span_id: hex(&span.span_id),
+                    parent_span_id: hex(&span.parent_span_id),
+                    name: span.name.clone(),
+                    service: service.clone(),
+                    kind: span.kind,
+                    status: span.status.as_ref().map_or(0, |s| s.code),
+                    start_ns: i64::try_from(span.start_time_unix_nano).unwrap_or(i64::MAX),
+                    end_ns: i64::try_from(span.end_time_unix_nano.max(span.start_time_unix_nano))
+                        .unwrap_or(i64::MAX),
+                    otlp: prost::Message::encode_to_vec(&one),
+                });
+            }
+        }
+    }
+    Ok(SpanBatch { spans })
 }
 
 /// Loki's push protobuf (`logproto.PushRequest`), declared by hand: Loki publishes no crate.

@@ -7,6 +7,12 @@ use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsS
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use tonic::codec::CompressionEncoding;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
@@ -60,6 +66,38 @@ impl LogsService for Logs {
             }),
         }))
     }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Traces(pub(crate) Engine);
+
+#[tonic::async_trait]
+impl TraceService for Traces {
+    async fn export(
+        &self,
+        req: Request<ExportTraceServiceRequest>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        let batch = convert::otlp_traces(req.get_ref()).map_err(Status::invalid_argument)?;
+        let too_old = self.0.ingest_spans(batch).await.map_err(status)?;
+        Ok(Response::new(ExportTraceServiceResponse {
+            partial_success: (too_old > 0).then(|| ExportTracePartialSuccess {
+                rejected_spans: too_old as i64,
+                error_message: "spans older than the retention period were not stored".into(),
+            }),
+        }))
+    }
+}
+
+pub(crate) fn trace_service(
+    engine: Engine,
+    tokens: Tokens,
+) -> InterceptedService<TraceServiceServer<Traces>, Auth> {
+    let svc = TraceServiceServer::new(Traces(engine))
+        .accept_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Zstd)
+        .send_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(MAX_BODY_BYTES);
+    InterceptedService::new(svc, Auth(tokens))
 }
 
 pub(crate) fn logs_service(

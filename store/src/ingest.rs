@@ -12,8 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::logs::LogIndex;
-use crate::model::LogBatch;
+use crate::model::{LogBatch, SpanBatch};
 use crate::partitions::IndexError;
+use crate::traces::TraceIndex;
 use crate::wal::{Kind, ReplayReport, Wal, WalError};
 
 /// How often new data is committed (and so becomes searchable).
@@ -44,6 +45,7 @@ impl From<WalError> for IngestError {
 pub(crate) struct IngestStats {
     pub(crate) log_lines: AtomicU64,
     pub(crate) log_bytes: AtomicU64,
+    pub(crate) spans: AtomicU64,
     pub(crate) rejected_lines: AtomicU64,
     pub(crate) apply_errors: AtomicU64,
     pub(crate) commits: AtomicU64,
@@ -61,6 +63,7 @@ struct Applied {
 #[derive(Debug)]
 struct Shared {
     logs: LogIndex,
+    traces: TraceIndex,
     /// Held while applying and committing.
     applied: Mutex<Applied>,
     stats: IngestStats,
@@ -77,8 +80,25 @@ impl Shared {
                     self.applied.lock().expect("apply lock").through = seq;
                 }
             },
-            Kind::Spans | Kind::Samples => self.applied.lock().expect("apply lock").through = seq,
+            Kind::Spans => match SpanBatch::decode(payload) {
+                Ok(batch) => self.apply_spans(seq, &batch),
+                Err(e) => {
+                    tracing::error!(seq, error = %e, "undecodable span record in the wal; skipped");
+                    self.applied.lock().expect("apply lock").through = seq;
+                }
+            },
+            Kind::Samples => self.applied.lock().expect("apply lock").through = seq,
         }
+    }
+
+    fn apply_spans(&self, seq: u64, batch: &SpanBatch) {
+        let mut applied = self.applied.lock().expect("apply lock");
+        if let Err(e) = self.traces.apply(seq, batch) {
+            self.stats.apply_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(seq, error = %e, "cannot index a wal record; it is indexed again on restart");
+            applied.first_failed.get_or_insert(seq);
+        }
+        applied.through = seq;
     }
 
     fn apply_logs(&self, seq: u64, batch: &LogBatch) {
@@ -113,9 +133,11 @@ impl Engine {
     /// Opens the indexes, replays the WAL into them and commits.
     pub(crate) fn open(data_dir: &Path, retention: Duration) -> Result<(Engine, ReplayReport), OpenError> {
         let logs = LogIndex::open(data_dir)?;
-        let min_next = logs.max_committed_seq() + 1;
+        let traces = TraceIndex::open(data_dir)?;
+        let min_next = logs.max_committed_seq().max(traces.max_committed_seq()) + 1;
         let shared = Arc::new(Shared {
             logs,
+            traces,
             applied: Mutex::new(Applied::default()),
             stats: IngestStats::default(),
         });
@@ -167,11 +189,31 @@ impl Engine {
         Ok(too_old)
     }
 
+    /// Makes spans durable and indexed; returns once it is safe to acknowledge, with the
+    /// number refused for being older than the retention period.
+    pub(crate) async fn ingest_spans(&self, mut batch: SpanBatch) -> Result<usize, IngestError> {
+        let cutoff = self.retention_cutoff_ns();
+        let before = batch.spans.len();
+        batch.spans.retain(|s| s.start_ns >= cutoff);
+        let too_old = before - batch.spans.len();
+        if batch.spans.is_empty() {
+            return Ok(too_old);
+        }
+        let n = batch.spans.len() as u64;
+        let payload = batch.encode();
+        let shared = self.shared.clone();
+        let apply = Box::new(move |seq| shared.apply_spans(seq, &batch));
+        self.wal.append(Kind::Spans, payload, apply).await?;
+        self.shared.stats.spans.fetch_add(n, Ordering::Relaxed);
+        Ok(too_old)
+    }
+
     /// Commits the indexes and deletes the WAL segments they no longer need. Blocking.
     pub(crate) fn commit(&self) -> Result<(), OpenError> {
         let keep_from = {
             let applied = self.shared.applied.lock().expect("apply lock");
             self.shared.logs.commit(applied.through)?;
+            self.shared.traces.commit(applied.through)?;
             applied.first_failed.unwrap_or(applied.through + 1)
         };
         self.wal.remove_through(keep_from - 1)?;
@@ -183,7 +225,7 @@ impl Engine {
     pub(crate) fn apply_retention(&self) -> Result<usize, OpenError> {
         let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
         let cutoff = now.saturating_sub(i64::try_from(self.retention.as_nanos()).unwrap_or(i64::MAX));
-        Ok(self.shared.logs.drop_before(cutoff)?)
+        Ok(self.shared.logs.drop_before(cutoff)? + self.shared.traces.drop_before(cutoff)?)
     }
 
     /// Oldest time still kept, in Unix ns.
@@ -194,6 +236,10 @@ impl Engine {
 
     pub(crate) fn logs(&self) -> &LogIndex {
         &self.shared.logs
+    }
+
+    pub(crate) fn traces(&self) -> &TraceIndex {
+        &self.shared.traces
     }
 
     pub(crate) fn stats(&self) -> &IngestStats {
@@ -225,7 +271,7 @@ impl Engine {
                 if retention_due {
                     let dropped = engine.apply_retention()?;
                     if dropped > 0 {
-                        tracing::info!(partitions = dropped, "retention dropped old log partitions");
+                        tracing::info!(partitions = dropped, "retention dropped old partitions");
                     }
                 }
                 Ok::<_, OpenError>(())

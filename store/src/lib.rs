@@ -28,6 +28,8 @@ mod metrics;
 mod model;
 mod partitions;
 mod server;
+mod traceql;
+mod traces;
 mod wal;
 
 pub use auth::Role;

@@ -105,6 +105,21 @@ impl Metrics {
             "Bytes of the log index on disk.",
             bytes,
         );
+        let (parts, bytes) = engine.traces().disk_usage();
+        metric(
+            &mut out,
+            "obs_store_trace_partitions",
+            "gauge",
+            "Day partitions of the trace index.",
+            parts,
+        );
+        metric(
+            &mut out,
+            "obs_store_trace_index_bytes",
+            "gauge",
+            "Bytes of the trace index on disk.",
+            bytes,
+        );
         out
     }
 }

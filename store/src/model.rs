@@ -45,6 +45,44 @@ impl LogBatch {
     }
 }
 
+/// One span, as the WAL and the trace index keep it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpanRecord {
+    /// Lowercase hex, 32 digits.
+    pub trace_id: String,
+    /// Lowercase hex, 16 digits.
+    pub span_id: String,
+    /// Empty for a root span.
+    pub parent_span_id: String,
+    pub name: String,
+    pub service: String,
+    /// OTLP `SpanKind` (0 unspecified, 1 internal, 2 server, 3 client, 4 producer, 5 consumer).
+    pub kind: i32,
+    /// OTLP status code (0 unset, 1 ok, 2 error).
+    pub status: i32,
+    pub start_ns: i64,
+    pub end_ns: i64,
+    /// The span in OTLP form: an encoded `ResourceSpans` holding its resource, scope and this
+    /// one span, so traces are returned exactly as they were sent.
+    pub otlp: Vec<u8>,
+}
+
+/// A batch of spans: one WAL record.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SpanBatch {
+    pub spans: Vec<SpanRecord>,
+}
+
+impl SpanBatch {
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).expect("span batches always serialize")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<SpanBatch, postcard::Error> {
+        postcard::from_bytes(bytes)
+    }
+}
+
 /// Turns any string into a valid Prometheus/Loki label name: `[a-zA-Z_][a-zA-Z0-9_]*`, the way
 /// Loki 3 maps OTLP attribute names (`service.name` → `service_name`).
 pub fn sanitize_label_name(name: &str) -> String {

@@ -101,10 +101,9 @@ impl BoundStore {
             let _ = rx.wait_for(|s| *s).await;
         };
         let committer = tokio::spawn(self.engine.clone().run_committer(stop_rx.clone()));
-        let grpc = tonic::service::Routes::new(grpc::logs_service(
-            self.engine.clone(),
-            self.settings.tokens.clone(),
-        ));
+        let tokens = self.settings.tokens.clone();
+        let grpc = tonic::service::Routes::new(grpc::logs_service(self.engine.clone(), tokens.clone()))
+            .add_service(grpc::trace_service(self.engine.clone(), tokens));
         let grpc_server = tonic::transport::Server::builder()
             .add_routes(grpc)
             .serve_with_incoming_shutdown(

@@ -5,6 +5,7 @@
 pub(crate) mod loki;
 pub(crate) mod otlp;
 pub(crate) mod params;
+pub(crate) mod tempo;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -45,6 +46,7 @@ pub(crate) fn router(state: AppState, tokens: &Tokens) -> Router {
     let query = Router::new()
         .route("/metrics", get(metrics))
         .merge(loki::query_router())
+        .merge(tempo::router())
         .route_layer(guard(Role::Query));
     open.merge(ingest)
         .merge(query)

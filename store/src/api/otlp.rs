@@ -1,4 +1,4 @@
-//! OTLP/HTTP ingest (`/v1/logs`; traces and metrics join as their stores land): protobuf or
+//! OTLP/HTTP ingest (`/v1/logs`, `/v1/traces`; `/v1/metrics` answers 501 until the TSDB lands): protobuf or
 //! JSON bodies, optionally gzip'd. Answers as the OTLP spec asks: the response in the request's
 //! encoding; errors as a `google.rpc.Status` (protobuf) or its JSON form, 400 for bad data
 //! (the client must not retry) and 503 when a retry can help.
@@ -9,7 +9,12 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use prost::Message;
 
 use super::params::{now_ns, read_body};
@@ -18,7 +23,10 @@ use crate::convert;
 use crate::ingest::IngestError;
 
 pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/v1/logs", post(logs))
+    Router::new()
+        .route("/v1/logs", post(logs))
+        .route("/v1/traces", post(traces))
+        .route("/v1/metrics", post(metrics))
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -104,18 +112,23 @@ fn respond<T: Message + serde::Serialize>(enc: Encoding, msg: &T) -> Response {
     }
 }
 
+/// Reads and decodes an OTLP request; on failure, the response to send.
+async fn request<T>(headers: &HeaderMap, body: Body) -> Result<(Encoding, T), Response>
+where
+    T: Message + Default + serde::de::DeserializeOwned,
+{
+    let enc = encoding(headers).map_err(IntoResponse::into_response)?;
+    let body = read_body(headers, body)
+        .await
+        .map_err(|(status, msg)| error(enc, status, msg))?;
+    let req = decode(enc, &body).map_err(|msg| error(enc, StatusCode::BAD_REQUEST, msg))?;
+    Ok((enc, req))
+}
+
 async fn logs(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let enc = match encoding(&headers) {
-        Ok(e) => e,
-        Err(r) => return r.into_response(),
-    };
-    let body = match read_body(&headers, body).await {
-        Ok(b) => b,
-        Err((status, msg)) => return error(enc, status, msg),
-    };
-    let req: ExportLogsServiceRequest = match decode(enc, &body) {
+    let (enc, req): (_, ExportLogsServiceRequest) = match request(&headers, body).await {
         Ok(r) => r,
-        Err(msg) => return error(enc, StatusCode::BAD_REQUEST, msg),
+        Err(resp) => return resp,
     };
     let too_old = match st.engine.ingest_logs(convert::otlp_logs(&req, now_ns())).await {
         Ok(n) => n,
@@ -123,12 +136,45 @@ async fn logs(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Res
     };
     let mut resp = ExportLogsServiceResponse::default();
     if too_old > 0 {
-        resp.partial_success = Some(
-            opentelemetry_proto::tonic::collector::logs::v1::ExportLogsPartialSuccess {
-                rejected_log_records: too_old as i64,
-                error_message: "records older than the retention period were not stored".into(),
-            },
-        );
+        resp.partial_success = Some(ExportLogsPartialSuccess {
+            rejected_log_records: too_old as i64,
+            error_message: OLD.into(),
+        });
     }
     respond(enc, &resp)
+}
+
+const OLD: &str = "records older than the retention period were not stored";
+
+async fn traces(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let (enc, req): (_, ExportTraceServiceRequest) = match request(&headers, body).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let batch = match convert::otlp_traces(&req) {
+        Ok(b) => b,
+        Err(msg) => return error(enc, StatusCode::BAD_REQUEST, msg),
+    };
+    let too_old = match st.engine.ingest_spans(batch).await {
+        Ok(n) => n,
+        Err(e) => return ingest_error(enc, e),
+    };
+    let mut resp = ExportTraceServiceResponse::default();
+    if too_old > 0 {
+        resp.partial_success = Some(ExportTracePartialSuccess {
+            rejected_spans: too_old as i64,
+            error_message: OLD.into(),
+        });
+    }
+    respond(enc, &resp)
+}
+
+/// Metrics land with the TSDB (issue #4); until then the answer says so, and is not a 2xx.
+async fn metrics(headers: HeaderMap) -> Response {
+    let enc = encoding(&headers).unwrap_or(Encoding::Proto);
+    error(
+        enc,
+        StatusCode::NOT_IMPLEMENTED,
+        "this obs store does not store metrics yet (tracked in issue #4)".into(),
+    )
 }

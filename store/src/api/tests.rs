@@ -348,3 +348,264 @@ async fn unknown_paths_say_so() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(body.contains("/nope"));
 }
+
+mod tempo {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{
+        status, ResourceSpans, ScopeSpans, Span, Status, TracesData,
+    };
+
+    use super::*;
+
+    fn kv(k: &str, v: &str) -> KeyValue {
+        KeyValue {
+            key: k.into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(v.into())),
+            }),
+            ..Default::default()
+        }
+    }
+
+    const T1: [u8; 16] = [0x11; 16];
+    const T2: [u8; 16] = [0x22; 16];
+    const BASE: u64 = 1_000_000_000_000;
+
+    fn span(
+        trace: [u8; 16],
+        id: u8,
+        parent: Option<u8>,
+        name: &str,
+        ms: u64,
+        error: bool,
+        attrs: Vec<KeyValue>,
+    ) -> Span {
+        Span {
+            trace_id: trace.to_vec(),
+            span_id: vec![id; 8],
+            parent_span_id: parent.map(|p| vec![p; 8]).unwrap_or_default(),
+            name: name.into(),
+            kind: if parent.is_none() { 2 } else { 3 },
+            start_time_unix_nano: BASE + u64::from(id) * 1_000_000,
+            end_time_unix_nano: BASE + u64::from(id) * 1_000_000 + ms * 1_000_000,
+            attributes: attrs,
+            status: Some(Status {
+                code: if error {
+                    status::StatusCode::Error as i32
+                } else {
+                    0
+                },
+                message: String::new(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn request() -> ExportTraceServiceRequest {
+        let shop = |spans| ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", "shop"), kv("host.name", "n1")],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let db = ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", "db")],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: vec![span(
+                    T1,
+                    3,
+                    Some(1),
+                    "SELECT",
+                    150,
+                    true,
+                    vec![kv("db.system", "sqlite")],
+                )],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        ExportTraceServiceRequest {
+            resource_spans: vec![
+                shop(vec![
+                    span(
+                        T1,
+                        1,
+                        None,
+                        "GET /cart",
+                        300,
+                        false,
+                        vec![kv("http.method", "GET")],
+                    ),
+                    span(T1, 2, Some(1), "render", 20, false, vec![]),
+                    span(
+                        T2,
+                        9,
+                        None,
+                        "POST /pay",
+                        40,
+                        false,
+                        vec![kv("http.method", "POST")],
+                    ),
+                ]),
+                db,
+            ],
+        }
+    }
+
+    async fn seeded() -> TestStore {
+        let s = TestStore::new(&[]);
+        let (status, body) = s
+            .post("/v1/traces", "application/x-protobuf", request().encode_to_vec())
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        s.commit();
+        s
+    }
+
+    #[tokio::test]
+    async fn trace_by_id_in_protobuf_and_json() {
+        let s = seeded().await;
+        let id = "11".repeat(16);
+        let req = Request::get(format!("/api/traces/{id}"))
+            .header("accept", "application/protobuf")
+            .body(Body::empty())
+            .unwrap();
+        let resp = s.app().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        let data = TracesData::decode(bytes).unwrap();
+        let spans: Vec<&str> = data
+            .resource_spans
+            .iter()
+            .flat_map(|rs| &rs.scope_spans)
+            .flat_map(|ss| &ss.spans)
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(spans.len(), 3);
+        assert_eq!(
+            data.resource_spans.len(),
+            2,
+            "spans regrouped under their two resources"
+        );
+        let v = s.get_json(&format!("/api/v2/traces/{id}")).await;
+        let rs = v["trace"]["resourceSpans"].as_array().unwrap();
+        assert_eq!(rs[0]["scopeSpans"][0]["spans"][0]["traceId"], id);
+        let (status, body) = s.get(&format!("/api/traces/{}", "ab".repeat(16))).await;
+        assert_eq!((status, body.trim()), (StatusCode::NOT_FOUND, "trace not found"));
+        assert_eq!(s.get("/api/traces/xyz").await.0, StatusCode::BAD_REQUEST);
+    }
+
+    #[tokio::test]
+    async fn traceql_and_legacy_search() {
+        let s = seeded().await;
+        let window = "start=999&end=1001";
+        let search = |q: &str| format!("/api/search?{window}&q={}", enc(q));
+        let v = s
+            .get_json(&search(
+                r#"{ resource.service.name = "db" && status = error && duration > 100ms }"#,
+            ))
+            .await;
+        let traces = v["traces"].as_array().unwrap();
+        assert_eq!(traces.len(), 1);
+        assert_eq!(traces[0]["traceID"], "11".repeat(16));
+        assert_eq!(traces[0]["rootServiceName"], "shop");
+        assert_eq!(traces[0]["rootTraceName"], "GET /cart");
+        assert_eq!(traces[0]["durationMs"], 300);
+        assert_eq!(traces[0]["spanSet"]["matched"], 1);
+        let v = s
+            .get_json(&search(r#"{ .http.method = "POST" } || { name = "SELECT" }"#))
+            .await;
+        assert_eq!(v["traces"].as_array().unwrap().len(), 2);
+        let v = s
+            .get_json(&search(r#"{ name = "render" } && { name = "POST /pay" }"#))
+            .await;
+        assert_eq!(
+            v["traces"].as_array().unwrap().len(),
+            0,
+            "no single trace has both"
+        );
+        let v = s
+            .get_json(&format!(
+                "/api/search?{window}&tags={}&minDuration=100ms",
+                enc("service.name=shop")
+            ))
+            .await;
+        let ids: Vec<&str> = v["traces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["traceID"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["11".repeat(16)]);
+        let (status, body) = s.get(&search("{ name = }")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body.contains("invalid TraceQL"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn tags_and_values_in_both_versions() {
+        let s = seeded().await;
+        let window = "start=999&end=1001";
+        let v = s.get_json(&format!("/api/search/tags?{window}")).await;
+        assert_eq!(
+            v["tagNames"],
+            json!(["db.system", "host.name", "http.method", "service.name"])
+        );
+        let v = s.get_json(&format!("/api/v2/search/tags?{window}")).await;
+        assert_eq!(
+            v["scopes"][0],
+            json!({"name": "resource", "tags": ["host.name", "service.name"]})
+        );
+        assert_eq!(v["scopes"][2]["name"], "intrinsic");
+        let v = s
+            .get_json(&format!("/api/search/tag/service.name/values?{window}"))
+            .await;
+        assert_eq!(v["tagValues"], json!(["db", "shop"]));
+        let v = s
+            .get_json(&format!("/api/v2/search/tag/span.http.method/values?{window}"))
+            .await;
+        assert_eq!(
+            v["tagValues"],
+            json!([{"type": "string", "value": "GET"}, {"type": "string", "value": "POST"}])
+        );
+        let v = s
+            .get_json(&format!("/api/v2/search/tag/name/values?{window}"))
+            .await;
+        assert_eq!(v["tagValues"].as_array().unwrap().len(), 4);
+        assert_eq!(s.get("/api/echo").await, (StatusCode::OK, "echo".to_string()));
+        let v = s.get_json("/api/status/buildinfo").await;
+        assert_eq!(v["version"], crate::api::tempo::TEMPO_COMPAT_VERSION);
+    }
+
+    #[tokio::test]
+    async fn malformed_spans_are_rejected_whole() {
+        let s = TestStore::new(&[]);
+        let mut req = request();
+        req.resource_spans[1].scope_spans[0].spans[0].span_id = vec![1, 2, 3];
+        let (status, body) = s
+            .post("/v1/traces", "application/x-protobuf", req.encode_to_vec())
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(
+            body.contains("resourceSpans[1].scopeSpans[0].spans[0]: spanId must be 8 bytes"),
+            "{body}"
+        );
+        s.commit();
+        assert_eq!(
+            s.get(&format!("/api/traces/{}", "11".repeat(16))).await.0,
+            StatusCode::NOT_FOUND
+        );
+        let (status, _) = s.post("/v1/metrics", "application/x-protobuf", Vec::new()).await;
+        assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
+    }
+}
