@@ -99,3 +99,88 @@ fn python_sdk_logs_over_grpc_and_http_arrive_with_attributes() {
     let all = lines(&store, r#"{service_name=~"shop-.*"}"#, 40);
     assert_eq!(all.len(), 40);
 }
+
+/// Polls until the Tempo API has the trace with `want` spans.
+fn trace(store: &StoreProc, id: &str, want: usize) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = obs_e2e::http_get(&store.url(&format!("/api/v2/traces/{id}"))).unwrap();
+        if status == 200 {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let spans: usize = v["trace"]["resourceSpans"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|rs| rs["scopeSpans"].as_array().unwrap().iter())
+                .map(|ss| ss["spans"].as_array().unwrap().len())
+                .sum();
+            if spans >= want {
+                return v;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "trace {id} incomplete: {status} {body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn python_sdk_traces_come_back_through_the_tempo_api_and_link_to_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StoreProc::start(dir.path());
+    let grpc = send(
+        dir.path(),
+        "grpc",
+        &format!("http://{}", store.grpc_addr()),
+        "cart-grpc",
+        0,
+        2,
+    );
+    let http = send(dir.path(), "http", &store.url(""), "cart-http", 0, 1);
+    let ids: Vec<String> = grpc["trace_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(http["trace_ids"].as_array().unwrap())
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    for id in &ids {
+        let v = trace(&store, id, 2);
+        let rs = &v["trace"]["resourceSpans"][0];
+        let attrs = rs["resource"]["attributes"].as_array().unwrap();
+        assert!(attrs.iter().any(|a| a["key"] == "service.name"), "{rs}");
+        let names: Vec<&str> = rs["scopeSpans"][0]["spans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            names.contains(&"checkout") && names.contains(&"db.query"),
+            "{names:?}"
+        );
+    }
+    // TraceQL finds the traces by resource and span attributes.
+    let q = enc(r#"{ resource.service.name = "cart-grpc" && span.db.system = "sqlite" }"#);
+    let v = store.get_json(&format!("/api/search?q={q}"));
+    let found: Vec<&str> = v["traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["traceID"].as_str().unwrap())
+        .collect();
+    assert_eq!(found.len(), 2, "{v}");
+    assert!(found.iter().all(|f| ids.contains(&f.to_string())));
+    assert_eq!(v["traces"][0]["rootTraceName"], "checkout");
+    // The log written inside the span carries its trace id (logs-to-trace links).
+    let linked = lines(
+        &store,
+        &format!(r#"{{service_name="cart-grpc"}} | trace_id="{}""#, ids[0]),
+        1,
+    );
+    assert_eq!(linked.len(), 1, "{linked:?}");
+    assert!(linked[0].1.starts_with("querying stock for order"));
+}
