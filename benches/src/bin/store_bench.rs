@@ -1,0 +1,251 @@
+//! Store ingest and search benchmark against a real `obs store` process on loopback.
+//!
+//! ```text
+//! cargo build --release -p obs -p obs-benches
+//! OBS_BIN=target/release/obs target/release/store-bench [--mb 1024] [--clients 4] [--spans 200000]
+//! ```
+//!
+//! Reports: log ingest MB/s (wall) and MB/s per core (the store process's own user+system CPU
+//! time, from /proc), bytes on disk per raw byte, needle-search latency over everything
+//! ingested, and spans ingested per second. Targets (design.md): ≥ 25 MB/s/core, < 100 ms needle
+//! search over 1 GB, ≥ 100k spans/s on 2 cores.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use obs_e2e::{enc, http_get, http_post, StoreProc};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message;
+
+const LINES_PER_PUSH: usize = 2000;
+const NEEDLE: &str = "needle-7f3a9c1e";
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Deterministic xorshift, so every run ingests the same data.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+        xs[(self.next() % xs.len() as u64) as usize]
+    }
+}
+
+/// A realistic mix: nginx access lines, logfmt app logs and JSON app logs.
+fn line(r: &mut Rng, i: usize) -> String {
+    let paths = ["/api/v1/users", "/api/v1/orders", "/static/app.js", "/healthz", "/api/v1/cart/items", "/login"];
+    let agents = ["Mozilla/5.0 (X11; Linux x86_64)", "curl/8.5.0", "Prometheus/2.42.0", "Go-http-client/1.1"];
+    let levels = ["info", "info", "info", "debug", "warn", "error"];
+    match r.next() % 3 {
+        0 => format!(
+            "10.{}.{}.{} - - [23/Nov/2026:14:{:02}:{:02} +0000] \"GET {} HTTP/1.1\" {} {} \"-\" \"{}\"",
+            r.next() % 256,
+            r.next() % 256,
+            r.next() % 256,
+            i % 60,
+            (i / 60) % 60,
+            r.pick(&paths),
+            [200, 200, 200, 304, 404, 500][(r.next() % 6) as usize],
+            r.next() % 50_000,
+            r.pick(&agents)
+        ),
+        1 => format!(
+            "ts=2026-11-23T14:{:02}:{:02}Z level={} msg=\"request handled\" path={} duration_ms={} user_id={} request_id={:016x}",
+            i % 60,
+            (i / 60) % 60,
+            r.pick(&levels),
+            r.pick(&paths),
+            r.next() % 2000,
+            r.next() % 100_000,
+            r.next()
+        ),
+        _ => format!(
+            r#"{{"time":"2026-11-23T14:{:02}:{:02}Z","level":"{}","msg":"cache lookup","key":"user:{}","hit":{},"latency_us":{},"trace_id":"{:032x}"}}"#,
+            i % 60,
+            (i / 60) % 60,
+            r.pick(&levels),
+            r.next() % 100_000,
+            r.next() % 2 == 0,
+            r.next() % 10_000,
+            u128::from(r.next()) << 64 | u128::from(r.next())
+        ),
+    }
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+fn dir_size(path: &std::path::Path) -> u64 {
+    std::fs::read_dir(path)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| if e.path().is_dir() { dir_size(&e.path()) } else { e.metadata().map(|m| m.len()).unwrap_or(0) })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn kv(k: &str, v: &str) -> KeyValue {
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue { value: Some(any_value::Value::StringValue(v.into())) }),
+        ..Default::default()
+    }
+}
+
+fn main() {
+    let target_mb = arg("--mb", 256);
+    let clients = arg("--clients", 4);
+    let total_spans = arg("--spans", 200_000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = StoreProc::start(dir.path());
+    let pid = store.proc.pid();
+    let url = store.url("/loki/api/v1/push");
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as i64;
+    let base = now - 3_600_000_000_000;
+
+    // Pre-generate pushes so the clients measure the store, not formatting.
+    let target = target_mb << 20;
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut pushes: Vec<(Vec<u8>, usize)> = Vec::new();
+    let (mut raw, mut n) = (0usize, 0usize);
+    while raw < target {
+        let mut values = Vec::with_capacity(LINES_PER_PUSH);
+        let mut bytes = 0;
+        for _ in 0..LINES_PER_PUSH {
+            let mut l = line(&mut rng, n);
+            if n == target / 240 {
+                l.push_str(&format!(" {NEEDLE}"));
+            }
+            bytes += l.len();
+            values.push(serde_json::json!([(base + n as i64 * 1000).to_string(), l]));
+            n += 1;
+        }
+        raw += bytes;
+        let job = ["nginx", "api", "cache", "worker"][pushes.len() % 4];
+        let body = serde_json::json!({"streams": [{"stream": {"job": job, "host": format!("node{}", pushes.len() % 8)}, "values": values}]});
+        pushes.push((body.to_string().into_bytes(), bytes));
+    }
+    println!("generated {} lines, {:.1} MiB raw, in {} pushes of {LINES_PER_PUSH}", n, raw as f64 / 1048576.0, pushes.len());
+
+    let pushes = Arc::new(pushes);
+    let next = Arc::new(AtomicUsize::new(0));
+    let cpu0 = cpu_seconds(pid);
+    let t0 = Instant::now();
+    let workers: Vec<_> = (0..clients)
+        .map(|_| {
+            let (pushes, next, url) = (pushes.clone(), next.clone(), url.clone());
+            std::thread::spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((body, _)) = pushes.get(i) else { break };
+                let (status, msg) = http_post(&url, "application/json", body).expect("push");
+                assert_eq!(status, 204, "{msg}");
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("client");
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(pid) - cpu0;
+    let mb = raw as f64 / 1e6;
+    println!("log ingest: {:.1} MB in {wall:.2} s = {:.1} MB/s wall; store CPU {cpu:.2} s = {:.1} MB/s per core", mb, mb / wall, mb / cpu.max(1e-9));
+
+    // Wait for the last commit, then measure disk use and search.
+    std::thread::sleep(Duration::from_secs(3));
+    let disk = dir_size(&store.data.join("logs"));
+    println!("log index on disk: {:.1} MiB = {:.3} bytes per raw byte", disk as f64 / 1048576.0, disk as f64 / raw as f64);
+    let q = format!(
+        "/loki/api/v1/query_range?query={}&start={}&end={}&limit=100",
+        enc(&format!(r#"{{job=~".+"}} |= "{NEEDLE}""#)),
+        base,
+        now
+    );
+    let mut times = Vec::new();
+    for _ in 0..7 {
+        let t = Instant::now();
+        let (status, body) = http_get(&store.url(&q)).expect("query");
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains(NEEDLE), "needle not found");
+    }
+    times.sort_by(f64::total_cmp);
+    println!("needle search over {:.1} MB: median {:.1} ms (min {:.1}, max {:.1})", mb, times[3], times[0], times[6]);
+
+    // Spans: OTLP/HTTP protobuf batches of 1000.
+    let batches: Vec<Vec<u8>> = (0..total_spans / 1000)
+        .map(|b| {
+            let spans = (0..1000)
+                .map(|i| {
+                    let id = (b * 1000 + i) as u64;
+                    let trace = (id / 10 + 1) as u128;
+                    Span {
+                        trace_id: trace.to_be_bytes().to_vec(),
+                        span_id: (id + 1).to_be_bytes().to_vec(),
+                        parent_span_id: if id % 10 == 0 { vec![] } else { (id / 10 * 10 + 1).to_be_bytes().to_vec() },
+                        name: ["GET /api/v1/users", "SELECT users", "cache.get", "render"][(id % 4) as usize].into(),
+                        kind: 2,
+                        start_time_unix_nano: (base + id as i64 * 1000) as u64,
+                        end_time_unix_nano: (base + id as i64 * 1000 + 5_000_000) as u64,
+                        attributes: vec![kv("http.method", "GET"), kv("http.route", "/api/v1/users")],
+                        ..Default::default()
+                    }
+                })
+                .collect();
+            ExportTraceServiceRequest {
+                resource_spans: vec![ResourceSpans {
+                    resource: Some(Resource { attributes: vec![kv("service.name", "api"), kv("host.name", "node1")], ..Default::default() }),
+                    scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+                    ..Default::default()
+                }],
+            }
+            .encode_to_vec()
+        })
+        .collect();
+    let batches = Arc::new(batches);
+    let next = Arc::new(AtomicUsize::new(0));
+    let url = store.url("/v1/traces");
+    let cpu0 = cpu_seconds(pid);
+    let t0 = Instant::now();
+    let workers: Vec<_> = (0..clients)
+        .map(|_| {
+            let (batches, next, url) = (batches.clone(), next.clone(), url.clone());
+            std::thread::spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(body) = batches.get(i) else { break };
+                let (status, msg) = http_post(&url, "application/x-protobuf", body).expect("push spans");
+                assert_eq!(status, 200, "{msg}");
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("client");
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(pid) - cpu0;
+    let spans = batches.len() * 1000;
+    println!("span ingest: {spans} spans in {wall:.2} s = {:.0} spans/s wall; store CPU {cpu:.2} s", spans as f64 / wall);
+}
