@@ -20,6 +20,8 @@ mod auth;
 mod config;
 mod convert;
 mod error;
+#[cfg(test)]
+mod golden;
 mod grpc;
 mod ingest;
 mod logql;

@@ -1,0 +1,114 @@
+//! Golden test for the on-disk formats as a whole: `tests/fixtures/store-v1/` is a data dir
+//! written by the first format version (WAL v1, log schema v1, trace schema v1): committed
+//! lines and spans, plus one WAL record written after the last commit. Every later version must
+//! open it, replay that record, and answer the same queries.
+//!
+//! Regenerate (only when deliberately starting a new format version, keeping the old fixture):
+//! `OBS_REGENERATE_GOLDEN=1 cargo test -p obs-store golden`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::ingest::Engine;
+use crate::logql::{self, Limits};
+use crate::model::{LogBatch, LogEntry, LogStream, SpanBatch};
+
+const RETENTION: Duration = Duration::from_secs(200 * 365 * 86400);
+/// 2026-01-01T00:00:00Z
+const T0: i64 = 1_767_225_600_000_000_000;
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-v1")
+}
+
+fn logs(job: &str, lines: &[&str]) -> LogBatch {
+    LogBatch {
+        streams: vec![LogStream {
+            labels: [("job".to_string(), job.to_string())].into(),
+            entries: lines
+                .iter()
+                .enumerate()
+                .map(|(i, l)| LogEntry {
+                    ts_ns: T0 + i as i64 * 1_000_000_000,
+                    line: l.to_string(),
+                    metadata: vec![("trace_id".into(), "ab".repeat(16))],
+                })
+                .collect(),
+        }],
+    }
+}
+
+fn spans() -> SpanBatch {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    let span = |id: u8, parent: Option<u8>, name: &str| Span {
+        trace_id: vec![0xab; 16],
+        span_id: vec![id; 8],
+        parent_span_id: parent.map(|p| vec![p; 8]).unwrap_or_default(),
+        name: name.into(),
+        kind: 2,
+        start_time_unix_nano: T0 as u64,
+        end_time_unix_nano: T0 as u64 + 5_000_000,
+        ..Default::default()
+    };
+    let req = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: vec![span(1, None, "root"), span(2, Some(1), "child")],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    crate::convert::otlp_traces(&req).unwrap()
+}
+
+async fn write_fixture(dir: &Path) {
+    let (engine, _) = Engine::open(dir, RETENTION).unwrap();
+    engine.ingest_logs(logs("committed", &["first line", "second line"])).await.unwrap();
+    engine.ingest_spans(spans()).await.unwrap();
+    engine.commit().unwrap();
+    engine.ingest_logs(logs("in-wal-only", &["replayed line"])).await.unwrap();
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_v1_data_dir_opens_replays_and_answers() {
+    if std::env::var_os("OBS_REGENERATE_GOLDEN").is_some() {
+        let _ = std::fs::remove_dir_all(fixture());
+        write_fixture(&fixture()).await;
+    }
+    assert!(fixture().join("wal").is_dir(), "fixture missing: {}", fixture().display());
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&fixture(), dir.path());
+    let (engine, report) = Engine::open(dir.path(), RETENTION).unwrap();
+    assert!(report.quarantined.is_empty());
+    let q = |sel: &str| {
+        let ::logql::Expr::Log(lq) = logql::parse(sel).unwrap() else { panic!() };
+        let (streams, _) =
+            logql::query_logs(engine.logs(), &lq, T0, T0 + 86_400_000_000_000, 100, false, &Limits::default()).unwrap();
+        streams.into_iter().flat_map(|s| s.entries.into_iter().map(|e| e.1)).collect::<Vec<_>>()
+    };
+    assert_eq!(q(r#"{job="committed"}"#), ["first line", "second line"]);
+    assert_eq!(q(r#"{job="in-wal-only"}"#), ["replayed line"], "the WAL record is replayed");
+    let trace = engine.traces().trace(&"ab".repeat(16), 10).unwrap();
+    let names: Vec<&str> = trace.iter().map(|s| s.span().name.as_str()).collect();
+    assert_eq!(names.len(), 2);
+    assert!(names.contains(&"root") && names.contains(&"child"));
+    assert_eq!(
+        engine.traces().tag_values(T0, T0 + 86_400_000_000_000, None, "name").into_iter().collect::<Vec<_>>(),
+        ["child", "root"]
+    );
+}
