@@ -28,6 +28,23 @@ pub struct StoreConfig {
     pub tokens: Vec<TokenConfig>,
     /// Allow a non-loopback listener without tokens (the `--insecure` flag).
     pub insecure: bool,
+    /// Serve both ports over TLS (`[store.tls]`).
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[store.tls]`: PEM files for the server certificate chain and its private key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// Loaded TLS material.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
 }
 
 impl Default for StoreConfig {
@@ -39,6 +56,7 @@ impl Default for StoreConfig {
             retention: Duration::from_secs(30 * 24 * 3600),
             tokens: Vec::new(),
             insecure: false,
+            tls: None,
         }
     }
 }
@@ -63,6 +81,7 @@ pub struct StoreSettings {
     pub grpc_addr: SocketAddr,
     pub retention: Duration,
     pub(crate) tokens: Tokens,
+    pub tls: Option<TlsSettings>,
 }
 
 impl StoreConfig {
@@ -77,7 +96,19 @@ impl StoreConfig {
                 }
             }
         }
+        let read = |path: &PathBuf, what: &str| {
+            std::fs::read(path)
+                .map_err(|e| Error::Tls(format!("cannot read the TLS {what} {}: {e}", path.display())))
+        };
+        let tls = match &self.tls {
+            Some(t) => Some(TlsSettings {
+                cert_pem: read(&t.cert_file, "certificate")?,
+                key_pem: read(&t.key_file, "key")?,
+            }),
+            None => None,
+        };
         Ok(StoreSettings {
+            tls,
             data_dir: self.data_dir.unwrap_or(default_data_dir),
             http_addr: self.http_addr,
             grpc_addr: self.grpc_addr,

@@ -24,6 +24,8 @@ pub enum Error {
     },
     #[error("cannot create data dir {path}: {source}")]
     DataDir { path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Tls(String),
     #[error("cannot open the store's data: {0}")]
     Open(String),
     #[error("http server failed: {0}")]

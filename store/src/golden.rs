@@ -65,10 +65,16 @@ fn spans() -> SpanBatch {
 
 async fn write_fixture(dir: &Path) {
     let (engine, _) = Engine::open(dir, RETENTION).unwrap();
-    engine.ingest_logs(logs("committed", &["first line", "second line"])).await.unwrap();
+    engine
+        .ingest_logs(logs("committed", &["first line", "second line"]))
+        .await
+        .unwrap();
     engine.ingest_spans(spans()).await.unwrap();
     engine.commit().unwrap();
-    engine.ingest_logs(logs("in-wal-only", &["replayed line"])).await.unwrap();
+    engine
+        .ingest_logs(logs("in-wal-only", &["replayed line"]))
+        .await
+        .unwrap();
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -90,25 +96,50 @@ async fn a_v1_data_dir_opens_replays_and_answers() {
         let _ = std::fs::remove_dir_all(fixture());
         write_fixture(&fixture()).await;
     }
-    assert!(fixture().join("wal").is_dir(), "fixture missing: {}", fixture().display());
+    assert!(
+        fixture().join("wal").is_dir(),
+        "fixture missing: {}",
+        fixture().display()
+    );
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&fixture(), dir.path());
     let (engine, report) = Engine::open(dir.path(), RETENTION).unwrap();
     assert!(report.quarantined.is_empty());
     let q = |sel: &str| {
-        let ::logql::Expr::Log(lq) = logql::parse(sel).unwrap() else { panic!() };
-        let (streams, _) =
-            logql::query_logs(engine.logs(), &lq, T0, T0 + 86_400_000_000_000, 100, false, &Limits::default()).unwrap();
-        streams.into_iter().flat_map(|s| s.entries.into_iter().map(|e| e.1)).collect::<Vec<_>>()
+        let ::logql::Expr::Log(lq) = logql::parse(sel).unwrap() else {
+            panic!()
+        };
+        let (streams, _) = logql::query_logs(
+            engine.logs(),
+            &lq,
+            T0,
+            T0 + 86_400_000_000_000,
+            100,
+            false,
+            &Limits::default(),
+        )
+        .unwrap();
+        streams
+            .into_iter()
+            .flat_map(|s| s.entries.into_iter().map(|e| e.1))
+            .collect::<Vec<_>>()
     };
     assert_eq!(q(r#"{job="committed"}"#), ["first line", "second line"]);
-    assert_eq!(q(r#"{job="in-wal-only"}"#), ["replayed line"], "the WAL record is replayed");
+    assert_eq!(
+        q(r#"{job="in-wal-only"}"#),
+        ["replayed line"],
+        "the WAL record is replayed"
+    );
     let trace = engine.traces().trace(&"ab".repeat(16), 10).unwrap();
     let names: Vec<&str> = trace.iter().map(|s| s.span().name.as_str()).collect();
     assert_eq!(names.len(), 2);
     assert!(names.contains(&"root") && names.contains(&"child"));
     assert_eq!(
-        engine.traces().tag_values(T0, T0 + 86_400_000_000_000, None, "name").into_iter().collect::<Vec<_>>(),
+        engine
+            .traces()
+            .tag_values(T0, T0 + 86_400_000_000_000, None, "name")
+            .into_iter()
+            .collect::<Vec<_>>(),
         ["child", "root"]
     );
 }

@@ -35,6 +35,8 @@ mod traces;
 mod wal;
 
 pub use auth::Role;
-pub use config::{StoreConfig, StoreSettings, TokenConfig, DEFAULT_GRPC_ADDR, DEFAULT_HTTP_ADDR};
+pub use config::{
+    StoreConfig, StoreSettings, TlsConfig, TlsSettings, TokenConfig, DEFAULT_GRPC_ADDR, DEFAULT_HTTP_ADDR,
+};
 pub use error::Error;
 pub use server::{BoundStore, Store};

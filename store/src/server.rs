@@ -104,17 +104,51 @@ impl BoundStore {
         let tokens = self.settings.tokens.clone();
         let grpc = tonic::service::Routes::new(grpc::logs_service(self.engine.clone(), tokens.clone()))
             .add_service(grpc::trace_service(self.engine.clone(), tokens));
-        let grpc_server = tonic::transport::Server::builder()
-            .add_routes(grpc)
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(self.grpc),
-                stopped(stop_rx.clone()),
-            );
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = &self.settings.tls {
+            let identity = tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem);
+            builder = builder
+                .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+                .map_err(|e| Error::Tls(format!("invalid TLS certificate or key: {e}")))?;
+        }
+        let grpc_server = builder.add_routes(grpc).serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(self.grpc),
+            stopped(stop_rx.clone()),
+        );
+        let scheme = if self.settings.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let http_task = match &self.settings.tls {
+            None => {
+                let http = axum::serve(self.http, app).with_graceful_shutdown(stopped(stop_rx.clone()));
+                tokio::spawn(async move { http.await })
+            }
+            Some(tls) => {
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                let config = axum_server::tls_rustls::RustlsConfig::from_pem(
+                    tls.cert_pem.clone(),
+                    tls.key_pem.clone(),
+                )
+                .await
+                .map_err(|e| Error::Tls(format!("invalid TLS certificate or key: {e}")))?;
+                let listener = self.http.into_std().map_err(Error::Serve)?;
+                let handle = axum_server::Handle::new();
+                let server = axum_server::from_tcp_rustls(listener, config)
+                    .map_err(Error::Serve)?
+                    .handle(handle.clone());
+                let rx = stop_rx.clone();
+                tokio::spawn(async move {
+                    stopped(rx).await;
+                    handle.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+                });
+                tokio::spawn(async move { server.serve(app.into_make_service()).await })
+            }
+        };
         let grpc_task = tokio::spawn(grpc_server);
-        tracing::info!(addr = %self.http_addr, data_dir = %self.settings.data_dir.display(), "store http listening");
-        tracing::info!(addr = %self.grpc_addr, "store otlp/grpc listening");
-        let http = axum::serve(self.http, app).with_graceful_shutdown(stopped(stop_rx.clone()));
-        let http_task = tokio::spawn(async move { http.await });
+        tracing::info!(addr = %self.http_addr, scheme, data_dir = %self.settings.data_dir.display(), "store http listening");
+        tracing::info!(addr = %self.grpc_addr, tls = self.settings.tls.is_some(), "store otlp/grpc listening");
         shutdown.await;
         let _ = stop_tx.send(true);
         let served = http_task

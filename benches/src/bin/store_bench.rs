@@ -50,8 +50,20 @@ impl Rng {
 
 /// A realistic mix: nginx access lines, logfmt app logs and JSON app logs.
 fn line(r: &mut Rng, i: usize) -> String {
-    let paths = ["/api/v1/users", "/api/v1/orders", "/static/app.js", "/healthz", "/api/v1/cart/items", "/login"];
-    let agents = ["Mozilla/5.0 (X11; Linux x86_64)", "curl/8.5.0", "Prometheus/2.42.0", "Go-http-client/1.1"];
+    let paths = [
+        "/api/v1/users",
+        "/api/v1/orders",
+        "/static/app.js",
+        "/healthz",
+        "/api/v1/cart/items",
+        "/login",
+    ];
+    let agents = [
+        "Mozilla/5.0 (X11; Linux x86_64)",
+        "curl/8.5.0",
+        "Prometheus/2.42.0",
+        "Go-http-client/1.1",
+    ];
     let levels = ["info", "info", "info", "debug", "warn", "error"];
     match r.next() % 3 {
         0 => format!(
@@ -94,7 +106,8 @@ fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     ticks / 100.0
 }
 
@@ -102,7 +115,13 @@ fn dir_size(path: &std::path::Path) -> u64 {
     std::fs::read_dir(path)
         .map(|rd| {
             rd.flatten()
-                .map(|e| if e.path().is_dir() { dir_size(&e.path()) } else { e.metadata().map(|m| m.len()).unwrap_or(0) })
+                .map(|e| {
+                    if e.path().is_dir() {
+                        dir_size(&e.path())
+                    } else {
+                        e.metadata().map(|m| m.len()).unwrap_or(0)
+                    }
+                })
                 .sum()
         })
         .unwrap_or(0)
@@ -111,7 +130,9 @@ fn dir_size(path: &std::path::Path) -> u64 {
 fn kv(k: &str, v: &str) -> KeyValue {
     KeyValue {
         key: k.into(),
-        value: Some(AnyValue { value: Some(any_value::Value::StringValue(v.into())) }),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.into())),
+        }),
         ..Default::default()
     }
 }
@@ -149,7 +170,12 @@ fn main() {
         let body = serde_json::json!({"streams": [{"stream": {"job": job, "host": format!("node{}", pushes.len() % 8)}, "values": values}]});
         pushes.push((body.to_string().into_bytes(), bytes));
     }
-    println!("generated {} lines, {:.1} MiB raw, in {} pushes of {LINES_PER_PUSH}", n, raw as f64 / 1048576.0, pushes.len());
+    println!(
+        "generated {} lines, {:.1} MiB raw, in {} pushes of {LINES_PER_PUSH}",
+        n,
+        raw as f64 / 1048576.0,
+        pushes.len()
+    );
 
     let pushes = Arc::new(pushes);
     let next = Arc::new(AtomicUsize::new(0));
@@ -172,12 +198,21 @@ fn main() {
     let wall = t0.elapsed().as_secs_f64();
     let cpu = cpu_seconds(pid) - cpu0;
     let mb = raw as f64 / 1e6;
-    println!("log ingest: {:.1} MB in {wall:.2} s = {:.1} MB/s wall; store CPU {cpu:.2} s = {:.1} MB/s per core", mb, mb / wall, mb / cpu.max(1e-9));
+    println!(
+        "log ingest: {:.1} MB in {wall:.2} s = {:.1} MB/s wall; store CPU {cpu:.2} s = {:.1} MB/s per core",
+        mb,
+        mb / wall,
+        mb / cpu.max(1e-9)
+    );
 
     // Wait for the last commit, then measure disk use and search.
     std::thread::sleep(Duration::from_secs(3));
     let disk = dir_size(&store.data.join("logs"));
-    println!("log index on disk: {:.1} MiB = {:.3} bytes per raw byte", disk as f64 / 1048576.0, disk as f64 / raw as f64);
+    println!(
+        "log index on disk: {:.1} MiB = {:.3} bytes per raw byte",
+        disk as f64 / 1048576.0,
+        disk as f64 / raw as f64
+    );
     let q = format!(
         "/loki/api/v1/query_range?query={}&start={}&end={}&limit=100",
         enc(&format!(r#"{{job=~".+"}} |= "{NEEDLE}""#)),
@@ -193,7 +228,10 @@ fn main() {
         assert!(body.contains(NEEDLE), "needle not found");
     }
     times.sort_by(f64::total_cmp);
-    println!("needle search over {:.1} MB: median {:.1} ms (min {:.1}, max {:.1})", mb, times[3], times[0], times[6]);
+    println!(
+        "needle search over {:.1} MB: median {:.1} ms (min {:.1}, max {:.1})",
+        mb, times[3], times[0], times[6]
+    );
 
     // Spans: OTLP/HTTP protobuf batches of 1000.
     let batches: Vec<Vec<u8>> = (0..total_spans / 1000)
@@ -205,8 +243,13 @@ fn main() {
                     Span {
                         trace_id: trace.to_be_bytes().to_vec(),
                         span_id: (id + 1).to_be_bytes().to_vec(),
-                        parent_span_id: if id % 10 == 0 { vec![] } else { (id / 10 * 10 + 1).to_be_bytes().to_vec() },
-                        name: ["GET /api/v1/users", "SELECT users", "cache.get", "render"][(id % 4) as usize].into(),
+                        parent_span_id: if id % 10 == 0 {
+                            vec![]
+                        } else {
+                            (id / 10 * 10 + 1).to_be_bytes().to_vec()
+                        },
+                        name: ["GET /api/v1/users", "SELECT users", "cache.get", "render"][(id % 4) as usize]
+                            .into(),
                         kind: 2,
                         start_time_unix_nano: (base + id as i64 * 1000) as u64,
                         end_time_unix_nano: (base + id as i64 * 1000 + 5_000_000) as u64,
@@ -217,8 +260,14 @@ fn main() {
                 .collect();
             ExportTraceServiceRequest {
                 resource_spans: vec![ResourceSpans {
-                    resource: Some(Resource { attributes: vec![kv("service.name", "api"), kv("host.name", "node1")], ..Default::default() }),
-                    scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+                    resource: Some(Resource {
+                        attributes: vec![kv("service.name", "api"), kv("host.name", "node1")],
+                        ..Default::default()
+                    }),
+                    scope_spans: vec![ScopeSpans {
+                        spans,
+                        ..Default::default()
+                    }],
                     ..Default::default()
                 }],
             }
@@ -247,5 +296,8 @@ fn main() {
     let wall = t0.elapsed().as_secs_f64();
     let cpu = cpu_seconds(pid) - cpu0;
     let spans = batches.len() * 1000;
-    println!("span ingest: {spans} spans in {wall:.2} s = {:.0} spans/s wall; store CPU {cpu:.2} s", spans as f64 / wall);
+    println!(
+        "span ingest: {spans} spans in {wall:.2} s = {:.0} spans/s wall; store CPU {cpu:.2} s",
+        spans as f64 / wall
+    );
 }
