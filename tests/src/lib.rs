@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-/// The `obs` binary under test: `$OBS_BIN`, or the workspace's, built once per test process
-/// with the same profile as the tests so it is never stale.
+/// The `obs` binary under test: `$OBS_BIN`, or the workspace's own. `cargo test --workspace`
+/// builds it; when it is missing or older than any source file (e.g. `cargo test -p obs-e2e`
+/// after an edit), it is built once per test process with the tests' profile.
 pub fn obs_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -34,6 +35,22 @@ pub fn obs_bin() -> &'static Path {
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
             .parent()
             .expect("workspace root");
+        let bin = profile_dir.join("obs");
+        let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
+        let sources = [
+            "query-cli",
+            "store",
+            "collector",
+            "backup",
+            "Cargo.toml",
+            "Cargo.lock",
+        ]
+        .iter()
+        .filter_map(|p| newest_mtime(&workspace.join(p)))
+        .max();
+        if built.is_some() && built >= sources {
+            return bin;
+        }
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut build = Command::new(cargo);
         build
@@ -44,10 +61,26 @@ pub fn obs_bin() -> &'static Path {
         }
         let status = build.status().expect("run cargo build for the obs binary");
         assert!(status.success(), "cargo build -p obs failed");
-        let bin = profile_dir.join("obs");
         assert!(bin.exists(), "obs binary missing at {}", bin.display());
         bin
     })
+}
+
+/// The newest modification time of a file, or of any file below a directory (skipping
+/// `tests/fixtures`, which tests do not compile).
+fn newest_mtime(path: &Path) -> Option<std::time::SystemTime> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_dir() {
+        return meta.modified().ok();
+    }
+    if path.ends_with("fixtures") {
+        return None;
+    }
+    std::fs::read_dir(path)
+        .ok()?
+        .flatten()
+        .filter_map(|e| newest_mtime(&e.path()))
+        .max()
 }
 
 /// A free TCP port on 127.0.0.1 (bound then released; the OS does not hand it out again soon).

@@ -121,7 +121,8 @@ async fn push(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Res
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `[start, end]` from the params (default: the last `default_ns` before now), bounded.
+/// `[start, end]` from the params (default start: `since`, else `default_ns`, before `end`),
+/// bounded.
 fn range(p: &Params, default_ns: i64, limits: &Limits) -> Result<(i64, i64)> {
     let end = p
         .get("end")
@@ -129,12 +130,18 @@ fn range(p: &Params, default_ns: i64, limits: &Limits) -> Result<(i64, i64)> {
         .transpose()
         .map_err(bad)?
         .unwrap_or_else(now_ns);
+    let since = p
+        .get("since")
+        .map(parse_duration_ns)
+        .transpose()
+        .map_err(bad)?
+        .unwrap_or(default_ns);
     let start = p
         .get("start")
         .map(parse_time_ns)
         .transpose()
         .map_err(bad)?
-        .unwrap_or(end - default_ns);
+        .unwrap_or(end - since);
     if end < start {
         return Err(bad("end timestamp must not be before start time"));
     }

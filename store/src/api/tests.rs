@@ -214,6 +214,15 @@ async fn labels_values_series_stats_and_volume() {
     let window = "start=1000000000000&end=1100000000000";
     let v = s.get_json(&format!("/loki/api/v1/labels?{window}")).await;
     assert_eq!(v["data"], json!(["host", "job"]));
+    // `since` counts back from `end`.
+    let v = s
+        .get_json("/loki/api/v1/labels?end=1059000000000&since=10s")
+        .await;
+    assert_eq!(v["data"], json!(["host", "job"]));
+    let v = s
+        .get_json("/loki/api/v1/labels?end=200000000000000&since=1s")
+        .await;
+    assert_eq!(v["data"], json!([]));
     let v = s
         .get_json(&format!("/loki/api/v1/label/job/values?{window}"))
         .await;
