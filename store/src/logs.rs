@@ -238,25 +238,25 @@ impl LogIndex {
             tokens.push((t.offset_from, t.offset_to, t.text.clone()));
         }
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        let several = tokens.len() > 1;
         for (from, to, text) in tokens {
-            // A word cut by the needle's edge may be part of a longer word in the line.
+            // A word cut by the needle's edge may be part of a longer word in the line. A cut
+            // on the right is a cheap prefix range of the term dictionary; a cut on the left
+            // needs a scan of the whole dictionary, so it is left to the substring check when
+            // another word narrows the candidates.
             let open_left = from == 0;
             let open_right = to == needle.len();
             let escaped = regex_syntax_escape(&text);
+            let regex = |p: String| RegexQuery::from_pattern(&p, self.fields.line).ok();
             let q: Box<dyn Query> = match (open_left, open_right) {
                 (false, false) => Box::new(TermQuery::new(
                     Term::from_field_text(self.fields.line, &text),
                     IndexRecordOption::Basic,
                 )),
-                (true, false) => {
-                    Box::new(RegexQuery::from_pattern(&format!(".*{escaped}"), self.fields.line).ok()?)
-                }
-                (false, true) => {
-                    Box::new(RegexQuery::from_pattern(&format!("{escaped}.*"), self.fields.line).ok()?)
-                }
-                (true, true) => {
-                    Box::new(RegexQuery::from_pattern(&format!(".*{escaped}.*"), self.fields.line).ok()?)
-                }
+                (false, true) => Box::new(regex(format!("{escaped}.*"))?),
+                (true, _) if several => continue,
+                (true, false) => Box::new(regex(format!(".*{escaped}"))?),
+                (true, true) => Box::new(regex(format!(".*{escaped}.*"))?),
             };
             clauses.push((Occur::Must, q));
         }
