@@ -26,7 +26,11 @@ use tantivy::schema::Schema;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument};
 
 pub(crate) const DAY_NS: i64 = 86_400 * 1_000_000_000;
-const WRITER_BUDGET: usize = 96 << 20;
+/// Indexing memory per active partition: larger segments mean fewer flushes and merges, which
+/// dominate ingest CPU (term dictionaries of high-cardinality ids are rebuilt on each).
+const WRITER_BUDGET: usize = 256 << 20;
+/// Merge only once this many segments of a size level exist (tantivy's default is 8).
+const MIN_SEGMENTS_TO_MERGE: usize = 16;
 const IDLE_WRITER_SECS: u64 = 120;
 
 #[derive(Debug, thiserror::Error)]
@@ -258,7 +262,11 @@ impl Adder<'_> {
         }
         let path = self.owner.dir.join(day_name(day));
         if part.writer.is_none() {
-            part.writer = Some(part.index.writer(WRITER_BUDGET).map_err(tv(&path))?);
+            let writer: IndexWriter = part.index.writer(WRITER_BUDGET).map_err(tv(&path))?;
+            let mut policy = tantivy::indexer::LogMergePolicy::default();
+            policy.set_min_num_segments(MIN_SEGMENTS_TO_MERGE);
+            writer.set_merge_policy(Box::new(policy));
+            part.writer = Some(writer);
         }
         let writer = part.writer.as_ref().expect("writer opened above");
         writer.add_document(doc).map_err(tv(&path))?;
