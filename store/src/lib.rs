@@ -34,6 +34,59 @@ mod traceql;
 mod traces;
 mod wal;
 
+/// Entry points for the fuzz targets in `store/fuzz` (not an API): every decoder and parser
+/// that takes untrusted input, run to completion on arbitrary bytes.
+#[doc(hidden)]
+pub mod fuzzing {
+    use prost::Message;
+
+    pub fn loki_push_json(data: &[u8]) {
+        let _ = crate::convert::loki_push_json(data);
+    }
+
+    pub fn loki_push_proto(data: &[u8]) {
+        let _ = crate::convert::loki_push_proto(data);
+    }
+
+    pub fn otlp_logs(data: &[u8]) {
+        use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+        if let Ok(req) = ExportLogsServiceRequest::decode(data) {
+            let _ = crate::convert::otlp_logs(&req, 0);
+        }
+        if let Ok(req) = serde_json::from_slice::<ExportLogsServiceRequest>(data) {
+            let _ = crate::convert::otlp_logs(&req, 0);
+        }
+    }
+
+    pub fn otlp_traces(data: &[u8]) {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        if let Ok(req) = ExportTraceServiceRequest::decode(data) {
+            let _ = crate::convert::otlp_traces(&req);
+        }
+    }
+
+    /// Parses a LogQL query and, for log queries, compiles and runs its pipeline on a line.
+    pub fn logql(data: &[u8]) {
+        let Ok(text) = std::str::from_utf8(data) else {
+            return;
+        };
+        let (query, line) = text
+            .split_once('\n')
+            .unwrap_or((text, "level=info msg=\"x\" {\"a\":1}"));
+        if let Ok(::logql::Expr::Log(lq)) = crate::logql::parse(query) {
+            if let Ok(p) = crate::logql::pipeline::Pipeline::compile(&lq.pipeline) {
+                let _ = p.run(&Default::default(), &[], line);
+            }
+        }
+    }
+
+    pub fn traceql(data: &[u8]) {
+        if let Ok(text) = std::str::from_utf8(data) {
+            let _ = crate::traceql::parse(text);
+        }
+    }
+}
+
 pub use auth::Role;
 pub use config::{
     StoreConfig, StoreSettings, TlsConfig, TlsSettings, TokenConfig, DEFAULT_GRPC_ADDR, DEFAULT_HTTP_ADDR,

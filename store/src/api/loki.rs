@@ -541,7 +541,14 @@ async fn tail_loop(mut socket: WebSocket, st: AppState, lq: ::logql::LogQuery, s
     let mut from = start;
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
-        tick.tick().await;
+        // Stop as soon as the client goes away, not at the next send.
+        tokio::select! {
+            _ = tick.tick() => {}
+            msg = socket.recv() => match msg {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => continue,
+            },
+        }
         let (st2, lq2) = (st.clone(), lq.clone());
         let to = now_ns() + 1;
         let result = tokio::task::spawn_blocking(move || {

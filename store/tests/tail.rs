@@ -1,0 +1,59 @@
+//! `/loki/api/v1/tail`: a WebSocket client sees lines pushed after it connected, in Loki's
+//! tail message shape.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use obs_store::{Store, StoreConfig};
+
+#[tokio::test]
+async fn tail_streams_new_lines_over_a_websocket() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg: StoreConfig =
+        toml::from_str("http_addr = \"127.0.0.1:0\"\ngrpc_addr = \"127.0.0.1:0\"\n").unwrap();
+    let store = Store::bind(cfg.resolve(dir.path().to_path_buf()).unwrap())
+        .await
+        .unwrap();
+    let port = store.http_addr().port();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(store.serve(async move {
+        let _ = stop_rx.await;
+    }));
+
+    let query = "%7Bjob%3D%22tail%22%7D%20%7C%3D%20%22keep%22"; // {job="tail"} |= "keep"
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/loki/api/v1/tail?query={query}"))
+            .await
+            .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let body = serde_json::json!({"streams": [{"stream": {"job": "tail"}, "values": [
+        [now.to_string(), "keep this line"],
+        [(now + 1).to_string(), "drop this line"],
+    ]}]})
+    .to_string();
+    let push = tokio::task::spawn_blocking(move || {
+        ureq_tls::post(&format!("http://127.0.0.1:{port}/loki/api/v1/push"))
+            .header("content-type", "application/json")
+            .send(body.as_bytes())
+            .map(|r| r.status().as_u16())
+    });
+    assert_eq!(push.await.unwrap().unwrap(), 204);
+
+    let msg = tokio::time::timeout(Duration::from_secs(15), ws.next())
+        .await
+        .expect("a tail message")
+        .unwrap()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(msg.to_text().unwrap()).unwrap();
+    assert_eq!(v["streams"][0]["stream"]["job"], "tail");
+    let values = v["streams"][0]["values"].as_array().unwrap();
+    assert_eq!(values.len(), 1, "{v}");
+    assert_eq!(values[0][1], "keep this line");
+    assert_eq!(values[0][0], now.to_string());
+    drop(ws);
+    stop_tx.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
