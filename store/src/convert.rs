@@ -258,7 +258,9 @@ pub(crate) mod loki_proto {
 
 /// Parses a Loki stream label string such as `{job="x", env="prod"}`.
 pub(crate) fn parse_stream_labels(s: &str) -> Result<Labels, String> {
-    let sel = logql::parse_selector(s).map_err(|e| format!("invalid stream labels {s:?}: {}", e.message))?;
+    let sel = crate::logql::guard_parser(|| logql::parse_selector(s))
+        .map_err(|e| format!("invalid stream labels {s:?}: {e}"))?
+        .map_err(|e| format!("invalid stream labels {s:?}: {}", e.message))?;
     let mut labels = Labels::new();
     for m in sel.matchers {
         if m.op != logql::MatchOp::Eq {
@@ -287,6 +289,16 @@ fn check_labels(labels: &Labels) -> Result<(), String> {
 
 /// Decodes a snappy-compressed protobuf Loki push body.
 pub(crate) fn loki_push_proto(body: &[u8]) -> Result<LogBatch, String> {
+    // The snappy header declares the decompressed size: refuse to allocate beyond the body
+    // limit (found by fuzzing: a 20-byte body could ask for gigabytes).
+    let len =
+        snap::raw::decompress_len(body).map_err(|e| format!("push body is not snappy-compressed: {e}"))?;
+    if len > crate::api::params::MAX_BODY_BYTES {
+        return Err(format!(
+            "push body decompresses to {len} bytes, over the {}-byte limit; send smaller batches",
+            crate::api::params::MAX_BODY_BYTES
+        ));
+    }
     let raw = snap::raw::Decoder::new()
         .decompress_vec(body)
         .map_err(|e| format!("push body is not snappy-compressed: {e}"))?;
@@ -496,5 +508,11 @@ mod tests {
         assert_eq!(batch.streams[0].labels.len(), 2);
         assert_eq!(batch.streams[0].entries[0].ts_ns, 2_000_000_005);
         assert!(loki_push_proto(b"not snappy").unwrap_err().contains("snappy"));
+        // Regression (fuzzing): a tiny body declaring a huge decompressed size is refused
+        // before any allocation.
+        let bomb = [0xff, 0xff, 0xff, 0xff, 0x0a, 0x00];
+        assert!(loki_push_proto(&bomb)
+            .unwrap_err()
+            .contains("over the 16777216-byte limit"));
     }
 }

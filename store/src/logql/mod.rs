@@ -77,11 +77,25 @@ impl Default for Limits {
 }
 
 pub(crate) fn parse(q: &str) -> Result<logql::Expr, QueryError> {
-    logql::parse(q).map_err(|e| QueryError::Parse {
-        line: e.line,
-        col: e.col,
-        message: e.message,
-    })
+    guard_parser(|| logql::parse(q))
+        .map_err(|message| QueryError::Parse {
+            line: 1,
+            col: 1,
+            message,
+        })?
+        .map_err(|e| QueryError::Parse {
+            line: e.line,
+            col: e.col,
+            message: e.message,
+        })
+}
+
+/// Runs the third-party LogQL parser, turning a panic inside it into an error: fuzzing found
+/// inputs (overlong duration literals such as `66666666666666666666m`) on which logql-parser
+/// 0.1.4's lexer panics, and no query may take a request (or the store) down.
+pub(crate) fn guard_parser<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .map_err(|_| "the query could not be parsed (a literal is out of range)".to_string())
 }
 
 /// Tantivy query clauses, combined with AND/NOT by the caller.
