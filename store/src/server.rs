@@ -104,6 +104,11 @@ impl BoundStore {
         let tokens = self.settings.tokens.clone();
         let grpc = tonic::service::Routes::new(grpc::logs_service(self.engine.clone(), tokens.clone()))
             .add_service(grpc::trace_service(self.engine.clone(), tokens));
+        if self.settings.tls.is_some() {
+            // Pick ring explicitly: with other crates enabling aws-lc-rs too, rustls cannot
+            // choose a default provider on its own. Fails harmlessly if one is installed.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
         let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = &self.settings.tls {
             let identity = tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem);
@@ -126,7 +131,6 @@ impl BoundStore {
                 tokio::spawn(async move { http.await })
             }
             Some(tls) => {
-                let _ = rustls::crypto::ring::default_provider().install_default();
                 let config = axum_server::tls_rustls::RustlsConfig::from_pem(
                     tls.cert_pem.clone(),
                     tls.key_pem.clone(),
