@@ -134,7 +134,11 @@ impl Engine {
     pub(crate) fn open(data_dir: &Path, retention: Duration) -> Result<(Engine, ReplayReport), OpenError> {
         let logs = LogIndex::open(data_dir)?;
         let traces = TraceIndex::open(data_dir)?;
-        let min_next = logs.max_committed_seq().max(traces.max_committed_seq()) + 1;
+        let min_next = logs
+            .parts
+            .max_committed_seq()
+            .max(traces.parts.max_committed_seq())
+            + 1;
         let shared = Arc::new(Shared {
             logs,
             traces,
@@ -212,8 +216,8 @@ impl Engine {
     pub(crate) fn commit(&self) -> Result<(), OpenError> {
         let keep_from = {
             let applied = self.shared.applied.lock().expect("apply lock");
-            self.shared.logs.commit(applied.through)?;
-            self.shared.traces.commit(applied.through)?;
+            self.shared.logs.parts.commit(applied.through)?;
+            self.shared.traces.parts.commit(applied.through)?;
             applied.first_failed.unwrap_or(applied.through + 1)
         };
         self.wal.remove_through(keep_from - 1)?;
@@ -225,7 +229,7 @@ impl Engine {
     pub(crate) fn apply_retention(&self) -> Result<usize, OpenError> {
         let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
         let cutoff = now.saturating_sub(i64::try_from(self.retention.as_nanos()).unwrap_or(i64::MAX));
-        Ok(self.shared.logs.drop_before(cutoff)? + self.shared.traces.drop_before(cutoff)?)
+        Ok(self.shared.logs.parts.drop_before(cutoff)? + self.shared.traces.parts.drop_before(cutoff)?)
     }
 
     /// Oldest time still kept, in Unix ns.

@@ -122,7 +122,8 @@ pub(crate) struct LineRef {
 /// Day-partitioned log indexes.
 #[derive(Debug)]
 pub(crate) struct LogIndex {
-    parts: Partitions,
+    /// Commit, retention and disk usage are the partitions' (the engine calls them directly).
+    pub(crate) parts: Partitions,
     pub(crate) fields: Fields,
 }
 
@@ -167,25 +168,6 @@ impl LogIndex {
             }
         }
         Ok(added)
-    }
-
-    /// Commits new lines (see [`Partitions::commit`]).
-    pub(crate) fn commit(&self, applied_through: u64) -> Result<(), IndexError> {
-        self.parts.commit(applied_through)
-    }
-
-    /// Deletes partitions whose whole day ended before `cutoff_ns`. Returns how many.
-    pub(crate) fn drop_before(&self, cutoff_ns: i64) -> Result<usize, IndexError> {
-        self.parts.drop_before(cutoff_ns)
-    }
-
-    pub(crate) fn max_committed_seq(&self) -> u64 {
-        self.parts.max_committed_seq()
-    }
-
-    /// (partitions, bytes on disk), for `/metrics`.
-    pub(crate) fn disk_usage(&self) -> (usize, u64) {
-        self.parts.disk_usage()
     }
 
     /// Searchers for the partitions that may hold lines in `[start_ns, end_ns)`, oldest first.
@@ -567,19 +549,19 @@ mod tests {
         let idx = LogIndex::open(dir.path()).unwrap();
         let b = batch(&[("job", "a")], &[(5, "day zero"), (DAY_NS + 5, "day one")]);
         assert_eq!(idx.apply(1, &b).unwrap(), 2);
-        idx.commit(1).unwrap();
-        assert_eq!(idx.disk_usage().0, 2);
+        idx.parts.commit(1).unwrap();
+        assert_eq!(idx.parts.disk_usage().0, 2);
         drop(idx);
         let idx = LogIndex::open(dir.path()).unwrap();
         // Replaying record 1 adds nothing; record 2 is new.
         assert_eq!(idx.apply(1, &b).unwrap(), 0);
         assert_eq!(idx.apply(2, &batch(&[("job", "b")], &[(7, "more")])).unwrap(), 1);
-        idx.commit(2).unwrap();
+        idx.parts.commit(2).unwrap();
         let all = idx.query(0, 10 * DAY_NS, vec![]);
         assert_eq!(count(&idx, &all), 3);
         let a = idx.query(0, 10 * DAY_NS, vec![(Occur::Must, idx.label_term("job", "a"))]);
         assert_eq!(count(&idx, &a), 2);
-        assert_eq!(idx.drop_before(DAY_NS).unwrap(), 1);
+        assert_eq!(idx.parts.drop_before(DAY_NS).unwrap(), 1);
         assert_eq!(count(&idx, &a), 1);
     }
 
@@ -593,7 +575,7 @@ mod tests {
             (3, "ok"),
         ];
         idx.apply(1, &batch(&[("job", "a")], &lines)).unwrap();
-        idx.commit(1).unwrap();
+        idx.parts.commit(1).unwrap();
         let hits = |needle: &str| {
             let hint = idx.needle_hint(needle).unwrap();
             count(&idx, &idx.query(0, DAY_NS, vec![(Occur::Must, hint)]))
@@ -616,7 +598,7 @@ mod tests {
         idx.apply(1, &batch(&[("job", "a"), ("level", "info")], &[(1, "x")]))
             .unwrap();
         idx.apply(2, &batch(&[("job", "b")], &[(2, "y")])).unwrap();
-        idx.commit(2).unwrap();
+        idx.parts.commit(2).unwrap();
         let values = idx.label_terms(0, DAY_NS, Some("job"));
         assert_eq!(values, [("job".into(), "a".into()), ("job".into(), "b".into())]);
         assert_eq!(idx.label_terms(0, DAY_NS, None).len(), 3);

@@ -126,7 +126,8 @@ impl SpanView for StoredSpan {
 
 #[derive(Debug)]
 pub(crate) struct TraceIndex {
-    parts: Partitions,
+    /// Commit, retention and disk usage are the partitions' (the engine calls them directly).
+    pub(crate) parts: Partitions,
     fields: Fields,
 }
 
@@ -173,22 +174,6 @@ impl TraceIndex {
             added += usize::from(adder.add(s.start_ns, seq, doc)?);
         }
         Ok(added)
-    }
-
-    pub(crate) fn commit(&self, applied_through: u64) -> Result<(), IndexError> {
-        self.parts.commit(applied_through)
-    }
-
-    pub(crate) fn drop_before(&self, cutoff_ns: i64) -> Result<usize, IndexError> {
-        self.parts.drop_before(cutoff_ns)
-    }
-
-    pub(crate) fn max_committed_seq(&self) -> u64 {
-        self.parts.max_committed_seq()
-    }
-
-    pub(crate) fn disk_usage(&self) -> (usize, u64) {
-        self.parts.disk_usage()
     }
 
     fn term(&self, field: Field, text: &str) -> Box<dyn Query> {

@@ -360,23 +360,14 @@ async fn unknown_paths_say_so() {
 
 mod tempo {
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::common::v1::KeyValue;
     use opentelemetry_proto::tonic::resource::v1::Resource;
     use opentelemetry_proto::tonic::trace::v1::{
         status, ResourceSpans, ScopeSpans, Span, Status, TracesData,
     };
 
     use super::*;
-
-    fn kv(k: &str, v: &str) -> KeyValue {
-        KeyValue {
-            key: k.into(),
-            value: Some(AnyValue {
-                value: Some(any_value::Value::StringValue(v.into())),
-            }),
-            ..Default::default()
-        }
-    }
+    use crate::convert::kv;
 
     const T1: [u8; 16] = [0x11; 16];
     const T2: [u8; 16] = [0x22; 16];

@@ -291,7 +291,7 @@ mod tests {
             };
             idx.apply(seq as u64 + 1, &batch).unwrap();
         }
-        idx.commit(lines.len() as u64).unwrap();
+        idx.parts.commit(lines.len() as u64).unwrap();
         (dir, idx)
     }
 
