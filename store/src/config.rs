@@ -21,9 +21,15 @@ pub struct StoreConfig {
     pub data_dir: Option<PathBuf>,
     pub http_addr: SocketAddr,
     pub grpc_addr: SocketAddr,
-    /// How long data is kept, e.g. "30d".
+    /// How long data is kept, e.g. "30d" (every signal, unless overridden below).
     #[serde(deserialize_with = "deserialize_duration")]
     pub retention: Duration,
+    /// Retention of logs, overriding `retention`.
+    #[serde(deserialize_with = "deserialize_opt_duration")]
+    pub logs_retention: Option<Duration>,
+    /// Retention of traces, overriding `retention`.
+    #[serde(deserialize_with = "deserialize_opt_duration")]
+    pub traces_retention: Option<Duration>,
     /// Bearer tokens; with none, the store only listens on loopback.
     pub tokens: Vec<TokenConfig>,
     /// Allow a non-loopback listener without tokens (the `--insecure` flag).
@@ -54,6 +60,8 @@ impl Default for StoreConfig {
             http_addr: DEFAULT_HTTP_ADDR.parse().expect("valid default address"),
             grpc_addr: DEFAULT_GRPC_ADDR.parse().expect("valid default address"),
             retention: Duration::from_secs(30 * 24 * 3600),
+            logs_retention: None,
+            traces_retention: None,
             tokens: Vec::new(),
             insecure: false,
             tls: None,
@@ -73,13 +81,27 @@ pub struct TokenConfig {
     pub token: Option<String>,
 }
 
+/// How long each signal is kept; whole day partitions older than this are dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub logs: Duration,
+    pub traces: Duration,
+}
+
+impl Retention {
+    /// The same retention for every signal.
+    pub fn all(d: Duration) -> Retention {
+        Retention { logs: d, traces: d }
+    }
+}
+
 /// The validated settings the store runs on.
 #[derive(Debug, Clone)]
 pub struct StoreSettings {
     pub data_dir: PathBuf,
     pub http_addr: SocketAddr,
     pub grpc_addr: SocketAddr,
-    pub retention: Duration,
+    pub retention: Retention,
     pub(crate) tokens: Tokens,
     pub tls: Option<TlsSettings>,
 }
@@ -112,10 +134,17 @@ impl StoreConfig {
             data_dir: self.data_dir.unwrap_or(default_data_dir),
             http_addr: self.http_addr,
             grpc_addr: self.grpc_addr,
-            retention: self.retention,
+            retention: Retention {
+                logs: self.logs_retention.unwrap_or(self.retention),
+                traces: self.traces_retention.unwrap_or(self.retention),
+            },
             tokens,
         })
     }
+}
+
+fn deserialize_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    deserialize_duration(d).map(Some)
 }
 
 /// Reads a human duration such as "30d" or "12h 30m".
@@ -148,6 +177,12 @@ mod tests {
             parse("retention = \"7d\"").unwrap().retention,
             Duration::from_secs(7 * 86400)
         );
+        let per = parse("retention = \"7d\"\ntraces_retention = \"2d\"")
+            .unwrap()
+            .resolve("/tmp".into())
+            .unwrap();
+        assert_eq!(per.retention.logs, Duration::from_secs(7 * 86400));
+        assert_eq!(per.retention.traces, Duration::from_secs(2 * 86400));
         let err = parse("retention = \"seven days\"").unwrap_err().to_string();
         assert!(err.contains("invalid duration \"seven days\""), "{err}");
     }

@@ -9,11 +9,16 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::config::Retention;
 use crate::ingest::Engine;
 use crate::logql::{self, Limits};
 use crate::model::{LogBatch, LogEntry, LogStream, SpanBatch};
 
-const RETENTION: Duration = Duration::from_secs(200 * 365 * 86400);
+const RETENTION: Retention = Retention {
+    logs: LONG,
+    traces: LONG,
+};
+const LONG: Duration = Duration::from_secs(200 * 365 * 86400);
 /// 2026-01-01T00:00:00Z
 const T0: i64 = 1_767_225_600_000_000_000;
 

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::config::Retention;
 use crate::logs::LogIndex;
 use crate::model::{LogBatch, SpanBatch};
 use crate::partitions::IndexError;
@@ -112,12 +113,18 @@ impl Shared {
     }
 }
 
+/// The oldest time kept by a retention period, in Unix ns.
+fn cutoff_ns(retention: Duration) -> i64 {
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+    now.saturating_sub(i64::try_from(retention.as_nanos()).unwrap_or(i64::MAX))
+}
+
 /// The store's write side and the indexes it feeds.
 #[derive(Debug, Clone)]
 pub(crate) struct Engine {
     wal: Wal,
     shared: Arc<Shared>,
-    retention: Duration,
+    retention: Retention,
     data_dir: PathBuf,
 }
 
@@ -131,7 +138,7 @@ pub enum OpenError {
 
 impl Engine {
     /// Opens the indexes, replays the WAL into them and commits.
-    pub(crate) fn open(data_dir: &Path, retention: Duration) -> Result<(Engine, ReplayReport), OpenError> {
+    pub(crate) fn open(data_dir: &Path, retention: Retention) -> Result<(Engine, ReplayReport), OpenError> {
         let logs = LogIndex::open(data_dir)?;
         let traces = TraceIndex::open(data_dir)?;
         let min_next = logs
@@ -162,7 +169,7 @@ impl Engine {
     /// Makes a log batch durable and indexed; returns once it is safe to acknowledge, with
     /// the number of lines refused for being older than the retention period.
     pub(crate) async fn ingest_logs(&self, mut batch: LogBatch) -> Result<usize, IngestError> {
-        let cutoff = self.retention_cutoff_ns();
+        let cutoff = cutoff_ns(self.retention.logs);
         let mut too_old = 0;
         for s in &mut batch.streams {
             let before = s.entries.len();
@@ -196,7 +203,7 @@ impl Engine {
     /// Makes spans durable and indexed; returns once it is safe to acknowledge, with the
     /// number refused for being older than the retention period.
     pub(crate) async fn ingest_spans(&self, mut batch: SpanBatch) -> Result<usize, IngestError> {
-        let cutoff = self.retention_cutoff_ns();
+        let cutoff = cutoff_ns(self.retention.traces);
         let before = batch.spans.len();
         batch.spans.retain(|s| s.start_ns >= cutoff);
         let too_old = before - batch.spans.len();
@@ -225,17 +232,19 @@ impl Engine {
         Ok(())
     }
 
-    /// Deletes data older than the retention period. Blocking.
+    /// Deletes data older than its retention period. Blocking.
     pub(crate) fn apply_retention(&self) -> Result<usize, OpenError> {
-        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
-        let cutoff = now.saturating_sub(i64::try_from(self.retention.as_nanos()).unwrap_or(i64::MAX));
-        Ok(self.shared.logs.parts.drop_before(cutoff)? + self.shared.traces.parts.drop_before(cutoff)?)
-    }
-
-    /// Oldest time still kept, in Unix ns.
-    pub(crate) fn retention_cutoff_ns(&self) -> i64 {
-        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
-        now.saturating_sub(i64::try_from(self.retention.as_nanos()).unwrap_or(i64::MAX))
+        let logs = self
+            .shared
+            .logs
+            .parts
+            .drop_before(cutoff_ns(self.retention.logs))?;
+        Ok(logs
+            + self
+                .shared
+                .traces
+                .parts
+                .drop_before(cutoff_ns(self.retention.traces))?)
     }
 
     pub(crate) fn logs(&self) -> &LogIndex {

@@ -95,7 +95,8 @@ pub mod fuzzing {
 
 pub use auth::Role;
 pub use config::{
-    StoreConfig, StoreSettings, TlsConfig, TlsSettings, TokenConfig, DEFAULT_GRPC_ADDR, DEFAULT_HTTP_ADDR,
+    Retention, StoreConfig, StoreSettings, TlsConfig, TlsSettings, TokenConfig, DEFAULT_GRPC_ADDR,
+    DEFAULT_HTTP_ADDR,
 };
 pub use error::Error;
 pub use server::{BoundStore, Store};

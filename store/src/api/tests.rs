@@ -21,7 +21,11 @@ pub(crate) struct TestStore {
 impl TestStore {
     pub(crate) fn new(tokens: &[TokenConfig]) -> TestStore {
         let dir = tempfile::tempdir().unwrap();
-        let (engine, _) = Engine::open(dir.path(), Duration::from_secs(100 * 365 * 86400)).unwrap();
+        let (engine, _) = Engine::open(
+            dir.path(),
+            crate::Retention::all(Duration::from_secs(100 * 365 * 86400)),
+        )
+        .unwrap();
         TestStore {
             _dir: dir,
             state: AppState {
