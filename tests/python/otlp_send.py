@@ -11,6 +11,7 @@ Prints one JSON line with the trace ids it created, then exits 0 once everything
 import argparse
 import json
 import logging
+import os
 import sys
 
 from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
@@ -48,6 +49,7 @@ def main():
     p.add_argument("--logs", type=int, default=10)
     p.add_argument("--traces", type=int, default=0)
     p.add_argument("--token")
+    p.add_argument("--ca", help="PEM file of the CA that signed the store's certificate (TLS)")
     a = p.parse_args()
 
     headers = {"authorization": f"Bearer {a.token}"} if a.token else None
@@ -56,7 +58,14 @@ def main():
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
         from grpc import Compression
 
-        kw = dict(endpoint=a.endpoint, insecure=True, headers=headers, compression=Compression.Gzip)
+        kw = dict(endpoint=a.endpoint, headers=headers, compression=Compression.Gzip)
+        if a.ca:
+            import grpc
+
+            with open(a.ca, "rb") as f:
+                kw.update(insecure=False, credentials=grpc.ssl_channel_credentials(root_certificates=f.read()))
+        else:
+            kw.update(insecure=True)
         log_exp, span_exp = OTLPLogExporter(**kw), OTLPSpanExporter(**kw)
     else:
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
@@ -64,8 +73,15 @@ def main():
         from opentelemetry.exporter.otlp.proto.http import Compression
 
         base = a.endpoint.rstrip("/")
-        log_exp = OTLPLogExporter(endpoint=f"{base}/v1/logs", headers=headers, compression=Compression.Gzip)
-        span_exp = OTLPSpanExporter(endpoint=f"{base}/v1/traces", headers=headers, compression=Compression.Gzip)
+        tls = dict(certificate_file=a.ca) if a.ca else {}
+        if a.ca:
+            # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override the session's `verify`
+            # (which certificate_file sets), so point them at the same CA.
+            os.environ["REQUESTS_CA_BUNDLE"] = os.environ["CURL_CA_BUNDLE"] = a.ca
+        log_exp = OTLPLogExporter(endpoint=f"{base}/v1/logs", headers=headers, compression=Compression.Gzip, **tls)
+        span_exp = OTLPSpanExporter(
+            endpoint=f"{base}/v1/traces", headers=headers, compression=Compression.Gzip, **tls
+        )
 
     resource = Resource.create({"service.name": a.service, "host.name": "pyhost", "deployment.environment": "test"})
     logs = Checked(log_exp)

@@ -172,6 +172,27 @@ impl Proc {
         }
     }
 
+    /// Waits until the process has printed `text` on stderr.
+    pub fn wait_stderr(&mut self, text: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.output().1.contains(text) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.exited = Some(status);
+                panic!(
+                    "{} exited with {status} before printing {text:?}\n{}",
+                    self.name,
+                    self.describe()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {text:?} after {timeout:?}\n{}",
+                self.describe()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn signal(&self, signal: Signal) {
         let pid = i32::try_from(self.child.id()).expect("pid fits i32");
         kill(Pid::from_raw(pid), signal).expect("send signal");
@@ -324,6 +345,11 @@ impl StoreProc {
         StoreProc::start_on(dir, &data, free_port())
     }
 
+    /// A plain store on an existing data dir.
+    pub fn start_on_data(dir: &Path, data: &Path) -> StoreProc {
+        StoreProc::start_on(dir, data, free_port())
+    }
+
     fn start_on(dir: &Path, data: &Path, port: u16) -> StoreProc {
         let addr = format!("127.0.0.1:{port}");
         let grpc_port = free_port();
@@ -356,6 +382,38 @@ impl StoreProc {
         format!("127.0.0.1:{}", self.grpc_port)
     }
 
+    /// A store started with `config` (TOML, `version = 1` added), on free ports; for configs
+    /// whose HTTP port is not plain HTTP (TLS), readiness is its "listening" log line.
+    pub fn start_with_config(dir: &Path, config: &str) -> StoreProc {
+        let (port, grpc_port) = (free_port(), free_port());
+        let data = dir.join("store-data");
+        let file = dir.join("store.toml");
+        std::fs::write(
+            &file,
+            format!("version = 1\n[store]\nhttp_addr = \"127.0.0.1:{port}\"\ngrpc_addr = \"127.0.0.1:{grpc_port}\"\n{config}"),
+        )
+        .expect("write store config");
+        let mut proc = Proc::obs(
+            "store",
+            &[
+                "store",
+                "--config",
+                file.to_str().expect("utf-8"),
+                "--data-dir",
+                data.to_str().expect("utf-8"),
+            ],
+            dir,
+        );
+        proc.wait_stderr("store otlp/grpc listening", Duration::from_secs(60));
+        StoreProc {
+            proc,
+            port,
+            grpc_port,
+            data,
+            dir: dir.to_path_buf(),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
@@ -381,6 +439,32 @@ impl StoreProc {
         assert_eq!(status, 200, "{path_and_query}: {body}\n{}", self.proc.describe());
         serde_json::from_str(&body).expect("JSON body")
     }
+}
+
+/// Test TLS material: a CA and a `localhost` server certificate it signed, as PEM files in
+/// `dir`: (ca.pem, cert.pem, key.pem).
+pub fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair};
+    let named = |cn: &str| {
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, cn);
+        dn
+    };
+    let ca_key = KeyPair::generate().expect("ca key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name = named("obs test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).expect("ca cert");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().expect("server key");
+    let mut params = CertificateParams::new(vec!["localhost".to_string()]).expect("server params");
+    params.distinguished_name = named("localhost");
+    let cert = params.signed_by(&key, &issuer).expect("server cert");
+    let paths = (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&paths.0, ca_cert.pem()).expect("write ca");
+    std::fs::write(&paths.1, cert.pem()).expect("write cert");
+    std::fs::write(&paths.2, key.serialize_pem()).expect("write key");
+    paths
 }
 
 /// URL-encodes a query parameter value.

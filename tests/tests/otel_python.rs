@@ -14,24 +14,36 @@ fn send(
     logs: usize,
     traces: usize,
 ) -> serde_json::Value {
+    send_with(dir, protocol, endpoint, service, logs, traces, &[])
+}
+
+/// Runs `otlp_send.py`; `extra` are more arguments (e.g. `--ca FILE`).
+fn send_with(
+    dir: &Path,
+    protocol: &str,
+    endpoint: &str,
+    service: &str,
+    logs: usize,
+    traces: usize,
+    extra: &[&str],
+) -> serde_json::Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/otlp_send.py");
-    let (code, out, err) = Proc::run(
-        Path::new("python3"),
-        &[
-            script.to_str().unwrap(),
-            "--protocol",
-            protocol,
-            "--endpoint",
-            endpoint,
-            "--service",
-            service,
-            "--logs",
-            &logs.to_string(),
-            "--traces",
-            &traces.to_string(),
-        ],
-        dir,
-    );
+    let (logs, traces) = (logs.to_string(), traces.to_string());
+    let mut args = vec![
+        script.to_str().unwrap(),
+        "--protocol",
+        protocol,
+        "--endpoint",
+        endpoint,
+        "--service",
+        service,
+        "--logs",
+        &logs,
+        "--traces",
+        &traces,
+    ];
+    args.extend_from_slice(extra);
+    let (code, out, err) = Proc::run(Path::new("python3"), &args, dir);
     assert_eq!(code, 0, "otlp_send.py failed\nstdout: {out}\nstderr: {err}");
     serde_json::from_str(out.trim().lines().last().unwrap()).unwrap()
 }
@@ -183,4 +195,61 @@ fn python_sdk_traces_come_back_through_the_tempo_api_and_link_to_logs() {
     );
     assert_eq!(linked.len(), 1, "{linked:?}");
     assert!(linked[0].1.starts_with("querying stock for order"));
+}
+
+#[test]
+fn python_sdk_sends_over_tls_to_both_ports() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = obs_e2e::tls_files(dir.path());
+    let store = StoreProc::start_with_config(
+        dir.path(),
+        &format!("[store.tls]\ncert_file = {:?}\nkey_file = {:?}\n", cert, key),
+    );
+    let ca = ["--ca", ca.to_str().unwrap()];
+    send_with(
+        dir.path(),
+        "grpc",
+        &format!("https://localhost:{}", store.grpc_port),
+        "tls-grpc",
+        3,
+        0,
+        &ca,
+    );
+    send_with(
+        dir.path(),
+        "http",
+        &format!("https://localhost:{}", store.port),
+        "tls-http",
+        2,
+        0,
+        &ca,
+    );
+    // Plain clients are refused on both ports.
+    assert!(obs_e2e::http_get(&store.url("/ready")).is_err());
+    let (code, _, _) = Proc::run(
+        Path::new("python3"),
+        &[
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("python/otlp_send.py")
+                .to_str()
+                .unwrap(),
+            "--protocol",
+            "grpc",
+            "--endpoint",
+            &format!("http://{}", store.grpc_addr()),
+            "--service",
+            "plain",
+            "--logs",
+            "1",
+        ],
+        dir.path(),
+    );
+    assert_ne!(code, 0, "a plaintext gRPC export must fail against a TLS port");
+    // Both TLS exports were acknowledged, so they survive a restart on the same data dir:
+    // read them back over plain HTTP from a store without TLS.
+    let data = store.data.clone();
+    drop(store);
+    let plain = StoreProc::start_on_data(dir.path(), &data);
+    assert_eq!(lines(&plain, r#"{service_name="tls-grpc"}"#, 3).len(), 3);
+    assert_eq!(lines(&plain, r#"{service_name="tls-http"}"#, 2).len(), 2);
 }
