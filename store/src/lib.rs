@@ -1,14 +1,15 @@
 //! `obs-store`: the part of obs that runs *outside* the monitored fleet and that Grafana and
 //! `obs query` talk to.
 //!
-//! Data flow (the parts marked *planned* are built by their own issues):
+//! Data flow (metrics — remote_write, TSDB, PromQL — are issue #4's):
 //!
 //! ```text
 //! StoreConfig --resolve--> StoreSettings --Store::bind--> BoundStore --serve(shutdown)-->
-//!   HTTP (axum, one router per compatible API, token auth by Role):
-//!     /ready, /metrics                       (this crate today)
-//!     OTLP/HTTP, Loki push, remote_write     (planned) -> WAL -> tantivy / TSDB
-//!     Prometheus, Loki, Tempo query APIs     (planned) <- tantivy / TSDB
+//!   ingest: OTLP/gRPC (grpc.rs), OTLP/HTTP + Loki push (api/) -> convert.rs -> model.rs
+//!           -> ingest::Engine: wal.rs (fsync, group commit) -> logs.rs / traces.rs
+//!              (tantivy day partitions, partitions.rs) -> ack; commits every second
+//!   query:  api/loki.rs -> logql/ ; api/tempo.rs -> traceql.rs -> traces.rs
+//!   auth:   bearer tokens by Role on every route group (auth.rs); optional TLS
 //! ```
 //!
 //! [`StoreConfig`] is the `[store]` section of the obs config file, as serde reads it;

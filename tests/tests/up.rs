@@ -8,11 +8,13 @@ use obs_e2e::{free_port, http_get, Proc};
 #[test]
 fn up_serves_ready_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let (port, grpc_port) = (free_port(), free_port());
     let config = dir.path().join("obs.toml");
     std::fs::write(
         &config,
-        format!("version = 1\n[store]\nhttp_addr = \"127.0.0.1:{port}\"\n"),
+        format!(
+            "version = 1\n[store]\nhttp_addr = \"127.0.0.1:{port}\"\ngrpc_addr = \"127.0.0.1:{grpc_port}\"\n"
+        ),
     )
     .unwrap();
     let data = dir.path().join("data");
@@ -45,6 +47,10 @@ fn up_serves_ready_and_stops_cleanly_on_sigterm() {
     let (stdout, stderr) = up.output();
     assert!(exit.success(), "exit {exit}\n{stdout}\n{stderr}");
     assert!(stdout.contains(&format!("store      {base}")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("OTLP/gRPC 127.0.0.1:{grpc_port}")),
+        "{stdout}"
+    );
     assert!(stdout.contains("obs up: stopped cleanly"), "{stdout}");
     assert!(
         http_get(&format!("{base}/ready")).is_err(),
