@@ -73,38 +73,36 @@ struct Shared {
 impl Shared {
     /// Applies a replayed record.
     fn apply_record(&self, seq: u64, kind: Kind, payload: &[u8]) {
+        let undecodable = |e: postcard::Error| {
+            tracing::error!(seq, ?kind, error = %e, "undecodable wal record; skipped");
+            Ok(0)
+        };
         match kind {
-            Kind::Logs => match LogBatch::decode(payload) {
-                Ok(batch) => self.apply_logs(seq, &batch),
-                Err(e) => {
-                    tracing::error!(seq, error = %e, "undecodable log record in the wal; skipped");
-                    self.applied.lock().expect("apply lock").through = seq;
-                }
-            },
-            Kind::Spans => match SpanBatch::decode(payload) {
-                Ok(batch) => self.apply_spans(seq, &batch),
-                Err(e) => {
-                    tracing::error!(seq, error = %e, "undecodable span record in the wal; skipped");
-                    self.applied.lock().expect("apply lock").through = seq;
-                }
-            },
-            Kind::Samples => self.applied.lock().expect("apply lock").through = seq,
+            Kind::Logs => self.apply_with(seq, || match LogBatch::decode(payload) {
+                Ok(batch) => self.logs.apply(seq, &batch),
+                Err(e) => undecodable(e),
+            }),
+            Kind::Spans => self.apply_with(seq, || match SpanBatch::decode(payload) {
+                Ok(batch) => self.traces.apply(seq, &batch),
+                Err(e) => undecodable(e),
+            }),
+            Kind::Samples => self.apply_with(seq, || Ok(0)),
         }
-    }
-
-    fn apply_spans(&self, seq: u64, batch: &SpanBatch) {
-        let mut applied = self.applied.lock().expect("apply lock");
-        if let Err(e) = self.traces.apply(seq, batch) {
-            self.stats.apply_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(seq, error = %e, "cannot index a wal record; it is indexed again on restart");
-            applied.first_failed.get_or_insert(seq);
-        }
-        applied.through = seq;
     }
 
     fn apply_logs(&self, seq: u64, batch: &LogBatch) {
+        self.apply_with(seq, || self.logs.apply(seq, batch));
+    }
+
+    fn apply_spans(&self, seq: u64, batch: &SpanBatch) {
+        self.apply_with(seq, || self.traces.apply(seq, batch));
+    }
+
+    /// Runs `index` for WAL record `seq` under the apply lock and advances `applied`; a record
+    /// that fails to index keeps itself and everything after it in the WAL.
+    fn apply_with(&self, seq: u64, index: impl FnOnce() -> Result<usize, IndexError>) {
         let mut applied = self.applied.lock().expect("apply lock");
-        if let Err(e) = self.logs.apply(seq, batch) {
+        if let Err(e) = index() {
             self.stats.apply_errors.fetch_add(1, Ordering::Relaxed);
             tracing::error!(seq, error = %e, "cannot index a wal record; it is indexed again on restart");
             applied.first_failed.get_or_insert(seq);
