@@ -30,9 +30,11 @@ mod logs;
 mod metrics;
 mod model;
 mod partitions;
+pub mod promql;
 mod server;
 mod traceql;
 mod traces;
+pub mod tsdb;
 mod wal;
 
 /// Entry points for the fuzz targets in `store/fuzz` (not an API): every decoder and parser

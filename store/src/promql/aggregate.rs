@@ -1,0 +1,273 @@
+//! Aggregation operators (`sum`, `avg`, `topk`, `quantile`, `count_values`, …) with
+//! `by`/`without` grouping. Sums use Kahan–Neumaier compensation like Prometheus.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use promql_parser::parser::token::*;
+use promql_parser::parser::{AggregateExpr, LabelModifier};
+
+use super::eval::Evaluator;
+use super::functions::{kahan_inc, quantile};
+use super::{Error, Result, Sample, Value};
+use crate::tsdb::{Labels, METRIC_NAME};
+
+#[derive(Default)]
+struct Group {
+    metric: Labels,
+    count: f64,
+    value: f64,
+    kahan: f64,
+    mean: f64,
+    incremental: bool,
+    samples: Vec<Sample>,
+}
+
+fn group_labels(m: &Labels, modifier: &Option<LabelModifier>) -> Labels {
+    match modifier {
+        None => Labels::default(),
+        Some(LabelModifier::Include(by)) => m.keep(&by.labels),
+        Some(LabelModifier::Exclude(without)) => {
+            let mut drop: Vec<&str> = without.labels.iter().map(String::as_str).collect();
+            drop.push(METRIC_NAME);
+            m.without(&drop)
+        }
+    }
+}
+
+/// Prometheus's check for a label name produced by `count_values`.
+pub(super) fn valid_label_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Go's `strconv.FormatFloat(f, 'f', -1, 64)` for the values `count_values` labels with.
+pub(super) fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+    } else {
+        format!("{v}")
+    }
+}
+
+fn int_param(p: f64) -> Result<i64> {
+    if p.is_nan() {
+        return Err(Error::Execution("Parameter value is NaN".into()));
+    }
+    if p >= 9.223_372_036_854_775e18 || p < -9.223_372_036_854_775e18 {
+        return Err(Error::Execution(format!("Scalar value {p} overflows int64")));
+    }
+    Ok(p as i64)
+}
+
+pub(super) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<Value> {
+    let op = a.op.id();
+    let param = match &a.param {
+        None => None,
+        Some(p) if op == T_COUNT_VALUES => Some(Value::String(ev.eval_string(p, t)?)),
+        Some(p) => Some(Value::Scalar(ev.eval_scalar(p, t)?)),
+    };
+    let input = ev.eval_vector(&a.expr, t)?;
+    let scalar = match &param {
+        Some(Value::Scalar(v)) => *v,
+        _ => f64::NAN,
+    };
+    if op == T_QUANTILE && !(0.0..=1.0).contains(&scalar) {
+        ev.annotations.warn(format!("PromQL warning: quantile value should be between 0 and 1, got {scalar}"));
+    }
+    if op == T_COUNT_VALUES {
+        let Some(Value::String(label)) = &param else { unreachable!("count_values takes a string") };
+        if !valid_label_name(label) {
+            return Err(Error::Execution(format!("invalid label name {label:?}")));
+        }
+        return Ok(Value::Vector(count_values(label, input, &a.modifier, t)));
+    }
+    if matches!(op, T_TOPK | T_BOTTOMK | T_LIMITK) {
+        let k = int_param(scalar)?;
+        return Ok(Value::Vector(select_k(op, k, input, &a.modifier)));
+    }
+    if op == T_LIMIT_RATIO {
+        if scalar.is_nan() {
+            return Err(Error::Execution("Ratio value is NaN".into()));
+        }
+        let mut r = scalar;
+        if !(-1.0..=1.0).contains(&r) {
+            let capped = r.clamp(-1.0, 1.0);
+            ev.annotations.warn(format!(
+                "PromQL warning: ratio value should be between -1 and 1, got {r}, capping to {capped}"
+            ));
+            r = capped;
+        }
+        return Ok(Value::Vector(limit_ratio(r, input)));
+    }
+
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut groups: Vec<Group> = Vec::new();
+    for s in input {
+        let metric = group_labels(&s.metric, &a.modifier);
+        let key = metric.key();
+        let f = s.v;
+        let gi = match index.get(&key) {
+            Some(&i) => i,
+            None => {
+                index.insert(key, groups.len());
+                let mut g = Group { metric, count: 1.0, value: f, mean: f, ..Default::default() };
+                match op {
+                    T_STDDEV | T_STDVAR => g.value = 0.0,
+                    T_GROUP => g.value = 1.0,
+                    T_QUANTILE => g.samples.push(s),
+                    _ => {}
+                }
+                groups.push(g);
+                continue;
+            }
+        };
+        let g = &mut groups[gi];
+        g.count += 1.0;
+        match op {
+            T_SUM => (g.value, g.kahan) = kahan_inc(f, g.value, g.kahan),
+            T_AVG => add_to_mean(g, f),
+            T_MAX => {
+                if g.value < f || g.value.is_nan() {
+                    g.value = f;
+                }
+            }
+            T_MIN => {
+                if g.value > f || g.value.is_nan() {
+                    g.value = f;
+                }
+            }
+            T_STDDEV | T_STDVAR => {
+                let delta = f - g.mean;
+                g.mean += delta / g.count;
+                g.value += delta * (f - g.mean);
+            }
+            T_QUANTILE => g.samples.push(s),
+            _ => {}
+        }
+    }
+    let out = groups
+        .into_iter()
+        .map(|g| {
+            let v = match op {
+                T_SUM => g.value + g.kahan,
+                T_AVG if g.incremental => g.mean + g.kahan,
+                T_AVG => g.value / g.count + g.kahan / g.count,
+                T_COUNT => g.count,
+                T_STDDEV => (g.value / g.count).sqrt(),
+                T_STDVAR => g.value / g.count,
+                T_QUANTILE => quantile(scalar, g.samples.iter().map(|s| s.v).collect()),
+                _ => g.value,
+            };
+            Sample { metric: Arc::new(g.metric), t, v, drop_name: false }
+        })
+        .collect();
+    Ok(Value::Vector(out))
+}
+
+/// Adds `f` to a running average: a compensated sum while it stays finite, then an
+/// incremental mean (what Prometheus does so `avg` of huge values does not overflow).
+fn add_to_mean(g: &mut Group, f: f64) {
+    if !g.incremental {
+        let (sum, c) = kahan_inc(f, g.value, g.kahan);
+        if !sum.is_infinite() {
+            g.value = sum;
+            g.kahan = c;
+            return;
+        }
+        g.incremental = true;
+        g.mean = g.value / (g.count - 1.0);
+        g.kahan /= g.count - 1.0;
+    }
+    if g.mean.is_infinite() {
+        if f.is_infinite() && (g.mean > 0.0) == (f > 0.0) {
+            return;
+        }
+        if !f.is_infinite() && !f.is_nan() {
+            return;
+        }
+    }
+    let q = (g.count - 1.0) / g.count;
+    (g.mean, g.kahan) = kahan_inc(f / g.count, q * g.mean, q * g.kahan);
+}
+
+fn count_values(label: &str, input: Vec<Sample>, modifier: &Option<LabelModifier>, t: i64) -> Vec<Sample> {
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut out: Vec<Sample> = Vec::new();
+    for s in input {
+        let mut metric = group_labels(&s.metric, modifier);
+        metric.set(label, &format_value(s.v));
+        let key = metric.key();
+        match index.get(&key) {
+            Some(&i) => out[i].v += 1.0,
+            None => {
+                index.insert(key, out.len());
+                out.push(Sample { metric: Arc::new(metric), t, v: 1.0, drop_name: false });
+            }
+        }
+    }
+    out
+}
+
+/// `topk`/`bottomk`/`limitk`: up to `k` samples per group, keeping their own labels.
+fn select_k(op: u16, k: i64, input: Vec<Sample>, modifier: &Option<LabelModifier>) -> Vec<Sample> {
+    if k < 1 {
+        return Vec::new();
+    }
+    let k = k as usize;
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut groups: Vec<Vec<Sample>> = Vec::new();
+    for s in input {
+        let key = group_labels(&s.metric, modifier).key();
+        let i = *index.entry(key).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[i].push(s);
+    }
+    let mut out = Vec::new();
+    for mut g in groups {
+        match op {
+            T_TOPK => g.sort_by(|a, b| desc_nan_last(a.v, b.v)),
+            T_BOTTOMK => g.sort_by(|a, b| nan_last(a.v, b.v).then(a.v.partial_cmp(&b.v).unwrap_or(Ordering::Equal))),
+            _ => {}
+        }
+        g.truncate(k);
+        out.extend(g);
+    }
+    out
+}
+
+fn nan_last(a: f64, b: f64) -> Ordering {
+    a.is_nan().cmp(&b.is_nan())
+}
+
+/// Descending by value with NaN after every number (NaN never wins `topk` or `bottomk`).
+fn desc_nan_last(a: f64, b: f64) -> Ordering {
+    nan_last(a, b).then(b.partial_cmp(&a).unwrap_or(Ordering::Equal))
+}
+
+/// `limit_ratio(r, v)`: a deterministic sample of series by label hash; negative `r`
+/// selects the complement.
+fn limit_ratio(r: f64, input: Vec<Sample>) -> Vec<Sample> {
+    input
+        .into_iter()
+        .filter(|s| {
+            let h = fnv1a(s.metric.key().as_bytes()) as f64 / u64::MAX as f64;
+            if r >= 0.0 { h < r } else { h >= 1.0 + r }
+        })
+        .collect()
+}
+
+fn fnv1a(data: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in data {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}

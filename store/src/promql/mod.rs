@@ -1,0 +1,214 @@
+//! PromQL: the expression language Grafana's Prometheus data source speaks.
+//!
+//! Parsing is `promql-parser`'s; evaluation is ours and follows Prometheus 3 semantics
+//! (left-open range and lookback windows, staleness markers, delayed `__name__` removal).
+//!
+//! ```text
+//! query text --parse()--> Expr --instant()/range()--> Evaluator (eval.rs)
+//!   prefetch: walk the tree once, compute each selector's time window (offset, @, subquery
+//!             ranges), read those series from the Querier once
+//!   per step: eval(expr, t) -> Value { Scalar | String | Vector | Matrix }
+//!             selectors and subqueries (eval.rs), functions (functions.rs),
+//!             aggregations (aggregate.rs), operators and vector matching (binary.rs)
+//!   output:   __name__ dropped where an operation asked for it; a range query's steps
+//!             joined into series by label set
+//! ```
+//!
+//! Times are milliseconds since the epoch, values `f64`. Limits ([`Options`]) bound the
+//! samples a query may hold and its run time; exceeding one is an error, never a partial
+//! answer.
+
+mod aggregate;
+mod binary;
+mod eval;
+mod functions;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use promql_parser::parser::value::ValueType;
+use promql_parser::parser::Expr;
+
+use crate::tsdb::{Labels, Querier};
+
+/// Evaluation limits and defaults, as a Prometheus operator would set them on the server.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// How far back an instant selector looks for the latest sample (Prometheus: 5m).
+    pub lookback_ms: i64,
+    /// Step of a subquery written without one (`x[1h:]`), Prometheus's evaluation interval.
+    pub subquery_step_ms: i64,
+    /// Most samples a query may load or produce at once.
+    pub max_samples: usize,
+    /// Wall-clock budget for one query.
+    pub timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            lookback_ms: 5 * 60 * 1000,
+            subquery_step_ms: 60 * 1000,
+            max_samples: 50_000_000,
+            timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// One element of an instant vector.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    pub metric: Arc<Labels>,
+    /// Time of the underlying stored sample for selector results (what `timestamp()` reads);
+    /// the evaluation time otherwise.
+    pub t: i64,
+    pub v: f64,
+    /// Set by operations that remove the metric name; applied when the result leaves the
+    /// engine (or when a later operation needs the final label set).
+    pub drop_name: bool,
+}
+
+/// One series of a range vector or of a range query's result.
+#[derive(Clone, Debug)]
+pub struct Series {
+    pub metric: Arc<Labels>,
+    pub points: Vec<(i64, f64)>,
+    pub drop_name: bool,
+}
+
+/// What an expression evaluates to at one step.
+#[derive(Clone, Debug)]
+pub enum Value {
+    Scalar(f64),
+    String(String),
+    Vector(Vec<Sample>),
+    Matrix(Vec<Series>),
+}
+
+impl Value {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Scalar(_) => "scalar",
+            Value::String(_) => "string",
+            Value::Vector(_) => "vector",
+            Value::Matrix(_) => "matrix",
+        }
+    }
+}
+
+/// A query's answer, in the shape the Prometheus HTTP API returns.
+#[derive(Clone, Debug)]
+pub enum QueryValue {
+    Scalar(i64, f64),
+    String(i64, String),
+    Vector(Vec<Sample>),
+    Matrix(Vec<Series>),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Annotations {
+    pub warnings: Vec<String>,
+    pub infos: Vec<String>,
+}
+
+impl Annotations {
+    pub(crate) fn warn(&mut self, msg: String) {
+        if !self.warnings.contains(&msg) {
+            self.warnings.push(msg);
+        }
+    }
+
+    pub(crate) fn info(&mut self, msg: String) {
+        if !self.infos.contains(&msg) {
+            self.infos.push(msg);
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Output {
+    pub value: QueryValue,
+    pub annotations: Annotations,
+}
+
+/// Why a query failed, with the Prometheus API's error types.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The query text or parameters are wrong (`bad_data`, HTTP 400).
+    #[error("{0}")]
+    BadData(String),
+    /// The query is valid but cannot be answered (`execution`, HTTP 422).
+    #[error("{0}")]
+    Execution(String),
+    /// The time budget ran out (`timeout`, HTTP 503).
+    #[error("query timed out in {0}")]
+    Timeout(&'static str),
+    /// Storage failed to read (`internal`, HTTP 500).
+    #[error("{0}")]
+    Storage(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Parses a PromQL expression; the message is the parser's, prefixed like Prometheus's.
+pub fn parse(query: &str) -> Result<Expr> {
+    // The parser is generated code; a panic on hostile input must not take the store down.
+    let q = query.to_string();
+    match std::panic::catch_unwind(move || promql_parser::parser::parse(&q)) {
+        Ok(Ok(expr)) => Ok(expr),
+        Ok(Err(e)) => Err(Error::BadData(format!("invalid parameter \"query\": {e}"))),
+        Err(_) => Err(Error::BadData("invalid parameter \"query\": could not parse query".into())),
+    }
+}
+
+/// Evaluates `expr` at one instant `t` (ms).
+pub fn instant(querier: &dyn Querier, expr: &Expr, t: i64, opts: &Options) -> Result<Output> {
+    let mut ev = eval::Evaluator::new(querier, opts, t, t, 0);
+    ev.prefetch(expr)?;
+    let value = match ev.eval(expr, t)? {
+        Value::Scalar(v) => QueryValue::Scalar(t, v),
+        Value::String(s) => QueryValue::String(t, s),
+        Value::Vector(v) => QueryValue::Vector(eval::finish_vector(v)?),
+        Value::Matrix(m) => QueryValue::Matrix(eval::finish_matrix(m)?),
+    };
+    Ok(Output { value, annotations: ev.annotations })
+}
+
+/// Evaluates `expr` at every step from `start` to `end` (ms, inclusive) and joins the steps
+/// into series. Only scalar and instant-vector expressions can be range-queried.
+pub fn range(
+    querier: &dyn Querier,
+    expr: &Expr,
+    start: i64,
+    end: i64,
+    step: i64,
+    opts: &Options,
+) -> Result<Output> {
+    if step <= 0 {
+        return Err(Error::BadData(
+            "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
+        ));
+    }
+    match expr.value_type() {
+        ValueType::Scalar | ValueType::Vector => {}
+        other => {
+            return Err(Error::BadData(format!(
+                "invalid parameter \"query\": invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                type_label(other)
+            )))
+        }
+    }
+    let mut ev = eval::Evaluator::new(querier, opts, start, end, step);
+    ev.prefetch(expr)?;
+    let series = ev.eval_range(expr, start, end, step)?;
+    Ok(Output { value: QueryValue::Matrix(series), annotations: ev.annotations })
+}
+
+fn type_label(t: ValueType) -> &'static str {
+    match t {
+        ValueType::Scalar => "scalar",
+        ValueType::String => "string",
+        ValueType::Vector => "instant vector",
+        ValueType::Matrix => "range vector",
+    }
+}
