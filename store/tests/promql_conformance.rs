@@ -144,6 +144,26 @@ fn split_series(line: &str) -> (&str, &str) {
     (line, "")
 }
 
+/// Replaces each `{{…}}` native histogram (and its `xN` repeat) with gaps.
+fn strip_histograms(points: &str) -> String {
+    let mut out = String::new();
+    let mut rest = points;
+    while let Some(i) = rest.find("{{") {
+        out.push_str(&rest[..i]);
+        let Some(j) = rest[i..].find("}}") else { break };
+        rest = &rest[i + j + 2..];
+        let reps: String = rest.strip_prefix('x').map(|r| r.chars().take_while(char::is_ascii_digit).collect()).unwrap_or_default();
+        if reps.is_empty() {
+            out.push_str(" _ ");
+        } else {
+            out.push_str(&format!(" _x{} ", reps.parse::<usize>().unwrap_or(0) + 1));
+            rest = &rest[1 + reps.len()..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 fn parse_labels(desc: &str) -> Option<Labels> {
     let desc = if desc.ends_with("{}") && desc.len() > 2 { &desc[..desc.len() - 2] } else { desc };
     if desc == "{}" {
@@ -368,22 +388,23 @@ fn run_file(text: &str) -> (usize, usize, Vec<String>) {
             continue;
         }
         if let Some(rest) = line.strip_prefix("load") {
-            let (native, interval) = match rest.strip_prefix("_with_nhcb") {
-                Some(r) => (true, r),
-                None => (false, rest),
-            };
+            // `load_with_nhcb` also loads the classic series as floats; only its native
+            // histogram conversion is out of scope.
+            let interval = rest.strip_prefix("_with_nhcb").unwrap_or(rest);
             let interval = parse_duration_ms(interval.trim()).unwrap_or(0);
             let mut series = storage.series.lock().unwrap();
             while i < lines.len() && indented(lines[i]) && !lines[i].trim().is_empty() {
                 let (desc, points) = split_series(lines[i]);
                 i += 1;
-                if native || points.contains("{{") {
-                    continue; // Native histograms are out of scope.
-                }
+                // Native histogram points are out of scope: they load as gaps.
+                let points = strip_histograms(points);
                 let Some(labels) = parse_labels(desc) else { continue };
                 let mut vals = Vec::new();
                 for tok in points.split_whitespace() {
                     vals.extend(expand_points(tok).unwrap_or_default());
+                }
+                if vals.is_empty() {
+                    continue;
                 }
                 let entry = series.entry(labels).or_default();
                 for (k, v) in vals.into_iter().enumerate() {
@@ -426,6 +447,9 @@ fn run_file(text: &str) -> (usize, usize, Vec<String>) {
         while i < lines.len() && indented(lines[i]) && !lines[i].trim().is_empty() {
             let l = lines[i].trim();
             i += 1;
+            if l.starts_with('#') {
+                continue;
+            }
             if let Some(r) = l.strip_prefix("expect ") {
                 parse_expect_line(&mut expect, r.trim());
                 continue;

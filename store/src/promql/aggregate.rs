@@ -9,7 +9,7 @@ use promql_parser::parser::token::*;
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 
 use super::eval::Evaluator;
-use super::functions::{kahan_inc, quantile};
+use super::functions::{kahan_inc, quantile, Mean};
 use super::{Error, Result, Sample, Value};
 use crate::tsdb::{Labels, METRIC_NAME};
 
@@ -20,7 +20,8 @@ struct Group {
     value: f64,
     kahan: f64,
     mean: f64,
-    incremental: bool,
+    avg: Mean,
+    drop_name: bool,
     samples: Vec<Sample>,
 }
 
@@ -112,13 +113,18 @@ pub(super) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<Valu
         let key = metric.key();
         let f = s.v;
         let gi = match index.get(&key) {
-            Some(&i) => i,
+            Some(&i) => {
+                // Grouping by a name that is yet to be dropped: drop it if any member does.
+                groups[i].drop_name |= s.drop_name;
+                i
+            }
             None => {
                 index.insert(key, groups.len());
-                let mut g = Group { metric, count: 1.0, value: f, mean: f, ..Default::default() };
+                let mut g = Group { metric, count: 1.0, value: f, mean: f, drop_name: s.drop_name, ..Default::default() };
                 match op {
-                    T_STDDEV | T_STDVAR => g.value = 0.0,
+                    T_STDDEV | T_STDVAR => g.value = if f.is_finite() { 0.0 } else { f64::NAN },
                     T_GROUP => g.value = 1.0,
+                    T_AVG => g.avg.add(f),
                     T_QUANTILE => g.samples.push(s),
                     _ => {}
                 }
@@ -130,7 +136,7 @@ pub(super) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<Valu
         g.count += 1.0;
         match op {
             T_SUM => (g.value, g.kahan) = kahan_inc(f, g.value, g.kahan),
-            T_AVG => add_to_mean(g, f),
+            T_AVG => g.avg.add(f),
             T_MAX => {
                 if g.value < f || g.value.is_nan() {
                     g.value = f;
@@ -155,44 +161,18 @@ pub(super) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<Valu
         .map(|g| {
             let v = match op {
                 T_SUM => g.value + g.kahan,
-                T_AVG if g.incremental => g.mean + g.kahan,
-                T_AVG => g.value / g.count + g.kahan / g.count,
+                T_AVG => g.avg.value(),
                 T_COUNT => g.count,
                 T_STDDEV => (g.value / g.count).sqrt(),
                 T_STDVAR => g.value / g.count,
                 T_QUANTILE => quantile(scalar, g.samples.iter().map(|s| s.v).collect()),
                 _ => g.value,
             };
-            Sample { metric: Arc::new(g.metric), t, v, drop_name: false }
+            let drop_name = g.drop_name && g.metric.metric_name().is_some();
+            Sample { metric: Arc::new(g.metric), t, v, drop_name }
         })
         .collect();
     Ok(Value::Vector(out))
-}
-
-/// Adds `f` to a running average: a compensated sum while it stays finite, then an
-/// incremental mean (what Prometheus does so `avg` of huge values does not overflow).
-fn add_to_mean(g: &mut Group, f: f64) {
-    if !g.incremental {
-        let (sum, c) = kahan_inc(f, g.value, g.kahan);
-        if !sum.is_infinite() {
-            g.value = sum;
-            g.kahan = c;
-            return;
-        }
-        g.incremental = true;
-        g.mean = g.value / (g.count - 1.0);
-        g.kahan /= g.count - 1.0;
-    }
-    if g.mean.is_infinite() {
-        if f.is_infinite() && (g.mean > 0.0) == (f > 0.0) {
-            return;
-        }
-        if !f.is_infinite() && !f.is_nan() {
-            return;
-        }
-    }
-    let q = (g.count - 1.0) / g.count;
-    (g.mean, g.kahan) = kahan_inc(f / g.count, q * g.mean, q * g.kahan);
 }
 
 fn count_values(label: &str, input: Vec<Sample>, modifier: &Option<LabelModifier>, t: i64) -> Vec<Sample> {

@@ -50,6 +50,7 @@ pub(super) fn elem(op: TokenType, l: f64, r: f64) -> (f64, bool) {
         T_DIV => (l / r, true),
         T_POW => (l.powf(r), true),
         T_MOD => (l % r, true),
+        T_ATAN2 => (l.atan2(r), true),
         T_EQLC => (l, l == r),
         T_NEQ => (l, l != r),
         T_GTR => (l, l > r),
@@ -165,17 +166,21 @@ fn vector_vector(
     }
     // Work as many-to-one: `many` is matched against the unique `one` side.
     let (many, one) = if one_to_many { (rhs, lhs) } else { (lhs, rhs) };
-    let (fill_many, fill_one) = if one_to_many { (fill.rhs, fill.lhs) } else { (fill.lhs, fill.rhs) };
+    // `fill_left` fills the "many" side and `fill_right` the "one" side, also for
+    // `group_right` (what Prometheus's own tests expect).
+    let (fill_many, fill_one) = (fill.lhs, fill.rhs);
     let mut one_sigs: HashMap<String, usize> = HashMap::with_capacity(one.len());
     for (i, s) in one.iter().enumerate() {
         let sig = signature(&s.metric, &m.matching);
         if let Some(&j) = one_sigs.get(&sig) {
             let side = if one_to_many { "left" } else { "right" };
+            let mut pair = [s.metric.go_string(), one[j].metric.go_string()];
+            pair.sort();
             return Err(Error::Execution(format!(
                 "found duplicate series for the match group {} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
-                match_labels(&s.metric, &m.matching),
-                s.metric,
-                one[j].metric
+                match_labels(&s.metric, &m.matching).go_string(),
+                pair[0],
+                pair[1]
             )));
         }
         one_sigs.insert(sig, i);
@@ -186,14 +191,8 @@ fn vector_vector(
     let mut one_used = vec![false; one.len()];
     let mut out = Vec::new();
     let mut emit = |many_s: &Sample, one_s: &Sample, out: &mut Vec<Sample>, sig: String, check: bool| -> Result<()> {
-        let (l, r) = if one_to_many { (one_s.v, many_s.v) } else { (many_s.v, one_s.v) };
-        let (mut value, keep) = elem(op, l, r);
-        if return_bool {
-            value = keep as u8 as f64;
-        } else if !keep {
-            return Ok(());
-        }
         let metric = result_metric(&many_s.metric, &one_s.metric, m);
+        // Ambiguous matches are errors even when the comparison would filter them out.
         if check {
             let seen = matched.entry(sig).or_default();
             if one_to_one {
@@ -208,6 +207,13 @@ fn vector_vector(
                 ));
             }
             seen.insert(metric.clone());
+        }
+        let (l, r) = if one_to_many { (one_s.v, many_s.v) } else { (many_s.v, one_s.v) };
+        let (mut value, keep) = elem(op, l, r);
+        if return_bool {
+            value = keep as u8 as f64;
+        } else if !keep {
+            return Ok(());
         }
         let drop_name = many_s.drop_name || !cmp || return_bool;
         out.push(Sample { metric: Arc::new(metric), t: many_s.t, v: value, drop_name });
@@ -232,12 +238,7 @@ fn vector_vector(
         for (i, s) in one.iter().enumerate() {
             if !one_used[i] {
                 let filler = Sample { metric: Arc::new(match_labels(&s.metric, &m.matching)), t: s.t, v: f, drop_name: false };
-                let mut one_as_many = filler;
-                // The missing "many" side takes the one side's identifying labels.
-                if include_labels(&m.card).is_empty() {
-                    one_as_many.metric = Arc::new(result_metric(&s.metric, &s.metric, m));
-                }
-                emit(&one_as_many, s, &mut out, String::new(), false)?;
+                emit(&filler, s, &mut out, String::new(), false)?;
             }
         }
     }

@@ -401,15 +401,27 @@ pub(super) fn finish_vector(v: Vec<Sample>) -> Result<Vec<Sample>> {
         .collect())
 }
 
-/// Applies delayed name removal to a matrix leaving the engine; sorts it by labels.
+/// Applies delayed name removal to a matrix leaving the engine and sorts it by labels.
+/// Series that end up with the same labels merge when their points never share a time
+/// (a name that changed between steps); otherwise the result is ambiguous.
 pub(super) fn finish_matrix(m: Vec<Series>) -> Result<Vec<Series>> {
     let mut out: Vec<Series> = m
         .into_iter()
         .map(|s| Series { metric: drop_name(s.metric, s.drop_name), drop_name: false, points: s.points })
         .collect();
     out.sort_by(|a, b| a.metric.cmp(&b.metric));
-    if out.windows(2).any(|w| w[0].metric == w[1].metric) {
-        return Err(Error::Execution("vector cannot contain metrics with the same labelset".into()));
+    let mut merged: Vec<Series> = Vec::with_capacity(out.len());
+    for s in out {
+        match merged.last_mut() {
+            Some(last) if last.metric == s.metric => {
+                last.points.extend(s.points);
+                last.points.sort_by_key(|p| p.0);
+                if last.points.windows(2).any(|w| w[0].0 == w[1].0) {
+                    return Err(Error::Execution("vector cannot contain metrics with the same labelset".into()));
+                }
+            }
+            _ => merged.push(s),
+        }
     }
-    Ok(out)
+    Ok(merged)
 }

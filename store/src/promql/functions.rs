@@ -51,6 +51,14 @@ pub(super) fn call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Value> {
     let args: Vec<&Expr> = c.args.args.iter().map(|a| a.as_ref()).collect();
     match name {
         "time" => Ok(Value::Scalar(t as f64 / 1000.0)),
+        "start" => Ok(Value::Scalar(ev.start as f64 / 1000.0)),
+        "end" => Ok(Value::Scalar(ev.end as f64 / 1000.0)),
+        "step" => Ok(Value::Scalar(ev.step as f64 / 1000.0)),
+        "range" => Ok(Value::Scalar((ev.end - ev.start) as f64 / 1000.0)),
+        "min_of" | "max_of" => {
+            let (a, b) = (ev.eval_scalar(args[0], t)?, ev.eval_scalar(args[1], t)?);
+            Ok(Value::Scalar(if name == "min_of" { go_min(a, b) } else { go_max(a, b) }))
+        }
         "pi" => Ok(Value::Scalar(std::f64::consts::PI)),
         "vector" => {
             let v = ev.eval_scalar(args[0], t)?;
@@ -117,9 +125,10 @@ pub(super) fn call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Value> {
             if name == "clamp" && hi < lo {
                 return Ok(Value::Vector(Vec::new()));
             }
-            Ok(map_values(v, |x| {
-                let x = if lo.is_nan() && name != "clamp" { x } else { lo.max(x) };
-                if hi.is_nan() && name != "clamp" { x } else { hi.min(x) }
+            Ok(map_values(v, |x| match name {
+                "clamp" => go_max(lo, go_min(hi, x)),
+                "clamp_min" => go_max(lo, x),
+                _ => go_min(hi, x),
             }))
         }
         "round" => {
@@ -145,6 +154,16 @@ pub(super) fn call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Value> {
             range_call(ev, name, &args, t)
         }
     }
+}
+
+/// Go's `math.Max`: NaN wins (Rust's `f64::max` ignores NaN).
+fn go_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) }
+}
+
+/// Go's `math.Min`: NaN wins.
+fn go_min(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() { f64::NAN } else { a.min(b) }
 }
 
 fn unparen(e: &Expr) -> &Expr {
@@ -585,6 +604,7 @@ fn series_fn(name: &str, s: &Series, arg: &RangeArg, param: f64, extra: &[f64], 
         "quantile_over_time" => quantile(param, vals().collect()),
         "stddev_over_time" => variance(vals()).sqrt(),
         "stdvar_over_time" => variance(vals()),
+        "mad_over_time" if vals().any(f64::is_nan) => f64::NAN,
         "mad_over_time" => {
             let median = quantile(0.5, vals().collect());
             quantile(0.5, vals().map(|x| (x - median).abs()).collect())
@@ -623,23 +643,58 @@ fn series_fn(name: &str, s: &Series, arg: &RangeArg, param: f64, extra: &[f64], 
 }
 
 fn mean(vals: impl Iterator<Item = f64>) -> f64 {
-    let (mut sum, mut c, mut mean, mut count, mut incremental) = (0.0, 0.0, 0.0, 0.0, false);
-    for f in vals {
-        count += 1.0;
-        if !incremental {
-            let (ns, nc) = kahan_inc(f, sum, c);
-            if !ns.is_infinite() {
-                (sum, c) = (ns, nc);
-                continue;
-            }
-            incremental = true;
-            mean = sum / (count - 1.0);
-            c /= count - 1.0;
+    let mut m = Mean::default();
+    vals.for_each(|f| m.add(f));
+    m.value()
+}
+
+/// A running average as Prometheus computes it: a compensated sum while it stays finite,
+/// then an incremental mean, so the average of huge values does not overflow.
+#[derive(Default)]
+pub(super) struct Mean {
+    count: f64,
+    sum: f64,
+    c: f64,
+    mean: f64,
+    incremental: bool,
+}
+
+impl Mean {
+    pub(super) fn add(&mut self, f: f64) {
+        self.count += 1.0;
+        if self.count == 1.0 {
+            self.sum = f;
+            return;
         }
-        let q = (count - 1.0) / count;
-        (mean, c) = kahan_inc(f / count, q * mean, q * c);
+        if !self.incremental {
+            let (ns, nc) = kahan_inc(f, self.sum, self.c);
+            if !ns.is_infinite() {
+                (self.sum, self.c) = (ns, nc);
+                return;
+            }
+            self.incremental = true;
+            self.mean = self.sum / (self.count - 1.0);
+            self.c /= self.count - 1.0;
+        }
+        if self.mean.is_infinite() {
+            if f.is_infinite() && (self.mean > 0.0) == (f > 0.0) {
+                return;
+            }
+            if !f.is_infinite() && !f.is_nan() {
+                return;
+            }
+        }
+        let q = (self.count - 1.0) / self.count;
+        (self.mean, self.c) = kahan_inc(f / self.count, q * self.mean, q * self.c);
     }
-    if incremental { mean + c } else { sum / count + c / count }
+
+    pub(super) fn value(&self) -> f64 {
+        if self.incremental {
+            self.mean + self.c
+        } else {
+            self.sum / self.count + self.c / self.count
+        }
+    }
 }
 
 fn variance(vals: impl Iterator<Item = f64>) -> f64 {

@@ -200,8 +200,25 @@ pub fn range(
     }
     let mut ev = eval::Evaluator::new(querier, opts, start, end, step);
     ev.prefetch(expr)?;
+    if start != end && uses_sort(expr) {
+        ev.annotations.warn(
+            "PromQL warning: sort is ineffective for range queries since results are always ordered by labels".into(),
+        );
+    }
     let series = ev.eval_range(expr, start, end, step)?;
     Ok(Output { value: QueryValue::Matrix(series), annotations: ev.annotations })
+}
+
+fn uses_sort(e: &Expr) -> bool {
+    match e {
+        Expr::Call(c) => c.func.name.starts_with("sort") || c.args.args.iter().any(|a| uses_sort(a)),
+        Expr::Aggregate(a) => uses_sort(&a.expr),
+        Expr::Binary(b) => uses_sort(&b.lhs) || uses_sort(&b.rhs),
+        Expr::Paren(p) => uses_sort(&p.expr),
+        Expr::Unary(u) => uses_sort(&u.expr),
+        Expr::Subquery(s) => uses_sort(&s.expr),
+        _ => false,
+    }
 }
 
 fn type_label(t: ValueType) -> &'static str {

@@ -97,6 +97,13 @@ impl Labels {
         s
     }
 
+    /// Go's `labels.String()`: `{__name__="up", job="node"}`, the form Prometheus puts in
+    /// error messages.
+    pub fn go_string(&self) -> String {
+        let pairs: Vec<String> = self.0.iter().map(|(n, v)| format!("{n}={v:?}")).collect();
+        format!("{{{}}}", pairs.join(", "))
+    }
+
     pub fn into_pairs(self) -> Vec<(String, String)> {
         self.0
     }
