@@ -115,6 +115,8 @@ pub(super) fn call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Value> {
         "label_replace" => label_replace(ev, &args, t),
         "label_join" => label_join(ev, &args, t),
         "histogram_quantile" => histogram_quantile(ev, &args, t),
+        "histogram_fraction" => histogram_fraction(ev, &args, t),
+        "histogram_quantiles" => histogram_quantiles(ev, &args, t),
         "clamp" | "clamp_min" | "clamp_max" => {
             let v = ev.eval_vector(args[0], t)?;
             let (lo, hi) = match name {
@@ -344,12 +346,9 @@ struct Bucket {
     count: f64,
 }
 
-fn histogram_quantile(ev: &mut Evaluator, args: &[&Expr], t: i64) -> Result<Value> {
-    let q = ev.eval_scalar(args[0], t)?;
-    let v = ev.eval_vector(args[1], t)?;
-    if !(0.0..=1.0).contains(&q) {
-        ev.annotations.warn(format!("PromQL warning: quantile value should be between 0 and 1, got {q}"));
-    }
+/// Groups classic histogram buckets by series (labels without `le`), warning about
+/// buckets whose `le` is missing or not a number.
+fn classic_groups(ev: &mut Evaluator, v: Vec<Sample>) -> Vec<(Labels, Vec<Bucket>)> {
     let mut index: std::collections::HashMap<Labels, usize> = std::collections::HashMap::new();
     let mut groups: Vec<(Labels, Vec<Bucket>)> = Vec::new();
     for s in v {
@@ -371,8 +370,17 @@ fn histogram_quantile(ev: &mut Evaluator, args: &[&Expr], t: i64) -> Result<Valu
         });
         groups[i].1.push(Bucket { upper, count: s.v });
     }
+    groups
+}
+
+fn histogram_quantile(ev: &mut Evaluator, args: &[&Expr], t: i64) -> Result<Value> {
+    let q = ev.eval_scalar(args[0], t)?;
+    let v = ev.eval_vector(args[1], t)?;
+    if !(0.0..=1.0).contains(&q) {
+        ev.annotations.warn(format!("PromQL warning: quantile value should be between 0 and 1, got {q}"));
+    }
     let mut out = Vec::new();
-    for (metric, buckets) in groups {
+    for (metric, buckets) in classic_groups(ev, v) {
         let (v, forced) = bucket_quantile(q, buckets);
         if forced {
             ev.annotations.info(format!(
@@ -383,6 +391,105 @@ fn histogram_quantile(ev: &mut Evaluator, args: &[&Expr], t: i64) -> Result<Valu
         out.push(Sample { metric: Arc::new(metric), t, v, drop_name: true });
     }
     Ok(Value::Vector(out))
+}
+
+/// `histogram_quantiles(v, "label", φ1, φ2, …)`: one series per quantile, labelled with it.
+fn histogram_quantiles(ev: &mut Evaluator, args: &[&Expr], t: i64) -> Result<Value> {
+    let v = ev.eval_vector(args[0], t)?;
+    let label = ev.eval_string(args[1], t)?;
+    if !valid_label(&label) {
+        return Err(Error::Execution(format!("invalid quantile label name {label:?}")));
+    }
+    let mut qs = Vec::new();
+    for a in &args[2..] {
+        let q = ev.eval_scalar(a, t)?;
+        if !(0.0..=1.0).contains(&q) {
+            ev.annotations.warn(format!("PromQL warning: quantile value should be between 0 and 1, got {q}"));
+        }
+        qs.push(q);
+    }
+    let mut out = Vec::new();
+    for (metric, buckets) in classic_groups(ev, v) {
+        for &q in &qs {
+            let (v, _) = bucket_quantile(q, buckets.iter().map(|b| Bucket { upper: b.upper, count: b.count }).collect());
+            let mut m = metric.clone();
+            let mut text = super::aggregate::format_value(q);
+            if text.bytes().all(|c| c.is_ascii_digit() || c == b'-') {
+                text.push_str(".0");
+            }
+            m.set(&label, &text);
+            out.push(Sample { metric: Arc::new(m), t, v, drop_name: true });
+        }
+    }
+    Ok(Value::Vector(out))
+}
+
+fn histogram_fraction(ev: &mut Evaluator, args: &[&Expr], t: i64) -> Result<Value> {
+    let lower = ev.eval_scalar(args[0], t)?;
+    let upper = ev.eval_scalar(args[1], t)?;
+    let v = ev.eval_vector(args[2], t)?;
+    let out = classic_groups(ev, v)
+        .into_iter()
+        .map(|(metric, buckets)| Sample {
+            metric: Arc::new(metric),
+            t,
+            v: bucket_fraction(lower, upper, buckets),
+            drop_name: true,
+        })
+        .collect();
+    Ok(Value::Vector(out))
+}
+
+/// Sorts buckets by bound and merges buckets with the same bound; `None` without `+Inf`.
+fn normalize_buckets(mut b: Vec<Bucket>) -> Option<Vec<Bucket>> {
+    b.sort_by(|x, y| x.upper.partial_cmp(&y.upper).unwrap_or(Ordering::Equal));
+    if b.last().is_none_or(|l| l.upper != f64::INFINITY) {
+        return None;
+    }
+    let mut merged: Vec<Bucket> = Vec::with_capacity(b.len());
+    for x in b {
+        match merged.last_mut() {
+            Some(last) if last.upper == x.upper => last.count += x.count,
+            _ => merged.push(x),
+        }
+    }
+    Some(merged)
+}
+
+/// The share of observations between `lower` and `upper`, interpolating linearly inside
+/// finite buckets (the first bucket starts at 0 when its bound is positive). The
+/// observations of a bucket of infinite width are taken to sit at its infinite end.
+fn bucket_fraction(lower: f64, upper: f64, b: Vec<Bucket>) -> f64 {
+    let Some(b) = normalize_buckets(b) else { return f64::NAN };
+    let count = b[b.len() - 1].count;
+    if count == 0.0 || lower.is_nan() || upper.is_nan() {
+        return f64::NAN;
+    }
+    if lower >= upper {
+        return 0.0;
+    }
+    // Observations at or below `v`.
+    let rank = |v: f64| -> f64 {
+        let mut prev = 0.0;
+        for (i, x) in b.iter().enumerate() {
+            let lb = if i > 0 { b[i - 1].upper } else if x.upper > 0.0 { 0.0 } else { f64::NEG_INFINITY };
+            if v <= lb {
+                return prev;
+            }
+            if v < x.upper {
+                if lb.is_infinite() {
+                    return x.count;
+                }
+                if x.upper.is_infinite() {
+                    return prev;
+                }
+                return prev + (x.count - prev) * (v - lb) / (x.upper - lb);
+            }
+            prev = x.count;
+        }
+        count
+    };
+    (rank(upper) - rank(lower)) / count
 }
 
 fn parse_le(s: &str) -> Option<f64> {
@@ -410,7 +517,7 @@ pub(super) fn almost_equal(a: f64, b: f64, eps: f64) -> bool {
 
 /// The φ-quantile of a classic histogram; also says whether counts had to be forced
 /// monotonic.
-fn bucket_quantile(q: f64, mut b: Vec<Bucket>) -> (f64, bool) {
+fn bucket_quantile(q: f64, b: Vec<Bucket>) -> (f64, bool) {
     if q.is_nan() {
         return (f64::NAN, false);
     }
@@ -420,19 +527,7 @@ fn bucket_quantile(q: f64, mut b: Vec<Bucket>) -> (f64, bool) {
     if q > 1.0 {
         return (f64::INFINITY, false);
     }
-    b.sort_by(|x, y| x.upper.partial_cmp(&y.upper).unwrap_or(Ordering::Equal));
-    if b.last().is_none_or(|l| l.upper != f64::INFINITY) {
-        return (f64::NAN, false);
-    }
-    // Coalesce buckets with the same bound.
-    let mut merged: Vec<Bucket> = Vec::with_capacity(b.len());
-    for x in b {
-        match merged.last_mut() {
-            Some(last) if last.upper == x.upper => last.count += x.count,
-            _ => merged.push(x),
-        }
-    }
-    let mut b = merged;
+    let Some(mut b) = normalize_buckets(b) else { return (f64::NAN, false) };
     let mut forced = false;
     let mut prev = b[0].count;
     for x in b.iter_mut().skip(1) {
