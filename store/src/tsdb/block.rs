@@ -1,0 +1,291 @@
+//! Immutable blocks: every sample of a time range, compressed, with its own label index.
+//!
+//! On disk, format v1, one directory per block under `<data>/metrics/`:
+//!
+//! ```text
+//! <mint hex>-<id hex>/
+//!   meta.json   {"version":1,"mint":…,"maxt":…,"wal_seq":…,"level":…,"series":…,"samples":…}
+//!   index       postcard(Index { frames, series: [{labels, chunks: [ChunkRef]}] }) crc32:u32le
+//!   chunks      frame*; frame := len:u32le crc32:u32le zstd(chunk bytes…)
+//! ```
+//!
+//! Series are sorted by labels and each has chunks of up to 4096 samples (`chunk.rs`),
+//! packed into zstd frames of about 256 KiB: the timestamp streams of series scraped
+//! together repeat within a frame and compress away. `wal_seq` is the highest WAL record
+//! whose samples the block holds, so a restart replays only what came after. A block
+//! directory is written as `<name>.tmp` and renamed when complete; leftovers of a crash
+//! are deleted on open, and a block whose files do not check out is moved aside to
+//! `<name>.corrupt` and reported.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::head::candidates;
+use super::{chunk, matches_all, Labels, Matcher, RawSeries};
+
+pub const FORMAT_VERSION: u32 = 1;
+const FRAME_BYTES: usize = 256 * 1024;
+const ZSTD_LEVEL: i32 = 3;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub(crate) struct BlockMeta {
+    pub version: u32,
+    pub mint: i64,
+    pub maxt: i64,
+    pub wal_seq: u64,
+    pub level: u32,
+    pub series: u64,
+    pub samples: u64,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+struct ChunkRef {
+    mint: i64,
+    maxt: i64,
+    frame: u32,
+    offset: u32,
+    len: u32,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SeriesEntry {
+    labels: Vec<(String, String)>,
+    chunks: Vec<ChunkRef>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Index {
+    /// (offset, length) of each frame in `chunks`, header included.
+    frames: Vec<(u64, u32)>,
+    series: Vec<SeriesEntry>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BlockError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {msg}")]
+    Corrupt { path: PathBuf, msg: String },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BlockError + '_ {
+    move |source| BlockError::Io { path: path.to_path_buf(), source }
+}
+
+fn corrupt(path: &Path, msg: impl Into<String>) -> BlockError {
+    BlockError::Corrupt { path: path.to_path_buf(), msg: msg.into() }
+}
+
+pub(crate) struct Block {
+    pub dir: PathBuf,
+    pub meta: BlockMeta,
+    labels: Vec<Arc<Labels>>,
+    chunks: Vec<Vec<ChunkRef>>,
+    postings: BTreeMap<String, BTreeMap<String, Vec<u32>>>,
+    frames: Vec<(u64, u32)>,
+    file: File,
+    pub bytes: u64,
+}
+
+impl std::fmt::Debug for Block {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Block").field("dir", &self.dir).field("meta", &self.meta).finish()
+    }
+}
+
+/// Writes a block from series sorted by labels; returns it opened.
+pub(crate) fn write<'a>(
+    parent: &Path,
+    series: impl Iterator<Item = (Arc<Labels>, std::borrow::Cow<'a, [(i64, f64)]>)>,
+    wal_seq: u64,
+    level: u32,
+) -> Result<Option<Block>, BlockError> {
+    let id = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let mut entries = Vec::new();
+    let mut frames: Vec<(u64, u32)> = Vec::new();
+    let mut frame = Vec::with_capacity(FRAME_BYTES + 64 * 1024);
+    let mut data: Vec<u8> = Vec::new();
+    let (mut mint, mut maxt, mut samples) = (i64::MAX, i64::MIN, 0u64);
+    let flush = |frame: &mut Vec<u8>, data: &mut Vec<u8>, frames: &mut Vec<(u64, u32)>| {
+        if frame.is_empty() {
+            return;
+        }
+        let z = zstd::bulk::compress(frame, ZSTD_LEVEL).expect("zstd compress into memory");
+        let offset = data.len() as u64;
+        data.extend_from_slice(&(z.len() as u32).to_le_bytes());
+        data.extend_from_slice(&crc32fast::hash(&z).to_le_bytes());
+        data.extend_from_slice(&z);
+        frames.push((offset, (z.len() + 8) as u32));
+        frame.clear();
+    };
+    for (labels, s) in series {
+        if s.is_empty() {
+            continue;
+        }
+        let mut refs = Vec::new();
+        for part in s.chunks(chunk::MAX_SAMPLES) {
+            let bytes = chunk::encode(part);
+            refs.push(ChunkRef {
+                mint: part[0].0,
+                maxt: part[part.len() - 1].0,
+                frame: frames.len() as u32,
+                offset: frame.len() as u32,
+                len: bytes.len() as u32,
+            });
+            frame.extend_from_slice(&bytes);
+            if frame.len() >= FRAME_BYTES {
+                flush(&mut frame, &mut data, &mut frames);
+            }
+        }
+        mint = mint.min(s[0].0);
+        maxt = maxt.max(s[s.len() - 1].0);
+        samples += s.len() as u64;
+        entries.push(SeriesEntry { labels: labels.iter().map(|(n, v)| (n.into(), v.into())).collect(), chunks: refs });
+    }
+    flush(&mut frame, &mut data, &mut frames);
+    if entries.is_empty() {
+        return Ok(None);
+    }
+    let meta = BlockMeta {
+        version: FORMAT_VERSION,
+        mint,
+        maxt,
+        wal_seq,
+        level,
+        series: entries.len() as u64,
+        samples,
+    };
+    let name = format!("{:016x}-{id:016x}", mint as u64);
+    let tmp = parent.join(format!("{name}.tmp"));
+    fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    let mut index = postcard::to_allocvec(&Index { frames, series: entries }).expect("index serializes");
+    let crc = crc32fast::hash(&index);
+    index.extend_from_slice(&crc.to_le_bytes());
+    write_synced(&tmp.join("chunks"), &data)?;
+    write_synced(&tmp.join("index"), &index)?;
+    write_synced(&tmp.join("meta.json"), &serde_json::to_vec(&meta).expect("meta serializes"))?;
+    let dir = parent.join(&name);
+    fs::rename(&tmp, &dir).map_err(io(&dir))?;
+    File::open(parent).and_then(|d| d.sync_all()).map_err(io(parent))?;
+    open(&dir).map(Some)
+}
+
+fn write_synced(path: &Path, data: &[u8]) -> Result<(), BlockError> {
+    let mut f = File::create(path).map_err(io(path))?;
+    f.write_all(data).map_err(io(path))?;
+    f.sync_all().map_err(io(path))
+}
+
+/// Opens a block, checking its meta and index.
+pub(crate) fn open(dir: &Path) -> Result<Block, BlockError> {
+    let meta_path = dir.join("meta.json");
+    let meta: BlockMeta = serde_json::from_slice(&fs::read(&meta_path).map_err(io(&meta_path))?)
+        .map_err(|e| corrupt(&meta_path, e.to_string()))?;
+    if meta.version != FORMAT_VERSION {
+        return Err(corrupt(&meta_path, format!("block format version {} is not supported", meta.version)));
+    }
+    let index_path = dir.join("index");
+    let raw = fs::read(&index_path).map_err(io(&index_path))?;
+    if raw.len() < 4 {
+        return Err(corrupt(&index_path, "truncated"));
+    }
+    let (body, crc) = raw.split_at(raw.len() - 4);
+    if crc32fast::hash(body).to_le_bytes() != crc {
+        return Err(corrupt(&index_path, "checksum mismatch"));
+    }
+    let index: Index = postcard::from_bytes(body).map_err(|e| corrupt(&index_path, e.to_string()))?;
+    let chunks_path = dir.join("chunks");
+    let file = File::open(&chunks_path).map_err(io(&chunks_path))?;
+    let bytes = file.metadata().map_err(io(&chunks_path))?.len() + raw.len() as u64;
+    let mut postings: BTreeMap<String, BTreeMap<String, Vec<u32>>> = BTreeMap::new();
+    let mut labels = Vec::with_capacity(index.series.len());
+    let mut chunks = Vec::with_capacity(index.series.len());
+    for (id, s) in index.series.into_iter().enumerate() {
+        for (n, v) in &s.labels {
+            postings.entry(n.clone()).or_default().entry(v.clone()).or_default().push(id as u32);
+        }
+        labels.push(Arc::new(Labels::new(s.labels)));
+        chunks.push(s.chunks);
+    }
+    Ok(Block { dir: dir.to_path_buf(), meta, labels, chunks, postings, frames: index.frames, file, bytes })
+}
+
+impl Block {
+    fn frame(&self, i: u32) -> Result<Vec<u8>, BlockError> {
+        let path = self.dir.join("chunks");
+        let &(offset, len) = self.frames.get(i as usize).ok_or_else(|| corrupt(&path, "chunk names a missing frame"))?;
+        let mut buf = vec![0u8; len as usize];
+        self.file.read_exact_at(&mut buf, offset).map_err(io(&path))?;
+        let z = &buf[8..];
+        if crc32fast::hash(z).to_le_bytes() != buf[4..8] {
+            return Err(corrupt(&path, format!("frame {i} checksum mismatch")));
+        }
+        zstd::bulk::decompress(z, FRAME_BYTES * 4).map_err(|e| corrupt(&path, format!("frame {i}: {e}")))
+    }
+
+    /// Matching series with samples in `[mint, maxt]`.
+    pub(crate) fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        out: &mut Vec<RawSeries>,
+    ) -> Result<(), BlockError> {
+        if self.meta.maxt < mint || self.meta.mint > maxt {
+            return Ok(());
+        }
+        let mut frames: HashMap<u32, Vec<u8>> = HashMap::new();
+        for id in candidates(&self.postings, self.labels.len(), matchers) {
+            let labels = &self.labels[id as usize];
+            if !matches_all(labels, matchers) {
+                continue;
+            }
+            let mut samples = Vec::new();
+            for c in &self.chunks[id as usize] {
+                if c.maxt < mint || c.mint > maxt {
+                    continue;
+                }
+                if !frames.contains_key(&c.frame) {
+                    frames.insert(c.frame, self.frame(c.frame)?);
+                }
+                let frame = &frames[&c.frame];
+                let bytes = frame
+                    .get(c.offset as usize..(c.offset + c.len) as usize)
+                    .ok_or_else(|| corrupt(&self.dir, "chunk outside its frame"))?;
+                let start = samples.len();
+                chunk::decode(bytes, &mut samples).ok_or_else(|| corrupt(&self.dir, "undecodable chunk"))?;
+                // Keep only the requested range.
+                let tail: Vec<_> = samples.drain(start..).filter(|p| p.0 >= mint && p.0 <= maxt).collect();
+                samples.extend(tail);
+            }
+            if !samples.is_empty() {
+                out.push(RawSeries { labels: labels.clone(), samples });
+            }
+        }
+        Ok(())
+    }
+
+    /// Labels of matching series that have samples in `[mint, maxt]` (no decoding).
+    pub(crate) fn series_labels(&self, matchers: &[Matcher], mint: i64, maxt: i64, out: &mut Vec<Arc<Labels>>) {
+        if self.meta.maxt < mint || self.meta.mint > maxt {
+            return;
+        }
+        for id in candidates(&self.postings, self.labels.len(), matchers) {
+            let labels = &self.labels[id as usize];
+            if matches_all(labels, matchers)
+                && self.chunks[id as usize].iter().any(|c| c.maxt >= mint && c.mint <= maxt)
+            {
+                out.push(labels.clone());
+            }
+        }
+    }
+}
