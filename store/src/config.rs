@@ -30,6 +30,9 @@ pub struct StoreConfig {
     /// Retention of traces, overriding `retention`.
     #[serde(deserialize_with = "deserialize_opt_duration")]
     pub traces_retention: Option<Duration>,
+    /// Retention of metrics, overriding `retention`.
+    #[serde(deserialize_with = "deserialize_opt_duration")]
+    pub metrics_retention: Option<Duration>,
     /// Bearer tokens; with none, the store only listens on loopback.
     pub tokens: Vec<TokenConfig>,
     /// Allow a non-loopback listener without tokens (the `--insecure` flag).
@@ -62,6 +65,7 @@ impl Default for StoreConfig {
             retention: Duration::from_secs(30 * 24 * 3600),
             logs_retention: None,
             traces_retention: None,
+            metrics_retention: None,
             tokens: Vec::new(),
             insecure: false,
             tls: None,
@@ -86,12 +90,13 @@ pub struct TokenConfig {
 pub struct Retention {
     pub logs: Duration,
     pub traces: Duration,
+    pub metrics: Duration,
 }
 
 impl Retention {
     /// The same retention for every signal.
     pub fn all(d: Duration) -> Retention {
-        Retention { logs: d, traces: d }
+        Retention { logs: d, traces: d, metrics: d }
     }
 }
 
@@ -137,6 +142,7 @@ impl StoreConfig {
             retention: Retention {
                 logs: self.logs_retention.unwrap_or(self.retention),
                 traces: self.traces_retention.unwrap_or(self.retention),
+                metrics: self.metrics_retention.unwrap_or(self.retention),
             },
             tokens,
         })

@@ -299,21 +299,25 @@ fn check_labels(labels: &Labels) -> Result<(), String> {
     Ok(())
 }
 
-/// Decodes a snappy-compressed protobuf Loki push body.
-pub(crate) fn loki_push_proto(body: &[u8]) -> Result<LogBatch, String> {
-    // The snappy header declares the decompressed size: refuse to allocate beyond the body
-    // limit (found by fuzzing: a 20-byte body could ask for gigabytes).
-    let len =
-        snap::raw::decompress_len(body).map_err(|e| format!("push body is not snappy-compressed: {e}"))?;
+/// Decompresses a snappy block body, refusing one that declares more than the body limit:
+/// the header states the decompressed size, and fuzzing found a 20-byte body that asked
+/// for gigabytes.
+pub(crate) fn snappy_decompress(body: &[u8], what: &str) -> Result<Vec<u8>, String> {
+    let len = snap::raw::decompress_len(body).map_err(|e| format!("{what} is not snappy-compressed: {e}"))?;
     if len > crate::api::params::MAX_BODY_BYTES {
         return Err(format!(
-            "push body decompresses to {len} bytes, over the {}-byte limit; send smaller batches",
+            "{what} decompresses to {len} bytes, over the {}-byte limit; send smaller batches",
             crate::api::params::MAX_BODY_BYTES
         ));
     }
-    let raw = snap::raw::Decoder::new()
+    snap::raw::Decoder::new()
         .decompress_vec(body)
-        .map_err(|e| format!("push body is not snappy-compressed: {e}"))?;
+        .map_err(|e| format!("{what} is not snappy-compressed: {e}"))
+}
+
+/// Decodes a snappy-compressed protobuf Loki push body.
+pub(crate) fn loki_push_proto(body: &[u8]) -> Result<LogBatch, String> {
+    let raw = snappy_decompress(body, "push body")?;
     let req = <loki_proto::PushRequest as prost::Message>::decode(raw.as_slice())
         .map_err(|e| format!("push body is not a loki PushRequest: {e}"))?;
     let mut streams = Vec::with_capacity(req.streams.len());

@@ -17,6 +17,7 @@ use crate::model::{LogBatch, LogEntry, LogStream, SpanBatch};
 const RETENTION: Retention = Retention {
     logs: LONG,
     traces: LONG,
+    metrics: LONG,
 };
 const LONG: Duration = Duration::from_secs(200 * 365 * 86400);
 /// 2026-01-01T00:00:00Z

@@ -5,6 +5,8 @@
 //!
 //! On open, the WAL is replayed into the indexes; each index skips records it already holds
 //! (see `logs.rs`), so a crash at any point neither loses nor duplicates acknowledged data.
+//! Metrics go to the TSDB head (`tsdb/`), which is written out as a block every
+//! [`FLUSH_INTERVAL`]; the WAL keeps every record whose samples are still only in memory.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +18,8 @@ use crate::logs::LogIndex;
 use crate::model::{LogBatch, SpanBatch};
 use crate::partitions::IndexError;
 use crate::traces::TraceIndex;
+use crate::tsdb::block::BlockError;
+use crate::tsdb::{SampleBatch, Tsdb, FLUSH_INTERVAL};
 use crate::wal::{Kind, ReplayReport, Wal, WalError};
 
 /// How often new data is committed (and so becomes searchable).
@@ -47,6 +51,8 @@ pub(crate) struct IngestStats {
     pub(crate) log_lines: AtomicU64,
     pub(crate) log_bytes: AtomicU64,
     pub(crate) spans: AtomicU64,
+    pub(crate) samples: AtomicU64,
+    pub(crate) rejected_samples: AtomicU64,
     pub(crate) rejected_lines: AtomicU64,
     pub(crate) apply_errors: AtomicU64,
     pub(crate) commits: AtomicU64,
@@ -65,6 +71,7 @@ struct Applied {
 struct Shared {
     logs: LogIndex,
     traces: TraceIndex,
+    tsdb: Tsdb,
     /// Held while applying and committing.
     applied: Mutex<Applied>,
     stats: IngestStats,
@@ -86,7 +93,13 @@ impl Shared {
                 Ok(batch) => self.traces.apply(seq, &batch),
                 Err(e) => undecodable(e),
             }),
-            Kind::Samples => self.apply_with(seq, || Ok(0)),
+            Kind::Samples => self.apply_with(seq, || match SampleBatch::decode(payload) {
+                Ok(batch) => {
+                    self.tsdb.apply(seq, &batch);
+                    Ok(batch.sample_count())
+                }
+                Err(e) => undecodable(e),
+            }),
         }
     }
 
@@ -96,6 +109,13 @@ impl Shared {
 
     fn apply_spans(&self, seq: u64, batch: &SpanBatch) {
         self.apply_with(seq, || self.traces.apply(seq, batch));
+    }
+
+    fn apply_samples(&self, seq: u64, batch: &SampleBatch) {
+        self.apply_with(seq, || {
+            self.tsdb.apply(seq, batch);
+            Ok(batch.sample_count())
+        });
     }
 
     /// Runs `index` for WAL record `seq` under the apply lock and advances `applied`; a record
@@ -132,6 +152,8 @@ pub enum OpenError {
     Wal(#[from] WalError),
     #[error(transparent)]
     Index(#[from] IndexError),
+    #[error(transparent)]
+    Metrics(#[from] BlockError),
 }
 
 impl Engine {
@@ -139,14 +161,17 @@ impl Engine {
     pub(crate) fn open(data_dir: &Path, retention: Retention) -> Result<(Engine, ReplayReport), OpenError> {
         let logs = LogIndex::open(data_dir)?;
         let traces = TraceIndex::open(data_dir)?;
+        let tsdb = Tsdb::open(data_dir)?;
         let min_next = logs
             .parts
             .max_committed_seq()
             .max(traces.parts.max_committed_seq())
+            .max(tsdb.persisted_through())
             + 1;
         let shared = Arc::new(Shared {
             logs,
             traces,
+            tsdb,
             applied: Mutex::new(Applied::default()),
             stats: IngestStats::default(),
         });
@@ -217,27 +242,63 @@ impl Engine {
         Ok(too_old)
     }
 
+    /// Makes samples durable and queryable; returns once it is safe to acknowledge, with
+    /// the number refused for being older than the metrics retention period.
+    pub(crate) async fn ingest_samples(&self, mut batch: SampleBatch) -> Result<usize, IngestError> {
+        let cutoff_ms = cutoff_ns(self.retention.metrics) / 1_000_000;
+        let mut too_old = 0;
+        for s in &mut batch.series {
+            let before = s.samples.len();
+            s.samples.retain(|(t, _)| *t >= cutoff_ms);
+            too_old += before - s.samples.len();
+        }
+        batch.series.retain(|s| !s.samples.is_empty());
+        self.shared.stats.rejected_samples.fetch_add(too_old as u64, Ordering::Relaxed);
+        if batch.series.is_empty() {
+            return Ok(too_old);
+        }
+        let n = batch.sample_count() as u64;
+        let payload = batch.encode();
+        let shared = self.shared.clone();
+        let apply = Box::new(move |seq| shared.apply_samples(seq, &batch));
+        self.wal.append(Kind::Samples, payload, apply).await?;
+        self.shared.stats.samples.fetch_add(n, Ordering::Relaxed);
+        Ok(too_old)
+    }
+
     /// Commits the indexes and deletes the WAL segments they no longer need. Blocking.
     pub(crate) fn commit(&self) -> Result<(), OpenError> {
         let keep_from = {
             let applied = self.shared.applied.lock().expect("apply lock");
             self.shared.logs.parts.commit(applied.through)?;
             self.shared.traces.parts.commit(applied.through)?;
-            applied.first_failed.unwrap_or(applied.through + 1)
+            let mut keep = applied.first_failed.unwrap_or(applied.through + 1);
+            if let Some(unflushed) = self.shared.tsdb.keep_wal_from() {
+                keep = keep.min(unflushed);
+            }
+            keep
         };
         self.wal.remove_through(keep_from - 1)?;
         self.shared.stats.commits.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
+    /// Writes the metrics head out as a block (then compacts) and commits. Blocking.
+    pub(crate) fn flush_metrics(&self) -> Result<(), OpenError> {
+        self.shared.tsdb.flush()?;
+        self.commit()
+    }
+
     /// Deletes data older than its retention period. Blocking.
     pub(crate) fn apply_retention(&self) -> Result<usize, OpenError> {
+        let metrics = self.shared.tsdb.drop_before(cutoff_ns(self.retention.metrics) / 1_000_000);
         let logs = self
             .shared
             .logs
             .parts
             .drop_before(cutoff_ns(self.retention.logs))?;
-        Ok(logs
+        Ok(metrics
+            + logs
             + self
                 .shared
                 .traces
@@ -251,6 +312,10 @@ impl Engine {
 
     pub(crate) fn traces(&self) -> &TraceIndex {
         &self.shared.traces
+    }
+
+    pub(crate) fn tsdb(&self) -> &Tsdb {
+        &self.shared.tsdb
     }
 
     pub(crate) fn stats(&self) -> &IngestStats {
@@ -277,7 +342,11 @@ impl Engine {
             };
             let engine = self.clone();
             let retention_due = ticks % 60 == 0;
+            let flush_due = stopping || (ticks > 0 && ticks % FLUSH_INTERVAL.as_secs() == 0);
             let result = tokio::task::spawn_blocking(move || {
+                if flush_due {
+                    engine.flush_metrics()?;
+                }
                 engine.commit()?;
                 if retention_due {
                     let dropped = engine.apply_retention()?;

@@ -20,6 +20,7 @@ mod api;
 mod auth;
 mod config;
 mod convert;
+mod convert_metrics;
 mod error;
 #[cfg(test)]
 mod golden;

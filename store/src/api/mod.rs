@@ -5,6 +5,7 @@
 pub(crate) mod loki;
 pub(crate) mod otlp;
 pub(crate) mod params;
+pub(crate) mod prom;
 pub(crate) mod tempo;
 
 use axum::extract::State;
@@ -42,11 +43,13 @@ pub(crate) fn router(state: AppState, tokens: &Tokens) -> Router {
     let ingest = Router::new()
         .merge(loki::push_router())
         .merge(otlp::router())
+        .merge(prom::write_router())
         .route_layer(guard(Role::Ingest));
     let query = Router::new()
         .route("/metrics", get(metrics))
         .merge(loki::query_router())
         .merge(tempo::router())
+        .merge(prom::query_router())
         .route_layer(guard(Role::Query));
     open.merge(ingest)
         .merge(query)

@@ -55,6 +55,29 @@ pub(super) fn system_time_ms(t: &SystemTime) -> i64 {
     }
 }
 
+/// The matcher sets a selector stands for: its matchers plus the metric name, or one set per
+/// alternative of `{a="1" or b="2"}`.
+pub(super) fn selector_matcher_sets(vs: &VectorSelector) -> Vec<Vec<Matcher>> {
+    let mut base: Vec<Matcher> = vs.matchers.matchers.clone();
+    if let Some(name) = &vs.name {
+        if !base.iter().any(|m| m.name == METRIC_NAME) {
+            base.push(Matcher::new(crate::tsdb::MatchOp::Equal, METRIC_NAME, name));
+        }
+    }
+    if vs.matchers.or_matchers.is_empty() {
+        return vec![base];
+    }
+    vs.matchers
+        .or_matchers
+        .iter()
+        .map(|alt| {
+            let mut m = alt.clone();
+            m.extend(base.iter().filter(|x| x.name == METRIC_NAME).cloned());
+            m
+        })
+        .collect()
+}
+
 fn selector_key(vs: &VectorSelector) -> usize {
     vs as *const VectorSelector as usize
 }
@@ -154,22 +177,15 @@ impl<'a> Evaluator<'a> {
             return Ok(s.clone());
         }
         let (mint, maxt) = self.windows.get(&key).copied().unwrap_or((self.start, self.end));
-        let mut matchers: Vec<Matcher> = vs.matchers.matchers.clone();
-        if let Some(name) = &vs.name {
-            if !matchers.iter().any(|m| m.name == METRIC_NAME) {
-                matchers.push(Matcher::new(crate::tsdb::MatchOp::Equal, METRIC_NAME, name));
-            }
-        }
-        let mut out = if vs.matchers.or_matchers.is_empty() {
-            self.querier.select(&matchers, mint, maxt).map_err(Error::Storage)?
+        let sets = selector_matcher_sets(vs);
+        let mut out = if sets.len() == 1 {
+            self.querier.select(&sets[0], mint, maxt).map_err(Error::Storage)?
         } else {
             // `{a="1" or b="2"}`: the union of each alternative, each series once.
             let mut seen = std::collections::HashSet::new();
             let mut all = Vec::new();
-            for alt in &vs.matchers.or_matchers {
-                let mut m = alt.clone();
-                m.extend(matchers.iter().filter(|x| x.name == METRIC_NAME).cloned());
-                for s in self.querier.select(&m, mint, maxt).map_err(Error::Storage)? {
+            for m in &sets {
+                for s in self.querier.select(m, mint, maxt).map_err(Error::Storage)? {
                     if seen.insert(s.labels.clone()) {
                         all.push(s);
                     }

@@ -161,6 +161,15 @@ pub fn parse(query: &str) -> Result<Expr> {
     }
 }
 
+/// Parses a series selector (`match[]` of the metadata APIs) into its matcher sets: one set,
+/// or one per alternative of `{a="1" or b="2"}`.
+pub fn selector_matchers(s: &str) -> Result<Vec<Vec<crate::tsdb::Matcher>>> {
+    match parse(s)? {
+        Expr::VectorSelector(vs) => Ok(eval::selector_matcher_sets(&vs)),
+        _ => Err(Error::BadData(format!("invalid parameter \"match[]\": {s:?} is not a series selector"))),
+    }
+}
+
 /// Evaluates `expr` at one instant `t` (ms).
 pub fn instant(querier: &dyn Querier, expr: &Expr, t: i64, opts: &Options) -> Result<Output> {
     let mut ev = eval::Evaluator::new(querier, opts, t, t, 0);

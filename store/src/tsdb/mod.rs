@@ -68,6 +68,15 @@ pub fn matches_all(labels: &Labels, matchers: &[Matcher]) -> bool {
     matchers.iter().all(|m| m.is_match(labels.get(&m.name).unwrap_or("")))
 }
 
+/// What `/api/v1/metadata` reports per metric family.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MetricMeta {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub help: String,
+    pub unit: String,
+}
+
 /// Samples of many series: the WAL record and the unit of ingest.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct SampleBatch {
@@ -119,6 +128,9 @@ pub(crate) struct Tsdb {
     state: RwLock<State>,
     /// Serializes flush, compaction and retention.
     maintenance: Mutex<()>,
+    /// Metric family metadata as senders last described it; saved at each flush to
+    /// `metadata.json` (a convenience for Grafana, not replayed from the WAL).
+    metadata: RwLock<BTreeMap<String, MetricMeta>>,
 }
 
 impl std::fmt::Debug for Tsdb {
@@ -156,10 +168,15 @@ impl Tsdb {
         }
         blocks.sort_by_key(|b| b.meta.wal_seq);
         let persisted_through = blocks.iter().map(|b| b.meta.wal_seq).max().unwrap_or(0);
+        let metadata = std::fs::read(dir.join("metadata.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
         Ok(Tsdb {
             dir,
             state: RwLock::new(State { head: Head::new(), frozen: Vec::new(), blocks, persisted_through }),
             maintenance: Mutex::new(()),
+            metadata: RwLock::new(metadata),
         })
     }
 
@@ -182,6 +199,16 @@ impl Tsdb {
         if seq > st.persisted_through {
             st.head.append(seq, batch);
         }
+    }
+
+    pub(crate) fn set_metadata(&self, meta: BTreeMap<String, MetricMeta>) {
+        if !meta.is_empty() {
+            self.metadata.write().expect("metadata lock").extend(meta);
+        }
+    }
+
+    pub(crate) fn metadata(&self) -> BTreeMap<String, MetricMeta> {
+        self.metadata.read().expect("metadata lock").clone()
     }
 
     /// The oldest WAL record whose samples are only in memory, if any.
@@ -224,6 +251,12 @@ impl Tsdb {
                 st.blocks.push(Arc::new(b));
             }
         }
+        let meta = serde_json::to_vec(&*self.metadata.read().expect("metadata lock")).expect("metadata serializes");
+        let path = self.dir.join("metadata.json");
+        let tmp = self.dir.join("metadata.json.tmp");
+        std::fs::write(&tmp, meta)
+            .and_then(|_| std::fs::rename(&tmp, &path))
+            .map_err(|source| BlockError::Io { path, source })?;
         self.compact_locked()
     }
 
