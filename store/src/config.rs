@@ -96,7 +96,11 @@ pub struct Retention {
 impl Retention {
     /// The same retention for every signal.
     pub fn all(d: Duration) -> Retention {
-        Retention { logs: d, traces: d, metrics: d }
+        Retention {
+            logs: d,
+            traces: d,
+            metrics: d,
+        }
     }
 }
 

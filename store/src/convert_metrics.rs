@@ -87,7 +87,10 @@ pub(crate) fn check_series_labels(labels: &[(String, String)]) -> Result<(), Str
         let pairs: Vec<String> = labels.iter().map(|(n, v)| format!("{n}={v:?}")).collect();
         format!("{{{}}}", pairs.join(", "))
     };
-    let name = labels.iter().find(|(n, _)| n == METRIC_NAME).map(|(_, v)| v.as_str());
+    let name = labels
+        .iter()
+        .find(|(n, _)| n == METRIC_NAME)
+        .map(|(_, v)| v.as_str());
     match name {
         None | Some("") => return Err(format!("series {} has no metric name (__name__)", shown())),
         Some(n) if !valid_metric_name(n) => {
@@ -114,8 +117,12 @@ pub(crate) fn remote_write(body: &[u8]) -> Result<(SampleBatch, BTreeMap<String,
         .map_err(|e| format!("remote_write body is not a prometheus WriteRequest: {e}"))?;
     let mut batch = SampleBatch::default();
     for (i, ts) in req.timeseries.into_iter().enumerate() {
-        let labels: Vec<(String, String)> =
-            ts.labels.into_iter().filter(|l| !l.value.is_empty()).map(|l| (l.name, l.value)).collect();
+        let labels: Vec<(String, String)> = ts
+            .labels
+            .into_iter()
+            .filter(|l| !l.value.is_empty())
+            .map(|l| (l.name, l.value))
+            .collect();
         check_series_labels(&labels).map_err(|e| format!("timeseries[{i}]: {e}"))?;
         if ts.samples.is_empty() {
             continue;
@@ -128,7 +135,11 @@ pub(crate) fn remote_write(body: &[u8]) -> Result<(SampleBatch, BTreeMap<String,
         .into_iter()
         .filter(|m| !m.metric_family_name.is_empty())
         .map(|m| {
-            let meta = MetricMeta { kind: metric_type(m.r#type).into(), help: m.help, unit: m.unit };
+            let meta = MetricMeta {
+                kind: metric_type(m.r#type).into(),
+                help: m.help,
+                unit: m.unit,
+            };
             (m.metric_family_name, meta)
         })
         .collect();
@@ -141,25 +152,50 @@ pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn encode_write(req: &WriteRequest) -> Vec<u8> {
-        snap::raw::Encoder::new().compress_vec(&req.encode_to_vec()).unwrap()
+        snap::raw::Encoder::new()
+            .compress_vec(&req.encode_to_vec())
+            .unwrap()
     }
 
     pub(crate) fn series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> TimeSeries {
         TimeSeries {
-            labels: labels.iter().map(|(n, v)| Label { name: n.to_string(), value: v.to_string() }).collect(),
-            samples: samples.iter().map(|&(timestamp, value)| Sample { value, timestamp }).collect(),
+            labels: labels
+                .iter()
+                .map(|(n, v)| Label {
+                    name: n.to_string(),
+                    value: v.to_string(),
+                })
+                .collect(),
+            samples: samples
+                .iter()
+                .map(|&(timestamp, value)| Sample { value, timestamp })
+                .collect(),
         }
     }
 
     #[test]
     fn decodes_samples_and_metadata() {
         let req = WriteRequest {
-            timeseries: vec![series(&[("__name__", "up"), ("job", "node"), ("empty", "")], &[(1000, 1.0), (2000, 0.0)])],
-            metadata: vec![MetricMetadata { r#type: 2, metric_family_name: "up".into(), help: "Up.".into(), unit: "".into() }],
+            timeseries: vec![series(
+                &[("__name__", "up"), ("job", "node"), ("empty", "")],
+                &[(1000, 1.0), (2000, 0.0)],
+            )],
+            metadata: vec![MetricMetadata {
+                r#type: 2,
+                metric_family_name: "up".into(),
+                help: "Up.".into(),
+                unit: "".into(),
+            }],
         };
         let (batch, meta) = remote_write(&encode_write(&req)).unwrap();
         assert_eq!(batch.series.len(), 1);
-        assert_eq!(batch.series[0].labels, vec![("__name__".to_string(), "up".to_string()), ("job".into(), "node".into())]);
+        assert_eq!(
+            batch.series[0].labels,
+            vec![
+                ("__name__".to_string(), "up".to_string()),
+                ("job".into(), "node".into())
+            ]
+        );
         assert_eq!(batch.series[0].samples, vec![(1000, 1.0), (2000, 0.0)]);
         assert_eq!(meta["up"].kind, "gauge");
     }
@@ -169,10 +205,19 @@ pub(crate) mod tests {
         for (labels, want) in [
             (vec![("job", "x")], "has no metric name"),
             (vec![("__name__", "1bad")], "invalid metric name \"1bad\""),
-            (vec![("__name__", "ok"), ("bad-name", "x")], "invalid label name \"bad-name\""),
-            (vec![("__name__", "ok"), ("a", "1"), ("a", "2")], "duplicate label name \"a\""),
+            (
+                vec![("__name__", "ok"), ("bad-name", "x")],
+                "invalid label name \"bad-name\"",
+            ),
+            (
+                vec![("__name__", "ok"), ("a", "1"), ("a", "2")],
+                "duplicate label name \"a\"",
+            ),
         ] {
-            let req = WriteRequest { timeseries: vec![series(&labels, &[(1, 1.0)])], metadata: vec![] };
+            let req = WriteRequest {
+                timeseries: vec![series(&labels, &[(1, 1.0)])],
+                metadata: vec![],
+            };
             let err = remote_write(&encode_write(&req)).unwrap_err();
             assert!(err.starts_with("timeseries[0]: series {"), "{err}");
             assert!(err.contains(want), "{err}");

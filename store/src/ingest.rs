@@ -253,7 +253,10 @@ impl Engine {
             too_old += before - s.samples.len();
         }
         batch.series.retain(|s| !s.samples.is_empty());
-        self.shared.stats.rejected_samples.fetch_add(too_old as u64, Ordering::Relaxed);
+        self.shared
+            .stats
+            .rejected_samples
+            .fetch_add(too_old as u64, Ordering::Relaxed);
         if batch.series.is_empty() {
             return Ok(too_old);
         }
@@ -291,7 +294,10 @@ impl Engine {
 
     /// Deletes data older than its retention period. Blocking.
     pub(crate) fn apply_retention(&self) -> Result<usize, OpenError> {
-        let metrics = self.shared.tsdb.drop_before(cutoff_ns(self.retention.metrics) / 1_000_000);
+        let metrics = self
+            .shared
+            .tsdb
+            .drop_before(cutoff_ns(self.retention.metrics) / 1_000_000);
         let logs = self
             .shared
             .logs

@@ -121,18 +121,61 @@ impl Metrics {
             bytes,
         );
         let t = engine.tsdb().stats();
-        let per_series = if t.head_series > 0 { t.head_bytes / t.head_series } else { 0 };
-        let bytes_per_sample =
-            if t.block_samples > 0 { format!("{:.3}", t.block_bytes as f64 / t.block_samples as f64) } else { "0".into() };
+        let per_series = t.head_bytes.checked_div(t.head_series).unwrap_or(0);
+        let bytes_per_sample = if t.block_samples > 0 {
+            format!("{:.3}", t.block_bytes as f64 / t.block_samples as f64)
+        } else {
+            "0".into()
+        };
         let rows: [(&str, &str, &str, String); 8] = [
-            ("obs_store_samples_ingested_total", "counter", "Metric samples acknowledged.", c(&s.samples).to_string()),
-            ("obs_store_samples_rejected_total", "counter", "Metric samples older than retention.", c(&s.rejected_samples).to_string()),
-            ("obs_store_head_series", "gauge", "Series in the in-memory metrics head.", t.head_series.to_string()),
-            ("obs_store_head_samples", "gauge", "Samples in memory, not yet in a block.", t.head_samples.to_string()),
-            ("obs_store_head_bytes_per_series", "gauge", "Approximate head memory per active series.", per_series.to_string()),
-            ("obs_store_metric_blocks", "gauge", "Metrics blocks on disk.", t.blocks.to_string()),
-            ("obs_store_metric_block_bytes", "gauge", "Bytes of metrics blocks on disk.", t.block_bytes.to_string()),
-            ("obs_store_metric_bytes_per_sample", "gauge", "Disk bytes per sample in metrics blocks.", bytes_per_sample),
+            (
+                "obs_store_samples_ingested_total",
+                "counter",
+                "Metric samples acknowledged.",
+                c(&s.samples).to_string(),
+            ),
+            (
+                "obs_store_samples_rejected_total",
+                "counter",
+                "Metric samples older than retention.",
+                c(&s.rejected_samples).to_string(),
+            ),
+            (
+                "obs_store_head_series",
+                "gauge",
+                "Series in the in-memory metrics head.",
+                t.head_series.to_string(),
+            ),
+            (
+                "obs_store_head_samples",
+                "gauge",
+                "Samples in memory, not yet in a block.",
+                t.head_samples.to_string(),
+            ),
+            (
+                "obs_store_head_bytes_per_series",
+                "gauge",
+                "Approximate head memory per active series.",
+                per_series.to_string(),
+            ),
+            (
+                "obs_store_metric_blocks",
+                "gauge",
+                "Metrics blocks on disk.",
+                t.blocks.to_string(),
+            ),
+            (
+                "obs_store_metric_block_bytes",
+                "gauge",
+                "Bytes of metrics blocks on disk.",
+                t.block_bytes.to_string(),
+            ),
+            (
+                "obs_store_metric_bytes_per_sample",
+                "gauge",
+                "Disk bytes per sample in metrics blocks.",
+                bytes_per_sample,
+            ),
         ];
         for (name, kind, help, value) in rows {
             metric(&mut out, name, kind, help, value);

@@ -37,8 +37,15 @@ impl Querier for MemStorage {
             .iter()
             .filter(|(l, _)| tsdb::matches_all(l, matchers))
             .filter_map(|(l, s)| {
-                let samples: Vec<_> = s.iter().copied().filter(|(t, _)| *t >= mint && *t <= maxt).collect();
-                (!samples.is_empty()).then(|| RawSeries { labels: Arc::new(l.clone()), samples })
+                let samples: Vec<_> = s
+                    .iter()
+                    .copied()
+                    .filter(|(t, _)| *t >= mint && *t <= maxt)
+                    .collect();
+                (!samples.is_empty()).then(|| RawSeries {
+                    labels: Arc::new(l.clone()),
+                    samples,
+                })
             })
             .collect())
     }
@@ -103,9 +110,9 @@ fn expand_points(tok: &str) -> Option<Vec<Option<f64>>> {
             }
             // Split "a+b" / "a-b" at an operator that is not a sign or an exponent's.
             let bytes = base.as_bytes();
-            let split = (1..bytes.len()).rev().find(|&i| {
-                (bytes[i] == b'+' || bytes[i] == b'-') && !matches!(bytes[i - 1], b'e' | b'E')
-            });
+            let split = (1..bytes.len())
+                .rev()
+                .find(|&i| (bytes[i] == b'+' || bytes[i] == b'-') && !matches!(bytes[i - 1], b'e' | b'E'));
             let (start, delta) = match split {
                 Some(i) => {
                     let d = parse_value(&base[i + 1..])?;
@@ -162,7 +169,10 @@ fn strip_histograms(points: &str) -> String {
         out.push_str(&rest[..i]);
         let Some(j) = rest[i..].find("}}") else { break };
         rest = &rest[i + j + 2..];
-        let reps: String = rest.strip_prefix('x').map(|r| r.chars().take_while(char::is_ascii_digit).collect()).unwrap_or_default();
+        let reps: String = rest
+            .strip_prefix('x')
+            .map(|r| r.chars().take_while(char::is_ascii_digit).collect())
+            .unwrap_or_default();
         if reps.is_empty() {
             out.push_str(" _ ");
         } else {
@@ -175,14 +185,24 @@ fn strip_histograms(points: &str) -> String {
 }
 
 fn parse_labels(desc: &str) -> Option<Labels> {
-    let desc = if desc.ends_with("{}") && desc.len() > 2 { &desc[..desc.len() - 2] } else { desc };
+    let desc = if desc.ends_with("{}") && desc.len() > 2 {
+        &desc[..desc.len() - 2]
+    } else {
+        desc
+    };
     if desc == "{}" {
         return Some(Labels::default());
     }
     let expr = promql_parser::parser::parse(desc).ok()?;
-    let promql_parser::parser::Expr::VectorSelector(vs) = expr else { return None };
-    let mut pairs: Vec<(String, String)> =
-        vs.matchers.matchers.iter().map(|m| (m.name.clone(), m.value.clone())).collect();
+    let promql_parser::parser::Expr::VectorSelector(vs) = expr else {
+        return None;
+    };
+    let mut pairs: Vec<(String, String)> = vs
+        .matchers
+        .matchers
+        .iter()
+        .map(|m| (m.name.clone(), m.value.clone()))
+        .collect();
     if let Some(n) = vs.name {
         pairs.push((tsdb::METRIC_NAME.to_string(), n));
     }
@@ -236,10 +256,16 @@ fn message_ok(expected: &Option<String>, got: &[String]) -> bool {
 }
 
 fn points_equal(expected: &[Option<f64>], got: &[(i64, f64)], times: &[i64]) -> bool {
-    let want: Vec<(i64, f64)> =
-        times.iter().zip(expected).filter_map(|(t, v)| v.map(|v| (*t, v))).collect();
+    let want: Vec<(i64, f64)> = times
+        .iter()
+        .zip(expected)
+        .filter_map(|(t, v)| v.map(|v| (*t, v)))
+        .collect();
     want.len() == got.len()
-        && want.iter().zip(got).all(|(a, b)| a.0 == b.0 && almost_equal(a.1, b.1))
+        && want
+            .iter()
+            .zip(got)
+            .all(|(a, b)| a.0 == b.0 && almost_equal(a.1, b.1))
 }
 
 fn almost_equal(a: f64, b: f64) -> bool {
@@ -309,7 +335,11 @@ fn check(storage: &MemStorage, e: &Eval) -> Result<(), String> {
             }
             if got.len() != ex.series.len() {
                 let g: Vec<String> = got.iter().map(|s| format!("{} {}", s.metric, s.v)).collect();
-                return Err(format!("got {} samples, want {}: {g:?}", got.len(), ex.series.len()));
+                return Err(format!(
+                    "got {} samples, want {}: {g:?}",
+                    got.len(),
+                    ex.series.len()
+                ));
             }
             for (i, (labels, vals)) in ex.series.iter().enumerate() {
                 let want = vals.first().copied().flatten();
@@ -334,9 +364,16 @@ fn check(storage: &MemStorage, e: &Eval) -> Result<(), String> {
                 }
                 (None, None) => return Err("got a range vector".into()),
             };
-            let want: Vec<_> = ex.series.iter().filter(|(_, v)| v.iter().any(|x| x.is_some())).collect();
+            let want: Vec<_> = ex
+                .series
+                .iter()
+                .filter(|(_, v)| v.iter().any(|x| x.is_some()))
+                .collect();
             if got.len() != want.len() {
-                let g: Vec<String> = got.iter().map(|s| format!("{} {:?}", s.metric, s.points)).collect();
+                let g: Vec<String> = got
+                    .iter()
+                    .map(|s| format!("{} {:?}", s.metric, s.points))
+                    .collect();
                 return Err(format!("got {} series, want {}: {g:?}", got.len(), want.len()));
             }
             for (labels, vals) in want {
@@ -419,7 +456,9 @@ fn run_file(text: &str) -> Tally {
                 // Native histogram points are out of scope: they load as gaps.
                 native_loaded |= points.contains("{{") || line.contains("nhcb");
                 let points = strip_histograms(points);
-                let Some(labels) = parse_labels(desc) else { continue };
+                let Some(labels) = parse_labels(desc) else {
+                    continue;
+                };
                 let mut vals = Vec::new();
                 for tok in points.split_whitespace() {
                     vals.extend(expand_points(tok).unwrap_or_default());
@@ -496,18 +535,30 @@ fn run_file(text: &str) -> Tally {
             }
             expect.series.push((labels, vals));
         }
-        if expect.fail.as_ref().is_some_and(|m| m.as_ref().is_some_and(|m| m.starts_with("regex:"))) {
+        if expect
+            .fail
+            .as_ref()
+            .is_some_and(|m| m.as_ref().is_some_and(|m| m.starts_with("regex:")))
+        {
             expect.fail = Some(None);
         }
         tally.total += 1;
-        let ev = Eval { line: start_line, query, range, at, expect };
+        let ev = Eval {
+            line: start_line,
+            query,
+            range,
+            at,
+            expect,
+        };
         match check(&storage, &ev) {
             Ok(()) => tally.passed += 1,
             Err(why) => {
                 if native_loaded || why.starts_with("out of scope") {
                     tally.native += 1;
                 }
-                tally.failures.push(format!("line {}: {}: {why}", ev.line, ev.query));
+                tally
+                    .failures
+                    .push(format!("line {}: {}: {why}", ev.line, ev.query));
             }
         }
     }
@@ -542,31 +593,57 @@ fn promql_conformance() {
     let (mut all_pass, mut all_total) = (0, 0);
     let mut regressions = Vec::new();
     let mut report = String::from("# file passed total (raise with OBS_PROMQL_BASELINE=write)\n");
-    eprintln!("{:<28} {:>7} {:>6} {:>7} {:>8}", "file", "passed", "total", "rate", "native*");
+    eprintln!(
+        "{:<28} {:>7} {:>6} {:>7} {:>8}",
+        "file", "passed", "total", "rate", "native*"
+    );
     for f in &files {
         let name = f.file_name().unwrap().to_string_lossy().to_string();
         let text = std::fs::read_to_string(f).unwrap();
-        let Tally { passed, total, native, failures } = run_file(&text);
+        let Tally {
+            passed,
+            total,
+            native,
+            failures,
+        } = run_file(&text);
         all_pass += passed;
         all_total += total;
-        let rate = if total == 0 { 100.0 } else { passed as f64 * 100.0 / total as f64 };
+        let rate = if total == 0 {
+            100.0
+        } else {
+            passed as f64 * 100.0 / total as f64
+        };
         eprintln!("{name:<28} {passed:>7} {total:>6} {rate:>6.1}% {native:>8}");
-        if verbose.as_deref().is_some_and(|v| v == "all" || name.starts_with(v)) {
+        if verbose
+            .as_deref()
+            .is_some_and(|v| v == "all" || name.starts_with(v))
+        {
             for fl in &failures {
                 eprintln!("    {fl}");
             }
         }
         if let Some(&want) = baseline.get(&name) {
             if passed < want {
-                regressions.push(format!("{name}: {passed} passed, baseline {want}\n  {}", failures.join("\n  ")));
+                regressions.push(format!(
+                    "{name}: {passed} passed, baseline {want}\n  {}",
+                    failures.join("\n  ")
+                ));
             }
         }
         report.push_str(&format!("{name} {passed} {total}\n"));
     }
-    eprintln!("{:<28} {all_pass:>7} {all_total:>6} {:>6.1}%", "TOTAL", all_pass as f64 * 100.0 / all_total as f64);
+    eprintln!(
+        "{:<28} {all_pass:>7} {all_total:>6} {:>6.1}%",
+        "TOTAL",
+        all_pass as f64 * 100.0 / all_total as f64
+    );
     eprintln!("* native: failures while native histogram data was loaded (out of scope)");
     if std::env::var("OBS_PROMQL_BASELINE").is_ok_and(|v| v == "write") {
         std::fs::write(&baseline_path, report).unwrap();
     }
-    assert!(regressions.is_empty(), "PromQL conformance regressed:\n{}", regressions.join("\n"));
+    assert!(
+        regressions.is_empty(),
+        "PromQL conformance regressed:\n{}",
+        regressions.join("\n")
+    );
 }

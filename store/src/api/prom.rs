@@ -60,7 +60,11 @@ impl IntoResponse for PromError {
 }
 
 fn bad(msg: impl Into<String>) -> PromError {
-    PromError { status: StatusCode::BAD_REQUEST, kind: "bad_data", msg: msg.into() }
+    PromError {
+        status: StatusCode::BAD_REQUEST,
+        kind: "bad_data",
+        msg: msg.into(),
+    }
 }
 
 impl From<promql::Error> for PromError {
@@ -71,7 +75,11 @@ impl From<promql::Error> for PromError {
             promql::Error::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
             promql::Error::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
-        PromError { status, kind, msg: e.to_string() }
+        PromError {
+            status,
+            kind,
+            msg: e.to_string(),
+        }
     }
 }
 
@@ -92,7 +100,9 @@ async fn write(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Re
         Ok(0) => StatusCode::NO_CONTENT.into_response(),
         Ok(too_old) => text(
             StatusCode::BAD_REQUEST,
-            format!("{too_old} samples are older than the retention period and were not stored; the others were"),
+            format!(
+                "{too_old} samples are older than the retention period and were not stored; the others were"
+            ),
         ),
         Err(IngestError::BadRequest(m)) => text(StatusCode::BAD_REQUEST, m),
         Err(IngestError::Unavailable(m)) => text(StatusCode::SERVICE_UNAVAILABLE, m),
@@ -102,9 +112,11 @@ async fn write(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Re
 fn param_time(p: &Params, name: &str) -> Result<Option<i64>> {
     p.get(name)
         .map(|s| {
-            parse_time_ns(s)
-                .map(|ns| ns.div_euclid(1_000_000))
-                .map_err(|_| bad(format!("invalid parameter {name:?}: cannot parse {s:?} to a valid timestamp")))
+            parse_time_ns(s).map(|ns| ns.div_euclid(1_000_000)).map_err(|_| {
+                bad(format!(
+                    "invalid parameter {name:?}: cannot parse {s:?} to a valid timestamp"
+                ))
+            })
         })
         .transpose()
 }
@@ -112,9 +124,11 @@ fn param_time(p: &Params, name: &str) -> Result<Option<i64>> {
 fn param_duration_ms(p: &Params, name: &str) -> Result<Option<i64>> {
     p.get(name)
         .map(|s| {
-            parse_duration_ns(s)
-                .map(|ns| ns / 1_000_000)
-                .map_err(|_| bad(format!("invalid parameter {name:?}: cannot parse {s:?} to a valid duration")))
+            parse_duration_ns(s).map(|ns| ns / 1_000_000).map_err(|_| {
+                bad(format!(
+                    "invalid parameter {name:?}: cannot parse {s:?} to a valid duration"
+                ))
+            })
         })
         .transpose()
 }
@@ -141,7 +155,11 @@ fn ts(ms: i64) -> Value {
 }
 
 fn metric_json(l: &Labels) -> Value {
-    Value::Object(l.iter().map(|(n, v)| (n.to_string(), Value::String(v.to_string()))).collect::<Map<_, _>>())
+    Value::Object(
+        l.iter()
+            .map(|(n, v)| (n.to_string(), Value::String(v.to_string())))
+            .collect::<Map<_, _>>(),
+    )
 }
 
 fn render(out: promql::Output, t: i64) -> Value {
@@ -198,7 +216,9 @@ async fn query_range(State(st): State<AppState>, p: Params) -> Result<Json<Value
     let start = param_time(&p, "start")?.ok_or_else(|| bad("invalid parameter \"start\": missing"))?;
     let end = param_time(&p, "end")?.ok_or_else(|| bad("invalid parameter \"end\": missing"))?;
     if end < start {
-        return Err(bad("invalid parameter \"end\": end timestamp must not be before start time"));
+        return Err(bad(
+            "invalid parameter \"end\": end timestamp must not be before start time",
+        ));
     }
     let step = param_duration_ms(&p, "step")
         .map_err(|_| bad("invalid parameter \"step\": cannot parse to a valid duration"))?
@@ -239,7 +259,10 @@ async fn matching_series(st: &AppState, p: &Params, required: bool) -> Result<Ve
     let engine = st.engine.clone();
     blocking(move || {
         let sets = if sets.is_empty() { vec![Vec::new()] } else { sets };
-        let mut all: Vec<_> = sets.iter().flat_map(|m| engine.tsdb().series_labels(m, start, end)).collect();
+        let mut all: Vec<_> = sets
+            .iter()
+            .flat_map(|m| engine.tsdb().series_labels(m, start, end))
+            .collect();
         all.sort();
         all.dedup();
         all
@@ -252,28 +275,44 @@ fn success(data: Value) -> Json<Value> {
 }
 
 async fn labels(State(st): State<AppState>, p: Params) -> Result<Json<Value>> {
-    let names: BTreeSet<String> =
-        matching_series(&st, &p, false).await?.iter().flat_map(|l| l.iter().map(|(n, _)| n.to_string()).collect::<Vec<_>>()).collect();
+    let names: BTreeSet<String> = matching_series(&st, &p, false)
+        .await?
+        .iter()
+        .flat_map(|l| l.iter().map(|(n, _)| n.to_string()).collect::<Vec<_>>())
+        .collect();
     Ok(success(json!(names)))
 }
 
-async fn label_values(State(st): State<AppState>, Path(name): Path<String>, p: Params) -> Result<Json<Value>> {
+async fn label_values(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    p: Params,
+) -> Result<Json<Value>> {
     if !convert_metrics::valid_label_name(&name) {
         return Err(bad(format!("invalid label name: {name:?}")));
     }
-    let values: BTreeSet<String> =
-        matching_series(&st, &p, false).await?.iter().filter_map(|l| l.get(&name).map(str::to_string)).collect();
+    let values: BTreeSet<String> = matching_series(&st, &p, false)
+        .await?
+        .iter()
+        .filter_map(|l| l.get(&name).map(str::to_string))
+        .collect();
     Ok(success(json!(values)))
 }
 
 async fn series(State(st): State<AppState>, p: Params) -> Result<Json<Value>> {
     let series = matching_series(&st, &p, true).await?;
-    Ok(success(Value::Array(series.iter().map(|l| metric_json(l)).collect())))
+    Ok(success(Value::Array(
+        series.iter().map(|l| metric_json(l)).collect(),
+    )))
 }
 
 async fn metadata(State(st): State<AppState>, p: Params) -> Result<Json<Value>> {
     let wanted = p.get("metric");
-    let limit = p.get("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0).unwrap_or(usize::MAX);
+    let limit = p
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|l| *l > 0)
+        .unwrap_or(usize::MAX);
     let data: Map<String, Value> = st
         .engine
         .tsdb()

@@ -624,12 +624,35 @@ mod prometheus {
     /// node-exporter-like counters for two CPUs and a gauge, 15 s apart for 10 minutes.
     async fn seeded() -> TestStore {
         let s = TestStore::new(&[]);
-        let samples = |rate: f64| -> Vec<(i64, f64)> { (0..41).map(|i| (T0 + i * 15_000, i as f64 * 15.0 * rate)).collect() };
+        let samples = |rate: f64| -> Vec<(i64, f64)> {
+            (0..41)
+                .map(|i| (T0 + i * 15_000, i as f64 * 15.0 * rate))
+                .collect()
+        };
         let req = WriteRequest {
             timeseries: vec![
-                series(&[("__name__", "node_cpu_seconds_total"), ("cpu", "0"), ("mode", "user"), ("instance", "a")], &samples(0.5)),
-                series(&[("__name__", "node_cpu_seconds_total"), ("cpu", "1"), ("mode", "user"), ("instance", "a")], &samples(0.25)),
-                series(&[("__name__", "node_load1"), ("instance", "a")], &[(T0, 0.5), (T0 + 60_000, 1.5)]),
+                series(
+                    &[
+                        ("__name__", "node_cpu_seconds_total"),
+                        ("cpu", "0"),
+                        ("mode", "user"),
+                        ("instance", "a"),
+                    ],
+                    &samples(0.5),
+                ),
+                series(
+                    &[
+                        ("__name__", "node_cpu_seconds_total"),
+                        ("cpu", "1"),
+                        ("mode", "user"),
+                        ("instance", "a"),
+                    ],
+                    &samples(0.25),
+                ),
+                series(
+                    &[("__name__", "node_load1"), ("instance", "a")],
+                    &[(T0, 0.5), (T0 + 60_000, 1.5)],
+                ),
             ],
             metadata: vec![MetricMetadata {
                 r#type: 1,
@@ -638,7 +661,9 @@ mod prometheus {
                 unit: "".into(),
             }],
         };
-        let (status, body) = s.post("/api/v1/write", "application/x-protobuf", encode_write(&req)).await;
+        let (status, body) = s
+            .post("/api/v1/write", "application/x-protobuf", encode_write(&req))
+            .await;
         assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
         s
     }
@@ -651,7 +676,12 @@ mod prometheus {
     async fn remote_write_then_instant_and_range_queries() {
         let s = seeded().await;
         let t = secs(T0 + 600_000);
-        let v = s.get_json(&format!("/api/v1/query?query={}&time={t}", enc("sum by (instance) (rate(node_cpu_seconds_total[5m]))"))).await;
+        let v = s
+            .get_json(&format!(
+                "/api/v1/query?query={}&time={t}",
+                enc("sum by (instance) (rate(node_cpu_seconds_total[5m]))")
+            ))
+            .await;
         assert_eq!(v["status"], "success");
         assert_eq!(v["data"]["resultType"], "vector");
         let r = &v["data"]["result"][0];
@@ -669,34 +699,70 @@ mod prometheus {
             .await;
         assert_eq!(v["data"]["resultType"], "matrix");
         let values = &v["data"]["result"][0]["values"];
-        assert_eq!(values, &json!([[T0 / 1000, "0.5"], [T0 / 1000 + 60, "1.5"], [T0 / 1000 + 120, "1.5"]]));
+        assert_eq!(
+            values,
+            &json!([
+                [T0 / 1000, "0.5"],
+                [T0 / 1000 + 60, "1.5"],
+                [T0 / 1000 + 120, "1.5"]
+            ])
+        );
         assert_eq!(v["data"]["result"][0]["metric"]["__name__"], "node_load1");
         // POST form, duration step, and an info annotation for a non-counter rate.
-        let form = format!("query={}&start={}&end={}&step=1m", enc("rate(node_load1[5m])"), secs(T0), secs(T0 + 120_000));
-        let (status, body) = s.post("/api/v1/query_range", "application/x-www-form-urlencoded", form).await;
+        let form = format!(
+            "query={}&start={}&end={}&step=1m",
+            enc("rate(node_load1[5m])"),
+            secs(T0),
+            secs(T0 + 120_000)
+        );
+        let (status, body) = s
+            .post("/api/v1/query_range", "application/x-www-form-urlencoded", form)
+            .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         let v: Value = serde_json::from_str(&body).unwrap();
-        assert!(v["infos"][0].as_str().unwrap().contains("might not be a counter"), "{v}");
+        assert!(
+            v["infos"][0].as_str().unwrap().contains("might not be a counter"),
+            "{v}"
+        );
     }
 
     #[tokio::test]
     async fn grafana_save_and_test_and_metadata_endpoints() {
         let s = seeded().await;
         let v = s.get_json("/api/v1/query?query=1%2B1&time=4").await;
-        assert_eq!(v, json!({"status": "success", "data": {"resultType": "scalar", "result": [4, "2"]}}));
+        assert_eq!(
+            v,
+            json!({"status": "success", "data": {"resultType": "scalar", "result": [4, "2"]}})
+        );
         let v = s.get_json("/api/v1/labels").await;
         assert_eq!(v["data"], json!(["__name__", "cpu", "instance", "mode"]));
         let v = s.get_json("/api/v1/label/__name__/values").await;
         assert_eq!(v["data"], json!(["node_cpu_seconds_total", "node_load1"]));
-        let v = s.get_json(&format!("/api/v1/label/cpu/values?match[]={}", enc("node_cpu_seconds_total{cpu=\"1\"}"))).await;
+        let v = s
+            .get_json(&format!(
+                "/api/v1/label/cpu/values?match[]={}",
+                enc("node_cpu_seconds_total{cpu=\"1\"}")
+            ))
+            .await;
         assert_eq!(v["data"], json!(["1"]));
-        let v = s.get_json(&format!("/api/v1/series?match[]={}", enc("{instance=\"a\",cpu!=\"0\"}"))).await;
+        let v = s
+            .get_json(&format!(
+                "/api/v1/series?match[]={}",
+                enc("{instance=\"a\",cpu!=\"0\"}")
+            ))
+            .await;
         assert_eq!(v["data"].as_array().unwrap().len(), 2, "{v}");
         let v = s.get_json("/api/v1/metadata").await;
         assert_eq!(v["data"]["node_cpu_seconds_total"][0]["type"], "counter");
-        assert_eq!(s.get_json("/api/v1/query_exemplars?query=up").await["data"], json!([]));
+        assert_eq!(
+            s.get_json("/api/v1/query_exemplars?query=up").await["data"],
+            json!([])
+        );
         assert_eq!(s.get_json("/api/v1/rules").await["data"], json!({"groups": []}));
-        assert_eq!(s.get_json("/api/v1/status/buildinfo").await["data"]["version"], "2.53.0");
+        assert_eq!(
+            s.get_json("/api/v1/status/buildinfo").await["data"]["version"],
+            "2.53.0"
+        );
         // Data written before a flush reads the same from the block.
         s.state.engine.flush_metrics().unwrap();
         let v = s.get_json("/api/v1/label/__name__/values").await;
@@ -707,13 +773,43 @@ mod prometheus {
     async fn errors_have_prometheus_shapes() {
         let s = seeded().await;
         for (uri, status, kind, msg) in [
-            ("/api/v1/query?query=sum(", 400, "bad_data", "invalid parameter \"query\""),
-            ("/api/v1/query?query=up&time=yesterday", 400, "bad_data", "cannot parse \"yesterday\" to a valid timestamp"),
-            ("/api/v1/query_range?query=up&start=10&end=5&step=1", 400, "bad_data", "end timestamp must not be before start time"),
-            ("/api/v1/query_range?query=up&start=0&end=100000&step=1", 400, "bad_data", "exceeded maximum resolution of 11,000 points"),
-            ("/api/v1/query_range?query=up&start=0&end=10", 400, "bad_data", "invalid parameter \"step\""),
+            (
+                "/api/v1/query?query=sum(",
+                400,
+                "bad_data",
+                "invalid parameter \"query\"",
+            ),
+            (
+                "/api/v1/query?query=up&time=yesterday",
+                400,
+                "bad_data",
+                "cannot parse \"yesterday\" to a valid timestamp",
+            ),
+            (
+                "/api/v1/query_range?query=up&start=10&end=5&step=1",
+                400,
+                "bad_data",
+                "end timestamp must not be before start time",
+            ),
+            (
+                "/api/v1/query_range?query=up&start=0&end=100000&step=1",
+                400,
+                "bad_data",
+                "exceeded maximum resolution of 11,000 points",
+            ),
+            (
+                "/api/v1/query_range?query=up&start=0&end=10",
+                400,
+                "bad_data",
+                "invalid parameter \"step\"",
+            ),
             ("/api/v1/series", 400, "bad_data", "no match[] parameter provided"),
-            ("/api/v1/query?query=up%5B5m%5D%20%2B%201", 400, "bad_data", "binary expression must contain only scalar and instant vector types"),
+            (
+                "/api/v1/query?query=up%5B5m%5D%20%2B%201",
+                400,
+                "bad_data",
+                "binary expression must contain only scalar and instant vector types",
+            ),
         ] {
             let (st, body) = s.get(uri).await;
             assert_eq!(st.as_u16(), status, "{uri}: {body}");
@@ -723,7 +819,9 @@ mod prometheus {
             assert!(v["error"].as_str().unwrap().contains(msg), "{uri}: {body}");
         }
         let q = enc("node_cpu_seconds_total + on() node_load1");
-        let (st, body) = s.get(&format!("/api/v1/query?query={q}&time={}", secs(T0 + 60_000))).await;
+        let (st, body) = s
+            .get(&format!("/api/v1/query?query={q}&time={}", secs(T0 + 60_000)))
+            .await;
         assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
         assert!(body.contains("\"errorType\":\"execution\""), "{body}");
     }
@@ -732,12 +830,20 @@ mod prometheus {
     async fn bad_remote_write_is_refused_whole_with_a_reason() {
         let s = TestStore::new(&[]);
         let req = WriteRequest {
-            timeseries: vec![series(&[("__name__", "ok")], &[(T0, 1.0)]), series(&[("job", "x")], &[(T0, 1.0)])],
+            timeseries: vec![
+                series(&[("__name__", "ok")], &[(T0, 1.0)]),
+                series(&[("job", "x")], &[(T0, 1.0)]),
+            ],
             metadata: vec![],
         };
-        let (status, body) = s.post("/api/v1/write", "application/x-protobuf", encode_write(&req)).await;
+        let (status, body) = s
+            .post("/api/v1/write", "application/x-protobuf", encode_write(&req))
+            .await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert!(body.contains("timeseries[1]") && body.contains("no metric name"), "{body}");
+        assert!(
+            body.contains("timeseries[1]") && body.contains("no metric name"),
+            "{body}"
+        );
         let v = s.get_json("/api/v1/label/__name__/values").await;
         assert_eq!(v["data"], json!([]), "nothing of the bad request was stored");
     }

@@ -49,7 +49,11 @@ pub(super) fn format_value(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {
-        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
     } else {
         format!("{v}")
     }
@@ -59,7 +63,7 @@ fn int_param(p: f64) -> Result<i64> {
     if p.is_nan() {
         return Err(Error::Execution("Parameter value is NaN".into()));
     }
-    if p >= 9.223_372_036_854_775e18 || p < -9.223_372_036_854_775e18 {
+    if !(-9.223_372_036_854_775e18..9.223_372_036_854_775e18).contains(&p) {
         return Err(Error::Execution(format!("Scalar value {p} overflows int64")));
     }
     Ok(p as i64)
@@ -78,10 +82,14 @@ pub(super) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<Valu
         _ => f64::NAN,
     };
     if op == T_QUANTILE && !(0.0..=1.0).contains(&scalar) {
-        ev.annotations.warn(format!("PromQL warning: quantile value should be between 0 and 1, got {scalar}"));
+        ev.annotations.warn(format!(
+            "PromQL warning: quantile value should be between 0 and 1, got {scalar}"
+        ));
     }
     if op == T_COUNT_VALUES {
-        let Some(Value::String(label)) = &param else { unreachable!("count_values takes a string") };
+        let Some(Value::String(label)) = &param else {
+            unreachable!("count_values takes a string")
+        };
         if !valid_label_name(label) {
             return Err(Error::Execution(format!("invalid label name {label:?}")));
         }
@@ -120,7 +128,14 @@ pub(super) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<Valu
             }
             None => {
                 index.insert(key, groups.len());
-                let mut g = Group { metric, count: 1.0, value: f, mean: f, drop_name: s.drop_name, ..Default::default() };
+                let mut g = Group {
+                    metric,
+                    count: 1.0,
+                    value: f,
+                    mean: f,
+                    drop_name: s.drop_name,
+                    ..Default::default()
+                };
                 match op {
                     T_STDDEV | T_STDVAR => g.value = if f.is_finite() { 0.0 } else { f64::NAN },
                     T_GROUP => g.value = 1.0,
@@ -137,16 +152,8 @@ pub(super) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<Valu
         match op {
             T_SUM => (g.value, g.kahan) = kahan_inc(f, g.value, g.kahan),
             T_AVG => g.avg.add(f),
-            T_MAX => {
-                if g.value < f || g.value.is_nan() {
-                    g.value = f;
-                }
-            }
-            T_MIN => {
-                if g.value > f || g.value.is_nan() {
-                    g.value = f;
-                }
-            }
+            T_MAX if g.value < f || g.value.is_nan() => g.value = f,
+            T_MIN if g.value > f || g.value.is_nan() => g.value = f,
             T_STDDEV | T_STDVAR => {
                 let delta = f - g.mean;
                 g.mean += delta / g.count;
@@ -169,7 +176,12 @@ pub(super) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<Valu
                 _ => g.value,
             };
             let drop_name = g.drop_name && g.metric.metric_name().is_some();
-            Sample { metric: Arc::new(g.metric), t, v, drop_name }
+            Sample {
+                metric: Arc::new(g.metric),
+                t,
+                v,
+                drop_name,
+            }
         })
         .collect();
     Ok(Value::Vector(out))
@@ -186,7 +198,12 @@ fn count_values(label: &str, input: Vec<Sample>, modifier: &Option<LabelModifier
             Some(&i) => out[i].v += 1.0,
             None => {
                 index.insert(key, out.len());
-                out.push(Sample { metric: Arc::new(metric), t, v: 1.0, drop_name: false });
+                out.push(Sample {
+                    metric: Arc::new(metric),
+                    t,
+                    v: 1.0,
+                    drop_name: false,
+                });
             }
         }
     }
@@ -213,7 +230,9 @@ fn select_k(op: u16, k: i64, input: Vec<Sample>, modifier: &Option<LabelModifier
     for mut g in groups {
         match op {
             T_TOPK => g.sort_by(|a, b| desc_nan_last(a.v, b.v)),
-            T_BOTTOMK => g.sort_by(|a, b| nan_last(a.v, b.v).then(a.v.partial_cmp(&b.v).unwrap_or(Ordering::Equal))),
+            T_BOTTOMK => {
+                g.sort_by(|a, b| nan_last(a.v, b.v).then(a.v.partial_cmp(&b.v).unwrap_or(Ordering::Equal)))
+            }
             _ => {}
         }
         g.truncate(k);
@@ -238,7 +257,11 @@ fn limit_ratio(r: f64, input: Vec<Sample>) -> Vec<Sample> {
         .into_iter()
         .filter(|s| {
             let h = fnv1a(s.metric.key().as_bytes()) as f64 / u64::MAX as f64;
-            if r >= 0.0 { h < r } else { h >= 1.0 + r }
+            if r >= 0.0 {
+                h < r
+            } else {
+                h >= 1.0 + r
+            }
         })
         .collect()
 }

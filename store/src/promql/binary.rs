@@ -4,8 +4,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use promql_parser::parser::token::*;
 use promql_parser::parser::token::TokenType;
+use promql_parser::parser::token::*;
 use promql_parser::parser::{BinModifier, BinaryExpr, LabelModifier, VectorMatchCardinality};
 
 use super::eval::Evaluator;
@@ -20,9 +20,15 @@ pub(super) fn eval(ev: &mut Evaluator, b: &BinaryExpr, t: i64) -> Result<Value> 
     match (lhs, rhs) {
         (Value::Scalar(l), Value::Scalar(r)) => {
             let (v, keep) = elem(op, l, r);
-            Ok(Value::Scalar(if op.is_comparison_operator() { keep as u8 as f64 } else { v }))
+            Ok(Value::Scalar(if op.is_comparison_operator() {
+                keep as u8 as f64
+            } else {
+                v
+            }))
         }
-        (Value::Vector(l), Value::Scalar(r)) => Ok(Value::Vector(vector_scalar(op, l, r, false, return_bool))),
+        (Value::Vector(l), Value::Scalar(r)) => {
+            Ok(Value::Vector(vector_scalar(op, l, r, false, return_bool)))
+        }
         (Value::Scalar(l), Value::Vector(r)) => Ok(Value::Vector(vector_scalar(op, r, l, true, return_bool))),
         (Value::Vector(l), Value::Vector(r)) => {
             let default = BinModifier::default();
@@ -77,7 +83,11 @@ fn vector_scalar(op: TokenType, v: Vec<Sample>, s: f64, swap: bool, return_bool:
                 return None;
             }
             let drop_name = smp.drop_name || !cmp || return_bool;
-            Some(Sample { v: value, drop_name, ..smp })
+            Some(Sample {
+                v: value,
+                drop_name,
+                ..smp
+            })
         })
         .collect()
 }
@@ -112,16 +122,23 @@ fn set_op(op: TokenType, lhs: Vec<Sample>, rhs: Vec<Sample>, m: &BinModifier) ->
     match op.id() {
         T_LAND => {
             let right: HashSet<String> = rhs.iter().map(|s| signature(&s.metric, &m.matching)).collect();
-            lhs.into_iter().filter(|s| right.contains(&signature(&s.metric, &m.matching))).collect()
+            lhs.into_iter()
+                .filter(|s| right.contains(&signature(&s.metric, &m.matching)))
+                .collect()
         }
         T_LUNLESS => {
             let right: HashSet<String> = rhs.iter().map(|s| signature(&s.metric, &m.matching)).collect();
-            lhs.into_iter().filter(|s| !right.contains(&signature(&s.metric, &m.matching))).collect()
+            lhs.into_iter()
+                .filter(|s| !right.contains(&signature(&s.metric, &m.matching)))
+                .collect()
         }
         _ => {
             let left: HashSet<String> = lhs.iter().map(|s| signature(&s.metric, &m.matching)).collect();
             let mut out = lhs;
-            out.extend(rhs.into_iter().filter(|s| !left.contains(&signature(&s.metric, &m.matching))));
+            out.extend(
+                rhs.into_iter()
+                    .filter(|s| !left.contains(&signature(&s.metric, &m.matching))),
+            );
             out
         }
     }
@@ -190,7 +207,12 @@ fn vector_vector(
     let mut matched: HashMap<String, HashSet<Labels>> = HashMap::new();
     let mut one_used = vec![false; one.len()];
     let mut out = Vec::new();
-    let mut emit = |many_s: &Sample, one_s: &Sample, out: &mut Vec<Sample>, sig: String, check: bool| -> Result<()> {
+    let mut emit = |many_s: &Sample,
+                    one_s: &Sample,
+                    out: &mut Vec<Sample>,
+                    sig: String,
+                    check: bool|
+     -> Result<()> {
         let metric = result_metric(&many_s.metric, &one_s.metric, m);
         // Ambiguous matches are errors even when the comparison would filter them out.
         if check {
@@ -208,7 +230,11 @@ fn vector_vector(
             }
             seen.insert(metric.clone());
         }
-        let (l, r) = if one_to_many { (one_s.v, many_s.v) } else { (many_s.v, one_s.v) };
+        let (l, r) = if one_to_many {
+            (one_s.v, many_s.v)
+        } else {
+            (many_s.v, one_s.v)
+        };
         let (mut value, keep) = elem(op, l, r);
         if return_bool {
             value = keep as u8 as f64;
@@ -216,7 +242,12 @@ fn vector_vector(
             return Ok(());
         }
         let drop_name = many_s.drop_name || !cmp || return_bool;
-        out.push(Sample { metric: Arc::new(metric), t: many_s.t, v: value, drop_name });
+        out.push(Sample {
+            metric: Arc::new(metric),
+            t: many_s.t,
+            v: value,
+            drop_name,
+        });
         Ok(())
     };
     for s in &many {
@@ -228,7 +259,12 @@ fn vector_vector(
             }
             None => {
                 if let Some(f) = fill_one {
-                    let filler = Sample { metric: Arc::new(match_labels(&s.metric, &m.matching)), t: s.t, v: f, drop_name: false };
+                    let filler = Sample {
+                        metric: Arc::new(match_labels(&s.metric, &m.matching)),
+                        t: s.t,
+                        v: f,
+                        drop_name: false,
+                    };
                     emit(s, &filler, &mut out, sig, false)?;
                 }
             }
@@ -237,7 +273,12 @@ fn vector_vector(
     if let Some(f) = fill_many {
         for (i, s) in one.iter().enumerate() {
             if !one_used[i] {
-                let filler = Sample { metric: Arc::new(match_labels(&s.metric, &m.matching)), t: s.t, v: f, drop_name: false };
+                let filler = Sample {
+                    metric: Arc::new(match_labels(&s.metric, &m.matching)),
+                    t: s.t,
+                    v: f,
+                    drop_name: false,
+                };
                 emit(&filler, s, &mut out, String::new(), false)?;
             }
         }

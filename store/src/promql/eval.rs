@@ -179,7 +179,9 @@ impl<'a> Evaluator<'a> {
         let (mint, maxt) = self.windows.get(&key).copied().unwrap_or((self.start, self.end));
         let sets = selector_matcher_sets(vs);
         let mut out = if sets.len() == 1 {
-            self.querier.select(&sets[0], mint, maxt).map_err(Error::Storage)?
+            self.querier
+                .select(&sets[0], mint, maxt)
+                .map_err(Error::Storage)?
         } else {
             // `{a="1" or b="2"}`: the union of each alternative, each series once.
             let mut seen = std::collections::HashSet::new();
@@ -225,7 +227,13 @@ impl<'a> Evaluator<'a> {
             Expr::Unary(u) => Ok(match self.eval(&u.expr, t)? {
                 Value::Scalar(v) => Value::Scalar(-v),
                 Value::Vector(v) => Value::Vector(
-                    v.into_iter().map(|s| Sample { v: -s.v, drop_name: true, ..s }).collect(),
+                    v.into_iter()
+                        .map(|s| Sample {
+                            v: -s.v,
+                            drop_name: true,
+                            ..s
+                        })
+                        .collect(),
                 ),
                 other => return Err(Error::Execution(format!("unary minus on {}", other.type_name()))),
             }),
@@ -252,7 +260,12 @@ impl<'a> Evaluator<'a> {
             if st <= rt - self.opts.lookback_ms || is_stale(v) {
                 continue;
             }
-            out.push(Sample { metric: s.labels.clone(), t: st, v, drop_name: false });
+            out.push(Sample {
+                metric: s.labels.clone(),
+                t: st,
+                v,
+                drop_name: false,
+            });
         }
         Ok(out)
     }
@@ -265,18 +278,35 @@ impl<'a> Evaluator<'a> {
         for s in series.iter() {
             let lo = s.samples.partition_point(|(st, _)| *st <= end - range);
             let hi = s.samples.partition_point(|(st, _)| *st <= end);
-            let points: Vec<(i64, f64)> = s.samples[lo..hi].iter().copied().filter(|(_, v)| !is_stale(*v)).collect();
+            let points: Vec<(i64, f64)> = s.samples[lo..hi]
+                .iter()
+                .copied()
+                .filter(|(_, v)| !is_stale(*v))
+                .collect();
             if !points.is_empty() {
-                out.push(Series { metric: s.labels.clone(), points, drop_name: false });
+                out.push(Series {
+                    metric: s.labels.clone(),
+                    points,
+                    drop_name: false,
+                });
             }
         }
-        Ok(RangeArg { series: out, range, end })
+        Ok(RangeArg {
+            series: out,
+            range,
+            end,
+        })
     }
 
     pub(super) fn subquery(&mut self, sq: &SubqueryExpr, t: i64) -> Result<RangeArg> {
         let end = self.ref_time(&sq.at, &sq.offset, t);
         let range = millis(&sq.range);
-        let step = sq.step.as_ref().map(millis).filter(|s| *s > 0).unwrap_or(self.opts.subquery_step_ms);
+        let step = sq
+            .step
+            .as_ref()
+            .map(millis)
+            .filter(|s| *s > 0)
+            .unwrap_or(self.opts.subquery_step_ms);
         // The first step-aligned time after the window's open start.
         let open = end - range;
         let mut ts = step * (open / step);
@@ -293,7 +323,11 @@ impl<'a> Evaluator<'a> {
                     total += v.len();
                     for s in v {
                         let i = *index.entry((s.metric.clone(), s.drop_name)).or_insert_with(|| {
-                            out.push(Series { metric: s.metric.clone(), points: Vec::new(), drop_name: s.drop_name });
+                            out.push(Series {
+                                metric: s.metric.clone(),
+                                points: Vec::new(),
+                                drop_name: s.drop_name,
+                            });
                             out.len() - 1
                         });
                         out[i].points.push((ts, s.v));
@@ -302,7 +336,11 @@ impl<'a> Evaluator<'a> {
                 Value::Scalar(v) => {
                     total += 1;
                     if out.is_empty() {
-                        out.push(Series { metric: Arc::new(Labels::default()), points: Vec::new(), drop_name: false });
+                        out.push(Series {
+                            metric: Arc::new(Labels::default()),
+                            points: Vec::new(),
+                            drop_name: false,
+                        });
                     }
                     out[0].points.push((ts, v));
                 }
@@ -316,7 +354,11 @@ impl<'a> Evaluator<'a> {
             self.check_samples(self.loaded + total)?;
             ts += step;
         }
-        Ok(RangeArg { series: out, range, end })
+        Ok(RangeArg {
+            series: out,
+            range,
+            end,
+        })
     }
 
     /// A range-vector argument: a matrix selector or a subquery, through parentheses.
@@ -332,21 +374,30 @@ impl<'a> Evaluator<'a> {
     pub(super) fn eval_vector(&mut self, e: &Expr, t: i64) -> Result<Vec<Sample>> {
         match self.eval(e, t)? {
             Value::Vector(v) => Ok(v),
-            other => Err(Error::Execution(format!("expected instant vector, got {}", other.type_name()))),
+            other => Err(Error::Execution(format!(
+                "expected instant vector, got {}",
+                other.type_name()
+            ))),
         }
     }
 
     pub(super) fn eval_scalar(&mut self, e: &Expr, t: i64) -> Result<f64> {
         match self.eval(e, t)? {
             Value::Scalar(v) => Ok(v),
-            other => Err(Error::Execution(format!("expected scalar, got {}", other.type_name()))),
+            other => Err(Error::Execution(format!(
+                "expected scalar, got {}",
+                other.type_name()
+            ))),
         }
     }
 
     pub(super) fn eval_string(&mut self, e: &Expr, t: i64) -> Result<String> {
         match self.eval(e, t)? {
             Value::String(s) => Ok(s),
-            other => Err(Error::Execution(format!("expected string, got {}", other.type_name()))),
+            other => Err(Error::Execution(format!(
+                "expected string, got {}",
+                other.type_name()
+            ))),
         }
     }
 
@@ -360,7 +411,12 @@ impl<'a> Evaluator<'a> {
             self.check_deadline()?;
             let samples = match self.eval(expr, t)? {
                 Value::Scalar(v) => {
-                    vec![Sample { metric: Arc::new(Labels::default()), t, v, drop_name: false }]
+                    vec![Sample {
+                        metric: Arc::new(Labels::default()),
+                        t,
+                        v,
+                        drop_name: false,
+                    }]
                 }
                 Value::Vector(v) => v,
                 other => {
@@ -375,7 +431,11 @@ impl<'a> Evaluator<'a> {
             self.check_samples(total)?;
             for s in samples {
                 let i = *index.entry((s.metric.clone(), s.drop_name)).or_insert_with(|| {
-                    out.push(Series { metric: s.metric.clone(), points: Vec::new(), drop_name: s.drop_name });
+                    out.push(Series {
+                        metric: s.metric.clone(),
+                        points: Vec::new(),
+                        drop_name: s.drop_name,
+                    });
                     out.len() - 1
                 });
                 out[i].points.push((t, s.v));
@@ -393,9 +453,15 @@ fn check_unique(samples: &[Sample]) -> Result<()> {
     }
     let mut seen = std::collections::HashSet::with_capacity(samples.len());
     for s in samples {
-        let key = if s.drop_name { Arc::new(s.metric.without_name()) } else { s.metric.clone() };
+        let key = if s.drop_name {
+            Arc::new(s.metric.without_name())
+        } else {
+            s.metric.clone()
+        };
         if !seen.insert(key) {
-            return Err(Error::Execution("vector cannot contain metrics with the same labelset".into()));
+            return Err(Error::Execution(
+                "vector cannot contain metrics with the same labelset".into(),
+            ));
         }
     }
     Ok(())
@@ -413,7 +479,11 @@ fn drop_name(metric: Arc<Labels>, drop: bool) -> Arc<Labels> {
 pub(super) fn finish_vector(v: Vec<Sample>) -> Result<Vec<Sample>> {
     check_unique(&v)?;
     Ok(v.into_iter()
-        .map(|s| Sample { metric: drop_name(s.metric, s.drop_name), drop_name: false, ..s })
+        .map(|s| Sample {
+            metric: drop_name(s.metric, s.drop_name),
+            drop_name: false,
+            ..s
+        })
         .collect())
 }
 
@@ -423,7 +493,11 @@ pub(super) fn finish_vector(v: Vec<Sample>) -> Result<Vec<Sample>> {
 pub(super) fn finish_matrix(m: Vec<Series>) -> Result<Vec<Series>> {
     let mut out: Vec<Series> = m
         .into_iter()
-        .map(|s| Series { metric: drop_name(s.metric, s.drop_name), drop_name: false, points: s.points })
+        .map(|s| Series {
+            metric: drop_name(s.metric, s.drop_name),
+            drop_name: false,
+            points: s.points,
+        })
         .collect();
     out.sort_by(|a, b| a.metric.cmp(&b.metric));
     let mut merged: Vec<Series> = Vec::with_capacity(out.len());
@@ -433,7 +507,9 @@ pub(super) fn finish_matrix(m: Vec<Series>) -> Result<Vec<Series>> {
                 last.points.extend(s.points);
                 last.points.sort_by_key(|p| p.0);
                 if last.points.windows(2).any(|w| w[0].0 == w[1].0) {
-                    return Err(Error::Execution("vector cannot contain metrics with the same labelset".into()));
+                    return Err(Error::Execution(
+                        "vector cannot contain metrics with the same labelset".into(),
+                    ));
                 }
             }
             _ => merged.push(s),

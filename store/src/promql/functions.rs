@@ -37,7 +37,11 @@ pub(super) fn quantile(q: f64, mut values: Vec<f64>) -> f64 {
     if q > 1.0 {
         return f64::INFINITY;
     }
-    values.sort_by(|a, b| b.is_nan().cmp(&a.is_nan()).then(a.partial_cmp(b).unwrap_or(Ordering::Equal)));
+    values.sort_by(|a, b| {
+        b.is_nan()
+            .cmp(&a.is_nan())
+            .then(a.partial_cmp(b).unwrap_or(Ordering::Equal))
+    });
     let n = values.len() as f64;
     let rank = q * (n - 1.0);
     let lower = rank.floor().max(0.0);
@@ -57,12 +61,21 @@ pub(super) fn call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Value> {
         "range" => Ok(Value::Scalar((ev.end - ev.start) as f64 / 1000.0)),
         "min_of" | "max_of" => {
             let (a, b) = (ev.eval_scalar(args[0], t)?, ev.eval_scalar(args[1], t)?);
-            Ok(Value::Scalar(if name == "min_of" { go_min(a, b) } else { go_max(a, b) }))
+            Ok(Value::Scalar(if name == "min_of" {
+                go_min(a, b)
+            } else {
+                go_max(a, b)
+            }))
         }
         "pi" => Ok(Value::Scalar(std::f64::consts::PI)),
         "vector" => {
             let v = ev.eval_scalar(args[0], t)?;
-            Ok(Value::Vector(vec![Sample { metric: Arc::new(Labels::default()), t, v, drop_name: false }]))
+            Ok(Value::Vector(vec![Sample {
+                metric: Arc::new(Labels::default()),
+                t,
+                v,
+                drop_name: false,
+            }]))
         }
         "scalar" => {
             let v = ev.eval_vector(args[0], t)?;
@@ -70,7 +83,11 @@ pub(super) fn call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Value> {
         }
         "absent" => {
             let v = ev.eval_vector(args[0], t)?;
-            Ok(Value::Vector(if v.is_empty() { absent_sample(args[0], t) } else { Vec::new() }))
+            Ok(Value::Vector(if v.is_empty() {
+                absent_sample(args[0], t)
+            } else {
+                Vec::new()
+            }))
         }
         "timestamp" => {
             let direct = matches!(unparen(args[0]), Expr::VectorSelector(_));
@@ -79,7 +96,11 @@ pub(super) fn call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Value> {
                 v.into_iter()
                     .map(|s| {
                         let st = if direct { s.t } else { t };
-                        Sample { v: st as f64 / 1000.0, drop_name: true, ..s }
+                        Sample {
+                            v: st as f64 / 1000.0,
+                            drop_name: true,
+                            ..s
+                        }
                     })
                     .collect(),
             ))
@@ -90,7 +111,11 @@ pub(super) fn call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Value> {
             v.sort_by(|a, b| {
                 a.v.is_nan().cmp(&b.v.is_nan()).then_with(|| {
                     let o = a.v.partial_cmp(&b.v).unwrap_or(Ordering::Equal);
-                    if desc { o.reverse() } else { o }
+                    if desc {
+                        o.reverse()
+                    } else {
+                        o
+                    }
                 })
             });
             Ok(Value::Vector(v))
@@ -105,10 +130,16 @@ pub(super) fn call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Value> {
             v.sort_by(|a, b| {
                 let mut o = Ordering::Equal;
                 for n in &names {
-                    o = o.then_with(|| natural_cmp(a.metric.get(n).unwrap_or(""), b.metric.get(n).unwrap_or("")));
+                    o = o.then_with(|| {
+                        natural_cmp(a.metric.get(n).unwrap_or(""), b.metric.get(n).unwrap_or(""))
+                    });
                 }
                 let o = o.then_with(|| a.metric.cmp(&b.metric));
-                if desc { o.reverse() } else { o }
+                if desc {
+                    o.reverse()
+                } else {
+                    o
+                }
             });
             Ok(Value::Vector(v))
         }
@@ -135,14 +166,23 @@ pub(super) fn call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Value> {
         }
         "round" => {
             let v = ev.eval_vector(args[0], t)?;
-            let to = if args.len() > 1 { ev.eval_scalar(args[1], t)? } else { 1.0 };
+            let to = if args.len() > 1 {
+                ev.eval_scalar(args[1], t)?
+            } else {
+                1.0
+            };
             let inv = 1.0 / to;
             Ok(map_values(v, |x| (x * inv + 0.5).floor() / inv))
         }
         "days_in_month" | "day_of_month" | "day_of_week" | "day_of_year" | "hour" | "minute" | "month"
         | "year" => {
             let v = if args.is_empty() {
-                vec![Sample { metric: Arc::new(Labels::default()), t, v: t as f64 / 1000.0, drop_name: false }]
+                vec![Sample {
+                    metric: Arc::new(Labels::default()),
+                    t,
+                    v: t as f64 / 1000.0,
+                    drop_name: false,
+                }]
             } else {
                 ev.eval_vector(args[0], t)?
             };
@@ -160,12 +200,20 @@ pub(super) fn call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Value> {
 
 /// Go's `math.Max`: NaN wins (Rust's `f64::max` ignores NaN).
 fn go_max(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) }
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
 }
 
 /// Go's `math.Min`: NaN wins.
 fn go_min(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() { f64::NAN } else { a.min(b) }
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.min(b)
+    }
 }
 
 fn unparen(e: &Expr) -> &Expr {
@@ -176,7 +224,15 @@ fn unparen(e: &Expr) -> &Expr {
 }
 
 fn map_values(v: Vec<Sample>, f: impl Fn(f64) -> f64) -> Value {
-    Value::Vector(v.into_iter().map(|s| Sample { v: f(s.v), drop_name: true, ..s }).collect())
+    Value::Vector(
+        v.into_iter()
+            .map(|s| Sample {
+                v: f(s.v),
+                drop_name: true,
+                ..s
+            })
+            .collect(),
+    )
 }
 
 fn math_fn(name: &str) -> Option<fn(f64) -> f64> {
@@ -189,7 +245,15 @@ fn math_fn(name: &str) -> Option<fn(f64) -> f64> {
         "ln" => f64::ln,
         "log2" => f64::log2,
         "log10" => f64::log10,
-        "sgn" => |x: f64| if x < 0.0 { -1.0 } else if x > 0.0 { 1.0 } else { x },
+        "sgn" => |x: f64| {
+            if x < 0.0 {
+                -1.0
+            } else if x > 0.0 {
+                1.0
+            } else {
+                x
+            }
+        },
         "acos" => f64::acos,
         "acosh" => f64::acosh,
         "asin" => f64::asin,
@@ -212,7 +276,9 @@ fn date_part(name: &str, secs: f64) -> f64 {
     if !secs.is_finite() {
         return f64::NAN;
     }
-    let Some(d) = DateTime::from_timestamp(secs as i64, 0) else { return f64::NAN };
+    let Some(d) = DateTime::from_timestamp(secs as i64, 0) else {
+        return f64::NAN;
+    };
     (match name {
         "day_of_month" => d.day(),
         "day_of_week" => d.weekday().num_days_from_sunday(),
@@ -283,7 +349,12 @@ fn absent_sample(arg: &Expr, t: i64) -> Vec<Sample> {
             }
         }
     }
-    vec![Sample { metric: Arc::new(labels), t, v: 1.0, drop_name: false }]
+    vec![Sample {
+        metric: Arc::new(labels),
+        t,
+        v: 1.0,
+        drop_name: false,
+    }]
 }
 
 fn valid_label(s: &str) -> bool {
@@ -296,10 +367,15 @@ fn label_replace(ev: &mut Evaluator, args: &[&Expr], t: i64) -> Result<Value> {
     let repl = ev.eval_string(args[2], t)?;
     let src = ev.eval_string(args[3], t)?;
     let re_src = ev.eval_string(args[4], t)?;
-    let re = regex::Regex::new(&format!("^(?s:{re_src})$"))
-        .map_err(|e| Error::Execution(format!("invalid regular expression in label_replace(): {re_src}: {e}")))?;
+    let re = regex::Regex::new(&format!("^(?s:{re_src})$")).map_err(|e| {
+        Error::Execution(format!(
+            "invalid regular expression in label_replace(): {re_src}: {e}"
+        ))
+    })?;
     if !valid_label(&dst) {
-        return Err(Error::Execution(format!("invalid destination label name in label_replace(): {dst}")));
+        return Err(Error::Execution(format!(
+            "invalid destination label name in label_replace(): {dst}"
+        )));
     }
     let out = v
         .into_iter()
@@ -311,7 +387,11 @@ fn label_replace(ev: &mut Evaluator, args: &[&Expr], t: i64) -> Result<Value> {
             let mut m = (*s.metric).clone();
             m.set(&dst, &res);
             let drop_name = if dst == METRIC_NAME { false } else { s.drop_name };
-            Sample { metric: Arc::new(m), drop_name, ..s }
+            Sample {
+                metric: Arc::new(m),
+                drop_name,
+                ..s
+            }
         })
         .collect();
     Ok(Value::Vector(out))
@@ -326,7 +406,9 @@ fn label_join(ev: &mut Evaluator, args: &[&Expr], t: i64) -> Result<Value> {
         srcs.push(ev.eval_string(a, t)?);
     }
     if !valid_label(&dst) {
-        return Err(Error::Execution(format!("invalid destination label name in label_join(): {dst}")));
+        return Err(Error::Execution(format!(
+            "invalid destination label name in label_join(): {dst}"
+        )));
     }
     let out = v
         .into_iter()
@@ -335,7 +417,11 @@ fn label_join(ev: &mut Evaluator, args: &[&Expr], t: i64) -> Result<Value> {
             let mut m = (*s.metric).clone();
             m.set(&dst, &joined.join(&sep));
             let drop_name = if dst == METRIC_NAME { false } else { s.drop_name };
-            Sample { metric: Arc::new(m), drop_name, ..s }
+            Sample {
+                metric: Arc::new(m),
+                drop_name,
+                ..s
+            }
         })
         .collect();
     Ok(Value::Vector(out))
@@ -377,7 +463,9 @@ fn histogram_quantile(ev: &mut Evaluator, args: &[&Expr], t: i64) -> Result<Valu
     let q = ev.eval_scalar(args[0], t)?;
     let v = ev.eval_vector(args[1], t)?;
     if !(0.0..=1.0).contains(&q) {
-        ev.annotations.warn(format!("PromQL warning: quantile value should be between 0 and 1, got {q}"));
+        ev.annotations.warn(format!(
+            "PromQL warning: quantile value should be between 0 and 1, got {q}"
+        ));
     }
     let mut out = Vec::new();
     for (metric, buckets) in classic_groups(ev, v) {
@@ -388,7 +476,12 @@ fn histogram_quantile(ev: &mut Evaluator, args: &[&Expr], t: i64) -> Result<Valu
                 metric.metric_name().unwrap_or("")
             ));
         }
-        out.push(Sample { metric: Arc::new(metric), t, v, drop_name: true });
+        out.push(Sample {
+            metric: Arc::new(metric),
+            t,
+            v,
+            drop_name: true,
+        });
     }
     Ok(Value::Vector(out))
 }
@@ -404,21 +497,37 @@ fn histogram_quantiles(ev: &mut Evaluator, args: &[&Expr], t: i64) -> Result<Val
     for a in &args[2..] {
         let q = ev.eval_scalar(a, t)?;
         if !(0.0..=1.0).contains(&q) {
-            ev.annotations.warn(format!("PromQL warning: quantile value should be between 0 and 1, got {q}"));
+            ev.annotations.warn(format!(
+                "PromQL warning: quantile value should be between 0 and 1, got {q}"
+            ));
         }
         qs.push(q);
     }
     let mut out = Vec::new();
     for (metric, buckets) in classic_groups(ev, v) {
         for &q in &qs {
-            let (v, _) = bucket_quantile(q, buckets.iter().map(|b| Bucket { upper: b.upper, count: b.count }).collect());
+            let (v, _) = bucket_quantile(
+                q,
+                buckets
+                    .iter()
+                    .map(|b| Bucket {
+                        upper: b.upper,
+                        count: b.count,
+                    })
+                    .collect(),
+            );
             let mut m = metric.clone();
             let mut text = super::aggregate::format_value(q);
             if text.bytes().all(|c| c.is_ascii_digit() || c == b'-') {
                 text.push_str(".0");
             }
             m.set(&label, &text);
-            out.push(Sample { metric: Arc::new(m), t, v, drop_name: true });
+            out.push(Sample {
+                metric: Arc::new(m),
+                t,
+                v,
+                drop_name: true,
+            });
         }
     }
     Ok(Value::Vector(out))
@@ -460,7 +569,9 @@ fn normalize_buckets(mut b: Vec<Bucket>) -> Option<Vec<Bucket>> {
 /// finite buckets (the first bucket starts at 0 when its bound is positive). The
 /// observations of a bucket of infinite width are taken to sit at its infinite end.
 fn bucket_fraction(lower: f64, upper: f64, b: Vec<Bucket>) -> f64 {
-    let Some(b) = normalize_buckets(b) else { return f64::NAN };
+    let Some(b) = normalize_buckets(b) else {
+        return f64::NAN;
+    };
     let count = b[b.len() - 1].count;
     if count == 0.0 || lower.is_nan() || upper.is_nan() {
         return f64::NAN;
@@ -472,7 +583,13 @@ fn bucket_fraction(lower: f64, upper: f64, b: Vec<Bucket>) -> f64 {
     let rank = |v: f64| -> f64 {
         let mut prev = 0.0;
         for (i, x) in b.iter().enumerate() {
-            let lb = if i > 0 { b[i - 1].upper } else if x.upper > 0.0 { 0.0 } else { f64::NEG_INFINITY };
+            let lb = if i > 0 {
+                b[i - 1].upper
+            } else if x.upper > 0.0 {
+                0.0
+            } else {
+                f64::NEG_INFINITY
+            };
             if v <= lb {
                 return prev;
             }
@@ -527,7 +644,9 @@ fn bucket_quantile(q: f64, b: Vec<Bucket>) -> (f64, bool) {
     if q > 1.0 {
         return (f64::INFINITY, false);
     }
-    let Some(mut b) = normalize_buckets(b) else { return (f64::NAN, false) };
+    let Some(mut b) = normalize_buckets(b) else {
+        return (f64::NAN, false);
+    };
     let mut forced = false;
     let mut prev = b[0].count;
     for x in b.iter_mut().skip(1) {
@@ -572,11 +691,33 @@ fn bucket_quantile(q: f64, b: Vec<Bucket>) -> (f64, bool) {
 }
 
 const RANGE_FUNCTIONS: &[&str] = &[
-    "rate", "increase", "delta", "irate", "idelta", "deriv", "predict_linear", "resets", "changes",
-    "avg_over_time", "sum_over_time", "count_over_time", "present_over_time", "last_over_time",
-    "first_over_time", "min_over_time", "max_over_time", "quantile_over_time", "stddev_over_time",
-    "stdvar_over_time", "mad_over_time", "ts_of_last_over_time", "ts_of_first_over_time",
-    "ts_of_min_over_time", "ts_of_max_over_time", "double_exponential_smoothing", "absent_over_time",
+    "rate",
+    "increase",
+    "delta",
+    "irate",
+    "idelta",
+    "deriv",
+    "predict_linear",
+    "resets",
+    "changes",
+    "avg_over_time",
+    "sum_over_time",
+    "count_over_time",
+    "present_over_time",
+    "last_over_time",
+    "first_over_time",
+    "min_over_time",
+    "max_over_time",
+    "quantile_over_time",
+    "stddev_over_time",
+    "stdvar_over_time",
+    "mad_over_time",
+    "ts_of_last_over_time",
+    "ts_of_first_over_time",
+    "ts_of_min_over_time",
+    "ts_of_max_over_time",
+    "double_exponential_smoothing",
+    "absent_over_time",
 ];
 
 /// Functions over a range vector, evaluated series by series.
@@ -601,16 +742,24 @@ fn range_call(ev: &mut Evaluator, name: &str, args: &[&Expr], t: i64) -> Result<
     };
     let arg = ev.range_arg(args[range_idx], t)?;
     if name == "absent_over_time" {
-        return Ok(Value::Vector(if arg.series.is_empty() { absent_sample(args[0], t) } else { Vec::new() }));
+        return Ok(Value::Vector(if arg.series.is_empty() {
+            absent_sample(args[0], t)
+        } else {
+            Vec::new()
+        }));
     }
     if name == "quantile_over_time" && !(0.0..=1.0).contains(&param) {
-        ev.annotations.warn(format!("PromQL warning: quantile value should be between 0 and 1, got {param}"));
+        ev.annotations.warn(format!(
+            "PromQL warning: quantile value should be between 0 and 1, got {param}"
+        ));
     }
     if matches!(name, "rate" | "increase") {
         for s in &arg.series {
             let metric = s.metric.metric_name().unwrap_or("");
             if !metric.is_empty()
-                && !["_total", "_sum", "_count", "_bucket"].iter().any(|suf| metric.ends_with(suf))
+                && !["_total", "_sum", "_count", "_bucket"]
+                    .iter()
+                    .any(|suf| metric.ends_with(suf))
             {
                 ev.annotations.info(format!(
                     "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"{metric}\""
@@ -621,10 +770,14 @@ fn range_call(ev: &mut Evaluator, name: &str, args: &[&Expr], t: i64) -> Result<
     if name == "double_exponential_smoothing" {
         let (sf, tf) = (extra[0], extra[1]);
         if sf <= 0.0 || sf >= 1.0 {
-            return Err(Error::Execution(format!("invalid smoothing factor. Expected: 0 < sf < 1, got: {sf:.6}")));
+            return Err(Error::Execution(format!(
+                "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf:.6}"
+            )));
         }
         if tf <= 0.0 || tf >= 1.0 {
-            return Err(Error::Execution(format!("invalid trend factor. Expected: 0 < tf < 1, got: {tf:.6}")));
+            return Err(Error::Execution(format!(
+                "invalid trend factor. Expected: 0 < tf < 1, got: {tf:.6}"
+            )));
         }
     }
     let keep_name = matches!(name, "last_over_time" | "first_over_time");
@@ -660,7 +813,11 @@ fn series_fn(name: &str, s: &Series, arg: &RangeArg, param: f64, extra: &[f64], 
             }
             let (last, prev) = (p[p.len() - 1], p[p.len() - 2]);
             let is_rate = name == "irate";
-            let mut v = if is_rate && last.1 < prev.1 { last.1 } else { last.1 - prev.1 };
+            let mut v = if is_rate && last.1 < prev.1 {
+                last.1
+            } else {
+                last.1 - prev.1
+            };
             let dt = last.0 - prev.0;
             if dt == 0 {
                 return None;
@@ -684,7 +841,10 @@ fn series_fn(name: &str, s: &Series, arg: &RangeArg, param: f64, extra: &[f64], 
             slope * param + intercept
         }
         "resets" => p.windows(2).filter(|w| w[1].1 < w[0].1).count() as f64,
-        "changes" => p.windows(2).filter(|w| !(w[0].1 == w[1].1 || w[0].1.is_nan() && w[1].1.is_nan())).count() as f64,
+        "changes" => p
+            .windows(2)
+            .filter(|w| !(w[0].1 == w[1].1 || w[0].1.is_nan() && w[1].1.is_nan()))
+            .count() as f64,
         "avg_over_time" => mean(vals()),
         "sum_over_time" => {
             let (s, c) = vals().fold((0.0, 0.0), |(s, c), x| kahan_inc(x, s, c));

@@ -157,7 +157,9 @@ pub fn parse(query: &str) -> Result<Expr> {
     match std::panic::catch_unwind(move || promql_parser::parser::parse(&q)) {
         Ok(Ok(expr)) => Ok(expr),
         Ok(Err(e)) => Err(Error::BadData(format!("invalid parameter \"query\": {e}"))),
-        Err(_) => Err(Error::BadData("invalid parameter \"query\": could not parse query".into())),
+        Err(_) => Err(Error::BadData(
+            "invalid parameter \"query\": could not parse query".into(),
+        )),
     }
 }
 
@@ -166,7 +168,9 @@ pub fn parse(query: &str) -> Result<Expr> {
 pub fn selector_matchers(s: &str) -> Result<Vec<Vec<crate::tsdb::Matcher>>> {
     match parse(s)? {
         Expr::VectorSelector(vs) => Ok(eval::selector_matcher_sets(&vs)),
-        _ => Err(Error::BadData(format!("invalid parameter \"match[]\": {s:?} is not a series selector"))),
+        _ => Err(Error::BadData(format!(
+            "invalid parameter \"match[]\": {s:?} is not a series selector"
+        ))),
     }
 }
 
@@ -180,7 +184,10 @@ pub fn instant(querier: &dyn Querier, expr: &Expr, t: i64, opts: &Options) -> Re
         Value::Vector(v) => QueryValue::Vector(eval::finish_vector(v)?),
         Value::Matrix(m) => QueryValue::Matrix(eval::finish_matrix(m)?),
     };
-    Ok(Output { value, annotations: ev.annotations })
+    Ok(Output {
+        value,
+        annotations: ev.annotations,
+    })
 }
 
 /// Evaluates `expr` at every step from `start` to `end` (ms, inclusive) and joins the steps
@@ -215,7 +222,10 @@ pub fn range(
         );
     }
     let series = ev.eval_range(expr, start, end, step)?;
-    Ok(Output { value: QueryValue::Matrix(series), annotations: ev.annotations })
+    Ok(Output {
+        value: QueryValue::Matrix(series),
+        annotations: ev.annotations,
+    })
 }
 
 fn uses_sort(e: &Expr) -> bool {

@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::head::candidates;
+use super::head::{candidates, Postings};
 use super::{chunk, matches_all, Labels, Matcher, RawSeries};
 
 pub const FORMAT_VERSION: u32 = 1;
@@ -75,11 +75,17 @@ pub(crate) enum BlockError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BlockError + '_ {
-    move |source| BlockError::Io { path: path.to_path_buf(), source }
+    move |source| BlockError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn corrupt(path: &Path, msg: impl Into<String>) -> BlockError {
-    BlockError::Corrupt { path: path.to_path_buf(), msg: msg.into() }
+    BlockError::Corrupt {
+        path: path.to_path_buf(),
+        msg: msg.into(),
+    }
 }
 
 pub(crate) struct Block {
@@ -87,7 +93,7 @@ pub(crate) struct Block {
     pub meta: BlockMeta,
     labels: Vec<Arc<Labels>>,
     chunks: Vec<Vec<ChunkRef>>,
-    postings: BTreeMap<String, BTreeMap<String, Vec<u32>>>,
+    postings: Postings,
     frames: Vec<(u64, u32)>,
     file: File,
     pub bytes: u64,
@@ -95,7 +101,10 @@ pub(crate) struct Block {
 
 impl std::fmt::Debug for Block {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Block").field("dir", &self.dir).field("meta", &self.meta).finish()
+        f.debug_struct("Block")
+            .field("dir", &self.dir)
+            .field("meta", &self.meta)
+            .finish()
     }
 }
 
@@ -149,7 +158,10 @@ pub(crate) fn write<'a>(
         mint = mint.min(s[0].0);
         maxt = maxt.max(s[s.len() - 1].0);
         samples += s.len() as u64;
-        entries.push(SeriesEntry { labels: labels.iter().map(|(n, v)| (n.into(), v.into())).collect(), chunks: refs });
+        entries.push(SeriesEntry {
+            labels: labels.iter().map(|(n, v)| (n.into(), v.into())).collect(),
+            chunks: refs,
+        });
     }
     flush(&mut frame, &mut data, &mut frames);
     if entries.is_empty() {
@@ -167,15 +179,24 @@ pub(crate) fn write<'a>(
     let name = format!("{:016x}-{id:016x}", mint as u64);
     let tmp = parent.join(format!("{name}.tmp"));
     fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-    let mut index = postcard::to_allocvec(&Index { frames, series: entries }).expect("index serializes");
+    let mut index = postcard::to_allocvec(&Index {
+        frames,
+        series: entries,
+    })
+    .expect("index serializes");
     let crc = crc32fast::hash(&index);
     index.extend_from_slice(&crc.to_le_bytes());
     write_synced(&tmp.join("chunks"), &data)?;
     write_synced(&tmp.join("index"), &index)?;
-    write_synced(&tmp.join("meta.json"), &serde_json::to_vec(&meta).expect("meta serializes"))?;
+    write_synced(
+        &tmp.join("meta.json"),
+        &serde_json::to_vec(&meta).expect("meta serializes"),
+    )?;
     let dir = parent.join(&name);
     fs::rename(&tmp, &dir).map_err(io(&dir))?;
-    File::open(parent).and_then(|d| d.sync_all()).map_err(io(parent))?;
+    File::open(parent)
+        .and_then(|d| d.sync_all())
+        .map_err(io(parent))?;
     open(&dir).map(Some)
 }
 
@@ -191,7 +212,10 @@ pub(crate) fn open(dir: &Path) -> Result<Block, BlockError> {
     let meta: BlockMeta = serde_json::from_slice(&fs::read(&meta_path).map_err(io(&meta_path))?)
         .map_err(|e| corrupt(&meta_path, e.to_string()))?;
     if meta.version != FORMAT_VERSION {
-        return Err(corrupt(&meta_path, format!("block format version {} is not supported", meta.version)));
+        return Err(corrupt(
+            &meta_path,
+            format!("block format version {} is not supported", meta.version),
+        ));
     }
     let index_path = dir.join("index");
     let raw = fs::read(&index_path).map_err(io(&index_path))?;
@@ -206,23 +230,40 @@ pub(crate) fn open(dir: &Path) -> Result<Block, BlockError> {
     let chunks_path = dir.join("chunks");
     let file = File::open(&chunks_path).map_err(io(&chunks_path))?;
     let bytes = file.metadata().map_err(io(&chunks_path))?.len() + raw.len() as u64;
-    let mut postings: BTreeMap<String, BTreeMap<String, Vec<u32>>> = BTreeMap::new();
+    let mut postings: Postings = BTreeMap::new();
     let mut labels = Vec::with_capacity(index.series.len());
     let mut chunks = Vec::with_capacity(index.series.len());
     for (id, s) in index.series.into_iter().enumerate() {
         for (n, v) in &s.labels {
-            postings.entry(n.clone()).or_default().entry(v.clone()).or_default().push(id as u32);
+            postings
+                .entry(n.clone())
+                .or_default()
+                .entry(v.clone())
+                .or_default()
+                .push(id as u32);
         }
         labels.push(Arc::new(Labels::new(s.labels)));
         chunks.push(s.chunks);
     }
-    Ok(Block { dir: dir.to_path_buf(), meta, labels, chunks, postings, frames: index.frames, file, bytes })
+    Ok(Block {
+        dir: dir.to_path_buf(),
+        meta,
+        labels,
+        chunks,
+        postings,
+        frames: index.frames,
+        file,
+        bytes,
+    })
 }
 
 impl Block {
     fn frame(&self, i: u32) -> Result<Vec<u8>, BlockError> {
         let path = self.dir.join("chunks");
-        let &(offset, len) = self.frames.get(i as usize).ok_or_else(|| corrupt(&path, "chunk names a missing frame"))?;
+        let &(offset, len) = self
+            .frames
+            .get(i as usize)
+            .ok_or_else(|| corrupt(&path, "chunk names a missing frame"))?;
         let mut buf = vec![0u8; len as usize];
         self.file.read_exact_at(&mut buf, offset).map_err(io(&path))?;
         let z = &buf[8..];
@@ -254,35 +295,49 @@ impl Block {
                 if c.maxt < mint || c.mint > maxt {
                     continue;
                 }
-                if !frames.contains_key(&c.frame) {
-                    frames.insert(c.frame, self.frame(c.frame)?);
-                }
-                let frame = &frames[&c.frame];
+                let frame = match frames.entry(c.frame) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => e.insert(self.frame(c.frame)?),
+                };
                 let bytes = frame
                     .get(c.offset as usize..(c.offset + c.len) as usize)
                     .ok_or_else(|| corrupt(&self.dir, "chunk outside its frame"))?;
                 let start = samples.len();
                 chunk::decode(bytes, &mut samples).ok_or_else(|| corrupt(&self.dir, "undecodable chunk"))?;
                 // Keep only the requested range.
-                let tail: Vec<_> = samples.drain(start..).filter(|p| p.0 >= mint && p.0 <= maxt).collect();
+                let tail: Vec<_> = samples
+                    .drain(start..)
+                    .filter(|p| p.0 >= mint && p.0 <= maxt)
+                    .collect();
                 samples.extend(tail);
             }
             if !samples.is_empty() {
-                out.push(RawSeries { labels: labels.clone(), samples });
+                out.push(RawSeries {
+                    labels: labels.clone(),
+                    samples,
+                });
             }
         }
         Ok(())
     }
 
     /// Labels of matching series that have samples in `[mint, maxt]` (no decoding).
-    pub(crate) fn series_labels(&self, matchers: &[Matcher], mint: i64, maxt: i64, out: &mut Vec<Arc<Labels>>) {
+    pub(crate) fn series_labels(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        out: &mut Vec<Arc<Labels>>,
+    ) {
         if self.meta.maxt < mint || self.meta.mint > maxt {
             return;
         }
         for id in candidates(&self.postings, self.labels.len(), matchers) {
             let labels = &self.labels[id as usize];
             if matches_all(labels, matchers)
-                && self.chunks[id as usize].iter().any(|c| c.maxt >= mint && c.mint <= maxt)
+                && self.chunks[id as usize]
+                    .iter()
+                    .any(|c| c.maxt >= mint && c.mint <= maxt)
             {
                 out.push(labels.clone());
             }

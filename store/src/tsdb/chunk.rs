@@ -25,7 +25,10 @@ struct BitWriter {
 
 impl BitWriter {
     fn new() -> Self {
-        BitWriter { buf: Vec::new(), bits: 0 }
+        BitWriter {
+            buf: Vec::new(),
+            bits: 0,
+        }
     }
 
     fn bit(&mut self, b: bool) {
@@ -193,7 +196,10 @@ pub fn decode(chunk: &[u8], out: &mut Vec<(i64, f64)>) -> Option<()> {
         let delta = unzigzag(get_uvarint(ts, &mut pos)?);
         times.push(times[0] + delta);
     }
-    let mut tr = BitReader { buf: &ts[pos..], pos: 0 };
+    let mut tr = BitReader {
+        buf: &ts[pos..],
+        pos: 0,
+    };
     let mut delta = if n > 1 { times[1] - times[0] } else { 0 };
     for _ in 2..n {
         let dod = if !tr.bit()? {
@@ -264,11 +270,27 @@ mod tests {
         roundtrip(&[(1000, 1.0), (2000, 1.0)]);
         let mut s = Vec::new();
         let mut t = 1_700_000_000_000i64;
-        let deltas = [15_000, 15_000, 15_003, 14_990, 60_000, 200_000, 1_000_000, 5, 15_000, -3];
-        let values = [0.0, 0.0, 1.0, -1.0, f64::NAN, f64::INFINITY, 1e300, 1e-300, 42.125, crate::tsdb::stale_nan()];
+        let deltas = [
+            15_000, 15_000, 15_003, 14_990, 60_000, 200_000, 1_000_000, 5, 15_000, -3,
+        ];
+        let values = [
+            0.0,
+            0.0,
+            1.0,
+            -1.0,
+            f64::NAN,
+            f64::INFINITY,
+            1e300,
+            1e-300,
+            42.125,
+            crate::tsdb::stale_nan(),
+        ];
         for i in 0..500 {
             t += deltas[i % deltas.len()];
-            s.push((t, values[i % values.len()] + if i % 7 == 0 { i as f64 } else { 0.0 }));
+            s.push((
+                t,
+                values[i % values.len()] + if i % 7 == 0 { i as f64 } else { 0.0 },
+            ));
         }
         roundtrip(&s);
     }

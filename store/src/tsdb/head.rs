@@ -6,16 +6,23 @@
 //! and written out as a block every few minutes (see `mod.rs`).
 
 use std::collections::{BTreeMap, HashMap};
+
 use std::sync::Arc;
 
 use super::{matches_all, Labels, MatchOp, Matcher, RawSeries, SampleBatch};
 
+/// A sample: (ms, value).
+pub(crate) type Point = (i64, f64);
+
+/// Label name -> value -> series ids (ascending): the inverted index of a head or block.
+pub(crate) type Postings = BTreeMap<String, BTreeMap<String, Vec<u32>>>;
+
 #[derive(Default)]
 pub(crate) struct Head {
     ids: HashMap<Arc<Labels>, u32>,
-    series: Vec<(Arc<Labels>, Vec<(i64, f64)>)>,
+    series: Vec<(Arc<Labels>, Vec<Point>)>,
     /// name -> value -> ids (ascending).
-    postings: BTreeMap<String, BTreeMap<String, Vec<u32>>>,
+    postings: Postings,
     pub(crate) samples: usize,
     pub(crate) mint: i64,
     pub(crate) maxt: i64,
@@ -26,7 +33,11 @@ pub(crate) struct Head {
 
 impl Head {
     pub(crate) fn new() -> Self {
-        Head { mint: i64::MAX, maxt: i64::MIN, ..Default::default() }
+        Head {
+            mint: i64::MAX,
+            maxt: i64::MIN,
+            ..Default::default()
+        }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -41,7 +52,9 @@ impl Head {
     pub(crate) fn bytes(&self) -> usize {
         self.series
             .iter()
-            .map(|(l, s)| s.capacity() * 16 + l.iter().map(|(n, v)| n.len() + v.len() + 48).sum::<usize>() + 64)
+            .map(|(l, s)| {
+                s.capacity() * 16 + l.iter().map(|(n, v)| n.len() + v.len() + 48).sum::<usize>() + 64
+            })
             .sum()
     }
 
@@ -52,7 +65,12 @@ impl Head {
         let id = self.series.len() as u32;
         let labels = Arc::new(labels);
         for (n, v) in labels.iter() {
-            self.postings.entry(n.to_string()).or_default().entry(v.to_string()).or_default().push(id);
+            self.postings
+                .entry(n.to_string())
+                .or_default()
+                .entry(v.to_string())
+                .or_default()
+                .push(id);
         }
         self.ids.insert(labels.clone(), id);
         self.series.push((labels, Vec::new()));
@@ -99,13 +117,22 @@ impl Head {
             let lo = samples.partition_point(|p| p.0 < mint);
             let hi = samples.partition_point(|p| p.0 <= maxt);
             if lo < hi {
-                out.push(RawSeries { labels: labels.clone(), samples: samples[lo..hi].to_vec() });
+                out.push(RawSeries {
+                    labels: labels.clone(),
+                    samples: samples[lo..hi].to_vec(),
+                });
             }
         }
     }
 
     /// Labels of matching series with samples in `[mint, maxt]`.
-    pub(crate) fn series_labels(&self, matchers: &[Matcher], mint: i64, maxt: i64, out: &mut Vec<Arc<Labels>>) {
+    pub(crate) fn series_labels(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        out: &mut Vec<Arc<Labels>>,
+    ) {
         for id in self.candidates(matchers) {
             let (labels, samples) = &self.series[id as usize];
             let lo = samples.partition_point(|p| p.0 < mint);
@@ -116,19 +143,19 @@ impl Head {
     }
 
     /// Every series with its samples, sorted by labels (what a block is written from).
-    pub(crate) fn all_sorted(&self) -> Vec<(Arc<Labels>, &[(i64, f64)])> {
-        let mut v: Vec<_> = self.series.iter().map(|(l, s)| (l.clone(), s.as_slice())).collect();
+    pub(crate) fn all_sorted(&self) -> Vec<(Arc<Labels>, &[Point])> {
+        let mut v: Vec<_> = self
+            .series
+            .iter()
+            .map(|(l, s)| (l.clone(), s.as_slice()))
+            .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }
 }
 
 /// Candidate ids from an inverted index; see [`Head::candidates`].
-pub(crate) fn candidates(
-    postings: &BTreeMap<String, BTreeMap<String, Vec<u32>>>,
-    total: usize,
-    matchers: &[Matcher],
-) -> Vec<u32> {
+pub(crate) fn candidates(postings: &Postings, total: usize, matchers: &[Matcher]) -> Vec<u32> {
     let mut result: Option<Vec<u32>> = None;
     for m in matchers {
         if m.is_match("") {
@@ -138,7 +165,11 @@ pub(crate) fn candidates(
         let mut ids: Vec<u32> = match (&m.op, values) {
             (_, None) => Vec::new(),
             (MatchOp::Equal, Some(vals)) => vals.get(&m.value).cloned().unwrap_or_default(),
-            (_, Some(vals)) => vals.iter().filter(|(v, _)| m.is_match(v)).flat_map(|(_, ids)| ids.iter().copied()).collect(),
+            (_, Some(vals)) => vals
+                .iter()
+                .filter(|(v, _)| m.is_match(v))
+                .flat_map(|(_, ids)| ids.iter().copied())
+                .collect(),
         };
         ids.sort_unstable();
         ids.dedup();

@@ -28,7 +28,12 @@ impl Labels {
     }
 
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        Self::new(pairs.into_iter().map(|(n, v)| (n.to_string(), v.to_string())).collect())
+        Self::new(
+            pairs
+                .into_iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+        )
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -73,12 +78,24 @@ impl Labels {
 
     /// A copy with only the labels whose names are in `names`.
     pub fn keep<S: AsRef<str>>(&self, names: &[S]) -> Labels {
-        Labels(self.0.iter().filter(|(n, _)| names.iter().any(|k| k.as_ref() == n)).cloned().collect())
+        Labels(
+            self.0
+                .iter()
+                .filter(|(n, _)| names.iter().any(|k| k.as_ref() == n))
+                .cloned()
+                .collect(),
+        )
     }
 
     /// A copy without the labels whose names are in `names`.
     pub fn without<S: AsRef<str>>(&self, names: &[S]) -> Labels {
-        Labels(self.0.iter().filter(|(n, _)| !names.iter().any(|k| k.as_ref() == n)).cloned().collect())
+        Labels(
+            self.0
+                .iter()
+                .filter(|(n, _)| !names.iter().any(|k| k.as_ref() == n))
+                .cloned()
+                .collect(),
+        )
     }
 
     pub fn without_name(&self) -> Labels {

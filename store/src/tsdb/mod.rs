@@ -65,7 +65,9 @@ pub trait Querier: Send + Sync {
 
 /// True when `labels` satisfies every matcher (a missing label matches as "").
 pub fn matches_all(labels: &Labels, matchers: &[Matcher]) -> bool {
-    matchers.iter().all(|m| m.is_match(labels.get(&m.name).unwrap_or("")))
+    matchers
+        .iter()
+        .all(|m| m.is_match(labels.get(&m.name).unwrap_or("")))
 }
 
 /// What `/api/v1/metadata` reports per metric family.
@@ -143,9 +145,15 @@ impl Tsdb {
     /// Opens `<data_dir>/metrics`: deletes unfinished blocks, quarantines damaged ones.
     pub(crate) fn open(data_dir: &Path) -> Result<Tsdb, BlockError> {
         let dir = data_dir.join("metrics");
-        std::fs::create_dir_all(&dir).map_err(|source| BlockError::Io { path: dir.clone(), source })?;
+        std::fs::create_dir_all(&dir).map_err(|source| BlockError::Io {
+            path: dir.clone(),
+            source,
+        })?;
         let mut blocks = Vec::new();
-        let entries = std::fs::read_dir(&dir).map_err(|source| BlockError::Io { path: dir.clone(), source })?;
+        let entries = std::fs::read_dir(&dir).map_err(|source| BlockError::Io {
+            path: dir.clone(),
+            source,
+        })?;
         for entry in entries.flatten() {
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().to_string();
@@ -174,7 +182,12 @@ impl Tsdb {
             .unwrap_or_default();
         Ok(Tsdb {
             dir,
-            state: RwLock::new(State { head: Head::new(), frozen: Vec::new(), blocks, persisted_through }),
+            state: RwLock::new(State {
+                head: Head::new(),
+                frozen: Vec::new(),
+                blocks,
+                persisted_through,
+            }),
             maintenance: Mutex::new(()),
             metadata: RwLock::new(metadata),
         })
@@ -214,7 +227,11 @@ impl Tsdb {
     /// The oldest WAL record whose samples are only in memory, if any.
     pub(crate) fn keep_wal_from(&self) -> Option<u64> {
         let st = self.read();
-        st.frozen.iter().filter_map(|h| h.first_seq).chain(st.head.first_seq).min()
+        st.frozen
+            .iter()
+            .filter_map(|h| h.first_seq)
+            .chain(st.head.first_seq)
+            .min()
     }
 
     pub(crate) fn stats(&self) -> TsdbStats {
@@ -243,7 +260,12 @@ impl Tsdb {
         let frozen: Vec<Arc<Head>> = self.read().frozen.clone();
         for h in frozen {
             let series = h.all_sorted();
-            let b = block::write(&self.dir, series.into_iter().map(|(l, s)| (l, Cow::Borrowed(s))), h.last_seq, 0)?;
+            let b = block::write(
+                &self.dir,
+                series.into_iter().map(|(l, s)| (l, Cow::Borrowed(s))),
+                h.last_seq,
+                0,
+            )?;
             let mut st = self.write();
             st.frozen.retain(|f| !Arc::ptr_eq(f, &h));
             if let Some(b) = b {
@@ -251,7 +273,8 @@ impl Tsdb {
                 st.blocks.push(Arc::new(b));
             }
         }
-        let meta = serde_json::to_vec(&*self.metadata.read().expect("metadata lock")).expect("metadata serializes");
+        let meta =
+            serde_json::to_vec(&*self.metadata.read().expect("metadata lock")).expect("metadata serializes");
         let path = self.dir.join("metadata.json");
         let tmp = self.dir.join("metadata.json.tmp");
         std::fs::write(&tmp, meta)
@@ -263,11 +286,16 @@ impl Tsdb {
     /// Merges the blocks of each closed 2-hour window into one.
     fn compact_locked(&self) -> Result<(), BlockError> {
         let blocks = self.read().blocks.clone();
-        let Some(horizon) = blocks.iter().map(|b| b.meta.maxt).max() else { return Ok(()) };
+        let Some(horizon) = blocks.iter().map(|b| b.meta.maxt).max() else {
+            return Ok(());
+        };
         let mut groups: BTreeMap<i64, Vec<Arc<Block>>> = BTreeMap::new();
         for b in &blocks {
             if b.meta.level == 0 {
-                groups.entry(b.meta.mint.div_euclid(COMPACT_WINDOW_MS)).or_default().push(b.clone());
+                groups
+                    .entry(b.meta.mint.div_euclid(COMPACT_WINDOW_MS))
+                    .or_default()
+                    .push(b.clone());
             }
         }
         for (window, group) in groups {
@@ -288,7 +316,12 @@ impl Tsdb {
                 dedup_newest_wins(s);
             }
             let wal_seq = group.iter().map(|b| b.meta.wal_seq).max().unwrap_or(0);
-            let new = block::write(&self.dir, merged.into_iter().map(|(l, s)| (l, Cow::Owned(s))), wal_seq, 1)?;
+            let new = block::write(
+                &self.dir,
+                merged.into_iter().map(|(l, s)| (l, Cow::Owned(s))),
+                wal_seq,
+                1,
+            )?;
             {
                 let mut st = self.write();
                 st.blocks.retain(|b| !group.iter().any(|g| Arc::ptr_eq(b, g)));
@@ -361,7 +394,8 @@ impl Querier for Tsdb {
             (st.blocks.clone(), st.frozen.clone())
         };
         for b in &blocks {
-            b.select(matchers, mint, maxt, &mut parts).map_err(|e| e.to_string())?;
+            b.select(matchers, mint, maxt, &mut parts)
+                .map_err(|e| e.to_string())?;
         }
         for h in &frozen {
             h.select(matchers, mint, maxt, &mut parts);

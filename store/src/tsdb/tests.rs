@@ -1,6 +1,8 @@
 use super::*;
 
-fn batch(series: &[(&[(&str, &str)], &[(i64, f64)])]) -> SampleBatch {
+type Pairs<'a> = &'a [(&'a str, &'a str)];
+
+fn batch(series: &[(Pairs, &[(i64, f64)])]) -> SampleBatch {
     SampleBatch {
         series: series
             .iter()
@@ -23,7 +25,12 @@ fn m(op: &str, name: &str, value: &str) -> Matcher {
 }
 
 fn names(q: &dyn Querier, matchers: &[Matcher]) -> Vec<String> {
-    let mut v: Vec<String> = q.select(matchers, i64::MIN, i64::MAX).unwrap().iter().map(|s| s.labels.to_string()).collect();
+    let mut v: Vec<String> = q
+        .select(matchers, i64::MIN, i64::MAX)
+        .unwrap()
+        .iter()
+        .map(|s| s.labels.to_string())
+        .collect();
     v.sort();
     v
 }
@@ -32,8 +39,14 @@ fn fill(db: &Tsdb, seq: u64) {
     db.apply(
         seq,
         &batch(&[
-            (&[("__name__", "up"), ("job", "node"), ("instance", "a")], &[(1000, 1.0), (2000, 1.0)]),
-            (&[("__name__", "up"), ("job", "node"), ("instance", "b")], &[(1000, 0.0)]),
+            (
+                &[("__name__", "up"), ("job", "node"), ("instance", "a")],
+                &[(1000, 1.0), (2000, 1.0)],
+            ),
+            (
+                &[("__name__", "up"), ("job", "node"), ("instance", "b")],
+                &[(1000, 0.0)],
+            ),
             (&[("__name__", "up"), ("job", "prom")], &[(1000, 1.0)]),
         ]),
     );
@@ -46,11 +59,17 @@ fn matchers_select_through_postings() {
     fill(&db, 1);
     let all = names(&db, &[m("=", "__name__", "up")]);
     assert_eq!(all.len(), 3);
-    assert_eq!(names(&db, &[m("=", "job", "node"), m("!=", "instance", "a")]), vec![r#"up{instance="b", job="node"}"#]);
+    assert_eq!(
+        names(&db, &[m("=", "job", "node"), m("!=", "instance", "a")]),
+        vec![r#"up{instance="b", job="node"}"#]
+    );
     assert_eq!(names(&db, &[m("=~", "instance", "a|b")]).len(), 2);
     assert_eq!(names(&db, &[m("!~", "job", "node")]), vec![r#"up{job="prom"}"#]);
     // A matcher that matches the empty value selects series without the label.
-    assert_eq!(names(&db, &[m("=", "__name__", "up"), m("=", "instance", "")]), vec![r#"up{job="prom"}"#]);
+    assert_eq!(
+        names(&db, &[m("=", "__name__", "up"), m("=", "instance", "")]),
+        vec![r#"up{job="prom"}"#]
+    );
     assert!(names(&db, &[m("=", "job", "nope")]).is_empty());
 }
 
@@ -110,11 +129,16 @@ fn closed_windows_compact_into_one_block_and_retention_drops_old_ones() {
     assert_eq!(st.blocks, 2, "the first two hours became one block");
     assert_eq!(st.block_samples, 4);
     let s = db.select(&[], i64::MIN, i64::MAX).unwrap();
-    assert_eq!(s[0].samples.iter().map(|p| p.1).collect::<Vec<_>>(), vec![1.0, 2.0, 3.0, 4.0]);
+    assert_eq!(
+        s[0].samples.iter().map(|p| p.1).collect::<Vec<_>>(),
+        vec![1.0, 2.0, 3.0, 4.0]
+    );
     assert_eq!(db.drop_before(2 * hour), 1);
     let s = db.select(&[], i64::MIN, i64::MAX).unwrap();
     assert_eq!(s[0].samples, vec![(3 * hour, 4.0)]);
-    let dirs = std::fs::read_dir(dir.path().join("metrics")).unwrap().filter(|e| e.as_ref().unwrap().path().is_dir());
+    let dirs = std::fs::read_dir(dir.path().join("metrics"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().is_dir());
     assert_eq!(dirs.count(), 1, "the dropped blocks' directories are gone");
 }
 
@@ -144,19 +168,32 @@ fn a_damaged_block_is_quarantined_not_fatal() {
 #[test]
 fn golden_block_v1() {
     let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/metrics-v1");
-    let series: Vec<(Arc<Labels>, Vec<(i64, f64)>)> = (0..3)
+    type Fixture = Vec<(Arc<Labels>, Vec<(i64, f64)>)>;
+    let series: Fixture = (0..3)
         .map(|i| {
-            let labels = Labels::from_pairs([("__name__", "node_cpu_seconds_total"), ("cpu", ["0", "1", "2"][i])]);
-            let samples = (0..100).map(|k| (1_700_000_000_000 + k * 15_000, (k * (i as i64 + 1)) as f64 * 0.25)).collect();
+            let labels = Labels::from_pairs([
+                ("__name__", "node_cpu_seconds_total"),
+                ("cpu", ["0", "1", "2"][i]),
+            ]);
+            let samples = (0..100)
+                .map(|k| (1_700_000_000_000 + k * 15_000, (k * (i as i64 + 1)) as f64 * 0.25))
+                .collect();
             (Arc::new(labels), samples)
         })
         .collect();
     if std::env::var("OBS_REGENERATE_GOLDEN").is_ok() {
         let _ = std::fs::remove_dir_all(&fixture);
         std::fs::create_dir_all(&fixture).unwrap();
-        let b = block::write(&fixture, series.iter().map(|(l, s)| (l.clone(), Cow::Borrowed(s.as_slice()))), 42, 0)
-            .unwrap()
-            .unwrap();
+        let b = block::write(
+            &fixture,
+            series
+                .iter()
+                .map(|(l, s)| (l.clone(), Cow::Borrowed(s.as_slice()))),
+            42,
+            0,
+        )
+        .unwrap()
+        .unwrap();
         std::fs::rename(&b.dir, fixture.join("block")).unwrap();
     }
     let b = block::open(&fixture.join("block")).expect("v1 block opens");
