@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 
-use super::params::{fmt_value, now_ns, parse_duration_ns, parse_time_ns, read_body, Params};
+use super::params::{fmt_value, now_ns, parse_duration_ns, read_body, Params};
 use super::AppState;
 use crate::convert_metrics;
 use crate::ingest::IngestError;
@@ -87,6 +87,15 @@ type Result<T, E = PromError> = std::result::Result<T, E>;
 
 async fn write(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let text = |status: StatusCode, msg: String| (status, msg + "\n").into_response();
+    // remote_write says `Content-Encoding: snappy` for its block-compressed body, which the
+    // decoder below unpacks; any other encoding is the generic body reader's business.
+    let mut headers = headers;
+    if headers
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"snappy"))
+    {
+        headers.remove(header::CONTENT_ENCODING);
+    }
     let body = match read_body(&headers, body).await {
         Ok(b) => b,
         Err((status, msg)) => return text(status, msg),
@@ -109,14 +118,18 @@ async fn write(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Re
     }
 }
 
+/// A time as Prometheus takes it: float Unix seconds, rounded to the millisecond, or RFC 3339.
 fn param_time(p: &Params, name: &str) -> Result<Option<i64>> {
     p.get(name)
-        .map(|s| {
-            parse_time_ns(s).map(|ns| ns.div_euclid(1_000_000)).map_err(|_| {
-                bad(format!(
-                    "invalid parameter {name:?}: cannot parse {s:?} to a valid timestamp"
-                ))
-            })
+        .map(|s| match s.parse::<f64>() {
+            Ok(f) if f.is_finite() => Ok((f * 1000.0).round() as i64),
+            _ => chrono::DateTime::parse_from_rfc3339(s)
+                .map(|t| t.timestamp_millis())
+                .map_err(|_| {
+                    bad(format!(
+                        "invalid parameter {name:?}: cannot parse {s:?} to a valid timestamp"
+                    ))
+                }),
         })
         .transpose()
 }

@@ -661,9 +661,14 @@ mod prometheus {
                 unit: "".into(),
             }],
         };
-        let (status, body) = s
-            .post("/api/v1/write", "application/x-protobuf", encode_write(&req))
-            .await;
+        // As Prometheus sends it.
+        let write = Request::post("/api/v1/write")
+            .header("content-type", "application/x-protobuf")
+            .header("content-encoding", "snappy")
+            .header("x-prometheus-remote-write-version", "0.1.0")
+            .body(Body::from(encode_write(&req)))
+            .unwrap();
+        let (status, body) = s.send(write).await;
         assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
         s
     }
@@ -767,6 +772,18 @@ mod prometheus {
         s.state.engine.flush_metrics().unwrap();
         let v = s.get_json("/api/v1/label/__name__/values").await;
         assert_eq!(v["data"], json!(["node_cpu_seconds_total", "node_load1"]));
+    }
+
+    #[tokio::test]
+    async fn times_round_to_the_millisecond_like_prometheus() {
+        let s = TestStore::new(&[]);
+        // 1795454865.945 is 1795454865.9449999 as a float: it must still mean ...945.
+        let v = s.get_json("/api/v1/query?query=time()&time=1795454865.945").await;
+        assert_eq!(v["data"]["result"], json!([1795454865.945, "1795454865.945"]));
+        let v = s
+            .get_json("/api/v1/query?query=time()&time=2026-11-23T10:00:00.5Z")
+            .await;
+        assert_eq!(v["data"]["result"][1], "1795428000.5");
     }
 
     #[tokio::test]
