@@ -7,6 +7,12 @@ use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsS
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -93,6 +99,37 @@ pub(crate) fn trace_service(
     tokens: Tokens,
 ) -> InterceptedService<TraceServiceServer<Traces>, Auth> {
     let svc = TraceServiceServer::new(Traces(engine))
+        .accept_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Zstd)
+        .send_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(MAX_BODY_BYTES);
+    InterceptedService::new(svc, Auth(tokens))
+}
+
+#[derive(Debug)]
+pub(crate) struct Metrics(Engine);
+
+#[tonic::async_trait]
+impl MetricsService for Metrics {
+    async fn export(
+        &self,
+        req: Request<ExportMetricsServiceRequest>,
+    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
+        let (rejected, reason) = self.0.ingest_otlp_metrics(req.get_ref()).await.map_err(status)?;
+        Ok(Response::new(ExportMetricsServiceResponse {
+            partial_success: (rejected > 0).then(|| ExportMetricsPartialSuccess {
+                rejected_data_points: rejected as i64,
+                error_message: reason.unwrap_or_default(),
+            }),
+        }))
+    }
+}
+
+pub(crate) fn metrics_service(
+    engine: Engine,
+    tokens: Tokens,
+) -> InterceptedService<MetricsServiceServer<Metrics>, Auth> {
+    let svc = MetricsServiceServer::new(Metrics(engine))
         .accept_compressed(CompressionEncoding::Gzip)
         .accept_compressed(CompressionEncoding::Zstd)
         .send_compressed(CompressionEncoding::Gzip)

@@ -269,6 +269,22 @@ impl Engine {
         Ok(too_old)
     }
 
+    /// Stores an OTLP metrics request (see `convert_metrics.rs` for the mapping); returns how
+    /// many data points were not stored and why (OTLP's partial success).
+    pub(crate) async fn ingest_otlp_metrics(
+        &self,
+        req: &opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest,
+    ) -> Result<(usize, Option<String>), IngestError> {
+        let converted = crate::convert_metrics::otlp_metrics(req);
+        self.shared.tsdb.set_metadata(converted.metadata);
+        let too_old = self.ingest_samples(converted.batch).await?;
+        let mut reason = converted.reason;
+        if too_old > 0 && reason.is_none() {
+            reason = Some("samples older than the retention period were not stored".into());
+        }
+        Ok((converted.rejected + too_old, reason))
+    }
+
     /// Commits the indexes and deletes the WAL segments they no longer need. Blocking.
     pub(crate) fn commit(&self) -> Result<(), OpenError> {
         let keep_from = {

@@ -103,7 +103,8 @@ impl BoundStore {
         let committer = tokio::spawn(self.engine.clone().run_committer(stop_rx.clone()));
         let tokens = self.settings.tokens.clone();
         let grpc = tonic::service::Routes::new(grpc::logs_service(self.engine.clone(), tokens.clone()))
-            .add_service(grpc::trace_service(self.engine.clone(), tokens));
+            .add_service(grpc::trace_service(self.engine.clone(), tokens.clone()))
+            .add_service(grpc::metrics_service(self.engine.clone(), tokens));
         if self.settings.tls.is_some() {
             // Pick ring explicitly: with other crates enabling aws-lc-rs too, rustls cannot
             // choose a default provider on its own. Fails harmlessly if one is installed.

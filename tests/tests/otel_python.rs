@@ -1,5 +1,6 @@
-//! The official OpenTelemetry Python SDK sends logs to the store over OTLP/gRPC (gzip) and
-//! OTLP/HTTP (gzip); they come back through the Loki API with their attributes intact.
+//! The official OpenTelemetry Python SDK sends logs, traces and metrics to the store over
+//! OTLP/gRPC and OTLP/HTTP; they come back through the Loki, Tempo and Prometheus APIs with
+//! their attributes intact (metrics under Prometheus's OTLP names).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -252,4 +253,85 @@ fn python_sdk_sends_over_tls_to_both_ports() {
     let plain = StoreProc::start_on_data(dir.path(), &data);
     assert_eq!(lines(&plain, r#"{service_name="tls-grpc"}"#, 3).len(), 3);
     assert_eq!(lines(&plain, r#"{service_name="tls-http"}"#, 2).len(), 2);
+}
+
+fn instant(store: &StoreProc, query: &str) -> Vec<(serde_json::Value, f64)> {
+    let v = store.get_json(&format!("/api/v1/query?query={}", enc(query)));
+    v["data"]["result"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{query}: {v}"))
+        .iter()
+        .map(|s| {
+            (
+                s["metric"].clone(),
+                s["value"][1].as_str().unwrap().parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn python_sdk_metrics_over_grpc_and_http_land_with_prometheus_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StoreProc::start(dir.path());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/otlp_metrics.py");
+    for (protocol, endpoint, service) in [
+        ("grpc", format!("http://{}", store.grpc_addr()), "shop-grpc"),
+        ("http", store.url(""), "shop-http"),
+    ] {
+        let args = [
+            script.to_str().unwrap(),
+            "--protocol",
+            protocol,
+            "--endpoint",
+            &endpoint,
+            "--service",
+            service,
+        ];
+        let (code, out, err) = Proc::run(Path::new("python3"), &args, dir.path());
+        assert_eq!(code, 0, "{protocol}: {out}\n{err}\n{}", store.proc.describe());
+    }
+    for service in ["shop-grpc", "shop-http"] {
+        let sel = |name: &str| format!("{name}{{job=\"{service}\"}}");
+        let requests = instant(&store, &sel("shop_requests_total"));
+        assert_eq!(requests.len(), 1, "{service}: {requests:?}");
+        assert_eq!(requests[0].0["http_route"], "/buy");
+        assert_eq!(requests[0].0["instance"], "i-1");
+        assert_eq!(requests[0].1, 5.0);
+        assert_eq!(instant(&store, &sel("shop_queue"))[0].1, 3.0);
+        assert_eq!(instant(&store, &sel("shop_memory_usage_bytes"))[0].1, 1024.0);
+        let buckets = instant(
+            &store,
+            &format!("sum by (le) ({})", sel("shop_latency_seconds_bucket")),
+        );
+        let mut got: Vec<(String, f64)> = buckets
+            .iter()
+            .map(|(m, v)| (m["le"].as_str().unwrap().to_string(), *v))
+            .collect();
+        got.sort_by(|a, b| a.1.total_cmp(&b.1));
+        assert_eq!(
+            got,
+            vec![
+                ("0.1".into(), 1.0),
+                ("0.5".into(), 2.0),
+                ("1".into(), 3.0),
+                ("+Inf".into(), 4.0)
+            ]
+        );
+        assert_eq!(instant(&store, &sel("shop_latency_seconds_count"))[0].1, 4.0);
+        let sum = instant(&store, &sel("shop_latency_seconds_sum"))[0].1;
+        assert!((sum - 3.05).abs() < 1e-9, "{sum}");
+        let p50 = instant(
+            &store,
+            &format!("histogram_quantile(0.5, {})", sel("shop_latency_seconds_bucket")),
+        );
+        assert!((p50[0].1 - 0.5).abs() < 1e-9, "{p50:?}");
+        let info = instant(&store, &sel("target_info"));
+        assert_eq!(info[0].0["host_name"], "box-1", "{info:?}");
+    }
+    let meta = store.get_json("/api/v1/metadata?metric=shop_requests_total");
+    assert_eq!(
+        meta["data"]["shop_requests_total"][0]["type"], "counter",
+        "{meta}"
+    );
 }

@@ -1,4 +1,4 @@
-//! OTLP/HTTP ingest (`/v1/logs`, `/v1/traces`; `/v1/metrics` answers 501 until the TSDB lands): protobuf or
+//! OTLP/HTTP ingest (`/v1/logs`, `/v1/traces`, `/v1/metrics`): protobuf or
 //! JSON bodies, optionally gzip'd. Answers as the OTLP spec asks: the response in the request's
 //! encoding; errors as a `google.rpc.Status` (protobuf) or its JSON form, 400 for bad data
 //! (the client must not retry) and 503 when a retry can help.
@@ -11,6 +11,9 @@ use axum::routing::post;
 use axum::Router;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -169,12 +172,21 @@ async fn traces(State(st): State<AppState>, headers: HeaderMap, body: Body) -> R
     respond(enc, &resp)
 }
 
-/// Metrics land with the TSDB (issue #4); until then the answer says so, and is not a 2xx.
-async fn metrics(headers: HeaderMap) -> Response {
-    let enc = encoding(&headers).unwrap_or(Encoding::Proto);
-    error(
-        enc,
-        StatusCode::NOT_IMPLEMENTED,
-        "this obs store does not store metrics yet (tracked in issue #4)".into(),
-    )
+async fn metrics(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let (enc, req): (_, ExportMetricsServiceRequest) = match request(&headers, body).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let (rejected, reason) = match st.engine.ingest_otlp_metrics(&req).await {
+        Ok(r) => r,
+        Err(e) => return ingest_error(enc, e),
+    };
+    let mut resp = ExportMetricsServiceResponse::default();
+    if rejected > 0 {
+        resp.partial_success = Some(ExportMetricsPartialSuccess {
+            rejected_data_points: rejected as i64,
+            error_message: reason.unwrap_or_default(),
+        });
+    }
+    respond(enc, &resp)
 }

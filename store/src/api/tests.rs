@@ -609,8 +609,10 @@ mod tempo {
             s.get(&format!("/api/traces/{}", "11".repeat(16))).await.0,
             StatusCode::NOT_FOUND
         );
-        let (status, _) = s.post("/v1/metrics", "application/x-protobuf", Vec::new()).await;
-        assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
+        let (status, body) = s
+            .post("/v1/metrics", "application/x-protobuf", b"\xff\xff".to_vec())
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     }
 }
 

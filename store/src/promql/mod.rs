@@ -163,6 +163,12 @@ pub fn parse(query: &str) -> Result<Expr> {
     }
 }
 
+/// Go's `strconv.FormatFloat(v, 'f', -1, 64)`, how Prometheus writes numbers into labels
+/// (`le`, `quantile`, `count_values`): `0.5`, `1`, `+Inf`.
+pub fn format_float(v: f64) -> String {
+    aggregate::format_value(v)
+}
+
 /// Parses a series selector (`match[]` of the metadata APIs) into its matcher sets: one set,
 /// or one per alternative of `{a="1" or b="2"}`.
 pub fn selector_matchers(s: &str) -> Result<Vec<Vec<crate::tsdb::Matcher>>> {
