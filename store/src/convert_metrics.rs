@@ -281,9 +281,12 @@ fn ms(ns: u64) -> i64 {
 
 const NO_RECORDED_VALUE: u32 = 1;
 
+/// Samples by label set (`__name__` included), as a request is mapped.
+type SeriesMap = BTreeMap<Vec<(String, String)>, Vec<(i64, f64)>>;
+
 struct Out<'a> {
     res: &'a [(String, String)],
-    series: BTreeMap<Vec<(String, String)>, Vec<(i64, f64)>>,
+    series: SeriesMap,
 }
 
 impl Out<'_> {
@@ -310,7 +313,7 @@ pub(crate) fn otlp_metrics(req: &ExportMetricsServiceRequest) -> OtlpMetrics {
         result.rejected += n;
         result.reason.get_or_insert(why);
     };
-    let mut all: BTreeMap<Vec<(String, String)>, Vec<(i64, f64)>> = BTreeMap::new();
+    let mut all = SeriesMap::new();
     for rm in &req.resource_metrics {
         let attrs = rm
             .resource
