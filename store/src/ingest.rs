@@ -364,7 +364,9 @@ impl Engine {
             };
             let engine = self.clone();
             let retention_due = ticks % 60 == 0;
-            let flush_due = stopping || (ticks > 0 && ticks % FLUSH_INTERVAL.as_secs() == 0);
+            let flush_due = stopping
+                || (ticks > 0 && ticks % FLUSH_INTERVAL.as_secs() == 0)
+                || self.shared.tsdb.needs_flush();
             let result = tokio::task::spawn_blocking(move || {
                 if flush_due {
                     engine.flush_metrics()?;

@@ -39,6 +39,10 @@ pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
 
 /// How often the head is written out as a block.
 pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_secs(10 * 60);
+/// A head holding more samples than this (about 32 MiB) is written out early.
+const HEAD_MAX_SAMPLES: usize = 2_000_000;
+/// ... and so is one spanning more time than this (a backfill, a long outage replayed).
+const HEAD_MAX_SPAN_MS: i64 = 3600 * 1000;
 const COMPACT_WINDOW_MS: i64 = 2 * 3600 * 1000;
 
 pub fn stale_nan() -> f64 {
@@ -133,6 +137,7 @@ pub(crate) struct Tsdb {
     /// Metric family metadata as senders last described it; saved at each flush to
     /// `metadata.json` (a convenience for Grafana, not replayed from the WAL).
     metadata: RwLock<BTreeMap<String, MetricMeta>>,
+    last_flush: Mutex<Option<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for Tsdb {
@@ -190,6 +195,7 @@ impl Tsdb {
             }),
             maintenance: Mutex::new(()),
             metadata: RwLock::new(metadata),
+            last_flush: Mutex::new(None),
         })
     }
 
@@ -224,6 +230,20 @@ impl Tsdb {
         self.metadata.read().expect("metadata lock").clone()
     }
 
+    /// True when the head is big enough to write out before its interval is up. A wide
+    /// time span alone (late samples) counts at most once a minute, so a sender that is
+    /// always late does not cause a block per second.
+    pub(crate) fn needs_flush(&self) -> bool {
+        let st = self.read();
+        let recently = self
+            .last_flush
+            .lock()
+            .expect("flush time")
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(60));
+        st.head.samples > HEAD_MAX_SAMPLES
+            || (!recently && !st.head.is_empty() && st.head.maxt - st.head.mint > HEAD_MAX_SPAN_MS)
+    }
+
     /// The oldest WAL record whose samples are only in memory, if any.
     pub(crate) fn keep_wal_from(&self) -> Option<u64> {
         let st = self.read();
@@ -250,6 +270,7 @@ impl Tsdb {
     /// compacts. Blocking.
     pub(crate) fn flush(&self) -> Result<(), BlockError> {
         let _m = self.maintenance.lock().expect("maintenance lock");
+        *self.last_flush.lock().expect("flush time") = Some(std::time::Instant::now());
         {
             let mut st = self.write();
             if !st.head.is_empty() {

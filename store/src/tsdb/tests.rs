@@ -207,3 +207,16 @@ fn golden_block_v1() {
         assert_eq!(&got.samples, samples);
     }
 }
+
+#[test]
+fn a_head_spanning_over_an_hour_asks_to_be_flushed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Tsdb::open(dir.path()).unwrap();
+    let l: Pairs = &[("__name__", "x")];
+    db.apply(1, &batch(&[(l, &[(0, 1.0), (1000, 1.0)])]));
+    assert!(!db.needs_flush());
+    db.apply(2, &batch(&[(l, &[(2 * 3_600_000, 1.0)])]));
+    assert!(db.needs_flush());
+    db.flush().unwrap();
+    assert!(!db.needs_flush());
+}
