@@ -108,10 +108,10 @@ fn print_banner(store: &BoundStore, backup_jobs: usize) {
     println!("obs up: running (Ctrl-C or SIGTERM stops everything)");
     println!("  store      {url}  data in {data}");
     println!(
-        "             send: OTLP/gRPC {} | OTLP/HTTP {url}/v1/{{logs,traces}} | Loki push {url}/loki/api/v1/push",
+        "             send: OTLP/gRPC {} | OTLP/HTTP {url}/v1/{{logs,traces,metrics}} | Loki push {url}/loki/api/v1/push",
         store.grpc_addr()
     );
-    println!("             metrics (remote_write, PromQL) are not built yet (issue #4)");
+    println!("             Prometheus remote_write {url}/api/v1/write");
     println!("  collector  not built yet (issue #5)");
     match backup_jobs {
         0 => println!("  backup     no jobs configured"),
@@ -120,5 +120,5 @@ fn print_banner(store: &BoundStore, backup_jobs: usize) {
     println!("Grafana data sources (Connections > Data sources > Add):");
     println!("  Loki        {url}");
     println!("  Tempo       {url}");
-    println!("  Prometheus  {url}  (once issue #4 lands)");
+    println!("  Prometheus  {url}");
 }

@@ -1,14 +1,17 @@
 //! `obs-store`: the part of obs that runs *outside* the monitored fleet and that Grafana and
 //! `obs query` talk to.
 //!
-//! Data flow (metrics — remote_write, TSDB, PromQL — are issue #4's):
+//! Data flow:
 //!
 //! ```text
 //! StoreConfig --resolve--> StoreSettings --Store::bind--> BoundStore --serve(shutdown)-->
-//!   ingest: OTLP/gRPC (grpc.rs), OTLP/HTTP + Loki push (api/) -> convert.rs -> model.rs
+//!   ingest: OTLP/gRPC (grpc.rs), OTLP/HTTP + Loki push + remote_write (api/)
+//!           -> convert.rs (logs, spans) / convert_metrics.rs (samples)
 //!           -> ingest::Engine: wal.rs (fsync, group commit) -> logs.rs / traces.rs
-//!              (tantivy day partitions, partitions.rs) -> ack; commits every second
-//!   query:  api/loki.rs -> logql/ ; api/tempo.rs -> traceql.rs -> traces.rs
+//!              (tantivy day partitions, partitions.rs) / tsdb/ (head -> blocks)
+//!           -> ack; commits every second, metrics blocks every 10 minutes
+//!   query:  api/loki.rs -> logql/ ; api/tempo.rs -> traceql.rs -> traces.rs ;
+//!           api/prom.rs -> promql/ -> tsdb/
 //!   auth:   bearer tokens by Role on every route group (auth.rs); optional TLS
 //! ```
 //!
