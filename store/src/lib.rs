@@ -41,6 +41,12 @@ mod traces;
 pub mod tsdb;
 mod wal;
 
+/// Prometheus remote_write 1.0 protobuf messages, for the store's clients: the benches and
+/// end-to-end tests send real remote_write requests with them.
+pub mod prompb {
+    pub use crate::convert_metrics::prompb::*;
+}
+
 /// Entry points for the fuzz targets in `store/fuzz` (not an API): every decoder and parser
 /// that takes untrusted input, run to completion on arbitrary bytes.
 #[doc(hidden)]

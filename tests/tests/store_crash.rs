@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use obs_e2e::{enc, http_post, StoreProc};
+use obs_store::prompb;
 
 const BATCH: usize = 200;
 
@@ -123,36 +124,6 @@ fn kill_9_mid_ingest_loses_nothing_acknowledged() {
     );
 }
 
-/// remote_write 1.0 messages, as Prometheus encodes them (the fields this test sends).
-mod prompb {
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct WriteRequest {
-        #[prost(message, repeated, tag = "1")]
-        pub timeseries: Vec<TimeSeries>,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct TimeSeries {
-        #[prost(message, repeated, tag = "1")]
-        pub labels: Vec<Label>,
-        #[prost(message, repeated, tag = "2")]
-        pub samples: Vec<Sample>,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Label {
-        #[prost(string, tag = "1")]
-        pub name: String,
-        #[prost(string, tag = "2")]
-        pub value: String,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Sample {
-        #[prost(double, tag = "1")]
-        pub value: f64,
-        #[prost(int64, tag = "2")]
-        pub timestamp: i64,
-    }
-}
-
 /// One batch: `BATCH` samples of `crash_metric{worker=…}` at timestamps unique to the batch.
 fn write_batch(url: &str, base_ms: i64, worker: usize, batch_no: usize) -> bool {
     use prost::Message;
@@ -177,6 +148,7 @@ fn write_batch(url: &str, base_ms: i64, worker: usize, batch_no: usize) -> bool 
             ],
             samples,
         }],
+        metadata: Vec::new(),
     };
     let body = snap::raw::Encoder::new()
         .compress_vec(&req.encode_to_vec())

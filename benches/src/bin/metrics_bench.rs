@@ -1,0 +1,521 @@
+//! Metrics ingest, bytes per sample and dashboard query latency: the obs store, Prometheus
+//! 2.42 and VictoriaMetrics 1.79 (Debian packages) fed the same remote_write stream in the
+//! same run, printed side by side with ratios.
+//!
+//! ```text
+//! cargo build --release -p obs -p obs-benches
+//! OBS_BIN=$PWD/target/release/obs target/release/metrics-bench [--hosts 100] [--hours 24]
+//!     [--interval 15] [--clients 2] [--only obs]
+//! ```
+//!
+//! Data: `--hosts` hosts × 100 node_exporter-like series (CPU modes × cores, memory, network,
+//! filesystem, disk, load), one sample every `--interval` seconds for the last `--hours`,
+//! timestamps with a few ms of scrape jitter. Every server gets it in time order over
+//! `--clients` connections (Prometheus refuses samples far behind its head).
+//! Reported per server: samples/s ingested (wall) and per CPU-second of the server process;
+//! bytes per sample in its compacted blocks; median latency of dashboard queries.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use obs_benches::{arg, cpu_seconds, dir_size, Rng};
+use obs_e2e::{enc, free_port, http_get, http_post};
+use obs_store::prompb::{Label, Sample, TimeSeries, WriteRequest};
+use prost::Message;
+
+const SERIES_PER_HOST: usize = 100;
+const CPU_MODES: [&str; 8] = [
+    "user", "system", "idle", "iowait", "irq", "softirq", "steal", "nice",
+];
+
+/// One node_exporter-like series: labels and how its value moves.
+struct SeriesDef {
+    labels: Vec<Label>,
+    counter: bool,
+    /// Typical step (counters: increase per scrape; gauges: scale of the random walk).
+    scale: f64,
+    /// Values are multiples of this (bytes come in pages, load with 2 decimals).
+    quantum: f64,
+}
+
+fn label(n: &str, v: &str) -> Label {
+    Label {
+        name: n.into(),
+        value: v.into(),
+    }
+}
+
+fn host_series(host: usize) -> Vec<SeriesDef> {
+    let instance = format!("host-{host:03}:9100");
+    let mk = |name: &str, extra: &[(&str, String)], counter: bool, scale: f64, quantum: f64| {
+        let mut labels = vec![
+            label("__name__", name),
+            label("instance", &instance),
+            label("job", "node"),
+        ];
+        labels.extend(extra.iter().map(|(n, v)| label(n, v)));
+        SeriesDef {
+            labels,
+            counter,
+            scale,
+            quantum,
+        }
+    };
+    let mut out = Vec::with_capacity(SERIES_PER_HOST);
+    for cpu in 0..8 {
+        for mode in CPU_MODES {
+            let scale = if mode == "idle" { 12.0 } else { 1.5 };
+            out.push(mk(
+                "node_cpu_seconds_total",
+                &[("cpu", cpu.to_string()), ("mode", mode.into())],
+                true,
+                scale,
+                0.01,
+            ));
+        }
+    }
+    for (name, scale) in [
+        ("node_memory_MemTotal_bytes", 0.0),
+        ("node_memory_MemAvailable_bytes", 4096.0 * 200.0),
+        ("node_memory_MemFree_bytes", 4096.0 * 100.0),
+        ("node_memory_Cached_bytes", 4096.0 * 50.0),
+        ("node_memory_Buffers_bytes", 4096.0 * 5.0),
+        ("node_memory_SwapTotal_bytes", 0.0),
+        ("node_memory_SwapFree_bytes", 0.0),
+        ("node_memory_Active_bytes", 4096.0 * 80.0),
+        ("node_memory_Inactive_bytes", 4096.0 * 40.0),
+        ("node_memory_Dirty_bytes", 4096.0 * 10.0),
+    ] {
+        out.push(mk(name, &[], false, scale, 4096.0));
+    }
+    for device in ["eth0", "lo"] {
+        for (name, scale) in [
+            ("node_network_receive_bytes_total", 90_000.0),
+            ("node_network_transmit_bytes_total", 40_000.0),
+            ("node_network_receive_packets_total", 120.0),
+            ("node_network_transmit_packets_total", 80.0),
+            ("node_network_receive_errs_total", 0.0),
+            ("node_network_transmit_drop_total", 0.0),
+        ] {
+            out.push(mk(name, &[("device", device.into())], true, scale, 1.0));
+        }
+    }
+    for mount in ["/", "/home"] {
+        for (name, scale) in [
+            ("node_filesystem_size_bytes", 0.0),
+            ("node_filesystem_avail_bytes", 4096.0 * 30.0),
+            ("node_filesystem_files_free", 3.0),
+        ] {
+            out.push(mk(
+                name,
+                &[("mountpoint", mount.into()), ("fstype", "ext4".into())],
+                false,
+                scale,
+                1.0,
+            ));
+        }
+    }
+    for (name, scale) in [("node_load1", 0.3), ("node_load5", 0.1), ("node_load15", 0.05)] {
+        out.push(mk(name, &[], false, scale, 0.01));
+    }
+    for (name, scale) in [
+        ("node_disk_read_bytes_total", 50_000.0),
+        ("node_disk_written_bytes_total", 200_000.0),
+        ("node_disk_reads_completed_total", 10.0),
+        ("node_disk_writes_completed_total", 40.0),
+        ("node_disk_io_time_seconds_total", 0.2),
+    ] {
+        out.push(mk(
+            name,
+            &[("device", "sda".into())],
+            true,
+            scale,
+            if scale < 1.0 { 0.001 } else { 1.0 },
+        ));
+    }
+    out.push(mk("node_boot_time_seconds", &[], false, 0.0, 1.0));
+    assert_eq!(out.len(), SERIES_PER_HOST);
+    out
+}
+
+/// Values of one host's series over time, advanced one scrape per call.
+struct HostState {
+    defs: Vec<SeriesDef>,
+    values: Vec<f64>,
+    rng: Rng,
+    offset_ms: i64,
+}
+
+impl HostState {
+    fn new(host: usize) -> Self {
+        let defs = host_series(host);
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (host as u64 + 1).wrapping_mul(0x2545_f491_4f6c_dd1d));
+        let values = defs
+            .iter()
+            .map(|d| {
+                let base = match d.labels[0].value.as_str() {
+                    "node_memory_MemTotal_bytes" => 16.0 * 1024.0 * 1024.0 * 1024.0,
+                    "node_boot_time_seconds" => 1_700_000_000.0,
+                    n if n.starts_with("node_memory") || n.starts_with("node_filesystem") => {
+                        ((rng.next() % 1_000_000) as f64) * 4096.0
+                    }
+                    _ => ((rng.next() % 100_000) as f64) * d.quantum,
+                };
+                (base / d.quantum).round() * d.quantum
+            })
+            .collect();
+        let offset_ms = (rng.next() % 15_000) as i64;
+        HostState {
+            defs,
+            values,
+            rng,
+            offset_ms,
+        }
+    }
+
+    fn step(&mut self) {
+        for (d, v) in self.defs.iter().zip(self.values.iter_mut()) {
+            if d.scale == 0.0 {
+                continue;
+            }
+            let r = (self.rng.next() % 2001) as f64 / 1000.0; // 0..2
+            let delta = if d.counter {
+                d.scale * r
+            } else {
+                d.scale * (r - 1.0)
+            };
+            *v = (((*v + delta) / d.quantum).round() * d.quantum).max(0.0);
+        }
+    }
+}
+
+fn encode(series: Vec<TimeSeries>) -> Vec<u8> {
+    let req = WriteRequest {
+        timeseries: series,
+        metadata: Vec::new(),
+    };
+    snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .expect("snappy")
+}
+
+/// A server under test.
+struct Peer {
+    name: &'static str,
+    child: Child,
+    url: String,
+    write_path: &'static str,
+    data: PathBuf,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(program: &str, args: &[String], log: &Path) -> Child {
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(log.with_extension("out")).expect("log"))
+        .stderr(std::fs::File::create(log.with_extension("err")).expect("log"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {program}: {e} (Debian: apt-get install {program})"))
+}
+
+fn wait_ready(url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !matches!(http_get(url), Ok((200, _))) {
+        assert!(Instant::now() < deadline, "{url} did not become ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn start(name: &'static str, dir: &Path) -> Peer {
+    let port = free_port();
+    let data = dir.join(name);
+    std::fs::create_dir_all(&data).unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let log = dir.join(format!("{name}.log"));
+    let (child, write_path, ready) = match name {
+        "obs" => {
+            let bin =
+                std::env::var("OBS_BIN").expect("set OBS_BIN to the release obs binary (absolute path)");
+            let args = [
+                "store".to_string(),
+                "--data-dir".into(),
+                data.display().to_string(),
+                "--http-addr".into(),
+                format!("127.0.0.1:{port}"),
+                "--grpc-addr".into(),
+                format!("127.0.0.1:{}", free_port()),
+            ];
+            (spawn(&bin, &args, &log), "/api/v1/write", "/ready")
+        }
+        "prometheus" => {
+            let cfg = dir.join("prometheus.yml");
+            std::fs::write(&cfg, "global: {}\n").unwrap();
+            let args = [
+                format!("--config.file={}", cfg.display()),
+                format!("--storage.tsdb.path={}", data.display()),
+                format!("--web.listen-address=127.0.0.1:{port}"),
+                "--web.enable-remote-write-receiver".into(),
+                "--storage.tsdb.retention.time=30d".into(),
+            ];
+            (spawn("prometheus", &args, &log), "/api/v1/write", "/-/ready")
+        }
+        _ => {
+            let args = [
+                format!("-storageDataPath={}", data.display()),
+                format!("-httpListenAddr=127.0.0.1:{port}"),
+                "-retentionPeriod=2".into(),
+            ];
+            (spawn("victoria-metrics", &args, &log), "/api/v1/write", "/health")
+        }
+    };
+    wait_ready(&format!("{url}{ready}"));
+    Peer {
+        name,
+        child,
+        url,
+        write_path,
+        data,
+    }
+}
+
+struct Ingest {
+    samples: u64,
+    secs: f64,
+    cpu: f64,
+}
+
+/// Sends every host's series in time order: each round covers `steps` scrapes, all clients
+/// finish a round before any starts the next.
+fn ingest(
+    peer: &Peer,
+    hosts: usize,
+    hours: usize,
+    interval_s: usize,
+    clients: usize,
+    start_ms: i64,
+) -> Ingest {
+    let scrapes = hours * 3600 / interval_s;
+    let steps = 8;
+    let barrier = Arc::new(Barrier::new(clients));
+    let url = format!("{}{}", peer.url, peer.write_path);
+    let pid = peer.child.id();
+    let cpu0 = cpu_seconds(pid);
+    let t0 = Instant::now();
+    let workers: Vec<_> = (0..clients)
+        .map(|c| {
+            let (barrier, url) = (barrier.clone(), url.clone());
+            std::thread::spawn(move || {
+                let mut states: Vec<HostState> = (c..hosts).step_by(clients).map(HostState::new).collect();
+                let mut sent = 0u64;
+                let mut rng = Rng(0x1234_5678 + c as u64);
+                for round in (0..scrapes).step_by(steps) {
+                    // Group a round's samples per series, as a scraper's queue would.
+                    let mut series = Vec::with_capacity(states.len() * SERIES_PER_HOST);
+                    let mut per: Vec<Vec<Sample>> =
+                        vec![Vec::with_capacity(steps); states.len() * SERIES_PER_HOST];
+                    for k in round..(round + steps).min(scrapes) {
+                        for (h, st) in states.iter_mut().enumerate() {
+                            st.step();
+                            let jitter = (rng.next() % 4) as i64;
+                            let t = start_ms + st.offset_ms + (k * interval_s * 1000) as i64 + jitter;
+                            for (i, v) in st.values.iter().enumerate() {
+                                per[h * SERIES_PER_HOST + i].push(Sample {
+                                    value: *v,
+                                    timestamp: t,
+                                });
+                            }
+                        }
+                    }
+                    for (h, st) in states.iter().enumerate() {
+                        for (i, d) in st.defs.iter().enumerate() {
+                            let samples = std::mem::take(&mut per[h * SERIES_PER_HOST + i]);
+                            sent += samples.len() as u64;
+                            series.push(TimeSeries {
+                                labels: d.labels.clone(),
+                                samples,
+                            });
+                        }
+                    }
+                    let body = encode(series);
+                    let mut tries = 0;
+                    loop {
+                        match http_post(&url, "application/x-protobuf", &body) {
+                            Ok((200..=299, _)) => break,
+                            Ok((s, msg)) if s < 500 => panic!("{url}: {s} {msg}"),
+                            other => {
+                                tries += 1;
+                                assert!(tries < 50, "{url}: {other:?}");
+                                std::thread::sleep(Duration::from_millis(100));
+                            }
+                        }
+                    }
+                    barrier.wait();
+                }
+                sent
+            })
+        })
+        .collect();
+    let samples = workers.into_iter().map(|w| w.join().unwrap()).sum();
+    Ingest {
+        samples,
+        secs: t0.elapsed().as_secs_f64(),
+        cpu: cpu_seconds(pid) - cpu0,
+    }
+}
+
+/// Bytes per sample in the server's compacted, immutable storage.
+fn bytes_per_sample(peer: &mut Peer, samples: u64) -> f64 {
+    match peer.name {
+        "obs" => {
+            // SIGTERM writes the head out as a block; blocks record their sample counts.
+            let _ = Command::new("kill")
+                .args(["-TERM", &peer.child.id().to_string()])
+                .status();
+            let _ = peer.child.wait();
+            blocks(&peer.data.join("metrics"), "samples")
+        }
+        "prometheus" => blocks(&peer.data, "numSamples"),
+        _ => {
+            let _ = http_get(&format!("{}/internal/force_flush", peer.url));
+            let _ = http_get(&format!("{}/internal/force_merge", peer.url));
+            std::thread::sleep(Duration::from_secs(5));
+            dir_size(&peer.data.join("data")) as f64 / samples as f64
+        }
+    }
+}
+
+/// Sum of block sizes over the sum of the samples their meta.json counts (`key` anywhere in
+/// it, as obs writes it at top level and Prometheus under `stats`).
+fn blocks(dir: &Path, key: &str) -> f64 {
+    let (mut bytes, mut samples) = (0u64, 0u64);
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let meta = e.path().join("meta.json");
+        let Ok(text) = std::fs::read_to_string(&meta) else {
+            continue;
+        };
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let n = v
+            .get(key)
+            .or_else(|| v.get("stats").and_then(|s| s.get(key)))
+            .and_then(|n| n.as_u64())
+            .unwrap_or(0);
+        samples += n;
+        bytes += dir_size(&e.path());
+    }
+    if samples == 0 {
+        f64::NAN
+    } else {
+        bytes as f64 / samples as f64
+    }
+}
+
+/// Median wall time of three runs of each dashboard query, in ms.
+fn queries(peer: &Peer, end_ms: i64, hours: usize) -> Vec<(String, f64)> {
+    let end = end_ms as f64 / 1000.0;
+    let start = end - (hours * 3600) as f64;
+    let range = |q: &str| {
+        format!(
+            "/api/v1/query_range?query={}&start={start}&end={end}&step=300",
+            enc(q)
+        )
+    };
+    let instant = |q: &str| format!("/api/v1/query?query={}&time={end}", enc(q));
+    let list = [
+        (
+            "cpu by mode, range",
+            range("sum by (mode) (rate(node_cpu_seconds_total[5m]))"),
+        ),
+        (
+            "memory used %, range",
+            range("100 * (1 - node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes)"),
+        ),
+        (
+            "network top5, instant",
+            instant("topk(5, rate(node_network_receive_bytes_total[5m]))"),
+        ),
+        ("load avg 1h, instant", instant("avg_over_time(node_load1[1h])")),
+        (
+            "disk busy, range",
+            range("max by (instance) (rate(node_disk_io_time_seconds_total[5m]))"),
+        ),
+    ];
+    list.iter()
+        .map(|(name, path)| {
+            let mut times: Vec<f64> = (0..3)
+                .map(|_| {
+                    let t = Instant::now();
+                    let (status, body) = http_get(&format!("{}{path}", peer.url)).expect("query");
+                    assert_eq!(status, 200, "{} {name}: {body}", peer.name);
+                    t.elapsed().as_secs_f64() * 1000.0
+                })
+                .collect();
+            times.sort_by(f64::total_cmp);
+            (name.to_string(), times[1])
+        })
+        .collect()
+}
+
+fn main() {
+    let hosts = arg("--hosts", 100);
+    let hours = arg("--hours", 24);
+    let interval = arg("--interval", 15);
+    let clients = arg("--clients", 2);
+    let only: Option<String> = std::env::args().skip_while(|a| a != "--only").nth(1);
+    let dir = tempfile::tempdir().unwrap();
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+    let start_ms = (now_ms - (hours * 3600 * 1000) as i64 - 60_000) / 1000 * 1000;
+    let end_ms = start_ms + (hours * 3600 * 1000) as i64;
+    println!(
+        "{hosts} hosts x {SERIES_PER_HOST} series = {} series, {hours} h at {interval} s ({} samples each)",
+        hosts * SERIES_PER_HOST,
+        hours * 3600 / interval
+    );
+    let mut rows = Vec::new();
+    for name in ["obs", "prometheus", "victoria-metrics"] {
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
+        let mut peer = start(name, dir.path());
+        let ing = ingest(&peer, hosts, hours, interval, clients, start_ms);
+        // Let asynchronous ingest settle (VictoriaMetrics buffers for a second).
+        std::thread::sleep(Duration::from_secs(2));
+        let lat = queries(&peer, end_ms, hours);
+        let bps = bytes_per_sample(&mut peer, ing.samples);
+        println!(
+            "{name:<17} ingest {:>10.0} samples/s ({:>10.0} per CPU-s)  {:.3} bytes/sample  queries ms: {}",
+            ing.samples as f64 / ing.secs,
+            ing.samples as f64 / ing.cpu.max(0.001),
+            bps,
+            lat.iter()
+                .map(|(n, ms)| format!("{n} {ms:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        rows.push((name, ing, bps, lat));
+    }
+    if let Some((_, ours, our_bps, our_lat)) = rows.iter().find(|r| r.0 == "obs") {
+        for (name, ing, bps, lat) in rows.iter().filter(|r| r.0 != "obs") {
+            let q: Vec<String> = our_lat
+                .iter()
+                .zip(lat)
+                .map(|((n, a), (_, b))| format!("{n} {:.2}x", b / a))
+                .collect();
+            println!(
+                "obs vs {name}: ingest {:.2}x (per CPU {:.2}x), bytes/sample {:.2}x smaller, query speed {}",
+                (ours.samples as f64 / ours.secs) / (ing.samples as f64 / ing.secs),
+                (ours.samples as f64 / ours.cpu.max(0.001)) / (ing.samples as f64 / ing.cpu.max(0.001)),
+                bps / our_bps,
+                q.join(", ")
+            );
+        }
+    }
+}
