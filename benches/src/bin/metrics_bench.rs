@@ -10,7 +10,9 @@
 //!
 //! Data: `--hosts` hosts × 100 node_exporter-like series (CPU modes × cores, memory, network,
 //! filesystem, disk, load), one sample every `--interval` seconds for the last `--hours`,
-//! timestamps with a few ms of scrape jitter. Every server gets it in time order over
+//! timestamps with a few ms of scrape jitter. It is synthetic: counters grow at a per-series
+//! rate ±30% per scrape, gauges move on one scrape in three, values are the doubles a text
+//! parser gives for short decimals, as node_exporter's are. Every server gets it in time order over
 //! `--clients` connections (Prometheus refuses samples far behind its head).
 //! Reported per server: samples/s ingested (wall) and per CPU-second of the server process;
 //! bytes per sample in its compacted blocks; median latency of dashboard queries.
@@ -66,7 +68,15 @@ fn host_series(host: usize) -> Vec<SeriesDef> {
     let mut out = Vec::with_capacity(SERIES_PER_HOST);
     for cpu in 0..8 {
         for mode in CPU_MODES {
-            let scale = if mode == "idle" { 12.0 } else { 1.5 };
+            // Seconds per 15 s scrape, per CPU, of a lightly loaded server.
+            let scale = match mode {
+                "idle" => 14.0,
+                "user" => 0.6,
+                "system" => 0.2,
+                "iowait" => 0.05,
+                "softirq" => 0.02,
+                _ => 0.0,
+            };
             out.push(mk(
                 "node_cpu_seconds_total",
                 &[("cpu", cpu.to_string()), ("mode", mode.into())],
@@ -86,7 +96,6 @@ fn host_series(host: usize) -> Vec<SeriesDef> {
         ("node_memory_SwapFree_bytes", 0.0),
         ("node_memory_Active_bytes", 4096.0 * 80.0),
         ("node_memory_Inactive_bytes", 4096.0 * 40.0),
-        ("node_memory_Dirty_bytes", 4096.0 * 10.0),
     ] {
         out.push(mk(name, &[], false, scale, 4096.0));
     }
@@ -140,35 +149,49 @@ fn host_series(host: usize) -> Vec<SeriesDef> {
     out
 }
 
-/// Values of one host's series over time, advanced one scrape per call.
+/// Values of one host's series over time, advanced one scrape per call. Values are kept as
+/// whole quanta and turned into floats the way a text parser would (`12345 / 100`), so they
+/// are the same doubles a real scrape produces.
 struct HostState {
     defs: Vec<SeriesDef>,
+    units: Vec<i64>,
     values: Vec<f64>,
     rng: Rng,
     offset_ms: i64,
+}
+
+fn to_value(units: i64, quantum: f64) -> f64 {
+    if quantum < 1.0 {
+        units as f64 / (1.0 / quantum).round()
+    } else {
+        units as f64 * quantum
+    }
 }
 
 impl HostState {
     fn new(host: usize) -> Self {
         let defs = host_series(host);
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (host as u64 + 1).wrapping_mul(0x2545_f491_4f6c_dd1d));
-        let values = defs
+        let units: Vec<i64> = defs
             .iter()
-            .map(|d| {
-                let base = match d.labels[0].value.as_str() {
-                    "node_memory_MemTotal_bytes" => 16.0 * 1024.0 * 1024.0 * 1024.0,
-                    "node_boot_time_seconds" => 1_700_000_000.0,
-                    n if n.starts_with("node_memory") || n.starts_with("node_filesystem") => {
-                        ((rng.next() % 1_000_000) as f64) * 4096.0
-                    }
-                    _ => ((rng.next() % 100_000) as f64) * d.quantum,
-                };
-                (base / d.quantum).round() * d.quantum
+            .map(|d| match d.labels[0].value.as_str() {
+                "node_memory_MemTotal_bytes" => 16 * 1024 * 1024 * 1024 / 4096,
+                "node_boot_time_seconds" => 1_700_000_000,
+                n if n.starts_with("node_memory") || n.starts_with("node_filesystem") => {
+                    (rng.next() % 1_000_000) as i64
+                }
+                _ => (rng.next() % 100_000) as i64,
             })
+            .collect();
+        let values = units
+            .iter()
+            .zip(&defs)
+            .map(|(u, d)| to_value(*u, d.quantum))
             .collect();
         let offset_ms = (rng.next() % 15_000) as i64;
         HostState {
             defs,
+            units,
             values,
             rng,
             offset_ms,
@@ -176,17 +199,26 @@ impl HostState {
     }
 
     fn step(&mut self) {
-        for (d, v) in self.defs.iter().zip(self.values.iter_mut()) {
+        for ((d, u), v) in self
+            .defs
+            .iter()
+            .zip(self.units.iter_mut())
+            .zip(self.values.iter_mut())
+        {
             if d.scale == 0.0 {
                 continue;
             }
-            let r = (self.rng.next() % 2001) as f64 / 1000.0; // 0..2
+            let r = (self.rng.next() % 2001) as f64 / 1000.0 - 1.0; // -1..1
+                                                                    // Counters grow at their rate ±30%; gauges move on one scrape in three.
             let delta = if d.counter {
+                d.scale * (1.0 + 0.3 * r)
+            } else if self.rng.next() % 3 == 0 {
                 d.scale * r
             } else {
-                d.scale * (r - 1.0)
+                0.0
             };
-            *v = (((*v + delta) / d.quantum).round() * d.quantum).max(0.0);
+            *u = (*u + (delta / d.quantum).round() as i64).max(0);
+            *v = to_value(*u, d.quantum);
         }
     }
 }

@@ -6,12 +6,13 @@
 //! <mint hex>-<id hex>/
 //!   meta.json   {"version":1,"mint":…,"maxt":…,"wal_seq":…,"level":…,"series":…,"samples":…}
 //!   index       postcard(Index { frames, series: [{labels, chunks: [ChunkRef]}] }) crc32:u32le
-//!   chunks      frame*; frame := len:u32le crc32:u32le zstd(chunk bytes…)
+//!   chunks      frame*; frame := len:u32le crc32:u32le zstd(stream bytes…)
+//! ChunkRef      {mint, maxt, ts: Loc, values: Loc};  Loc {frame, offset, len} in a frame
 //! ```
 //!
 //! Series are sorted by labels and each has chunks of up to 4096 samples (`chunk.rs`),
-//! packed into zstd frames of about 256 KiB: the timestamp streams of series scraped
-//! together repeat within a frame and compress away. `wal_seq` is the highest WAL record
+//! packed into zstd frames of about 256 KiB. A chunk's timestamp stream is stored once per
+//! block and shared by every chunk with the same timestamps (all series of one scrape). `wal_seq` is the highest WAL record
 //! whose samples the block holds, so a restart replays only what came after. A block
 //! directory is written as `<name>.tmp` and renamed when complete; leftovers of a crash
 //! are deleted on open, and a block whose files do not check out is moved aside to
@@ -31,7 +32,9 @@ use super::{chunk, matches_all, Labels, Matcher, RawSeries};
 
 pub const FORMAT_VERSION: u32 = 1;
 const FRAME_BYTES: usize = 256 * 1024;
+/// zstd level of freshly flushed blocks (fast) and of compacted ones (written once, kept).
 const ZSTD_LEVEL: i32 = 3;
+const ZSTD_LEVEL_COMPACTED: i32 = 9;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub(crate) struct BlockMeta {
@@ -44,13 +47,20 @@ pub(crate) struct BlockMeta {
     pub samples: u64,
 }
 
+/// Where a byte string sits: a frame and a range inside it, uncompressed.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+struct Loc {
+    frame: u32,
+    offset: u32,
+    len: u32,
+}
+
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 struct ChunkRef {
     mint: i64,
     maxt: i64,
-    frame: u32,
-    offset: u32,
-    len: u32,
+    ts: Loc,
+    values: Loc,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -124,11 +134,20 @@ pub(crate) fn write<'a>(
     let mut frame = Vec::with_capacity(FRAME_BYTES + 64 * 1024);
     let mut data: Vec<u8> = Vec::new();
     let (mut mint, mut maxt, mut samples) = (i64::MAX, i64::MIN, 0u64);
+    let mut ts_streams: HashMap<Vec<u8>, Loc> = HashMap::new();
     let flush = |frame: &mut Vec<u8>, data: &mut Vec<u8>, frames: &mut Vec<(u64, u32)>| {
         if frame.is_empty() {
             return;
         }
-        let z = zstd::bulk::compress(frame, ZSTD_LEVEL).expect("zstd compress into memory");
+        let z = zstd::bulk::compress(
+            frame,
+            if level > 0 {
+                ZSTD_LEVEL_COMPACTED
+            } else {
+                ZSTD_LEVEL
+            },
+        )
+        .expect("zstd compress into memory");
         let offset = data.len() as u64;
         data.extend_from_slice(&(z.len() as u32).to_le_bytes());
         data.extend_from_slice(&crc32fast::hash(&z).to_le_bytes());
@@ -142,15 +161,32 @@ pub(crate) fn write<'a>(
         }
         let mut refs = Vec::new();
         for part in s.chunks(chunk::MAX_SAMPLES) {
-            let bytes = chunk::encode(part);
+            let enc = chunk::encode(part);
+            let ts = match ts_streams.get(&enc.ts) {
+                Some(loc) => *loc,
+                None => {
+                    let loc = Loc {
+                        frame: frames.len() as u32,
+                        offset: frame.len() as u32,
+                        len: enc.ts.len() as u32,
+                    };
+                    frame.extend_from_slice(&enc.ts);
+                    ts_streams.insert(enc.ts, loc);
+                    loc
+                }
+            };
+            let values = Loc {
+                frame: frames.len() as u32,
+                offset: frame.len() as u32,
+                len: enc.values.len() as u32,
+            };
+            frame.extend_from_slice(&enc.values);
             refs.push(ChunkRef {
                 mint: part[0].0,
                 maxt: part[part.len() - 1].0,
-                frame: frames.len() as u32,
-                offset: frame.len() as u32,
-                len: bytes.len() as u32,
+                ts,
+                values,
             });
-            frame.extend_from_slice(&bytes);
             if frame.len() >= FRAME_BYTES {
                 flush(&mut frame, &mut data, &mut frames);
             }
@@ -273,6 +309,18 @@ impl Block {
         zstd::bulk::decompress(z, FRAME_BYTES * 4).map_err(|e| corrupt(&path, format!("frame {i}: {e}")))
     }
 
+    /// The bytes at `loc`, decompressing its frame once per query (`frames` caches them).
+    fn bytes_at(&self, frames: &mut HashMap<u32, Vec<u8>>, loc: Loc) -> Result<Vec<u8>, BlockError> {
+        let frame = match frames.entry(loc.frame) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(self.frame(loc.frame)?),
+        };
+        frame
+            .get(loc.offset as usize..(loc.offset as usize + loc.len as usize))
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| corrupt(&self.dir, "chunk outside its frame"))
+    }
+
     /// Matching series with samples in `[mint, maxt]`.
     pub(crate) fn select(
         &self,
@@ -295,15 +343,11 @@ impl Block {
                 if c.maxt < mint || c.mint > maxt {
                     continue;
                 }
-                let frame = match frames.entry(c.frame) {
-                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(e) => e.insert(self.frame(c.frame)?),
-                };
-                let bytes = frame
-                    .get(c.offset as usize..(c.offset + c.len) as usize)
-                    .ok_or_else(|| corrupt(&self.dir, "chunk outside its frame"))?;
+                let ts = self.bytes_at(&mut frames, c.ts)?;
+                let values = self.bytes_at(&mut frames, c.values)?;
                 let start = samples.len();
-                chunk::decode(bytes, &mut samples).ok_or_else(|| corrupt(&self.dir, "undecodable chunk"))?;
+                chunk::decode(&ts, &values, &mut samples)
+                    .ok_or_else(|| corrupt(&self.dir, "undecodable chunk"))?;
                 // Keep only the requested range.
                 let tail: Vec<_> = samples
                     .drain(start..)

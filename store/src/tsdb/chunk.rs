@@ -1,18 +1,22 @@
-//! Sample chunks: Gorilla compression with timestamps and values in separate streams.
+//! Sample chunks: timestamps and values in separate byte streams, small integers as
+//! varints so the block's zstd frames compress what is left.
 //!
-//! Format v1 (all integers little-endian):
+//! Format v1 (integers little-endian; varints are LEB128, signed ones zigzag):
 //!
 //! ```text
-//! chunk   := n:u16 ts_len:u16 ts_stream[ts_len] value_stream
-//! ts      := t0 as zigzag varint, (t1-t0) as varint, then per sample the delta of deltas:
-//!            '0' | '10' 14 bits | '110' 17 bits | '1110' 20 bits | '1111' 64 bits
-//!            (two's complement, as in Prometheus's XOR chunks)
-//! values  := v0 as 64 bits, then per sample v XOR previous:
+//! chunk   := ts values   (two byte strings; a block stores each timestamp stream once)
+//! ts      := n:uvarint t0:svarint (t1-t0):svarint then per sample the delta of deltas:svarint
+//! values  := 0x00 gorilla | 0x01 decimal_delta | 0x02 decimal_delta2
+//! gorilla := v0 as 64 bits, then per sample v XOR previous:
 //!            '0' (same) | '10' bits in the previous window | '11' lead:5 len:6 bits
+//! decimal := scale:u8, m0:svarint, then deltas (or deltas of deltas) of m:svarint,
+//!            where every value is m / 10^scale exactly
 //! ```
 //!
-//! Keeping the timestamp stream apart from the values makes it byte-identical across
-//! series scraped together, which the block's zstd frames then store once.
+//! Scraped values are mostly decimals with few digits (counters of 1/100 s, bytes, loads):
+//! as integers their deltas take a byte or two where XOR bits take five or six. Chunks with
+//! NaN, infinities, -0 or values that are not short decimals use Gorilla XOR. Timestamp
+//! streams are byte-identical across series scraped together, so a block keeps one copy.
 
 /// Samples per chunk; at worst 68 bits per timestamp this keeps the timestamp stream
 /// under the 64 KiB its length field can say.
@@ -100,52 +104,119 @@ fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
+/// A chunk's two streams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    pub ts: Vec<u8>,
+    pub values: Vec<u8>,
+}
+
 /// Encodes up to [`MAX_SAMPLES`] samples sorted by time.
-pub fn encode(samples: &[(i64, f64)]) -> Vec<u8> {
+pub fn encode(samples: &[(i64, f64)]) -> Encoded {
     assert!(samples.len() <= MAX_SAMPLES, "chunk too large");
     let mut ts = Vec::new();
-    let mut tw = BitWriter::new();
-    let mut vw = BitWriter::new();
+    put_uvarint(&mut ts, samples.len() as u64);
     let (mut prev_t, mut prev_delta) = (0i64, 0i64);
-    let mut prev_v = 0u64;
-    let (mut lead, mut trail) = (u8::MAX, 0u8);
-    for (i, &(t, v)) in samples.iter().enumerate() {
-        let bits = v.to_bits();
+    for (i, &(t, _)) in samples.iter().enumerate() {
         match i {
-            0 => {
-                put_uvarint(&mut ts, zigzag(t));
-                vw.bits(bits, 64);
-            }
+            0 => put_uvarint(&mut ts, zigzag(t)),
             1 => {
                 prev_delta = t - prev_t;
                 put_uvarint(&mut ts, zigzag(prev_delta));
             }
             _ => {
                 let delta = t - prev_t;
-                let dod = delta - prev_delta;
+                put_uvarint(&mut ts, zigzag(delta - prev_delta));
                 prev_delta = delta;
-                match dod {
-                    0 => tw.bit(false),
-                    -8191..=8192 => {
-                        tw.bits(0b10, 2);
-                        tw.bits(dod as u64 & ((1 << 14) - 1), 14);
-                    }
-                    -65535..=65536 => {
-                        tw.bits(0b110, 3);
-                        tw.bits(dod as u64 & ((1 << 17) - 1), 17);
-                    }
-                    -524287..=524288 => {
-                        tw.bits(0b1110, 4);
-                        tw.bits(dod as u64 & ((1 << 20) - 1), 20);
-                    }
-                    _ => {
-                        tw.bits(0b1111, 4);
-                        tw.bits(dod as u64, 64);
-                    }
-                }
             }
         }
-        if i > 0 {
+        prev_t = t;
+    }
+    let mut out = Vec::with_capacity(2 + samples.len() * 2);
+    match decimal(samples) {
+        Some((scale, m)) => {
+            let delta = int_stream(&m, false);
+            let delta2 = int_stream(&m, true);
+            let (tag, body) = if delta2.len() < delta.len() {
+                (2u8, delta2)
+            } else {
+                (1u8, delta)
+            };
+            out.push(tag);
+            out.push(scale);
+            out.extend_from_slice(&body);
+        }
+        None => {
+            out.push(0);
+            out.extend_from_slice(&gorilla(samples));
+        }
+    }
+    Encoded { ts, values: out }
+}
+
+/// The values as integers `m` with `v == m / 10^scale` exactly, if they all are short
+/// decimals.
+fn decimal(samples: &[(i64, f64)]) -> Option<(u8, Vec<i64>)> {
+    const MAX: f64 = (1u64 << 53) as f64;
+    let mut scale = 0u8;
+    for &(_, v) in samples {
+        if !v.is_finite() || (v == 0.0 && v.is_sign_negative()) {
+            return None;
+        }
+        while scale <= 15 {
+            let m = (v * 10f64.powi(scale as i32)).round();
+            if m.abs() < MAX && m / 10f64.powi(scale as i32) == v {
+                break;
+            }
+            scale += 1;
+        }
+        if scale > 15 {
+            return None;
+        }
+    }
+    let p = 10f64.powi(scale as i32);
+    let mut out = Vec::with_capacity(samples.len());
+    for &(_, v) in samples {
+        let m = (v * p).round();
+        if m.abs() >= MAX || (m / p).to_bits() != v.to_bits() {
+            return None;
+        }
+        out.push(m as i64);
+    }
+    Some((scale, out))
+}
+
+fn int_stream(m: &[i64], second_order: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(m.len() * 2);
+    let (mut prev, mut prev_delta) = (0i64, 0i64);
+    for (i, &x) in m.iter().enumerate() {
+        let v = if i == 0 {
+            x
+        } else {
+            let d = x.wrapping_sub(prev);
+            let e = if second_order {
+                d.wrapping_sub(prev_delta)
+            } else {
+                d
+            };
+            prev_delta = d;
+            e
+        };
+        put_uvarint(&mut out, zigzag(v));
+        prev = x;
+    }
+    out
+}
+
+fn gorilla(samples: &[(i64, f64)]) -> Vec<u8> {
+    let mut vw = BitWriter::new();
+    let mut prev_v = 0u64;
+    let (mut lead, mut trail) = (u8::MAX, 0u8);
+    for (i, &(_, v)) in samples.iter().enumerate() {
+        let bits = v.to_bits();
+        if i == 0 {
+            vw.bits(bits, 64);
+        } else {
             let x = bits ^ prev_v;
             if x == 0 {
                 vw.bit(false);
@@ -168,58 +239,71 @@ pub fn encode(samples: &[(i64, f64)]) -> Vec<u8> {
                 }
             }
         }
-        prev_t = t;
         prev_v = bits;
     }
-    ts.extend_from_slice(&tw.buf);
-    let mut out = Vec::with_capacity(4 + ts.len() + vw.buf.len());
-    out.extend_from_slice(&(samples.len() as u16).to_le_bytes());
-    // At most MAX_SAMPLES * 68 bits: fits.
-    out.extend_from_slice(&(ts.len() as u16).to_le_bytes());
-    out.extend_from_slice(&ts);
-    out.extend_from_slice(&vw.buf);
-    out
+    vw.buf
 }
 
-/// Decodes a chunk; `None` when it is damaged.
-pub fn decode(chunk: &[u8], out: &mut Vec<(i64, f64)>) -> Option<()> {
-    let n = u16::from_le_bytes(chunk.get(0..2)?.try_into().ok()?) as usize;
-    let ts_len = u16::from_le_bytes(chunk.get(2..4)?.try_into().ok()?) as usize;
-    let ts = chunk.get(4..4 + ts_len)?;
-    let vals = chunk.get(4 + ts_len..)?;
+/// Decodes a chunk's two streams; `None` when they are damaged.
+pub fn decode(ts: &[u8], vals: &[u8], out: &mut Vec<(i64, f64)>) -> Option<()> {
     let mut pos = 0;
+    let n = get_uvarint(ts, &mut pos)? as usize;
+    if n > MAX_SAMPLES {
+        return None;
+    }
     let mut times = Vec::with_capacity(n);
-    if n > 0 {
-        times.push(unzigzag(get_uvarint(ts, &mut pos)?));
-    }
-    if n > 1 {
-        let delta = unzigzag(get_uvarint(ts, &mut pos)?);
-        times.push(times[0] + delta);
-    }
-    let mut tr = BitReader {
-        buf: &ts[pos..],
-        pos: 0,
-    };
-    let mut delta = if n > 1 { times[1] - times[0] } else { 0 };
-    for _ in 2..n {
-        let dod = if !tr.bit()? {
-            0
-        } else if !tr.bit()? {
-            sign_extend(tr.bits(14)?, 14)
-        } else if !tr.bit()? {
-            sign_extend(tr.bits(17)?, 17)
-        } else if !tr.bit()? {
-            sign_extend(tr.bits(20)?, 20)
-        } else {
-            tr.bits(64)? as i64
+    let (mut prev, mut delta) = (0i64, 0i64);
+    for i in 0..n {
+        let x = unzigzag(get_uvarint(ts, &mut pos)?);
+        let t = match i {
+            0 => x,
+            1 => {
+                delta = x;
+                prev.checked_add(delta)?
+            }
+            _ => {
+                delta = delta.checked_add(x)?;
+                prev.checked_add(delta)?
+            }
         };
-        delta += dod;
-        times.push(times[times.len() - 1] + delta);
+        times.push(t);
+        prev = t;
     }
+    if n == 0 {
+        return Some(());
+    }
+    let (&tag, body) = vals.split_first()?;
+    match tag {
+        0 => decode_gorilla(body, &times, out),
+        1 | 2 => {
+            let (&scale, ints) = body.split_first()?;
+            if scale > 15 {
+                return None;
+            }
+            let p = 10f64.powi(scale as i32);
+            let mut pos = 0;
+            let (mut m, mut d) = (0i64, 0i64);
+            for (i, t) in times.into_iter().enumerate() {
+                let x = unzigzag(get_uvarint(ints, &mut pos)?);
+                if i == 0 {
+                    m = x;
+                } else {
+                    d = if tag == 2 { d.wrapping_add(x) } else { x };
+                    m = m.wrapping_add(d);
+                }
+                out.push((t, m as f64 / p));
+            }
+            Some(())
+        }
+        _ => None,
+    }
+}
+
+fn decode_gorilla(vals: &[u8], times: &[i64], out: &mut Vec<(i64, f64)>) -> Option<()> {
     let mut vr = BitReader { buf: vals, pos: 0 };
     let (mut lead, mut trail) = (0u8, 0u8);
     let mut prev = 0u64;
-    for (i, t) in times.into_iter().enumerate() {
+    for (i, &t) in times.iter().enumerate() {
         let bits = if i == 0 {
             vr.bits(64)?
         } else if !vr.bit()? {
@@ -242,19 +326,14 @@ pub fn decode(chunk: &[u8], out: &mut Vec<(i64, f64)>) -> Option<()> {
     Some(())
 }
 
-fn sign_extend(v: u64, bits: u8) -> i64 {
-    let shift = 64 - bits;
-    ((v << shift) as i64) >> shift
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn roundtrip(samples: &[(i64, f64)]) -> Vec<u8> {
+    fn roundtrip(samples: &[(i64, f64)]) -> Encoded {
         let c = encode(samples);
         let mut out = Vec::new();
-        decode(&c, &mut out).expect("decodes");
+        decode(&c.ts, &c.values, &mut out).expect("decodes");
         assert_eq!(out.len(), samples.len());
         for (a, b) in out.iter().zip(samples) {
             assert_eq!(a.0, b.0);
@@ -296,18 +375,47 @@ mod tests {
     }
 
     #[test]
-    fn regular_counters_take_about_a_byte_per_sample() {
+    fn decimals_roundtrip_exactly_and_others_fall_back_to_xor() {
+        // As a text parser produces them: the nearest doubles of short decimals.
+        let dec: Vec<(i64, f64)> = (0..100)
+            .map(|i| (i * 15_000, (123_456 + i * 37) as f64 / 100.0))
+            .collect();
+        let c = roundtrip(&dec);
+        assert_ne!(c.values[0], 0, "decimal, not gorilla");
+        let big: Vec<(i64, f64)> = (0..10).map(|i| (i, 1e300 / (i as f64 + 3.0))).collect();
+        let c = roundtrip(&big);
+        assert_eq!(c.values[0], 0, "gorilla fallback");
+        roundtrip(&[(0, -0.0), (1, 0.0)]);
+        roundtrip(&[(0, 0.1), (1, 0.2), (2, 0.30000000000000004)]);
+        roundtrip(&[(0, -5.0), (1, 7.25), (2, 1e15), (3, -1e-15)]);
+    }
+
+    #[test]
+    fn regular_counters_compress_to_almost_nothing() {
         let s: Vec<(i64, f64)> = (0..720).map(|i| (i * 10_000, (i * 3) as f64)).collect();
         let c = roundtrip(&s);
-        assert!(c.len() < 720 * 2, "{} bytes", c.len());
+        let raw = [c.ts, c.values].concat();
+        let z = zstd::bulk::compress(&raw, 3).unwrap();
+        assert!(z.len() < 100, "{} bytes raw, {} compressed", raw.len(), z.len());
     }
 
     #[test]
     fn damaged_chunks_decode_to_none_not_panic() {
-        let c = encode(&[(1, 1.0), (2, 2.0), (3, 4.0)]);
-        for cut in 0..c.len() {
-            let _ = decode(&c[..cut], &mut Vec::new());
+        for samples in [
+            vec![(1, 1.0), (2, 2.0), (3, 4.0)],
+            vec![(1, f64::NAN), (5, 1e300)],
+        ] {
+            let c = encode(&samples);
+            for cut in 0..c.ts.len() {
+                let _ = decode(&c.ts[..cut], &c.values, &mut Vec::new());
+            }
+            for cut in 0..c.values.len() {
+                assert!(
+                    decode(&c.ts, &c.values[..cut], &mut Vec::new()).is_none(),
+                    "cut at {cut}"
+                );
+            }
         }
-        assert!(decode(&[9, 9, 9, 9], &mut Vec::new()).is_none());
+        assert!(decode(&[9, 9, 9, 9], &[1, 0, 0], &mut Vec::new()).is_none());
     }
 }
