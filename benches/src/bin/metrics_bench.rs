@@ -178,9 +178,9 @@ impl HostState {
                 "node_memory_MemTotal_bytes" => 16 * 1024 * 1024 * 1024 / 4096,
                 "node_boot_time_seconds" => 1_700_000_000,
                 n if n.starts_with("node_memory") || n.starts_with("node_filesystem") => {
-                    (rng.next() % 1_000_000) as i64
+                    (rng.next_u64() % 1_000_000) as i64
                 }
-                _ => (rng.next() % 100_000) as i64,
+                _ => (rng.next_u64() % 100_000) as i64,
             })
             .collect();
         let values = units
@@ -188,7 +188,7 @@ impl HostState {
             .zip(&defs)
             .map(|(u, d)| to_value(*u, d.quantum))
             .collect();
-        let offset_ms = (rng.next() % 15_000) as i64;
+        let offset_ms = (rng.next_u64() % 15_000) as i64;
         HostState {
             defs,
             units,
@@ -208,11 +208,11 @@ impl HostState {
             if d.scale == 0.0 {
                 continue;
             }
-            let r = (self.rng.next() % 2001) as f64 / 1000.0 - 1.0; // -1..1
-                                                                    // Counters grow at their rate ±30%; gauges move on one scrape in three.
+            let r = (self.rng.next_u64() % 2001) as f64 / 1000.0 - 1.0; // -1..1
+                                                                        // Counters grow at their rate ±30%; gauges move on one scrape in three.
             let delta = if d.counter {
                 d.scale * (1.0 + 0.3 * r)
-            } else if self.rng.next() % 3 == 0 {
+            } else if self.rng.next_u64() % 3 == 0 {
                 d.scale * r
             } else {
                 0.0
@@ -357,7 +357,7 @@ fn ingest(
                     for k in round..(round + steps).min(scrapes) {
                         for (h, st) in states.iter_mut().enumerate() {
                             st.step();
-                            let jitter = (rng.next() % 4) as i64;
+                            let jitter = (rng.next_u64() % 4) as i64;
                             let t = start_ms + st.offset_ms + (k * interval_s * 1000) as i64 + jitter;
                             for (i, v) in st.values.iter().enumerate() {
                                 per[h * SERIES_PER_HOST + i].push(Sample {

@@ -42,17 +42,17 @@ fn line(r: &mut Rng, i: usize) -> String {
         "Go-http-client/1.1",
     ];
     let levels = ["info", "info", "info", "debug", "warn", "error"];
-    match r.next() % 3 {
+    match r.next_u64() % 3 {
         0 => format!(
             "10.{}.{}.{} - - [23/Nov/2026:14:{:02}:{:02} +0000] \"GET {} HTTP/1.1\" {} {} \"-\" \"{}\"",
-            r.next() % 256,
-            r.next() % 256,
-            r.next() % 256,
+            r.next_u64() % 256,
+            r.next_u64() % 256,
+            r.next_u64() % 256,
             i % 60,
             (i / 60) % 60,
             r.pick(&paths),
-            [200, 200, 200, 304, 404, 500][(r.next() % 6) as usize],
-            r.next() % 50_000,
+            [200, 200, 200, 304, 404, 500][(r.next_u64() % 6) as usize],
+            r.next_u64() % 50_000,
             r.pick(&agents)
         ),
         1 => format!(
@@ -61,19 +61,19 @@ fn line(r: &mut Rng, i: usize) -> String {
             (i / 60) % 60,
             r.pick(&levels),
             r.pick(&paths),
-            r.next() % 2000,
-            r.next() % 100_000,
-            r.next()
+            r.next_u64() % 2000,
+            r.next_u64() % 100_000,
+            r.next_u64()
         ),
         _ => format!(
             r#"{{"time":"2026-11-23T14:{:02}:{:02}Z","level":"{}","msg":"cache lookup","key":"user:{}","hit":{},"latency_us":{},"trace_id":"{:032x}"}}"#,
             i % 60,
             (i / 60) % 60,
             r.pick(&levels),
-            r.next() % 100_000,
-            r.next() % 2 == 0,
-            r.next() % 10_000,
-            u128::from(r.next()) << 64 | u128::from(r.next())
+            r.next_u64() % 100_000,
+            r.next_u64() % 2 == 0,
+            r.next_u64() % 10_000,
+            u128::from(r.next_u64()) << 64 | u128::from(r.next_u64())
         ),
     }
 }
