@@ -1,7 +1,11 @@
-//! Helpers shared by the side-by-side benchmark binaries: arguments, a deterministic RNG,
-//! and what they measure about a server process (CPU time, bytes on disk).
+//! Benchmarks live in `benches/` (criterion) and `src/bin/` (side by side with peers). This
+//! library holds what they share: fixtures, arguments, a deterministic RNG, and what they
+//! measure about a server process (CPU time, bytes on disk).
 
 use std::path::Path;
+
+/// The fullest example config shipped in `config/`.
+pub const EXAMPLE_CONFIG: &str = include_str!("../../config/obs.toml");
 
 /// The value after `name` on the command line, or `default`.
 pub fn arg(name: &str, default: usize) -> usize {
