@@ -481,9 +481,14 @@ pub fn enc(s: &str) -> String {
 
 /// GET `url`: (status, body), whatever the status.
 pub fn http_get(url: &str) -> Result<(u16, String), String> {
+    http_get_within(url, Duration::from_secs(5))
+}
+
+/// [`http_get`] with a longer budget, for slow queries in benchmarks.
+pub fn http_get_within(url: &str, timeout: Duration) -> Result<(u16, String), String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(5)))
+        .timeout_global(Some(timeout))
         .build()
         .into();
     let mut resp = agent.get(url).call().map_err(|e| e.to_string())?;

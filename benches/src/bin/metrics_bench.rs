@@ -23,7 +23,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use obs_benches::{arg, cpu_seconds, dir_size, Rng};
-use obs_e2e::{enc, free_port, http_get, http_post};
+use obs_e2e::{enc, free_port, http_get, http_get_within, http_post};
 use obs_store::prompb::{Label, Sample, TimeSeries, WriteRequest};
 use prost::Message;
 
@@ -305,6 +305,8 @@ fn start(name: &'static str, dir: &Path) -> Peer {
                 format!("-storageDataPath={}", data.display()),
                 format!("-httpListenAddr=127.0.0.1:{port}"),
                 "-retentionPeriod=2".into(),
+                // Measure query work, not its result cache (the bench repeats each query).
+                "-search.disableCache".into(),
             ];
             (spawn("victoria-metrics", &args, &log), "/api/v1/write", "/health")
         }
@@ -485,7 +487,9 @@ fn queries(peer: &Peer, end_ms: i64, hours: usize) -> Vec<(String, f64)> {
             let mut times: Vec<f64> = (0..3)
                 .map(|_| {
                     let t = Instant::now();
-                    let (status, body) = http_get(&format!("{}{path}", peer.url)).expect("query");
+                    let (status, body) =
+                        http_get_within(&format!("{}{path}", peer.url), Duration::from_secs(600))
+                            .expect("query");
                     assert_eq!(status, 200, "{} {name}: {body}", peer.name);
                     t.elapsed().as_secs_f64() * 1000.0
                 })
@@ -518,8 +522,10 @@ fn main() {
         }
         let mut peer = start(name, dir.path());
         let ing = ingest(&peer, hosts, hours, interval, clients, start_ms);
-        // Let asynchronous ingest settle (VictoriaMetrics buffers for a second).
-        std::thread::sleep(Duration::from_secs(2));
+        // Let asynchronous ingest settle (VictoriaMetrics buffers for a second); with
+        // `--pause N`, wait longer so a profiler can attach to the printed pid.
+        println!("{name}: pid {}, querying", peer.child.id());
+        std::thread::sleep(Duration::from_secs(2 + arg("--pause", 0) as u64));
         let lat = queries(&peer, end_ms, hours);
         let bps = bytes_per_sample(&mut peer, ing.samples);
         println!(

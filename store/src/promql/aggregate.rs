@@ -9,7 +9,7 @@ use promql_parser::parser::token::*;
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 
 use super::eval::Evaluator;
-use super::functions::{kahan_inc, quantile, Mean};
+use super::functions::{kahan_inc, quantile, warn_quantile, Mean};
 use super::{Error, Result, Sample, Value};
 use crate::tsdb::{Labels, METRIC_NAME};
 
@@ -81,10 +81,8 @@ pub(super) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<Valu
         Some(Value::Scalar(v)) => *v,
         _ => f64::NAN,
     };
-    if op == T_QUANTILE && !(0.0..=1.0).contains(&scalar) {
-        ev.annotations.warn(format!(
-            "PromQL warning: quantile value should be between 0 and 1, got {scalar}"
-        ));
+    if op == T_QUANTILE {
+        warn_quantile(ev, scalar);
     }
     if op == T_COUNT_VALUES {
         let Some(Value::String(label)) = &param else {

@@ -23,6 +23,10 @@ pub(super) struct Evaluator<'a> {
     /// Data window each selector needs, keyed by the selector node's address.
     windows: HashMap<usize, (i64, i64)>,
     fetched: HashMap<usize, Arc<Vec<RawSeries>>>,
+    /// Per selector and series, where the last lookups landed: steps move forward in
+    /// time, so the next position is found by a short scan instead of a binary search
+    /// (a range query would otherwise miss the cache on every probe of every series).
+    cursors: HashMap<usize, Vec<[usize; 2]>>,
     pub(super) annotations: Annotations,
     deadline: Instant,
     loaded: usize,
@@ -92,6 +96,7 @@ impl<'a> Evaluator<'a> {
             step,
             windows: HashMap::new(),
             fetched: HashMap::new(),
+            cursors: HashMap::new(),
             annotations: Annotations::default(),
             deadline: Instant::now() + opts.timeout,
             loaded: 0,
@@ -250,9 +255,13 @@ impl<'a> Evaluator<'a> {
     pub(super) fn vector_selector(&mut self, vs: &VectorSelector, t: i64) -> Result<Vec<Sample>> {
         let rt = self.ref_time(&vs.at, &vs.offset, t);
         let series = self.series(vs)?;
+        let cursors = self
+            .cursors
+            .entry(selector_key(vs))
+            .or_insert_with(|| vec![[0; 2]; series.len()]);
         let mut out = Vec::new();
-        for s in series.iter() {
-            let i = s.samples.partition_point(|(st, _)| *st <= rt);
+        for (k, s) in series.iter().enumerate() {
+            let i = seek(&s.samples, &mut cursors[k][0], rt);
             if i == 0 {
                 continue;
             }
@@ -274,10 +283,15 @@ impl<'a> Evaluator<'a> {
         let end = self.ref_time(&ms.vs.at, &ms.vs.offset, t);
         let range = millis(&ms.range);
         let series = self.series(&ms.vs)?;
+        let cursors = self
+            .cursors
+            .entry(selector_key(&ms.vs))
+            .or_insert_with(|| vec![[0; 2]; series.len()]);
         let mut out = Vec::new();
-        for s in series.iter() {
-            let lo = s.samples.partition_point(|(st, _)| *st <= end - range);
-            let hi = s.samples.partition_point(|(st, _)| *st <= end);
+        for (k, s) in series.iter().enumerate() {
+            let [lo_hint, hi_hint] = &mut cursors[k];
+            let lo = seek(&s.samples, lo_hint, end - range);
+            let hi = seek(&s.samples, hi_hint, end);
             let points: Vec<(i64, f64)> = s.samples[lo..hi]
                 .iter()
                 .copied()
@@ -446,6 +460,28 @@ impl<'a> Evaluator<'a> {
     }
 }
 
+/// The number of samples at or before `t` (`partition_point`), starting from the previous
+/// answer in `hint` when time moved forward a little.
+fn seek(samples: &[(i64, f64)], hint: &mut usize, t: i64) -> usize {
+    let mut i = (*hint).min(samples.len());
+    if i > 0 && samples[i - 1].0 > t {
+        i = samples.partition_point(|(st, _)| *st <= t);
+    } else {
+        let mut scanned = 0;
+        while i < samples.len() && samples[i].0 <= t {
+            i += 1;
+            scanned += 1;
+            if scanned == 64 {
+                // A long jump: finish with a binary search over the rest.
+                i += samples[i..].partition_point(|(st, _)| *st <= t);
+                break;
+            }
+        }
+    }
+    *hint = i;
+    i
+}
+
 /// Two samples of one step with the same final label set make the result ambiguous.
 fn check_unique(samples: &[Sample]) -> Result<()> {
     if samples.len() < 2 {
@@ -516,4 +552,22 @@ pub(super) fn finish_matrix(m: Vec<Series>) -> Result<Vec<Series>> {
         }
     }
     Ok(merged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::seek;
+
+    #[test]
+    fn seek_matches_partition_point_from_any_hint() {
+        let samples: Vec<(i64, f64)> = (0..300).map(|i| (i * 10, 0.0)).collect();
+        for hint0 in [0, 1, 7, 150, 299, 300, 400] {
+            for t in [-5, 0, 5, 10, 95, 640, 1500, 2990, 5000] {
+                let mut hint = hint0;
+                let want = samples.partition_point(|(st, _)| *st <= t);
+                assert_eq!(seek(&samples, &mut hint, t), want, "hint {hint0} t {t}");
+                assert_eq!(hint, want);
+            }
+        }
+    }
 }

@@ -216,6 +216,15 @@ fn go_min(a: f64, b: f64) -> f64 {
     }
 }
 
+/// Prometheus's warning for a φ outside [0, 1] (the result is then ±Inf).
+pub(super) fn warn_quantile(ev: &mut Evaluator, q: f64) {
+    if !(0.0..=1.0).contains(&q) {
+        ev.annotations.warn(format!(
+            "PromQL warning: quantile value should be between 0 and 1, got {q}"
+        ));
+    }
+}
+
 fn unparen(e: &Expr) -> &Expr {
     match e {
         Expr::Paren(p) => unparen(&p.expr),
@@ -427,6 +436,7 @@ fn label_join(ev: &mut Evaluator, args: &[&Expr], t: i64) -> Result<Value> {
     Ok(Value::Vector(out))
 }
 
+#[derive(Clone, Copy)]
 struct Bucket {
     upper: f64,
     count: f64,
@@ -462,11 +472,7 @@ fn classic_groups(ev: &mut Evaluator, v: Vec<Sample>) -> Vec<(Labels, Vec<Bucket
 fn histogram_quantile(ev: &mut Evaluator, args: &[&Expr], t: i64) -> Result<Value> {
     let q = ev.eval_scalar(args[0], t)?;
     let v = ev.eval_vector(args[1], t)?;
-    if !(0.0..=1.0).contains(&q) {
-        ev.annotations.warn(format!(
-            "PromQL warning: quantile value should be between 0 and 1, got {q}"
-        ));
-    }
+    warn_quantile(ev, q);
     let mut out = Vec::new();
     for (metric, buckets) in classic_groups(ev, v) {
         let (v, forced) = bucket_quantile(q, buckets);
@@ -496,26 +502,13 @@ fn histogram_quantiles(ev: &mut Evaluator, args: &[&Expr], t: i64) -> Result<Val
     let mut qs = Vec::new();
     for a in &args[2..] {
         let q = ev.eval_scalar(a, t)?;
-        if !(0.0..=1.0).contains(&q) {
-            ev.annotations.warn(format!(
-                "PromQL warning: quantile value should be between 0 and 1, got {q}"
-            ));
-        }
+        warn_quantile(ev, q);
         qs.push(q);
     }
     let mut out = Vec::new();
     for (metric, buckets) in classic_groups(ev, v) {
         for &q in &qs {
-            let (v, _) = bucket_quantile(
-                q,
-                buckets
-                    .iter()
-                    .map(|b| Bucket {
-                        upper: b.upper,
-                        count: b.count,
-                    })
-                    .collect(),
-            );
+            let (v, _) = bucket_quantile(q, buckets.clone());
             let mut m = metric.clone();
             let mut text = super::aggregate::format_value(q);
             if text.bytes().all(|c| c.is_ascii_digit() || c == b'-') {
@@ -748,10 +741,8 @@ fn range_call(ev: &mut Evaluator, name: &str, args: &[&Expr], t: i64) -> Result<
             Vec::new()
         }));
     }
-    if name == "quantile_over_time" && !(0.0..=1.0).contains(&param) {
-        ev.annotations.warn(format!(
-            "PromQL warning: quantile value should be between 0 and 1, got {param}"
-        ));
+    if name == "quantile_over_time" {
+        warn_quantile(ev, param);
     }
     if matches!(name, "rate" | "increase") {
         for s in &arg.series {
