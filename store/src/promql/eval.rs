@@ -200,6 +200,13 @@ impl<'a> Evaluator<'a> {
             }
             all
         };
+        if out.len() > self.opts.max_series {
+            return Err(Error::Execution(format!(
+                "the selector {vs} matches {} series, over the limit of {}; add label matchers to narrow it",
+                out.len(),
+                self.opts.max_series
+            )));
+        }
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
         self.loaded += out.iter().map(|s| s.samples.len()).sum::<usize>();
         self.check_samples(self.loaded)?;

@@ -40,6 +40,10 @@ pub struct Options {
     pub subquery_step_ms: i64,
     /// Most samples a query may load or produce at once.
     pub max_samples: usize,
+    /// Most series one selector may match.
+    pub max_series: usize,
+    /// Longest time range a range query may cover (ms).
+    pub max_range_ms: i64,
     /// Wall-clock budget for one query.
     pub timeout: Duration,
 }
@@ -50,6 +54,8 @@ impl Default for Options {
             lookback_ms: 5 * 60 * 1000,
             subquery_step_ms: 60 * 1000,
             max_samples: 50_000_000,
+            max_series: 500_000,
+            max_range_ms: 400 * 86_400_000,
             timeout: Duration::from_secs(120),
         }
     }
@@ -211,6 +217,13 @@ pub fn range(
             "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
         ));
     }
+    if end - start > opts.max_range_ms {
+        return Err(Error::BadData(format!(
+            "the query time range {} exceeds the limit of {} days; query a shorter range",
+            humantime::format_duration(std::time::Duration::from_millis((end - start).max(0) as u64)),
+            opts.max_range_ms / 86_400_000
+        )));
+    }
     match expr.value_type() {
         ValueType::Scalar | ValueType::Vector => {}
         other => {
@@ -252,5 +265,78 @@ fn type_label(t: ValueType) -> &'static str {
         ValueType::String => "string",
         ValueType::Vector => "instant vector",
         ValueType::Matrix => "range vector",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tsdb::{matches_all, Matcher, RawSeries};
+
+    struct Fixed(Vec<RawSeries>);
+
+    impl Querier for Fixed {
+        fn select(&self, m: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<RawSeries>, String> {
+            Ok(self
+                .0
+                .iter()
+                .filter(|s| matches_all(&s.labels, m))
+                .map(|s| RawSeries {
+                    labels: s.labels.clone(),
+                    samples: s
+                        .samples
+                        .iter()
+                        .copied()
+                        .filter(|p| p.0 >= mint && p.0 <= maxt)
+                        .collect(),
+                })
+                .collect())
+        }
+    }
+
+    fn store(series: usize, samples: i64) -> Fixed {
+        Fixed(
+            (0..series)
+                .map(|i| RawSeries {
+                    labels: Arc::new(Labels::from_pairs([("__name__", "m"), ("i", &i.to_string())])),
+                    samples: (0..samples).map(|t| (t * 1000, t as f64)).collect(),
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn limits_give_clear_errors() {
+        let q = store(20, 100);
+        let expr = parse("sum(rate(m[1m]))").unwrap();
+        let tight = Options {
+            max_series: 10,
+            ..Options::default()
+        };
+        let err = range(&q, &expr, 0, 90_000, 15_000, &tight)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("matches 20 series, over the limit of 10"), "{err}");
+        let tight = Options {
+            max_samples: 500,
+            ..Options::default()
+        };
+        let err = range(&q, &expr, 0, 90_000, 15_000, &tight)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("too many samples"), "{err}");
+        let err = range(&q, &expr, 0, 401 * 86_400_000, 86_400_000, &Options::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("exceeds the limit of 400 days"), "{err}");
+        let ok = range(&q, &expr, 0, 90_000, 15_000, &Options::default()).unwrap();
+        let QueryValue::Matrix(m) = ok.value else {
+            panic!("matrix")
+        };
+        assert_eq!(m.len(), 1);
+        assert!(
+            (m[0].points.last().unwrap().1 - 20.0).abs() < 1e-9,
+            "20 series at 1/s"
+        );
     }
 }
