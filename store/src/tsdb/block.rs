@@ -5,7 +5,7 @@
 //! ```text
 //! <mint hex>-<id hex>/
 //!   meta.json   {"version":1,"mint":…,"maxt":…,"wal_seq":…,"level":…,"series":…,"samples":…}
-//!   index       postcard(Index { frames, series: [{labels, chunks: [ChunkRef]}] }) crc32:u32le
+//!   index       zstd(postcard(Index { frames, series: [{labels, chunks: [ChunkRef]}] })) crc32:u32le
 //!   chunks      frame*; frame := len:u32le crc32:u32le zstd(stream bytes…)
 //! ChunkRef      {mint, maxt, ts: Loc, values: Loc};  Loc {frame, offset, len} in a frame
 //! ```
@@ -215,11 +215,13 @@ pub(crate) fn write<'a>(
     let name = format!("{:016x}-{id:016x}", mint as u64);
     let tmp = parent.join(format!("{name}.tmp"));
     fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-    let mut index = postcard::to_allocvec(&Index {
+    let index = postcard::to_allocvec(&Index {
         frames,
         series: entries,
     })
     .expect("index serializes");
+    // Label sets repeat their names and most values: the index shrinks several times.
+    let mut index = zstd::bulk::compress(&index, ZSTD_LEVEL_COMPACTED).expect("zstd compress into memory");
     let crc = crc32fast::hash(&index);
     index.extend_from_slice(&crc.to_le_bytes());
     write_synced(&tmp.join("chunks"), &data)?;
@@ -262,7 +264,8 @@ pub(crate) fn open(dir: &Path) -> Result<Block, BlockError> {
     if crc32fast::hash(body).to_le_bytes() != crc {
         return Err(corrupt(&index_path, "checksum mismatch"));
     }
-    let index: Index = postcard::from_bytes(body).map_err(|e| corrupt(&index_path, e.to_string()))?;
+    let body = zstd::stream::decode_all(body).map_err(|e| corrupt(&index_path, e.to_string()))?;
+    let index: Index = postcard::from_bytes(&body).map_err(|e| corrupt(&index_path, e.to_string()))?;
     let chunks_path = dir.join("chunks");
     let file = File::open(&chunks_path).map_err(io(&chunks_path))?;
     let bytes = file.metadata().map_err(io(&chunks_path))?.len() + raw.len() as u64;
