@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use std::sync::Arc;
 
+use super::labels::is_canonical;
 use super::{matches_all, Labels, MatchOp, Matcher, RawSeries, SampleBatch};
 
 /// A sample: (ms, value).
@@ -19,7 +20,7 @@ pub(crate) type Postings = BTreeMap<String, BTreeMap<String, Vec<u32>>>;
 
 #[derive(Default)]
 pub(crate) struct Head {
-    ids: HashMap<Arc<Labels>, u32>,
+    ids: HashMap<Labels, u32>,
     series: Vec<(Arc<Labels>, Vec<Point>)>,
     /// name -> value -> ids (ascending).
     postings: Postings,
@@ -58,7 +59,14 @@ impl Head {
             .sum()
     }
 
-    fn id_for(&mut self, labels: Labels) -> u32 {
+    fn id_for(&mut self, pairs: &[(String, String)]) -> u32 {
+        // Senders keep label sets sorted: look those up without building a `Labels`.
+        if is_canonical(pairs) {
+            if let Some(&id) = self.ids.get(pairs) {
+                return id;
+            }
+        }
+        let labels = Labels::new(pairs.to_vec());
         if let Some(&id) = self.ids.get(&labels) {
             return id;
         }
@@ -72,7 +80,7 @@ impl Head {
                 .or_default()
                 .push(id);
         }
-        self.ids.insert(labels.clone(), id);
+        self.ids.insert((*labels).clone(), id);
         self.series.push((labels, Vec::new()));
         id
     }
@@ -81,7 +89,7 @@ impl Head {
         self.first_seq.get_or_insert(seq);
         self.last_seq = seq;
         for s in &batch.series {
-            let id = self.id_for(Labels::new(s.labels.clone()));
+            let id = self.id_for(&s.labels);
             let buf = &mut self.series[id as usize].1;
             for &(t, v) in &s.samples {
                 self.mint = self.mint.min(t);

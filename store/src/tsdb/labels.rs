@@ -126,6 +126,19 @@ impl Labels {
     }
 }
 
+/// Lets maps keyed by `Labels` be searched with the pairs of a canonical label set (sorted,
+/// unique names, no empty values) without building a `Labels`: both hash as the pair slice.
+impl std::borrow::Borrow<[(String, String)]> for Labels {
+    fn borrow(&self) -> &[(String, String)] {
+        &self.0
+    }
+}
+
+/// True when `pairs` is already a canonical label set (what [`Labels::new`] would keep).
+pub fn is_canonical(pairs: &[(String, String)]) -> bool {
+    pairs.iter().all(|(_, v)| !v.is_empty()) && pairs.windows(2).all(|w| w[0].0 < w[1].0)
+}
+
 /// Prometheus's text form: `name{a="b", c="d"}`; `{}` when empty.
 impl fmt::Display for Labels {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -157,6 +170,21 @@ mod tests {
         let l = Labels::from_pairs([("b", "2"), ("a", "1"), ("c", ""), ("a", "3")]);
         assert_eq!(l.iter().collect::<Vec<_>>(), vec![("a", "3"), ("b", "2")]);
         assert_eq!(l.get("c"), None);
+    }
+
+    #[test]
+    fn canonical_pairs_find_their_labels_in_a_map() {
+        let l = Labels::from_pairs([("b", "2"), ("a", "1")]);
+        let pairs = l.clone().into_pairs();
+        assert!(is_canonical(&pairs));
+        let map: std::collections::HashMap<Labels, u32> = [(l, 7)].into();
+        assert_eq!(map.get(pairs.as_slice()), Some(&7));
+        let unsorted = vec![
+            ("b".to_string(), "2".to_string()),
+            ("a".to_string(), "1".to_string()),
+        ];
+        assert!(!is_canonical(&unsorted));
+        assert!(!is_canonical(&[("a".to_string(), String::new())]));
     }
 
     #[test]
