@@ -422,15 +422,21 @@ impl Querier for Tsdb {
             h.select(matchers, mint, maxt, &mut parts);
         }
         self.read().head.select(matchers, mint, maxt, &mut parts);
-        // Merge the parts of each series, oldest source first.
+        // Merge the parts of each series, oldest source first. Parts that follow each other
+        // in time (blocks of successive windows) just concatenate; only overlapping ones
+        // (late samples, a resend) need the sort that lets the newest write win.
         let mut index: HashMap<Arc<Labels>, usize> = HashMap::new();
         let mut out: Vec<RawSeries> = Vec::new();
         let mut merged = vec![false; 0];
         for p in parts {
             match index.get(&p.labels) {
                 Some(&i) => {
+                    let in_order = match (out[i].samples.last(), p.samples.first()) {
+                        (Some(last), Some(first)) => last.0 < first.0,
+                        _ => true,
+                    };
                     out[i].samples.extend(p.samples);
-                    merged[i] = true;
+                    merged[i] |= !in_order;
                 }
                 None => {
                     index.insert(p.labels.clone(), out.len());
