@@ -9,7 +9,8 @@ use promql_parser::parser::token::*;
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 
 use super::eval::Evaluator;
-use super::functions::{kahan_inc, quantile, warn_quantile, Mean};
+use super::functions::{kahan_inc, quantile, warn_quantile};
+use super::over_time::Mean;
 use super::{Error, Result, Sample, Value};
 use crate::tsdb::{Labels, METRIC_NAME};
 

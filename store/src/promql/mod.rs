@@ -8,8 +8,9 @@
 //!   prefetch: walk the tree once, compute each selector's time window (offset, @, subquery
 //!             ranges), read those series from the Querier once
 //!   per step: eval(expr, t) -> Value { Scalar | String | Vector | Matrix }
-//!             selectors and subqueries (eval.rs), functions (functions.rs),
-//!             aggregations (aggregate.rs), operators and vector matching (binary.rs)
+//!             selectors and subqueries (eval.rs), functions (functions.rs, range ones in
+//!             over_time.rs, classic histograms in histogram.rs), aggregations
+//!             (aggregate.rs), operators and vector matching (binary.rs)
 //!   output:   __name__ dropped where an operation asked for it; a range query's steps
 //!             joined into series by label set
 //! ```
@@ -22,6 +23,8 @@ mod aggregate;
 mod binary;
 mod eval;
 mod functions;
+mod histogram;
+mod over_time;
 
 use std::sync::Arc;
 use std::time::Duration;
