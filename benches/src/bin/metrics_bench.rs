@@ -452,6 +452,19 @@ fn blocks(dir: &Path, key: &str) -> f64 {
     }
 }
 
+/// Waits (up to two minutes) until the server's background work after ingest (flushes,
+/// compaction, merges) is done, so query latency is measured on an idle server.
+fn wait_idle(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let before = cpu_seconds(pid);
+        std::thread::sleep(Duration::from_secs(1));
+        if cpu_seconds(pid) - before < 0.05 || Instant::now() > deadline {
+            return;
+        }
+    }
+}
+
 /// Median wall time of three runs of each dashboard query, in ms.
 fn queries(peer: &Peer, end_ms: i64, hours: usize) -> Vec<(String, f64)> {
     let end = end_ms as f64 / 1000.0;
@@ -526,6 +539,7 @@ fn main() {
         // `--pause N`, wait longer so a profiler can attach to the printed pid.
         println!("{name}: pid {}, querying", peer.child.id());
         std::thread::sleep(Duration::from_secs(2 + arg("--pause", 0) as u64));
+        wait_idle(peer.child.id());
         let lat = queries(&peer, end_ms, hours);
         let bps = bytes_per_sample(&mut peer, ing.samples);
         println!(
