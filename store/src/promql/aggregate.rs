@@ -113,22 +113,22 @@ pub(super) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<Valu
         return Ok(Value::Vector(limit_ratio(r, input)));
     }
 
-    let mut index: HashMap<String, usize> = HashMap::new();
+    let node = a as *const AggregateExpr as usize;
+    let mut index: HashMap<usize, usize> = HashMap::new();
     let mut groups: Vec<Group> = Vec::new();
     for s in input {
-        let metric = group_labels(&s.metric, &a.modifier);
-        let key = metric.key();
+        let group = ev.group_of(node, &s.metric, |m| group_labels(m, &a.modifier));
         let f = s.v;
-        let gi = match index.get(&key) {
+        let gi = match index.get(&(Arc::as_ptr(&group) as usize)) {
             Some(&i) => {
                 // Grouping by a name that is yet to be dropped: drop it if any member does.
                 groups[i].drop_name |= s.drop_name;
                 i
             }
             None => {
-                index.insert(key, groups.len());
+                index.insert(Arc::as_ptr(&group) as usize, groups.len());
                 let mut g = Group {
-                    metric,
+                    metric: (*group).clone(),
                     count: 1.0,
                     value: f,
                     mean: f,

@@ -27,6 +27,15 @@ pub(super) struct Evaluator<'a> {
     /// time, so the next position is found by a short scan instead of a binary search
     /// (a range query would otherwise miss the cache on every probe of every series).
     cursors: HashMap<usize, Vec<[usize; 2]>>,
+    /// Per aggregation node, the group of each input label set, so that steps after the
+    /// first find a series' group by pointer instead of building and hashing its labels.
+    /// Holding the input `Arc` keeps its address from being reused by another label set.
+    groups: HashMap<(usize, usize), (Arc<Labels>, Arc<Labels>)>,
+    /// Label sets already looked at by a once-per-series check (see `first_sight`); the
+    /// `Arc`s are held so their addresses stay theirs.
+    seen: HashMap<usize, Arc<Labels>>,
+    /// Per aggregation node, one shared `Arc` per distinct group label set.
+    group_sets: HashMap<(usize, Labels), Arc<Labels>>,
     pub(super) annotations: Annotations,
     deadline: Instant,
     loaded: usize,
@@ -97,10 +106,56 @@ impl<'a> Evaluator<'a> {
             windows: HashMap::new(),
             fetched: HashMap::new(),
             cursors: HashMap::new(),
+            groups: HashMap::new(),
+            seen: HashMap::new(),
+            group_sets: HashMap::new(),
             annotations: Annotations::default(),
             deadline: Instant::now() + opts.timeout,
             loaded: 0,
         }
+    }
+
+    /// True the first time this query sees `metric` (by identity); past a million label
+    /// sets it stops remembering and says false.
+    pub(super) fn first_sight(&mut self, metric: &Arc<Labels>) -> bool {
+        if self.seen.len() >= 1 << 20 {
+            return false;
+        }
+        match self.seen.entry(Arc::as_ptr(metric) as usize) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(metric.clone());
+                true
+            }
+        }
+    }
+
+    /// The group `metric` falls in at aggregation `node`: one `Arc` per distinct group, so
+    /// callers can key groups by pointer.
+    pub(super) fn group_of(
+        &mut self,
+        node: usize,
+        metric: &Arc<Labels>,
+        grouping: impl FnOnce(&Labels) -> Labels,
+    ) -> Arc<Labels> {
+        const MAX_CACHED: usize = 1 << 20;
+        let key = (node, Arc::as_ptr(metric) as usize);
+        if let Some((_, g)) = self.groups.get(&key) {
+            return g.clone();
+        }
+        let labels = grouping(metric);
+        let group = match self.group_sets.get(&(node, labels.clone())) {
+            Some(g) => g.clone(),
+            None => {
+                let g = Arc::new(labels.clone());
+                self.group_sets.insert((node, labels), g.clone());
+                g
+            }
+        };
+        if self.groups.len() < MAX_CACHED {
+            self.groups.insert(key, (metric.clone(), group.clone()));
+        }
+        group
     }
 
     /// The time a selector or subquery reads at when evaluated at `t`.

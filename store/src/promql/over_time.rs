@@ -70,6 +70,10 @@ pub(super) fn range_call(ev: &mut Evaluator, name: &str, args: &[&Expr], t: i64)
     }
     if matches!(name, "rate" | "increase") {
         for s in &arg.series {
+            // Each label set is checked once per query, not at every step.
+            if !ev.first_sight(&s.metric) {
+                continue;
+            }
             let metric = s.metric.metric_name().unwrap_or("");
             if !metric.is_empty()
                 && !["_total", "_sum", "_count", "_bucket"]
