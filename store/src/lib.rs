@@ -104,6 +104,80 @@ pub mod fuzzing {
             let _ = crate::traceql::parse(text);
         }
     }
+
+    pub fn remote_write(data: &[u8]) {
+        let _ = crate::convert_metrics::remote_write(data);
+    }
+
+    pub fn otlp_metrics(data: &[u8]) {
+        use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+        if let Ok(req) = ExportMetricsServiceRequest::decode(data) {
+            let _ = crate::convert_metrics::otlp_metrics(&req);
+        }
+        if let Ok(req) = serde_json::from_slice::<ExportMetricsServiceRequest>(data) {
+            let _ = crate::convert_metrics::otlp_metrics(&req);
+        }
+    }
+
+    /// Splits the input into a timestamp and a value stream and decodes them as a chunk.
+    pub fn metrics_chunk(data: &[u8]) {
+        let cut = data.first().map_or(0, |b| *b as usize).min(data.len());
+        let (ts, values) = data.split_at(cut);
+        let mut out = Vec::new();
+        let _ = crate::tsdb::chunk::decode(ts, values, &mut out);
+    }
+
+    /// Parses a PromQL query and evaluates it, instant and over a short range, against a
+    /// few series (counters, a gauge with a staleness marker, classic histogram buckets).
+    pub fn promql(data: &[u8]) {
+        use std::sync::Arc;
+
+        use crate::tsdb::{matches_all, Labels, Matcher, Querier, RawSeries};
+
+        struct Fixed(Vec<RawSeries>);
+        impl Querier for Fixed {
+            fn select(&self, m: &[Matcher], _: i64, _: i64) -> Result<Vec<RawSeries>, String> {
+                Ok(self
+                    .0
+                    .iter()
+                    .filter(|s| matches_all(&s.labels, m))
+                    .cloned()
+                    .collect())
+            }
+        }
+        let Ok(text) = std::str::from_utf8(data) else {
+            return;
+        };
+        let series = |pairs: &[(&str, &str)], f: &dyn Fn(i64) -> f64| RawSeries {
+            labels: Arc::new(Labels::from_pairs(pairs.iter().copied())),
+            samples: (0..40).map(|i| (i * 15_000, f(i))).collect(),
+        };
+        let store = Fixed(vec![
+            series(&[("__name__", "up"), ("job", "a")], &|_| 1.0),
+            series(&[("__name__", "req_total"), ("job", "a")], &|i| (i * 3) as f64),
+            series(&[("__name__", "req_total"), ("job", "b")], &|i| {
+                ((i % 7) * 5) as f64
+            }),
+            series(&[("__name__", "g"), ("job", "a")], &|i| {
+                if i == 20 {
+                    crate::tsdb::stale_nan()
+                } else {
+                    i as f64 * 0.5
+                }
+            }),
+            series(&[("__name__", "h_bucket"), ("le", "0.5")], &|i| i as f64),
+            series(&[("__name__", "h_bucket"), ("le", "+Inf")], &|i| (i * 2) as f64),
+        ]);
+        let opts = crate::promql::Options {
+            max_samples: 1_000_000,
+            timeout: std::time::Duration::from_millis(200),
+            ..Default::default()
+        };
+        if let Ok(expr) = crate::promql::parse(text) {
+            let _ = crate::promql::instant(&store, &expr, 300_000, &opts);
+            let _ = crate::promql::range(&store, &expr, 0, 600_000, 60_000, &opts);
+        }
+    }
 }
 
 pub use auth::Role;
