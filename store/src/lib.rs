@@ -132,19 +132,8 @@ pub mod fuzzing {
     pub fn promql(data: &[u8]) {
         use std::sync::Arc;
 
-        use crate::tsdb::{matches_all, Labels, Matcher, Querier, RawSeries};
+        use crate::tsdb::{Labels, RawSeries, SeriesList};
 
-        struct Fixed(Vec<RawSeries>);
-        impl Querier for Fixed {
-            fn select(&self, m: &[Matcher], _: i64, _: i64) -> Result<Vec<RawSeries>, String> {
-                Ok(self
-                    .0
-                    .iter()
-                    .filter(|s| matches_all(&s.labels, m))
-                    .cloned()
-                    .collect())
-            }
-        }
         let Ok(text) = std::str::from_utf8(data) else {
             return;
         };
@@ -152,7 +141,7 @@ pub mod fuzzing {
             labels: Arc::new(Labels::from_pairs(pairs.iter().copied())),
             samples: (0..40).map(|i| (i * 15_000, f(i))).collect(),
         };
-        let store = Fixed(vec![
+        let store = SeriesList(vec![
             series(&[("__name__", "up"), ("job", "a")], &|_| 1.0),
             series(&[("__name__", "req_total"), ("job", "a")], &|i| (i * 3) as f64),
             series(&[("__name__", "req_total"), ("job", "b")], &|i| {

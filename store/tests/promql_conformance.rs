@@ -9,15 +9,24 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use obs_store::promql::{self, Options, QueryValue};
-use obs_store::tsdb::{self, Labels, Matcher, Querier, RawSeries};
+use obs_store::tsdb::{self, Labels, RawSeries, SeriesList};
 
-/// Series loaded by `load` commands: the simplest storage that satisfies the engine.
-#[derive(Default)]
-struct MemStorage {
-    series: Mutex<BTreeMap<Labels, Vec<(i64, f64)>>>,
+/// Series loaded by `load` commands, by label set; each eval queries a snapshot of them.
+type Loaded = BTreeMap<Labels, Vec<(i64, f64)>>;
+
+fn snapshot(loaded: &Loaded) -> SeriesList {
+    SeriesList(
+        loaded
+            .iter()
+            .map(|(l, s)| RawSeries {
+                labels: Arc::new(l.clone()),
+                samples: s.clone(),
+            })
+            .collect(),
+    )
 }
 
 /// Per-file tally: evals passed, run, and failed while native histogram data (out of
@@ -28,27 +37,6 @@ struct Tally {
     total: usize,
     native: usize,
     failures: Vec<String>,
-}
-
-impl Querier for MemStorage {
-    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<RawSeries>, String> {
-        let series = self.series.lock().unwrap();
-        Ok(series
-            .iter()
-            .filter(|(l, _)| tsdb::matches_all(l, matchers))
-            .filter_map(|(l, s)| {
-                let samples: Vec<_> = s
-                    .iter()
-                    .copied()
-                    .filter(|(t, _)| *t >= mint && *t <= maxt)
-                    .collect();
-                (!samples.is_empty()).then(|| RawSeries {
-                    labels: Arc::new(l.clone()),
-                    samples,
-                })
-            })
-            .collect())
-    }
 }
 
 fn parse_duration_ms(s: &str) -> Option<i64> {
@@ -280,7 +268,7 @@ fn almost_equal(a: f64, b: f64) -> bool {
     diff / abs_sum.min(f64::MAX) < 1e-6
 }
 
-fn check(storage: &MemStorage, e: &Eval) -> Result<(), String> {
+fn check(storage: &SeriesList, e: &Eval) -> Result<(), String> {
     if let Some(why) = &e.expect.unsupported {
         return Err(format!("out of scope: {why}"));
     }
@@ -427,7 +415,7 @@ fn parse_expect_line(ex: &mut Expect, rest: &str) {
 
 /// Runs one file.
 fn run_file(text: &str) -> Tally {
-    let storage = MemStorage::default();
+    let mut loaded = Loaded::new();
     let lines: Vec<&str> = text.lines().collect();
     let mut tally = Tally::default();
     let mut native_loaded = false;
@@ -440,7 +428,7 @@ fn run_file(text: &str) -> Tally {
             continue;
         }
         if line == "clear" {
-            storage.series.lock().unwrap().clear();
+            loaded.clear();
             native_loaded = false;
             continue;
         }
@@ -449,7 +437,6 @@ fn run_file(text: &str) -> Tally {
             // histogram conversion is out of scope.
             let interval = rest.strip_prefix("_with_nhcb").unwrap_or(rest);
             let interval = parse_duration_ms(interval.trim()).unwrap_or(0);
-            let mut series = storage.series.lock().unwrap();
             while i < lines.len() && indented(lines[i]) && !lines[i].trim().is_empty() {
                 let (desc, points) = split_series(lines[i]);
                 i += 1;
@@ -466,7 +453,7 @@ fn run_file(text: &str) -> Tally {
                 if vals.is_empty() {
                     continue;
                 }
-                let entry = series.entry(labels).or_default();
+                let entry = loaded.entry(labels).or_default();
                 for (k, v) in vals.into_iter().enumerate() {
                     if let Some(v) = v {
                         let t = k as i64 * interval;
@@ -550,7 +537,7 @@ fn run_file(text: &str) -> Tally {
             at,
             expect,
         };
-        match check(&storage, &ev) {
+        match check(&snapshot(&loaded), &ev) {
             Ok(()) => tally.passed += 1,
             Err(why) => {
                 if native_loaded || why.starts_with("out of scope") {

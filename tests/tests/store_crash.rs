@@ -26,21 +26,25 @@ fn push_batch(url: &str, base_ns: i64, batch_no: usize) -> bool {
     matches!(http_post(url, "application/json", body.as_bytes()), Ok((204, _)))
 }
 
-#[test]
-fn kill_9_mid_ingest_loses_nothing_acknowledged() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = StoreProc::start(dir.path());
-    let base_ns = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as i64 - 600_000_000_000;
+/// Two writer threads send numbered batches with `send(url, worker, batch_no)` until the
+/// store, once it has acknowledged 40 batches, is SIGKILLed mid-request and restarted on
+/// its data. Returns the restarted store, the acknowledged batch numbers and one past the
+/// highest batch number tried.
+fn write_through_kill_9(
+    store: StoreProc,
+    path: &str,
+    send: impl Fn(&str, usize, usize) -> bool + Send + Clone + 'static,
+) -> (StoreProc, Vec<usize>, usize) {
     let acked = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
-    let push_url = store.url("/loki/api/v1/push");
-    let pushers: Vec<_> = (0..2)
+    let url = store.url(path);
+    let writers: Vec<_> = (0..2)
         .map(|worker| {
-            let (acked, stop, url) = (acked.clone(), stop.clone(), push_url.clone());
+            let (acked, stop, url, send) = (acked.clone(), stop.clone(), url.clone(), send.clone());
             std::thread::spawn(move || {
                 let mut batch_no = worker;
                 while !stop.load(Ordering::Relaxed) {
-                    if push_batch(&url, base_ns, batch_no) {
+                    if send(&url, worker, batch_no) {
                         acked.lock().unwrap().push(batch_no);
                     }
                     batch_no += 2;
@@ -49,7 +53,6 @@ fn kill_9_mid_ingest_loses_nothing_acknowledged() {
             })
         })
         .collect();
-    // Let some batches land, then kill the store while both pushers are mid-request.
     let deadline = Instant::now() + Duration::from_secs(60);
     while acked.lock().unwrap().len() < 40 {
         assert!(Instant::now() < deadline, "store acknowledged too few batches");
@@ -57,8 +60,19 @@ fn kill_9_mid_ingest_loses_nothing_acknowledged() {
     }
     let store = store.kill_and_restart();
     stop.store(true, Ordering::Relaxed);
-    let sent: usize = pushers.into_iter().map(|p| p.join().unwrap()).max().unwrap();
+    let sent = writers.into_iter().map(|w| w.join().unwrap()).max().unwrap();
     let acked = acked.lock().unwrap().clone();
+    (store, acked, sent)
+}
+
+#[test]
+fn kill_9_mid_ingest_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StoreProc::start(dir.path());
+    let base_ns = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as i64 - 600_000_000_000;
+    let (store, acked, sent) = write_through_kill_9(store, "/loki/api/v1/push", move |url, _, batch_no| {
+        push_batch(url, base_ns, batch_no)
+    });
 
     // Everything acknowledged must come back after the restart (commits run every second).
     let want: usize = acked.len() * BATCH;
@@ -161,34 +175,9 @@ fn kill_9_mid_remote_write_loses_no_acknowledged_sample() {
     let dir = tempfile::tempdir().unwrap();
     let store = StoreProc::start(dir.path());
     let base_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64 - 300_000;
-    let acked = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let url = store.url("/api/v1/write");
-    let writers: Vec<_> = (0..2)
-        .map(|worker| {
-            let (acked, stop, url) = (acked.clone(), stop.clone(), url.clone());
-            std::thread::spawn(move || {
-                let mut batch_no = worker;
-                while !stop.load(Ordering::Relaxed) {
-                    if write_batch(&url, base_ms, worker, batch_no) {
-                        acked.lock().unwrap().push(batch_no);
-                    }
-                    batch_no += 2;
-                }
-            })
-        })
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while acked.lock().unwrap().len() < 40 {
-        assert!(Instant::now() < deadline, "store acknowledged too few batches");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let store = store.kill_and_restart();
-    stop.store(true, Ordering::Relaxed);
-    for w in writers {
-        w.join().unwrap();
-    }
-    let acked = acked.lock().unwrap().clone();
+    let (store, acked, _) = write_through_kill_9(store, "/api/v1/write", move |url, worker, batch_no| {
+        write_batch(url, base_ms, worker, batch_no)
+    });
     // Every sample is its own id at its own timestamp: read them all back as a range vector.
     let at = (base_ms + 200_000) as f64 / 1000.0;
     let v = store.get_json(&format!(

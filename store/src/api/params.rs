@@ -144,17 +144,7 @@ pub(crate) fn parse_duration_ns(s: &str) -> Result<i64, String> {
 }
 
 /// A sample value the way Prometheus and Loki print it.
-pub(crate) fn fmt_value(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{v}")
-    }
-}
+pub(crate) use crate::tsdb::labels::format_float as fmt_value;
 
 /// Seconds as a JSON number (integral when whole, like Prometheus's `1.7e9` vs `1.7e9+0.5`).
 pub(crate) fn secs(ns: i64) -> serde_json::Value {

@@ -301,7 +301,7 @@ async fn label_values(
     Path(name): Path<String>,
     p: Params,
 ) -> Result<Json<Value>> {
-    if !convert_metrics::valid_label_name(&name) {
+    if !crate::tsdb::labels::is_valid_label_name(&name) {
         return Err(bad(format!("invalid label name: {name:?}")));
     }
     let values: BTreeSet<String> = matching_series(&st, &p, false)

@@ -13,6 +13,7 @@ mod otlp;
 
 pub(crate) use otlp::otlp_metrics;
 
+use crate::tsdb::labels::{is_valid_label_name, is_valid_metric_name};
 use crate::tsdb::{MetricMeta, SampleBatch, SeriesSamples, METRIC_NAME};
 
 /// The remote_write 1.0 protobuf messages (prometheus/prompb), the fields we read.
@@ -75,18 +76,6 @@ fn metric_type(t: i32) -> &'static str {
     }
 }
 
-pub(crate) fn valid_metric_name(s: &str) -> bool {
-    let mut c = s.chars();
-    matches!(c.next(), Some(x) if x.is_ascii_alphabetic() || x == '_' || x == ':')
-        && c.all(|x| x.is_ascii_alphanumeric() || x == '_' || x == ':')
-}
-
-pub(crate) fn valid_label_name(s: &str) -> bool {
-    let mut c = s.chars();
-    matches!(c.next(), Some(x) if x.is_ascii_alphabetic() || x == '_')
-        && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
-}
-
 /// Checks one series' labels: a valid metric name, valid and unique label names.
 pub(crate) fn check_series_labels(labels: &[(String, String)]) -> Result<(), String> {
     let shown = || {
@@ -99,14 +88,14 @@ pub(crate) fn check_series_labels(labels: &[(String, String)]) -> Result<(), Str
         .map(|(_, v)| v.as_str());
     match name {
         None | Some("") => return Err(format!("series {} has no metric name (__name__)", shown())),
-        Some(n) if !valid_metric_name(n) => {
+        Some(n) if !is_valid_metric_name(n) => {
             return Err(format!("series {}: invalid metric name {n:?}", shown()));
         }
         _ => {}
     }
     let mut seen = std::collections::HashSet::new();
     for (n, _) in labels {
-        if !valid_label_name(n) {
+        if !is_valid_label_name(n) {
             return Err(format!("series {}: invalid label name {n:?}", shown()));
         }
         if !seen.insert(n) {

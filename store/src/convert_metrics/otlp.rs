@@ -270,7 +270,7 @@ pub(crate) fn otlp_metrics(req: &ExportMetricsServiceRequest) -> OtlpMetrics {
                             for (i, c) in dp.bucket_counts.iter().enumerate() {
                                 cum += c;
                                 let le = match dp.explicit_bounds.get(i) {
-                                    Some(b) => crate::promql::format_float(*b),
+                                    Some(b) => crate::tsdb::labels::format_float(*b),
                                     None => "+Inf".to_string(),
                                 };
                                 out.add(
@@ -317,7 +317,7 @@ pub(crate) fn otlp_metrics(req: &ExportMetricsServiceRequest) -> OtlpMetrics {
                             let stale = dp.flags & NO_RECORDED_VALUE != 0;
                             let v = |x: f64| if stale { crate::tsdb::stale_nan() } else { x };
                             for q in &dp.quantile_values {
-                                let label = crate::promql::format_float(q.quantile);
+                                let label = crate::tsdb::labels::format_float(q.quantile);
                                 out.add(&name, &dp.attributes, Some(("quantile", label)), t, v(q.value));
                             }
                             out.add(&format!("{name}_sum"), &dp.attributes, None, t, v(dp.sum));

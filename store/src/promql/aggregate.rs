@@ -12,6 +12,7 @@ use super::eval::Evaluator;
 use super::functions::{kahan_inc, quantile, warn_quantile};
 use super::over_time::Mean;
 use super::{Error, Result, Sample, Value};
+use crate::tsdb::labels::{format_float, is_valid_label_name};
 use crate::tsdb::{Labels, METRIC_NAME};
 
 #[derive(Default)]
@@ -35,28 +36,6 @@ fn group_labels(m: &Labels, modifier: &Option<LabelModifier>) -> Labels {
             drop.push(METRIC_NAME);
             m.without(&drop)
         }
-    }
-}
-
-/// Prometheus's check for a label name produced by `count_values`.
-pub(super) fn valid_label_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-/// Go's `strconv.FormatFloat(f, 'f', -1, 64)` for the values `count_values` labels with.
-pub(super) fn format_value(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v.is_infinite() {
-        if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        }
-    } else {
-        format!("{v}")
     }
 }
 
@@ -89,7 +68,7 @@ pub(super) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<Valu
         let Some(Value::String(label)) = &param else {
             unreachable!("count_values takes a string")
         };
-        if !valid_label_name(label) {
+        if !is_valid_label_name(label) {
             return Err(Error::Execution(format!("invalid label name {label:?}")));
         }
         return Ok(Value::Vector(count_values(label, input, &a.modifier, t)));
@@ -191,7 +170,7 @@ fn count_values(label: &str, input: Vec<Sample>, modifier: &Option<LabelModifier
     let mut out: Vec<Sample> = Vec::new();
     for s in input {
         let mut metric = group_labels(&s.metric, modifier);
-        metric.set(label, &format_value(s.v));
+        metric.set(label, &format_float(s.v));
         let key = metric.key();
         match index.get(&key) {
             Some(&i) => out[i].v += 1.0,

@@ -172,10 +172,10 @@ impl<'a> Evaluator<'a> {
         self.at_time(at, t) - offset_ms(offset)
     }
 
-    /// Computes every selector's data window and loads its series.
-    pub(super) fn prefetch(&mut self, expr: &Expr) -> Result<()> {
+    /// Computes every selector's data window; a selector reads its series the first time it
+    /// is evaluated (`series`), once for the whole query.
+    pub(super) fn prefetch(&mut self, expr: &Expr) {
         self.collect_windows(expr, self.start, self.end);
-        Ok(())
     }
 
     fn shifted(&self, at: &Option<AtModifier>, offset: &Option<Offset>, a: i64, b: i64) -> (i64, i64) {

@@ -12,6 +12,7 @@ use promql_parser::parser::{Call, Expr};
 use super::eval::Evaluator;
 use super::{histogram, over_time};
 use super::{Error, Result, Sample, Value};
+use crate::tsdb::labels::is_valid_label_name;
 use crate::tsdb::{Labels, MatchOp, METRIC_NAME};
 
 /// Kahan–Neumaier step: adds `inc` to `sum` carrying the lost low bits in `c`.
@@ -367,8 +368,17 @@ pub(super) fn absent_sample(arg: &Expr, t: i64) -> Vec<Sample> {
     }]
 }
 
-pub(super) fn valid_label(s: &str) -> bool {
-    super::aggregate::valid_label_name(s)
+/// `s` with `dst` set to `value` (or removed when empty). Setting `__name__` explicitly
+/// keeps it: a name dropping earlier in the expression is then undone.
+fn relabel(s: Sample, dst: &str, value: &str) -> Sample {
+    let mut m = (*s.metric).clone();
+    m.set(dst, value);
+    let drop_name = if dst == METRIC_NAME { false } else { s.drop_name };
+    Sample {
+        metric: Arc::new(m),
+        drop_name,
+        ..s
+    }
 }
 
 fn label_replace(ev: &mut Evaluator, args: &[&Expr], t: i64) -> Result<Value> {
@@ -382,7 +392,7 @@ fn label_replace(ev: &mut Evaluator, args: &[&Expr], t: i64) -> Result<Value> {
             "invalid regular expression in label_replace(): {re_src}: {e}"
         ))
     })?;
-    if !valid_label(&dst) {
+    if !is_valid_label_name(&dst) {
         return Err(Error::Execution(format!(
             "invalid destination label name in label_replace(): {dst}"
         )));
@@ -394,14 +404,7 @@ fn label_replace(ev: &mut Evaluator, args: &[&Expr], t: i64) -> Result<Value> {
             let Some(caps) = re.captures(val) else { return s };
             let mut res = String::new();
             caps.expand(&repl, &mut res);
-            let mut m = (*s.metric).clone();
-            m.set(&dst, &res);
-            let drop_name = if dst == METRIC_NAME { false } else { s.drop_name };
-            Sample {
-                metric: Arc::new(m),
-                drop_name,
-                ..s
-            }
+            relabel(s, &dst, &res)
         })
         .collect();
     Ok(Value::Vector(out))
@@ -415,7 +418,7 @@ fn label_join(ev: &mut Evaluator, args: &[&Expr], t: i64) -> Result<Value> {
     for a in &args[3..] {
         srcs.push(ev.eval_string(a, t)?);
     }
-    if !valid_label(&dst) {
+    if !is_valid_label_name(&dst) {
         return Err(Error::Execution(format!(
             "invalid destination label name in label_join(): {dst}"
         )));
@@ -424,14 +427,8 @@ fn label_join(ev: &mut Evaluator, args: &[&Expr], t: i64) -> Result<Value> {
         .into_iter()
         .map(|s| {
             let joined: Vec<&str> = srcs.iter().map(|n| s.metric.get(n).unwrap_or("")).collect();
-            let mut m = (*s.metric).clone();
-            m.set(&dst, &joined.join(&sep));
-            let drop_name = if dst == METRIC_NAME { false } else { s.drop_name };
-            Sample {
-                metric: Arc::new(m),
-                drop_name,
-                ..s
-            }
+            let joined = joined.join(&sep);
+            relabel(s, &dst, &joined)
         })
         .collect();
     Ok(Value::Vector(out))

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use promql_parser::parser::Expr;
 
 use super::eval::Evaluator;
-use super::functions::{valid_label, warn_quantile};
+use super::functions::warn_quantile;
 use super::{Error, Result, Sample, Value};
+use crate::tsdb::labels::is_valid_label_name;
 use crate::tsdb::Labels;
 
 #[derive(Clone, Copy)]
@@ -72,7 +73,7 @@ pub(super) fn histogram_quantile(ev: &mut Evaluator, args: &[&Expr], t: i64) -> 
 pub(super) fn histogram_quantiles(ev: &mut Evaluator, args: &[&Expr], t: i64) -> Result<Value> {
     let v = ev.eval_vector(args[0], t)?;
     let label = ev.eval_string(args[1], t)?;
-    if !valid_label(&label) {
+    if !is_valid_label_name(&label) {
         return Err(Error::Execution(format!("invalid quantile label name {label:?}")));
     }
     let mut qs = Vec::new();
@@ -86,7 +87,7 @@ pub(super) fn histogram_quantiles(ev: &mut Evaluator, args: &[&Expr], t: i64) ->
         for &q in &qs {
             let (v, _) = bucket_quantile(q, buckets.clone());
             let mut m = metric.clone();
-            let mut text = super::aggregate::format_value(q);
+            let mut text = crate::tsdb::labels::format_float(q);
             if text.bytes().all(|c| c.is_ascii_digit() || c == b'-') {
                 text.push_str(".0");
             }

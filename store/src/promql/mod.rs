@@ -172,12 +172,6 @@ pub fn parse(query: &str) -> Result<Expr> {
     }
 }
 
-/// Go's `strconv.FormatFloat(v, 'f', -1, 64)`, how Prometheus writes numbers into labels
-/// (`le`, `quantile`, `count_values`): `0.5`, `1`, `+Inf`.
-pub fn format_float(v: f64) -> String {
-    aggregate::format_value(v)
-}
-
 /// Parses a series selector (`match[]` of the metadata APIs) into its matcher sets: one set,
 /// or one per alternative of `{a="1" or b="2"}`.
 pub fn selector_matchers(s: &str) -> Result<Vec<Vec<crate::tsdb::Matcher>>> {
@@ -192,7 +186,7 @@ pub fn selector_matchers(s: &str) -> Result<Vec<Vec<crate::tsdb::Matcher>>> {
 /// Evaluates `expr` at one instant `t` (ms).
 pub fn instant(querier: &dyn Querier, expr: &Expr, t: i64, opts: &Options) -> Result<Output> {
     let mut ev = eval::Evaluator::new(querier, opts, t, t, 0);
-    ev.prefetch(expr)?;
+    ev.prefetch(expr);
     let value = match ev.eval(expr, t)? {
         Value::Scalar(v) => QueryValue::Scalar(t, v),
         Value::String(s) => QueryValue::String(t, s),
@@ -237,7 +231,7 @@ pub fn range(
         }
     }
     let mut ev = eval::Evaluator::new(querier, opts, start, end, step);
-    ev.prefetch(expr)?;
+    ev.prefetch(expr);
     if start != end && uses_sort(expr) {
         ev.annotations.warn(
             "PromQL warning: sort is ineffective for range queries since results are always ordered by labels".into(),
@@ -274,31 +268,10 @@ fn type_label(t: ValueType) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tsdb::{matches_all, Matcher, RawSeries};
+    use crate::tsdb::{RawSeries, SeriesList};
 
-    struct Fixed(Vec<RawSeries>);
-
-    impl Querier for Fixed {
-        fn select(&self, m: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<RawSeries>, String> {
-            Ok(self
-                .0
-                .iter()
-                .filter(|s| matches_all(&s.labels, m))
-                .map(|s| RawSeries {
-                    labels: s.labels.clone(),
-                    samples: s
-                        .samples
-                        .iter()
-                        .copied()
-                        .filter(|p| p.0 >= mint && p.0 <= maxt)
-                        .collect(),
-                })
-                .collect())
-        }
-    }
-
-    fn store(series: usize, samples: i64) -> Fixed {
-        Fixed(
+    fn store(series: usize, samples: i64) -> SeriesList {
+        SeriesList(
             (0..series)
                 .map(|i| RawSeries {
                     labels: Arc::new(Labels::from_pairs([("__name__", "m"), ("i", &i.to_string())])),

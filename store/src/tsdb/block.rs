@@ -312,15 +312,19 @@ impl Block {
         zstd::bulk::decompress(z, FRAME_BYTES * 4).map_err(|e| corrupt(&path, format!("frame {i}: {e}")))
     }
 
-    /// The bytes at `loc`, decompressing its frame once per query (`frames` caches them).
-    fn bytes_at(&self, frames: &mut HashMap<u32, Vec<u8>>, loc: Loc) -> Result<Vec<u8>, BlockError> {
-        let frame = match frames.entry(loc.frame) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => e.insert(self.frame(loc.frame)?),
-        };
-        frame
-            .get(loc.offset as usize..(loc.offset as usize + loc.len as usize))
-            .map(<[u8]>::to_vec)
+    /// Decompresses the frame `loc` is in, once per query (`frames` caches them).
+    fn load(&self, frames: &mut HashMap<u32, Vec<u8>>, loc: Loc) -> Result<(), BlockError> {
+        if let std::collections::hash_map::Entry::Vacant(e) = frames.entry(loc.frame) {
+            e.insert(self.frame(loc.frame)?);
+        }
+        Ok(())
+    }
+
+    /// The bytes at `loc` in a frame [`Block::load`] put in `frames`.
+    fn bytes_at<'f>(&self, frames: &'f HashMap<u32, Vec<u8>>, loc: Loc) -> Result<&'f [u8], BlockError> {
+        frames
+            .get(&loc.frame)
+            .and_then(|f| f.get(loc.offset as usize..(loc.offset as usize + loc.len as usize)))
             .ok_or_else(|| corrupt(&self.dir, "chunk outside its frame"))
     }
 
@@ -346,10 +350,11 @@ impl Block {
                 if c.maxt < mint || c.mint > maxt {
                     continue;
                 }
-                let ts = self.bytes_at(&mut frames, c.ts)?;
-                let values = self.bytes_at(&mut frames, c.values)?;
+                self.load(&mut frames, c.ts)?;
+                self.load(&mut frames, c.values)?;
+                let (ts, values) = (self.bytes_at(&frames, c.ts)?, self.bytes_at(&frames, c.values)?);
                 let start = samples.len();
-                chunk::decode(&ts, &values, &mut samples)
+                chunk::decode(ts, values, &mut samples)
                     .ok_or_else(|| corrupt(&self.dir, "undecodable chunk"))?;
                 // Keep only the requested range.
                 let tail: Vec<_> = samples

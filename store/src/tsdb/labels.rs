@@ -126,6 +126,34 @@ impl Labels {
     }
 }
 
+/// A label name as Prometheus accepts it: `[a-zA-Z_][a-zA-Z0-9_]*`.
+pub fn is_valid_label_name(s: &str) -> bool {
+    let mut c = s.chars();
+    matches!(c.next(), Some(x) if x.is_ascii_alphabetic() || x == '_')
+        && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+}
+
+/// A metric name as Prometheus accepts it: a label name that may also contain `:`.
+pub fn is_valid_metric_name(s: &str) -> bool {
+    let mut c = s.chars();
+    matches!(c.next(), Some(x) if x.is_ascii_alphabetic() || x == '_' || x == ':')
+        && c.all(|x| x.is_ascii_alphanumeric() || x == '_' || x == ':')
+}
+
+/// Go's `strconv.FormatFloat(v, 'f', -1, 64)`, how Prometheus and Loki write numbers into
+/// API answers and labels (`le`, `quantile`, `count_values`): `0.5`, `1`, `+Inf`, `NaN`.
+pub fn format_float(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v}")
+    }
+}
+
 /// Lets maps keyed by `Labels` be searched with the pairs of a canonical label set (sorted,
 /// unique names, no empty values) without building a `Labels`: both hash as the pair slice.
 impl std::borrow::Borrow<[(String, String)]> for Labels {

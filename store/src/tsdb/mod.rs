@@ -67,6 +67,31 @@ pub trait Querier: Send + Sync {
     fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<RawSeries>, String>;
 }
 
+/// Series held in a plain list, scanned on every select: a `Querier` for tests and fuzzing.
+#[doc(hidden)]
+#[derive(Debug, Default)]
+pub struct SeriesList(pub Vec<RawSeries>);
+
+impl Querier for SeriesList {
+    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<RawSeries>, String> {
+        Ok(self
+            .0
+            .iter()
+            .filter(|s| matches_all(&s.labels, matchers))
+            .map(|s| RawSeries {
+                labels: s.labels.clone(),
+                samples: s
+                    .samples
+                    .iter()
+                    .copied()
+                    .filter(|p| p.0 >= mint && p.0 <= maxt)
+                    .collect(),
+            })
+            .filter(|s| !s.samples.is_empty())
+            .collect())
+    }
+}
+
 /// True when `labels` satisfies every matcher (a missing label matches as "").
 pub fn matches_all(labels: &Labels, matchers: &[Matcher]) -> bool {
     matchers
