@@ -1,20 +1,29 @@
 //! `obs-backup`: encrypted, deduplicated, compressed backups to S3-compatible storage (or a
 //! local directory), with retention, check, restore and scheduled restore drills.
 //!
-//! Data flow (built by the backup issues; today this crate holds its config section):
-//!
 //! ```text
-//! job (paths, stdin_from commands) -> FastCDC chunks -> keyed BLAKE3 ids -> dedup
-//!   -> zstd -> AEAD -> packs -> object_store ; snapshot + tree objects ; retention/prune
-//! drill: latest snapshot -> restore to scratch -> verify hashes + verify command -> report
+//! create:  paths, --stdin-from -> archiver.rs (walk, parent snapshot for unchanged files)
+//!          -> chunker.rs (FastCDC) -> keyed BLAKE3 ids -> dedup against repo::index
+//!          -> zstd -> AEAD (repo::crypto) -> repo::pack (random order) -> object_store
+//!          -> tree.rs objects -> snapshot.rs record
+//! restore: snapshot -> plan (restore.rs) -> parallel blob reads, verified -> files + metadata
+//! check:   structure (index vs packs vs trees) ; --read-data: every pack hashed and decrypted
+//! forget:  retention.rs policy -> delete snapshot records ; prune.rs: repack, delete unused
 //! ```
 //!
-//! [`BackupConfig`] is the `[backup]` section of the obs config file;
-//! [`BackupConfig::validate`] checks what serde cannot (names unique, references resolve).
+//! [`Repository`] is the open repository; the repository layout is documented in
+//! `repo/mod.rs`. [`BackupConfig`] is the `[backup]` section of the obs config file.
 
+pub mod chunker;
 mod config;
+mod error;
+pub mod repo;
+pub mod snapshot;
+pub mod tree;
 
 pub use config::{
     BackupConfig, ConfigError, DrillConfig, JobConfig, KeepPolicy, RepositoryConfig, Sample, Schedule,
     StdinSource,
 };
+pub use error::{Error, Result};
+pub use repo::{InitOptions, Repository};
