@@ -14,16 +14,24 @@
 //! [`Repository`] is the open repository; the repository layout is documented in
 //! `repo/mod.rs`. [`BackupConfig`] is the `[backup]` section of the obs config file.
 
+mod archiver;
+pub mod check;
 pub mod chunker;
 mod config;
 mod error;
+pub mod forget;
+mod progress;
 pub mod repo;
+pub mod restore;
+mod saver;
 pub mod snapshot;
 pub mod tree;
 
+pub use archiver::{create, CreateOptions, StdinCommand};
 pub use config::{
     BackupConfig, ConfigError, DrillConfig, JobConfig, KeepPolicy, RepositoryConfig, Sample, Schedule,
     StdinSource,
 };
 pub use error::{Error, Result};
 pub use repo::{InitOptions, Repository};
+pub use restore::{restore, RestoreOptions, RestoreSummary};

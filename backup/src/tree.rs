@@ -198,3 +198,28 @@ impl Repository {
         Tree::decode(&self.read_blob(id).await?, id)
     }
 }
+
+/// Walks the tree `root` depth-first in name order, calling `visit(path, node)` for every
+/// node (`path` relative, starting at `/`); a directory is entered when `visit` returns true.
+pub async fn walk(
+    repo: &Repository,
+    root: Id,
+    mut visit: impl FnMut(&std::path::Path, &Node) -> bool,
+) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut stack = vec![(std::path::PathBuf::from("/"), root)];
+    while let Some((dir, id)) = stack.pop() {
+        let tree = repo.load_tree(&id).await?;
+        let mut subdirs = Vec::new();
+        for node in &tree.nodes {
+            let path = dir.join(std::ffi::OsStr::from_bytes(&node.name));
+            if visit(&path, node) {
+                if let Some(sub) = node.subtree {
+                    subdirs.push((path, sub));
+                }
+            }
+        }
+        stack.extend(subdirs.into_iter().rev());
+    }
+    Ok(())
+}
