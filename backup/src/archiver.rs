@@ -503,7 +503,6 @@ impl Archiver<'_> {
             user: String::new(),
             group: String::new(),
             mtime_ns: now,
-            atime_ns: now,
             ctime_ns: now,
             size,
             inode: 0,

@@ -74,7 +74,8 @@ fn rules(policy: &KeepPolicy) -> Vec<(&'static str, u32, Bucket)> {
 
 /// Applies `policy` to `snapshots` (any order); returns decisions newest first.
 pub fn apply_policy(snapshots: &[(Id, Snapshot)], policy: &KeepPolicy) -> Vec<Decision> {
-    let mut groups: BTreeMap<(String, Vec<String>), Vec<&(Id, Snapshot)>> = BTreeMap::new();
+    type Group<'a> = Vec<&'a (Id, Snapshot)>;
+    let mut groups: BTreeMap<(String, Vec<String>), Group> = BTreeMap::new();
     for s in snapshots {
         groups
             .entry((s.1.host.clone(), s.1.paths.clone()))
@@ -120,7 +121,7 @@ pub fn apply_policy(snapshots: &[(Id, Snapshot)], policy: &KeepPolicy) -> Vec<De
             });
         }
     }
-    out.sort_by(|a, b| b.time.cmp(&a.time));
+    out.sort_by_key(|d| std::cmp::Reverse(d.time));
     out
 }
 

@@ -21,6 +21,7 @@ mod config;
 mod error;
 pub mod forget;
 mod progress;
+pub mod prune;
 pub mod repo;
 pub mod restore;
 mod saver;

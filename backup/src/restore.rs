@@ -300,7 +300,7 @@ fn apply_metadata(path: &Path, node: &Node) -> std::io::Result<()> {
     utimensat(
         nix::fcntl::AT_FDCWD,
         path,
-        &ts(node.atime_ns),
+        &ts(node.mtime_ns),
         &ts(node.mtime_ns),
         UtimensatFlags::NoFollowSymlink,
     )?;

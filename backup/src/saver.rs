@@ -35,6 +35,9 @@ struct Job {
     data: Vec<u8>,
 }
 
+/// Packs a run wrote, each with the index file that names it.
+type Written = Vec<(Id, IndexPack)>;
+
 /// Counters of what a run added.
 #[derive(Debug, Default)]
 pub struct SaverStats {
@@ -54,7 +57,7 @@ pub struct Saver {
     workers: Vec<std::thread::JoinHandle<()>>,
     packer: Arc<Mutex<Packer>>,
     upload_tx: Option<mpsc::Sender<FinishedPack>>,
-    uploader: Option<tokio::task::JoinHandle<Result<Vec<(Id, IndexPack)>>>>,
+    uploader: Option<tokio::task::JoinHandle<Result<Written>>>,
     pub stats: Arc<SaverStats>,
 }
 
@@ -135,7 +138,7 @@ impl Saver {
 
     /// Flushes the last packs and waits for all uploads; returns the packs written (with the
     /// index file naming each). On error, what did land stays indexed.
-    pub fn finish(mut self) -> Result<Vec<(Id, IndexPack)>> {
+    pub fn finish(mut self) -> Result<Written> {
         drop(self.tx.take());
         for w in self.workers.drain(..) {
             w.join().expect("backup worker panicked");
@@ -189,7 +192,7 @@ async fn upload_all(
     repo: Arc<Repository>,
     mut rx: mpsc::Receiver<FinishedPack>,
     stats: Arc<SaverStats>,
-) -> Result<Vec<(Id, IndexPack)>> {
+) -> Result<Written> {
     let slots = Arc::new(Semaphore::new(UPLOADS));
     let mut tasks = JoinSet::new();
     let mut done = Vec::new();
@@ -228,7 +231,7 @@ async fn upload_all(
 }
 
 /// Folds the per-pack index files of a run into one and deletes them.
-pub async fn consolidate(repo: &Repository, written: Vec<(Id, IndexPack)>) -> Result<()> {
+pub async fn consolidate(repo: &Repository, written: Written) -> Result<()> {
     if written.len() < 2 {
         return Ok(());
     }

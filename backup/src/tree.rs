@@ -44,8 +44,9 @@ pub struct Node {
     pub gid: u32,
     pub user: String,
     pub group: String,
+    /// Access times are not kept: reading a tree would change it, and every backup would
+    /// then store every directory again. Restore sets atime = mtime.
     pub mtime_ns: i64,
-    pub atime_ns: i64,
     pub ctime_ns: i64,
     pub size: u64,
     pub inode: u64,
@@ -96,7 +97,6 @@ impl Node {
             user: names.user(meta.uid()),
             group: names.group(meta.gid()),
             mtime_ns: nanos(meta.mtime(), meta.mtime_nsec()),
-            atime_ns: nanos(meta.atime(), meta.atime_nsec()),
             ctime_ns: nanos(meta.ctime(), meta.ctime_nsec()),
             size: if kind == NodeKind::File { meta.size() } else { 0 },
             inode: meta.ino(),

@@ -109,6 +109,9 @@ pub struct RepoArgs {
     /// File holding the repository password [default: $OBS_BACKUP_PASSWORD]
     #[arg(long)]
     pub password_file: Option<PathBuf>,
+    /// Wait this long for another process's lock before giving up (e.g. 10m)
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+    pub retry_lock: std::time::Duration,
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
 }
@@ -118,37 +121,56 @@ pub enum BackupCommand {
     /// Create a new repository (refuses to overwrite an existing one)
     Init(RepoArgs),
     /// Back up files and directories (and command output) into a new snapshot
-    Create {
-        #[command(flatten)]
-        repo: RepoArgs,
-        /// Files and directories to back up
-        paths: Vec<PathBuf>,
-        #[arg(long = "tag")]
-        tags: Vec<String>,
-        #[arg(long = "exclude")]
-        excludes: Vec<String>,
-    },
+    Create(CreateArgs),
     /// List snapshots
     Snapshots(RepoArgs),
-    /// Restore a snapshot (or `latest`) under a target directory
-    Restore {
+    /// List the files in a snapshot
+    Ls {
         #[command(flatten)]
         repo: RepoArgs,
+        /// Snapshot id (or a unique prefix), or `latest`
         snapshot: String,
-        #[arg(long)]
-        target: PathBuf,
+        /// Only entries at or below this path
+        path: Option<PathBuf>,
     },
-    /// Verify the repository's structure (and, with --read-data, its content)
+    /// Show what changed between two snapshots
+    Diff {
+        #[command(flatten)]
+        repo: RepoArgs,
+        snapshot_a: String,
+        snapshot_b: String,
+    },
+    /// Restore a snapshot (or `latest`) under a target directory
+    Restore(RestoreArgs),
+    /// Verify the repository's structure (and, with --read-data, every byte of content)
     Check {
         #[command(flatten)]
         repo: RepoArgs,
-        #[arg(long)]
+        /// Download every pack and decrypt and hash its content
+        #[arg(long, conflicts_with = "read_data_subset")]
         read_data: bool,
+        /// Read only part of the data: a share (10%) or a slice (2/5, by pack id)
+        #[arg(long, value_name = "N%|N/T")]
+        read_data_subset: Option<String>,
     },
-    /// Remove snapshots by retention policy
-    Forget(RepoArgs),
-    /// Delete data no snapshot references
-    Prune(RepoArgs),
+    /// Remove snapshots by retention policy (restic's --keep-* rules)
+    Forget(ForgetArgs),
+    /// Delete data no snapshot references; repack partly used packs
+    Prune {
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// Print the plan, change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Remove stale locks (left by crashed processes)
+    Unlock {
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// Remove every lock, stale or not (only when no obs process uses the repository)
+        #[arg(long)]
+        remove_all: bool,
+    },
     /// Run configured jobs and drills on their schedules
     Schedule {
         #[arg(long, short)]
@@ -158,6 +180,88 @@ pub enum BackupCommand {
     Run { job: String },
     /// Run one configured job's restore drill now
     Drill { job: String },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Files and directories to back up
+    pub paths: Vec<PathBuf>,
+    /// Tag the snapshot (repeatable)
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Record this host name instead of the machine's
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Skip matching paths (glob; with a `/` it matches the full path, else the name)
+    #[arg(long = "exclude")]
+    pub excludes: Vec<String>,
+    /// Back up the standard output of this shell command (fails the backup if it fails)
+    #[arg(long, requires = "stdin_filename")]
+    pub stdin_from: Option<String>,
+    /// File name for --stdin-from output in the snapshot
+    #[arg(long)]
+    pub stdin_filename: Option<String>,
+    /// Cap upload bandwidth, in KiB/s
+    #[arg(long, value_name = "KiB/s")]
+    pub limit_upload: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Snapshot id (or a unique prefix), or `latest`
+    pub snapshot: String,
+    /// Directory to restore into; /etc/hosts is restored to TARGET/etc/hosts
+    #[arg(long)]
+    pub target: PathBuf,
+    /// Restore only this path of the snapshot (repeatable)
+    #[arg(long = "include")]
+    pub includes: Vec<PathBuf>,
+    /// Re-read every restored file and check it against the snapshot
+    #[arg(long)]
+    pub verify: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Keep the N newest snapshots
+    #[arg(long)]
+    pub keep_last: Option<u32>,
+    /// Keep the newest snapshot of each of the last N hours
+    #[arg(long)]
+    pub keep_hourly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N days
+    #[arg(long)]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest snapshot of each of the last N weeks
+    #[arg(long)]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N months
+    #[arg(long)]
+    pub keep_monthly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N years
+    #[arg(long)]
+    pub keep_yearly: Option<u32>,
+    /// Keep every snapshot younger than this before the newest (e.g. 7d)
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub keep_within: Option<std::time::Duration>,
+    /// Only consider snapshots with this tag (repeatable)
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Only consider snapshots of this host (repeatable)
+    #[arg(long = "host")]
+    pub hosts: Vec<String>,
+    /// Run prune afterwards
+    #[arg(long)]
+    pub prune: bool,
+    /// Print what would be removed, change nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

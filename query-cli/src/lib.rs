@@ -5,6 +5,7 @@
 //! Exit codes: 0 success, 1 the work failed, 2 bad usage or config, 3 the command is not
 //! built yet in this version (it says which issue tracks it).
 
+mod backup;
 pub mod cli;
 pub mod config;
 mod up;
@@ -20,21 +21,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Up(args) => report(up::up(args)),
         Command::Store(args) => report(up::store(args)),
         Command::Collector(_) => not_built("obs collector", 5),
-        Command::Backup(cmd) => {
-            let (name, issue) = match cmd {
-                BackupCommand::Init(_) => ("obs backup init", 6),
-                BackupCommand::Create { .. } => ("obs backup create", 6),
-                BackupCommand::Snapshots(_) => ("obs backup snapshots", 6),
-                BackupCommand::Restore { .. } => ("obs backup restore", 6),
-                BackupCommand::Check { .. } => ("obs backup check", 6),
-                BackupCommand::Forget(_) => ("obs backup forget", 6),
-                BackupCommand::Prune(_) => ("obs backup prune", 6),
-                BackupCommand::Schedule { .. } => ("obs backup schedule", 7),
-                BackupCommand::Run { .. } => ("obs backup run", 7),
-                BackupCommand::Drill { .. } => ("obs backup drill", 7),
-            };
-            not_built(name, issue)
-        }
+        Command::Backup(BackupCommand::Schedule { .. }) => not_built("obs backup schedule", 7),
+        Command::Backup(BackupCommand::Run { .. }) => not_built("obs backup run", 7),
+        Command::Backup(BackupCommand::Drill { .. }) => not_built("obs backup drill", 7),
+        Command::Backup(cmd) => report(backup::run(cmd)),
         Command::Query(_) => not_built("obs query", 8),
         Command::Status(_) => not_built("obs status", 8),
         Command::Config(ConfigCommand::Check { file }) => config_check(file),
@@ -87,7 +77,11 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
             for cause in e.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
-            if e.downcast_ref::<config::ConfigError>().is_some() {
+            let usage = matches!(
+                e.downcast_ref::<obs_backup::Error>(),
+                Some(obs_backup::Error::Usage(_))
+            );
+            if usage || e.downcast_ref::<config::ConfigError>().is_some() {
                 ExitCode::from(EXIT_USAGE)
             } else {
                 ExitCode::FAILURE

@@ -97,7 +97,7 @@ impl Index {
         }
         let recent = std::mem::take(&mut self.recent);
         self.entries.extend(recent.into_values());
-        self.entries.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        self.entries.sort_unstable_by_key(|e| e.id);
         self.entries.dedup_by(|a, b| a.id == b.id);
         self.entries.shrink_to_fit();
     }
