@@ -88,7 +88,7 @@ fn config_check_accepts_a_good_file_and_points_at_a_bad_one() {
 fn unbuilt_commands_say_so_and_fail() {
     for args in [
         &["collector"][..],
-        &["backup", "snapshots"],
+        &["backup", "schedule"],
         &["query", "metrics", "up"],
         &["status"],
     ] {
