@@ -275,7 +275,6 @@ fn restore_file(
         file.write_all(&data).map_err(|e| Error::io(path, e))?;
         bar.inc(data.len() as u64);
     }
-    file.sync_all().map_err(|e| Error::io(path, e))?;
     Ok(())
 }
 
