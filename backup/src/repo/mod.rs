@@ -459,3 +459,45 @@ impl Repository {
         Ok(plain)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// --limit-upload: the n-th byte is not sent before n / rate seconds (virtual clock).
+    #[tokio::test(start_paused = true)]
+    async fn upload_limit_paces_puts_to_the_rate() {
+        let limiter = Limiter::new(100 * 1024);
+        let start = tokio::time::Instant::now();
+        for _ in 0..4 {
+            limiter.take(50 * 1024).await;
+        }
+        // Four 50 KiB puts at 100 KiB/s: the last may start after 1.5 s, not before.
+        let waited = start.elapsed();
+        assert!(
+            waited >= Duration::from_millis(1500) && waited < Duration::from_millis(1600),
+            "{waited:?}"
+        );
+    }
+
+    #[test]
+    fn bodies_compress_only_when_it_pays() {
+        let text = b"the same line again\n".repeat(100);
+        let packed = encode_body(&text, 3);
+        assert_eq!(packed[0], 1);
+        assert_eq!(decode_body(&packed, "t").unwrap(), text);
+        let mut x: u64 = 88172645463325252;
+        let noise: Vec<u8> = (0..4096)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let raw = encode_body(&noise, 3);
+        assert_eq!(raw[0], 0);
+        assert_eq!(decode_body(&raw, "n").unwrap(), noise);
+        assert!(decode_body(&[9, 1, 2], "x").is_err());
+    }
+}
