@@ -226,6 +226,18 @@ fn scan(paths: &[PathBuf], excludes: &Excludes, bar: &ProgressBar) {
     }
 }
 
+/// Extended attributes of `path` itself (not a symlink's target); none where unsupported.
+fn read_xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let Ok(names) = xattr::list(path) else {
+        return Vec::new();
+    };
+    let mut out: Vec<_> = names
+        .filter_map(|n| Some((n.as_bytes().to_vec(), xattr::get(path, &n).ok()??)))
+        .collect();
+    out.sort();
+    out
+}
+
 /// A path to back up, or a directory on the way to one.
 #[derive(Debug, Default)]
 struct Trie {
@@ -342,6 +354,7 @@ impl Archiver<'_> {
             }
         };
         let mut node = Node::from_metadata(name, &meta, &mut self.names);
+        node.xattrs = read_xattrs(path);
         match node.kind {
             NodeKind::Dir => {
                 let parent_sub = self.load_parent(parent.and_then(|p| p.subtree));

@@ -194,8 +194,13 @@ fn execute(
                 }
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some((path, node)) = files.get(i) else { return };
-                let result = restore_file(repo, handle, path, node, &bar)
-                    .and_then(|()| apply_metadata(path, node).map_err(|e| Error::io(path, e)));
+                let result = restore_file(repo, handle, path, node, &bar).and_then(|()| {
+                    warnings
+                        .lock()
+                        .expect("warnings")
+                        .extend(apply_xattrs(path, node));
+                    apply_metadata(path, node).map_err(|e| Error::io(path, e))
+                });
                 match result {
                     Ok(()) => {}
                     Err(Error::Io { path, source })
@@ -232,6 +237,7 @@ fn execute(
             continue;
         }
         let path = target.join(&item.rel);
+        summary.warnings.extend(apply_xattrs(&path, &item.node));
         if let Err(e) = apply_metadata(&path, &item.node) {
             summary
                 .warnings
@@ -276,6 +282,23 @@ fn restore_file(
         bar.inc(data.len() as u64);
     }
     Ok(())
+}
+
+/// Extended attributes; the ones the target file system refuses become warnings.
+fn apply_xattrs(path: &Path, node: &Node) -> Vec<String> {
+    node.xattrs
+        .iter()
+        .filter_map(|(name, value)| {
+            let name = std::ffi::OsStr::from_bytes(name);
+            xattr::set(path, name, value).err().map(|e| {
+                format!(
+                    "{}: extended attribute {}: {e}",
+                    path.display(),
+                    name.to_string_lossy()
+                )
+            })
+        })
+        .collect()
 }
 
 /// Owner (as root; others keep their own), mode, then times, without following symlinks.

@@ -72,6 +72,7 @@ fn make_tree(root: &Path) {
         nix::sys::stat::Mode::from_bits_truncate(0o600),
     )
     .unwrap();
+    xattr::set(root.join("etc/app/config.toml"), "user.origin", b"ansible").unwrap();
     let old = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_500_000_000);
     std::fs::File::options()
         .write(true)
@@ -145,6 +146,12 @@ async fn round_trip_every_file_type(url: &str) {
     assert_eq!(summary.links, 1);
     let restored = target.path().join(data.path().strip_prefix("/").unwrap());
     assert_same_tree(data.path(), &restored);
+    let origin = xattr::get(restored.join("etc/app/config.toml"), "user.origin").unwrap();
+    assert_eq!(
+        origin.as_deref(),
+        Some(&b"ansible"[..]),
+        "extended attributes come back"
+    );
     let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
     assert_eq!(
         ino(&restored.join("medium.log")),
