@@ -1,14 +1,17 @@
 //! `restore`: plan, then execute. The plan walks the snapshot's trees and lists what to
 //! create under the target (each backed-up absolute path recreated below it, as restic
 //! does; `--include` narrows it to some paths and the directories leading to them). Then:
-//! directories, special files and symlinks; file contents in parallel (every blob read is
-//! authenticated and checked against its id); hard links; finally metadata: owner (when
+//! directories, special files and symlinks; file contents pack by pack, in parallel: each
+//! pack's needed span is read with one request (at most 16 MiB, so one GET per pack on S3
+//! and sequential reads on disk), every blob in it authenticated and checked against its
+//! id, and written with positioned writes into every file that uses it; hard links;
+//! finally metadata: owner (when
 //! running as root), mode and times, directories last and deepest first so that writing
 //! children does not disturb their parents' mtimes. `--verify` re-reads every restored file
 //! and checks each chunk's keyed hash.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,7 +23,7 @@ use tokio::runtime::Handle;
 
 use crate::error::{Error, Result};
 use crate::progress::bytes_bar;
-use crate::repo::{lock, Repository};
+use crate::repo::{lock, Id, Repository};
 use crate::snapshot::{components, Snapshot};
 use crate::tree::{Node, NodeKind};
 
@@ -181,9 +184,12 @@ fn execute(
     let total: u64 = files.iter().map(|(_, n)| n.size).sum();
     let bar = bytes_bar(opts.progress, "restore");
     bar.set_length(total);
+    let packs = pack_plan(repo, &files)?;
+    for (path, node) in &files {
+        create_sized(path, node.size)?;
+    }
     let next = AtomicUsize::new(0);
     let failure: Mutex<Option<Error>> = Mutex::new(None);
-    let warnings = Mutex::new(Vec::new());
     // Many reads wait on storage: more threads than cores.
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2) * 2;
     std::thread::scope(|s| {
@@ -193,27 +199,9 @@ fn execute(
                     return;
                 }
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some((path, node)) = files.get(i) else { return };
-                let result = restore_file(repo, handle, path, node, &bar).and_then(|()| {
-                    warnings
-                        .lock()
-                        .expect("warnings")
-                        .extend(apply_xattrs(path, node));
-                    apply_metadata(path, node).map_err(|e| Error::io(path, e))
-                });
-                match result {
-                    Ok(()) => {}
-                    Err(Error::Io { path, source })
-                        if source.kind() == std::io::ErrorKind::PermissionDenied =>
-                    {
-                        warnings
-                            .lock()
-                            .expect("warnings")
-                            .push(format!("{}: {source}", path.display()))
-                    }
-                    Err(e) => {
-                        failure.lock().expect("failure lock").get_or_insert(e);
-                    }
+                let Some((pack, blobs)) = packs.get(i) else { return };
+                if let Err(e) = restore_pack(repo, handle, pack, blobs, &files, &bar) {
+                    failure.lock().expect("failure lock").get_or_insert(e);
                 }
             });
         }
@@ -223,7 +211,16 @@ fn execute(
         return Err(e);
     }
     bar.finish_and_clear();
-    summary.warnings.extend(warnings.into_inner().expect("warnings"));
+    for (path, node) in &files {
+        summary.warnings.extend(apply_xattrs(path, node));
+        match apply_metadata(path, node) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                summary.warnings.push(format!("{}: {e}", path.display()))
+            }
+            Err(e) => return Err(Error::io(path, e)),
+        }
+    }
     summary.files = files.len() as u64;
     summary.bytes = total;
     for (first, path) in &hard_links {
@@ -259,27 +256,115 @@ fn remove_existing(path: &Path) -> Result<()> {
     }
 }
 
-fn restore_file(
-    repo: &Repository,
-    handle: &Handle,
-    path: &Path,
-    node: &Node,
-    bar: &indicatif::ProgressBar,
-) -> Result<()> {
+/// A blob to restore: where it is in its pack, and every (file, offset) it goes to.
+#[derive(Debug)]
+struct BlobTarget {
+    id: Id,
+    offset: u32,
+    len: u32,
+    raw_len: u32,
+    targets: Vec<(usize, u64)>,
+}
+
+/// Groups the file contents by pack, so each pack is read once, front to back.
+fn pack_plan(repo: &Repository, files: &[(PathBuf, &Node)]) -> Result<Vec<(Id, Vec<BlobTarget>)>> {
+    let index = repo.index.read().expect("index lock");
+    let mut packs: HashMap<Id, HashMap<Id, BlobTarget>> = HashMap::new();
+    for (i, (path, node)) in files.iter().enumerate() {
+        let mut at = 0u64;
+        for chunk in &node.content {
+            let loc = index.get(&chunk.id).ok_or_else(|| Error::Corrupt {
+                what: format!("{} (chunk {})", path.display(), chunk.id.short()),
+                why: "the chunk is in no index; run `obs backup check`".to_string(),
+            })?;
+            packs
+                .entry(loc.pack)
+                .or_default()
+                .entry(chunk.id)
+                .or_insert_with(|| BlobTarget {
+                    id: chunk.id,
+                    offset: loc.offset,
+                    len: loc.len,
+                    raw_len: chunk.len,
+                    targets: Vec::new(),
+                })
+                .targets
+                .push((i, at));
+            at += chunk.len as u64;
+        }
+    }
+    let mut out: Vec<(Id, Vec<BlobTarget>)> = packs
+        .into_iter()
+        .map(|(pack, blobs)| {
+            let mut blobs: Vec<BlobTarget> = blobs.into_values().collect();
+            blobs.sort_by_key(|b| b.offset);
+            (pack, blobs)
+        })
+        .collect();
+    out.sort_by_key(|(pack, _)| *pack);
+    Ok(out)
+}
+
+/// Creates (or truncates) a regular file of `size` bytes, ready for positioned writes.
+fn create_sized(path: &Path, size: u64) -> Result<()> {
     if std::fs::symlink_metadata(path).is_ok_and(|m| !m.is_file()) {
         remove_existing(path)?;
     }
-    let mut file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
-    for chunk in &node.content {
-        let data = handle.block_on(repo.read_blob(&chunk.id))?;
-        if data.len() != chunk.len as usize {
-            return Err(Error::Corrupt {
-                what: format!("blob {} of {}", chunk.id.short(), path.display()),
-                why: format!("it holds {} bytes, the tree says {}", data.len(), chunk.len),
-            });
+    let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+    file.set_len(size).map_err(|e| Error::io(path, e))
+}
+
+/// Reads the span of `pack` that holds `blobs` with one request, checks every blob and
+/// writes it wherever it goes. Spans with big gaps are read in parts.
+fn restore_pack(
+    repo: &Repository,
+    handle: &Handle,
+    pack: &Id,
+    blobs: &[BlobTarget],
+    files: &[(PathBuf, &Node)],
+    bar: &indicatif::ProgressBar,
+) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut open: HashMap<usize, std::fs::File> = HashMap::new();
+    let mut start = 0;
+    while start < blobs.len() {
+        // Extend the span while the next blob is close (a gap under 1 MiB is cheaper to read).
+        let mut end = start + 1;
+        while end < blobs.len()
+            && blobs[end].offset <= blobs[end - 1].offset + blobs[end - 1].len + (1 << 20)
+            && blobs[end].offset + blobs[end].len - blobs[start].offset <= 16 << 20
+        {
+            end += 1;
         }
-        file.write_all(&data).map_err(|e| Error::io(path, e))?;
-        bar.inc(data.len() as u64);
+        let from = blobs[start].offset as u64;
+        let to = blobs[end - 1].offset as u64 + blobs[end - 1].len as u64;
+        let bytes = handle.block_on(repo.read_pack_range(pack, from..to))?;
+        for b in &blobs[start..end] {
+            let at = (b.offset as u64 - from) as usize;
+            let what = format!("blob {} in pack {}", b.id.short(), pack.short());
+            let data = repo.open_blob(&b.id, &bytes[at..at + b.len as usize], &what)?;
+            if data.len() != b.raw_len as usize {
+                return Err(Error::Corrupt {
+                    what,
+                    why: format!("it holds {} bytes, the tree says {}", data.len(), b.raw_len),
+                });
+            }
+            for &(file, offset) in &b.targets {
+                let path = &files[file].0;
+                let f = match open.entry(file) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                        std::fs::OpenOptions::new()
+                            .write(true)
+                            .open(path)
+                            .map_err(|e| Error::io(path, e))?,
+                    ),
+                };
+                f.write_all_at(&data, offset).map_err(|e| Error::io(path, e))?;
+                bar.inc(data.len() as u64);
+            }
+        }
+        start = end;
     }
     Ok(())
 }

@@ -447,6 +447,11 @@ impl Repository {
         self.open_blob(id, &sealed, &format!("blob {} in pack {}", id.short(), loc.pack))
     }
 
+    /// Bytes `range` of pack `id`.
+    pub async fn read_pack_range(&self, id: &Id, range: std::ops::Range<u64>) -> Result<Bytes> {
+        Ok(self.store.get_range(&pack_path(id), range).await?)
+    }
+
     /// Decrypts and decodes a stored blob and checks that its content hashes to `id`.
     pub fn open_blob(&self, id: &Id, sealed: &[u8], what: &str) -> Result<Vec<u8>> {
         let plain = decode_body(&self.key.open(sealed, what)?, what)?;
