@@ -14,7 +14,7 @@
 //! The in-memory index is a sorted `Vec` of 36-byte entries: the first 24 bytes of the
 //! blob id, a pack number, offset and length (top bit: tree). 192 bits of a keyed hash make
 //! an accidental match vanishingly unlikely (2^-96 after 2^48 blobs), and every read checks
-//! the full id again. Blobs added during a run sit in a small hash map until
+//! the full id again. The pack table adds 32 bytes per pack (about 2 per blob). Blobs added during a run sit in a small hash map until
 //! [`Index::finish`] merges them.
 
 use std::collections::{HashMap, HashSet};
@@ -68,16 +68,14 @@ pub struct Index {
     entries: Vec<Entry>,
     recent: HashMap<[u8; 24], Entry>,
     packs: Vec<Id>,
-    pack_numbers: HashMap<Id, u32>,
 }
 
 impl Index {
+    /// Adds a pack's blobs. A pack listed twice (by two index files) takes two slots in the
+    /// pack table, which is cheaper than a map from pack id to slot for every pack.
     pub fn add_pack(&mut self, pack: Id, blobs: &[PackedBlob]) {
-        let next = self.packs.len() as u32;
-        let number = *self.pack_numbers.entry(pack).or_insert(next);
-        if number == next {
-            self.packs.push(pack);
-        }
+        let number = self.packs.len() as u32;
+        self.packs.push(pack);
         for b in blobs {
             let len = b.len | if b.kind == BlobType::Tree { TREE_BIT } else { 0 };
             let entry = Entry {
@@ -87,6 +85,11 @@ impl Index {
                 len,
             };
             self.recent.entry(entry.id).or_insert(entry);
+        }
+        // Keep the hash map small: merging when it reaches half the table costs O(log n)
+        // sorts overall, and peak memory stays near the table's own size.
+        if self.recent.len() > (64 << 10).max(self.entries.len() / 2) {
+            self.finish();
         }
     }
 
@@ -100,6 +103,7 @@ impl Index {
         self.entries.sort_unstable_by_key(|e| e.id);
         self.entries.dedup_by(|a, b| a.id == b.id);
         self.entries.shrink_to_fit();
+        self.packs.shrink_to_fit();
     }
 
     fn entry(&self, id: &Id) -> Option<&Entry> {
@@ -141,9 +145,7 @@ impl Index {
 
     /// Heap bytes of the sorted table per indexed blob (after [`Index::finish`]).
     pub fn bytes_per_blob(&self) -> f64 {
-        let bytes = self.entries.capacity() * std::mem::size_of::<Entry>()
-            + self.packs.capacity() * 32
-            + self.pack_numbers.capacity() * 40;
+        let bytes = self.entries.capacity() * std::mem::size_of::<Entry>() + self.packs.capacity() * 32;
         bytes as f64 / self.len().max(1) as f64
     }
 }
