@@ -265,6 +265,39 @@ fn errors_say_what_to_do() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(std::fs::read(dir.join("t/db.sql")).unwrap(), b"CREATE TABLE t;\n");
 
+    // A write error during restore (here the file-size limit, as a full disk would) stops
+    // the restore with the file and the reason, exit 1, and leaves the repository intact.
+    std::fs::create_dir(dir.join("big")).unwrap();
+    std::fs::write(dir.join("big/blob"), noise(5, 3 << 20)).unwrap();
+    let (code, _, err) = obs(
+        dir,
+        &["backup", "create", "--repo", "r", "--password-file", "pw", "big"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let script = format!(
+        "trap '' XFSZ; ulimit -f 1024; exec {} backup restore --repo r --password-file pw latest --target limited",
+        obs_bin().display()
+    );
+    let (code, _, err) = Proc::run(Path::new("/bin/sh"), &["-c", &script], dir);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("big/blob") && err.contains("File too large"),
+        "{err}"
+    );
+    let (code, out, err) = obs(
+        dir,
+        &[
+            "backup",
+            "check",
+            "--read-data",
+            "--repo",
+            "r",
+            "--password-file",
+            "pw",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+
     let (code, _, err) = obs(dir, &["backup", "forget", "--repo", "r", "--password-file", "pw"]);
     assert_eq!(code, 2);
     assert!(err.contains("--keep-"), "{err}");
