@@ -301,6 +301,20 @@ impl S3Server {
     pub fn bucket(&self) -> &str {
         self.var("OBS_TEST_S3_BUCKET")
     }
+
+    /// Sets the AWS_* variables of this server in this process (and so its children), as a
+    /// user would for `obs backup --repo s3://…`.
+    pub fn export_env(&self) {
+        for name in [
+            "AWS_ENDPOINT_URL",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_REGION",
+        ] {
+            std::env::set_var(name, self.var(name));
+        }
+        std::env::set_var("AWS_ALLOW_HTTP", "true");
+    }
 }
 
 impl Drop for S3Server {

@@ -138,15 +138,7 @@ fn kill_9_during_create_then_resume_on_a_local_directory() {
 #[test]
 fn kill_9_during_create_then_resume_on_s3() {
     let s3 = S3Server::start();
-    for name in [
-        "AWS_ENDPOINT_URL",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_REGION",
-    ] {
-        std::env::set_var(name, s3.var(name));
-    }
-    std::env::set_var("AWS_ALLOW_HTTP", "true");
+    s3.export_env();
     kill_during_create_then_resume(&format!("s3://{}/kill9-{}", s3.bucket(), std::process::id()));
 }
 

@@ -379,15 +379,7 @@ async fn repository_suite_on_a_local_directory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repository_suite_on_s3() {
     let s3 = S3Server::start();
-    for name in [
-        "AWS_ENDPOINT_URL",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_REGION",
-    ] {
-        std::env::set_var(name, s3.var(name));
-    }
-    std::env::set_var("AWS_ALLOW_HTTP", "true");
+    s3.export_env();
     let run = format!("suite-{}", std::process::id());
     let url = |name: &str| format!("s3://{}/{run}/{name}", s3.bucket());
     round_trip_every_file_type(&url("round-trip")).await;
