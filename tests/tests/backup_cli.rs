@@ -106,8 +106,11 @@ fn kill_during_create_then_resume(repo: &str) {
         "re-uploaded: added {added} of {total} after {landed} packs had landed"
     );
 
+    // The killed process left its lock; prune (exclusive) sees its pid is gone and goes on.
+    assert_eq!(objects_under(repo, "locks"), 1);
     let (code, out, err) = obs(dir, &with(&["backup", "prune"], &repo_args));
     assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(objects_under(repo, "locks"), 0, "prune removed the stale lock");
     let (code, out, err) = obs(dir, &with(&["backup", "check", "--read-data"], &repo_args));
     assert_eq!(code, 0, "{out}{err}");
     assert!(!out.contains("warning"), "{out}");

@@ -10,6 +10,7 @@ use obs_backup::check::{check, ReadData};
 use obs_backup::forget::{forget, ForgetOptions};
 use obs_backup::prune::{prune, PruneOptions};
 use obs_backup::repo::crypto::KdfParams;
+use obs_backup::repo::lock;
 use obs_backup::{
     create, restore, CreateOptions, Error, InitOptions, KeepPolicy, Repository, RestoreOptions,
 };
@@ -357,6 +358,27 @@ async fn concurrent_create_and_prune_lose_nothing(url: &str) {
     assert_eq!(std::fs::read(restored.join("b")).unwrap(), bytes(12, 12 << 20));
 }
 
+async fn a_held_lock_is_named_and_released_locks_are_gone(url: &str) {
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("f"), b"x").unwrap();
+    let repo = Arc::new(Repository::init(url, PASSWORD, init_opts()).await.unwrap());
+    let held = lock::lock(&repo, true, "backup prune", Duration::ZERO)
+        .await
+        .unwrap();
+    let err = create(repo.clone(), backup_opts(&[data.path()]))
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Locked(_)), "{msg}");
+    assert!(
+        msg.contains("exclusive lock held by `backup prune`") && msg.contains("obs backup unlock"),
+        "{msg}"
+    );
+    held.release().await.unwrap();
+    create(repo.clone(), backup_opts(&[data.path()])).await.unwrap();
+    assert!(repo.locks().await.unwrap().is_empty(), "locks are released");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repository_suite_on_a_local_directory() {
     let dir = tempfile::tempdir().unwrap();
@@ -374,6 +396,7 @@ async fn repository_suite_on_a_local_directory() {
     };
     bit_flips_are_found_and_named(&url("flip"), flip_local).await;
     concurrent_create_and_prune_lose_nothing(&url("concurrent")).await;
+    a_held_lock_is_named_and_released_locks_are_gone(&url("locks")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -404,4 +427,5 @@ async fn repository_suite_on_s3() {
     };
     bit_flips_are_found_and_named(&url("flip"), flip_s3).await;
     concurrent_create_and_prune_lose_nothing(&url("concurrent")).await;
+    a_held_lock_is_named_and_released_locks_are_gone(&url("locks")).await;
 }
