@@ -38,7 +38,8 @@ pub struct CreateOptions {
     /// Defaults to this machine's hostname.
     pub host: Option<String>,
     pub excludes: Vec<String>,
-    pub stdin: Option<StdinCommand>,
+    /// Commands whose output is backed up (`--stdin-from`, or a job's `stdin_from`).
+    pub stdin: Vec<StdinCommand>,
     pub progress: bool,
     pub retry_lock: Duration,
 }
@@ -104,7 +105,7 @@ fn absolute(path: &Path) -> Result<PathBuf> {
 pub async fn create(repo: Arc<Repository>, opts: CreateOptions) -> Result<(Id, Snapshot)> {
     let started = Instant::now();
     let time = chrono::Utc::now();
-    if opts.paths.is_empty() && opts.stdin.is_none() {
+    if opts.paths.is_empty() && opts.stdin.is_empty() {
         return Err(Error::Usage(
             "nothing to back up: give paths or --stdin-from".to_string(),
         ));
@@ -120,7 +121,7 @@ pub async fn create(repo: Arc<Repository>, opts: CreateOptions) -> Result<(Id, S
     let excludes = Excludes::new(&opts.excludes)?;
     let host = opts.host.clone().unwrap_or_else(crate::repo::hostname);
     let mut names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-    if let Some(s) = &opts.stdin {
+    for s in &opts.stdin {
         if s.filename.is_empty() || s.filename.contains('/') {
             return Err(Error::Usage(format!(
                 "--stdin-filename {:?} must be a plain file name",
@@ -161,7 +162,7 @@ pub async fn create(repo: Arc<Repository>, opts: CreateOptions) -> Result<(Id, S
                 summary: Summary::default(),
                 bar,
             };
-            let root = a.archive_roots(&paths, stdin.as_ref(), parent_tree);
+            let root = a.archive_roots(&paths, &stdin, parent_tree);
             let mut summary = a.summary;
             let stats = saver.stats.clone();
             let written = saver.finish();
@@ -274,12 +275,7 @@ impl Archiver<'_> {
         self.saver.save(BlobType::Tree, &Tree { nodes }.encode())
     }
 
-    fn archive_roots(
-        &mut self,
-        paths: &[PathBuf],
-        stdin: Option<&StdinCommand>,
-        parent: Option<Id>,
-    ) -> Result<Id> {
+    fn archive_roots(&mut self, paths: &[PathBuf], stdin: &[StdinCommand], parent: Option<Id>) -> Result<Id> {
         let mut trie = Trie::default();
         for p in paths {
             let mut t = &mut trie;
@@ -294,7 +290,7 @@ impl Archiver<'_> {
         }
         let parent_tree = self.load_parent(parent);
         let mut nodes = self.archive_trie(Path::new("/"), &trie, parent_tree.as_ref())?;
-        if let Some(cmd) = stdin {
+        for cmd in stdin {
             if nodes.iter().any(|n| n.name == cmd.filename.as_bytes()) {
                 return Err(Error::Usage(format!(
                     "--stdin-filename {:?} clashes with a backed-up path",

@@ -198,7 +198,8 @@ async fn run(repo: &Repository, read_data: ReadData, progress: bool) -> Result<C
     bar.set_length(chosen.iter().map(|p| stored[p]).sum());
     let reads = chosen
         .iter()
-        .map(|pack| async move { (*pack, read_pack(repo, pack).await) });
+        .copied()
+        .map(|pack| async move { (pack, read_pack(repo, &pack).await) });
     let mut reads = futures::stream::iter(reads).buffer_unordered(4);
     while let Some((pack, result)) = reads.next().await {
         report.packs_read += 1;

@@ -45,6 +45,16 @@ pub struct JobConfig {
     #[serde(default)]
     pub stdin_from: Vec<StdinSource>,
     pub schedule: Schedule,
+    /// Time zone of the schedules: "local" (default), "UTC" or an IANA name.
+    #[serde(default)]
+    pub timezone: TimeZone,
+    /// Shell commands run before the backup; one failing fails the run.
+    #[serde(default)]
+    pub before: Vec<String>,
+    /// Shell commands run after the backup, whatever its result (`$OBS_BACKUP_RESULT` is
+    /// `success` or `failure`).
+    #[serde(default)]
+    pub after: Vec<String>,
     #[serde(default)]
     pub keep: KeepPolicy,
     #[serde(default)]
@@ -83,8 +93,63 @@ pub struct DrillConfig {
     pub schedule: Schedule,
     #[serde(default)]
     pub sample: Sample,
+    /// Restored whole in every drill, whatever the sample (absolute paths as backed up).
+    #[serde(default)]
+    pub paths: Vec<PathBuf>,
     /// Run against the restored tree; `{restore}` is replaced by its root.
     pub verify: Option<String>,
+}
+
+/// The zone cron schedules are read in.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub enum TimeZone {
+    #[default]
+    Local,
+    Utc,
+    Named(chrono_tz::Tz),
+}
+
+impl FromStr for TimeZone {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "local" | "Local" => Ok(TimeZone::Local),
+            "UTC" | "utc" => Ok(TimeZone::Utc),
+            name => name.parse().map(TimeZone::Named).map_err(|_| {
+                format!("unknown time zone {name:?}: use \"local\", \"UTC\" or an IANA name like \"Europe/Berlin\"")
+            }),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for TimeZone {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Schedule {
+    /// The first fire time strictly after `after`, in `tz`.
+    pub fn next_after(
+        &self,
+        tz: TimeZone,
+        after: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        use chrono::Utc;
+        match tz {
+            TimeZone::Utc => self.cron.after(&after).next(),
+            TimeZone::Local => self
+                .cron
+                .after(&after.with_timezone(&chrono::Local))
+                .next()
+                .map(|t| t.with_timezone(&Utc)),
+            TimeZone::Named(z) => self
+                .cron
+                .after(&after.with_timezone(&z))
+                .next()
+                .map(|t| t.with_timezone(&Utc)),
+        }
+    }
 }
 
 /// A cron schedule with seconds (`sec min hour day-of-month month day-of-week [year]`).

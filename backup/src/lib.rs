@@ -20,18 +20,22 @@ pub mod chunker;
 mod config;
 mod error;
 pub mod forget;
+pub mod jobs;
 mod progress;
 pub mod prune;
 pub mod repo;
+pub mod report;
 pub mod restore;
 mod saver;
+pub mod schedule;
 pub mod snapshot;
+pub mod state;
 pub mod tree;
 
 pub use archiver::{create, CreateOptions, StdinCommand};
 pub use config::{
     BackupConfig, ConfigError, DrillConfig, JobConfig, KeepPolicy, RepositoryConfig, Sample, Schedule,
-    StdinSource,
+    StdinSource, TimeZone,
 };
 pub use error::{Error, Result};
 pub use repo::{InitOptions, Repository};

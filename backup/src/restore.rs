@@ -35,6 +35,10 @@ pub struct RestoreOptions {
     pub verify: bool,
     pub progress: bool,
     pub retry_lock: Duration,
+    /// Restore only this share of the files, picked at random (drills); `None` = all.
+    pub sample: Option<f64>,
+    /// Files under these snapshot paths are restored whatever the sample.
+    pub always: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -111,7 +115,15 @@ pub async fn restore(
 ) -> Result<RestoreSummary> {
     let started = Instant::now();
     let guard = lock::lock(&repo, false, "backup restore", opts.retry_lock).await?;
-    let items = plan(&repo, snapshot, &opts.includes).await?;
+    let mut items = plan(&repo, snapshot, &opts.includes).await?;
+    if let Some(share) = opts.sample {
+        let always: Vec<Vec<Vec<u8>>> = opts.always.iter().map(|p| components(p)).collect();
+        items.retain(|item| {
+            item.node.kind != NodeKind::File
+                || rand::random::<f64>() < share
+                || always.iter().any(|a| components(&item.rel).starts_with(a))
+        });
+    }
     let handle = Handle::current();
     let repo2 = repo.clone();
     let result = tokio::task::spawn_blocking(move || execute(&repo2, &handle, items, &opts))

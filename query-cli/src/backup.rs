@@ -134,8 +134,8 @@ async fn create(args: CreateArgs) -> anyhow::Result<()> {
         repo.limit_upload(kib * 1024);
     }
     let stdin = match (args.stdin_from, args.stdin_filename) {
-        (Some(command), Some(filename)) => Some(StdinCommand { command, filename }),
-        (None, None) => None,
+        (Some(command), Some(filename)) => vec![StdinCommand { command, filename }],
+        (None, None) => Vec::new(),
         _ => bail!(obs_backup::Error::Usage(
             "--stdin-from and --stdin-filename go together".to_string()
         )),

@@ -173,10 +173,10 @@ impl Repository {
     /// Every index file that is not superseded by another.
     pub async fn load_index_files(&self) -> Result<Vec<(Id, IndexFile)>> {
         let ids = self.list_ids("index").await?;
-        let mut files = Vec::with_capacity(ids.len());
+        let mut files = Vec::new();
         let loads = ids
-            .iter()
-            .map(|(id, _)| async move { (*id, self.load_index_file(id).await) });
+            .into_iter()
+            .map(|(id, _)| async move { (id, self.load_index_file(&id).await) });
         let mut stream = futures::stream::iter(loads).buffer_unordered(16);
         use futures::StreamExt;
         while let Some((id, file)) = stream.next().await {
