@@ -12,7 +12,7 @@ use obs_backup::prune::{prune, PruneOptions, PrunePlan};
 use obs_backup::tree::{walk, NodeKind};
 use obs_backup::{CreateOptions, InitOptions, KeepPolicy, Repository, RestoreOptions, StdinCommand};
 
-use crate::cli::{BackupCommand, CreateArgs, ForgetArgs, Output, RepoArgs, RestoreArgs};
+use crate::cli::{BackupCommand, CreateArgs, ForgetArgs, JobsArgs, Output, RepoArgs, RestoreArgs};
 
 /// Runs one `obs backup` command.
 pub fn run(cmd: BackupCommand) -> anyhow::Result<()> {
@@ -55,9 +55,9 @@ async fn dispatch(cmd: BackupCommand) -> anyhow::Result<()> {
             println!("removed {n} lock(s)");
             Ok(())
         }
-        BackupCommand::Schedule { .. } | BackupCommand::Run { .. } | BackupCommand::Drill { .. } => {
-            unreachable!("dispatched in lib.rs")
-        }
+        BackupCommand::Run { job, jobs } => run_configured(&job, &jobs, false).await,
+        BackupCommand::Drill { job, jobs } => run_configured(&job, &jobs, true).await,
+        BackupCommand::Schedule(_) => unreachable!("dispatched in lib.rs"),
     }
 }
 
@@ -342,6 +342,7 @@ async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
         verify: args.verify,
         progress: matches!(args.repo.output, Output::Human),
         retry_lock: args.repo.retry_lock,
+        ..Default::default()
     };
     let summary = obs_backup::restore(repo, &snap, opts).await?;
     match args.repo.output {
@@ -493,4 +494,82 @@ async fn run_prune(args: &RepoArgs, dry_run: bool) -> anyhow::Result<()> {
         Output::Human => print_prune(&plan, dry_run),
     }
     Ok(())
+}
+
+/// `obs backup run|drill JOB`: one configured job or drill now, recorded in the state file
+/// and reported to the job's store like a scheduled one.
+async fn run_configured(name: &str, args: &JobsArgs, drill: bool) -> anyhow::Result<()> {
+    use obs_backup::report::{drill_log, gauges, job_log, Reporter};
+    use obs_backup::state::State;
+    let cfg = crate::config::load(&args.config)?.backup;
+    let Some(job) = cfg.jobs.iter().find(|j| j.name.get_ref() == name) else {
+        let known: Vec<&str> = cfg.jobs.iter().map(|j| j.name.get_ref().as_str()).collect();
+        bail!(obs_backup::Error::Usage(format!(
+            "no job named {name:?} in {} (jobs: {})",
+            args.config.display(),
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        )));
+    };
+    if drill && job.drill.is_none() {
+        bail!(obs_backup::Error::Usage(format!(
+            "job {name:?} has no [backup.jobs.drill] section"
+        )));
+    }
+    let dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| crate::up::default_data_root().join("backup"));
+    let mut state = State::load(&dir);
+    let (success, error, log, json) = if drill {
+        let run = obs_backup::jobs::run_drill(&cfg, job, &dir.join("drills")).await;
+        state.record_drill(&run);
+        (
+            run.success,
+            run.error.clone(),
+            drill_log(&run),
+            serde_json::to_value(&run)?,
+        )
+    } else {
+        let run = obs_backup::jobs::run_job(&cfg, job).await;
+        state.record_run(&run);
+        (
+            run.success,
+            run.error.clone(),
+            job_log(&run),
+            serde_json::to_value(&run)?,
+        )
+    };
+    state.save(&dir)?;
+    if let Some(store) = &job.report_to {
+        let mut g = gauges(&state, chrono::Utc::now());
+        g.retain(|g| g.job == name);
+        if let Err(e) = Reporter::new(store, &dir).send(g, vec![log]).await {
+            eprintln!("warning: {e}");
+        }
+    }
+    match args.output {
+        Output::Json => print_json(&json),
+        Output::Human => {
+            let what = if drill { "restore drill" } else { "backup" };
+            if success {
+                println!("{what} of job {name}: ok");
+                for key in ["snapshot", "files", "bytes", "bytes_added", "duration_secs"] {
+                    if let Some(v) = json.get(key).filter(|v| !v.is_null()) {
+                        println!("  {key}: {v}");
+                    }
+                }
+            }
+        }
+    }
+    match error {
+        None => Ok(()),
+        Some(e) => bail!(
+            "{} of job {name} failed: {e}",
+            if drill { "restore drill" } else { "backup" }
+        ),
+    }
 }

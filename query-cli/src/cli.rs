@@ -171,15 +171,35 @@ pub enum BackupCommand {
         #[arg(long)]
         remove_all: bool,
     },
-    /// Run configured jobs and drills on their schedules
-    Schedule {
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-    },
+    /// Run configured jobs and drills on their schedules (until Ctrl-C or SIGTERM)
+    Schedule(JobsArgs),
     /// Run one configured job now
-    Run { job: String },
+    Run {
+        /// Job name from the [[backup.jobs]] section
+        job: String,
+        #[command(flatten)]
+        jobs: JobsArgs,
+    },
     /// Run one configured job's restore drill now
-    Drill { job: String },
+    Drill {
+        /// Job name from the [[backup.jobs]] section
+        job: String,
+        #[command(flatten)]
+        jobs: JobsArgs,
+    },
+}
+
+/// Where configured jobs come from and where their state lives.
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    /// Config file with [[backup.repositories]] and [[backup.jobs]]
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// State, report spool and drill scratch space [default: $XDG_DATA_HOME/obs/backup]
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
 }
 
 #[derive(Debug, Args)]

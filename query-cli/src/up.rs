@@ -18,7 +18,7 @@ fn load_or_embedded(path: Option<&Path>) -> anyhow::Result<Config> {
 }
 
 /// `$XDG_DATA_HOME/obs`, else `~/.local/share/obs`, else `./obs-data`.
-fn default_data_root() -> PathBuf {
+pub(crate) fn default_data_root() -> PathBuf {
     std::env::var_os("XDG_DATA_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
@@ -92,12 +92,51 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<()> {
     }
     let settings = store_cfg.resolve(PathBuf::new())?;
     let jobs = cfg.backup.jobs.len();
+    let backup_dir = settings
+        .data_dir
+        .parent()
+        .map_or_else(|| PathBuf::from("."), PathBuf::from)
+        .join("backup");
     runtime()?.block_on(async {
         let shutdown = shutdown_on_signals();
         let store = Store::bind(settings).await?;
         print_banner(&store, jobs);
+        let scheduler = (jobs > 0).then(|| {
+            tokio::spawn(obs_backup::schedule::run(
+                cfg.backup.clone(),
+                backup_dir,
+                shutdown.clone(),
+            ))
+        });
         store.serve(stopped(shutdown)).await?;
+        if let Some(s) = scheduler {
+            let _ = s.await;
+        }
         println!("obs up: stopped cleanly");
+        Ok(())
+    })
+}
+
+/// `obs backup schedule`: the backup scheduler alone.
+pub(crate) fn schedule(args: crate::cli::JobsArgs) -> anyhow::Result<()> {
+    let cfg = config::load(&args.config)?.backup;
+    if cfg.jobs.is_empty() {
+        anyhow::bail!(obs_backup::Error::Usage(format!(
+            "{} has no [[backup.jobs]]: nothing to schedule",
+            args.config.display()
+        )));
+    }
+    let dir = args
+        .data_dir
+        .unwrap_or_else(|| default_data_root().join("backup"));
+    runtime()?.block_on(async {
+        let shutdown = shutdown_on_signals();
+        println!(
+            "obs backup schedule: {} job(s), state in {} (Ctrl-C or SIGTERM stops)",
+            cfg.jobs.len(),
+            dir.display()
+        );
+        obs_backup::schedule::run(cfg, dir, shutdown).await;
         Ok(())
     })
 }
@@ -115,7 +154,7 @@ fn print_banner(store: &BoundStore, backup_jobs: usize) {
     println!("  collector  not built yet (issue #5)");
     match backup_jobs {
         0 => println!("  backup     no jobs configured"),
-        n => println!("  backup     {n} job(s) configured; the scheduler is not built yet (issue #7)"),
+        n => println!("  backup     {n} job(s) on their schedules; `obs backup run|drill JOB` runs one now"),
     }
     println!("Grafana data sources (Connections > Data sources > Add):");
     println!("  Loki        {url}");
