@@ -394,11 +394,11 @@ timezone = "UTC"
         state.job("nightly").backup_fired = Some(t(2, 0));
         state.job("nightly").drill_fired = Some(t(5, 0));
         state.job("hourly").backup_fired = Some(t(5, 0));
-        assert_eq!(p.due(&c, &mut state, t(3, 0)), [nightly.clone()]);
+        assert_eq!(p.due(&c, &mut state, t(3, 0)), std::slice::from_ref(&nightly));
         p.finished(&c, &nightly, false, t(3, 0));
         assert_eq!(p.retry_at(&nightly), Some(t(3, 1)));
         assert!(p.due(&c, &mut state, t(3, 0)).is_empty());
-        assert_eq!(p.due(&c, &mut state, t(3, 1)), [nightly.clone()]);
+        assert_eq!(p.due(&c, &mut state, t(3, 1)), std::slice::from_ref(&nightly));
         p.finished(&c, &nightly, false, t(3, 1));
         assert_eq!(p.retry_at(&nightly), Some(t(3, 3)), "1, 2, 4 … minutes");
         p.due(&c, &mut state, t(3, 3));
