@@ -61,6 +61,9 @@ pub struct JobConfig {
     pub tags: Vec<String>,
     /// Store URL that receives `obs_backup_*` metrics and logs.
     pub report_to: Option<String>,
+    /// Back up this store's data (a store on this machine, e.g. "http://127.0.0.1:9700"):
+    /// the job asks it for a consistent snapshot of its data dir and backs that up.
+    pub store_snapshot: Option<String>,
     pub drill: Option<DrillConfig>,
 }
 
@@ -285,11 +288,11 @@ impl BackupConfig {
                     ),
                 });
             }
-            if job.paths.is_empty() && job.stdin_from.is_empty() {
+            if job.paths.is_empty() && job.stdin_from.is_empty() && job.store_snapshot.is_none() {
                 return Err(ConfigError {
                     field: format!("backup.jobs[{i}]"),
                     span: job.name.span(),
-                    message: "the job backs up nothing: set paths or stdin_from".to_string(),
+                    message: "the job backs up nothing: set paths, stdin_from or store_snapshot".to_string(),
                 });
             }
         }

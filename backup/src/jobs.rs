@@ -162,10 +162,18 @@ async fn backup_once(cfg: &BackupConfig, job: &JobConfig, run: &mut JobRun) -> R
     }
     let (_, repo) = open_job_repo(cfg, job).await?;
     let repo = Arc::new(repo);
+    let mut paths = job.paths.clone();
+    if let Some(store) = &job.store_snapshot {
+        let store = store.clone();
+        let path = tokio::task::spawn_blocking(move || store_snapshot(&store))
+            .await
+            .map_err(|e| Error::Failed(format!("store snapshot task failed: {e}")))??;
+        paths.push(path);
+    }
     let mut tags = job.tags.clone();
     tags.push(job_tag(&run.job));
     let opts = CreateOptions {
-        paths: job.paths.clone(),
+        paths,
         tags,
         host: None,
         excludes: job.exclude.clone(),
@@ -276,4 +284,32 @@ async fn drill_once(cfg: &BackupConfig, job: &JobConfig, scratch: &Path, run: &m
         shell(&cmd, &[("OBS_BACKUP_JOB", &run.job)], "drill verify command")?;
     }
     Ok(())
+}
+
+/// Asks the store at `url` for a consistent snapshot of its data dir; returns its path.
+fn store_snapshot(url: &str) -> Result<std::path::PathBuf> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(300)))
+        .build()
+        .into();
+    let mut req = agent.post(format!("{}/api/v1/admin/snapshot", url.trim_end_matches('/')));
+    if let Some(t) = std::env::var("OBS_TOKEN").ok().filter(|t| !t.is_empty()) {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let fail = |why: String| Error::Failed(format!("store snapshot from {url}: {why}"));
+    let mut resp = req.send_empty().map_err(|e| fail(e.to_string()))?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| fail(e.to_string()))?;
+    if status != 200 {
+        return Err(fail(format!("answered {status}: {}", body.trim())));
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| fail(e.to_string()))?;
+    v["data"]["path"]
+        .as_str()
+        .map(std::path::PathBuf::from)
+        .ok_or_else(|| fail(format!("no path in {body}")))
 }

@@ -74,6 +74,8 @@ struct Shared {
     tsdb: Tsdb,
     /// Held while applying and committing.
     applied: Mutex<Applied>,
+    /// Held by the committer's work and by snapshots, so they never interleave.
+    maintenance: Mutex<()>,
     stats: IngestStats,
 }
 
@@ -173,6 +175,7 @@ impl Engine {
             traces,
             tsdb,
             applied: Mutex::new(Applied::default()),
+            maintenance: Mutex::new(()),
             stats: IngestStats::default(),
         });
         let replay_target = shared.clone();
@@ -308,6 +311,37 @@ impl Engine {
         self.commit()
     }
 
+    /// Writes a consistent copy of the data dir to `<data>/snapshots/latest` (replacing the
+    /// previous one) and returns its path. Blocking.
+    ///
+    /// The metrics head is flushed to a block, every index partition committed and its
+    /// writer closed after its merges, all under the apply lock; then every file is
+    /// hard-linked (they are immutable from then on: tantivy segments, metrics blocks) and
+    /// the WAL segments copied. Nothing is half-written: the copy opens like a store that
+    /// stopped at that instant. Ingest waits for the few milliseconds the links take.
+    pub(crate) fn snapshot(&self) -> Result<PathBuf, OpenError> {
+        let _maintenance = self.shared.maintenance.lock().expect("maintenance lock");
+        self.shared.tsdb.flush()?;
+        let root = self.data_dir.join("snapshots");
+        let dest = root.join("latest");
+        let staging = root.join(format!("tmp-{}", std::process::id()));
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| OpenError::Index(IndexError::Io { path, source })
+        };
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir_all(&staging).map_err(io(&staging))?;
+        {
+            let applied = self.shared.applied.lock().expect("apply lock");
+            self.shared.logs.parts.quiesce(applied.through)?;
+            self.shared.traces.parts.quiesce(applied.through)?;
+            link_tree(&self.data_dir, &staging, &root).map_err(|(p, e)| io(&p)(e))?;
+        }
+        let _ = std::fs::remove_dir_all(&dest);
+        std::fs::rename(&staging, &dest).map_err(io(&dest))?;
+        Ok(dest)
+    }
+
     /// Deletes data older than its retention period. Blocking.
     pub(crate) fn apply_retention(&self) -> Result<usize, OpenError> {
         let metrics = self
@@ -368,6 +402,7 @@ impl Engine {
                 || (ticks > 0 && ticks % FLUSH_INTERVAL.as_secs() == 0)
                 || self.shared.tsdb.needs_flush();
             let result = tokio::task::spawn_blocking(move || {
+                let _maintenance = engine.shared.maintenance.lock().expect("maintenance lock");
                 if flush_due {
                     engine.flush_metrics()?;
                 }
@@ -392,4 +427,30 @@ impl Engine {
             }
         }
     }
+}
+
+/// Hard-links every file under `from` into `to` (WAL segments, which grow in place, are
+/// copied), skipping `skip` (the snapshots dir) and lock files.
+fn link_tree(from: &Path, to: &Path, skip: &Path) -> Result<(), (PathBuf, std::io::Error)> {
+    for entry in std::fs::read_dir(from).map_err(|e| (from.to_path_buf(), e))? {
+        let entry = entry.map_err(|e| (from.to_path_buf(), e))?;
+        let path = entry.path();
+        let target = to.join(entry.file_name());
+        let kind = entry.file_type().map_err(|e| (path.clone(), e))?;
+        if path == skip || entry.file_name().to_string_lossy().ends_with(".lock") {
+            continue;
+        }
+        if kind.is_dir() {
+            std::fs::create_dir_all(&target).map_err(|e| (target.clone(), e))?;
+            link_tree(&path, &target, skip)?;
+        } else if path
+            .parent()
+            .is_some_and(|p| p.file_name().is_some_and(|n| n == "wal"))
+        {
+            std::fs::copy(&path, &target).map_err(|e| (path.clone(), e))?;
+        } else {
+            std::fs::hard_link(&path, &target).map_err(|e| (path.clone(), e))?;
+        }
+    }
+    Ok(())
 }

@@ -200,6 +200,20 @@ impl Partitions {
         Ok(())
     }
 
+    /// Commits every partition and closes its writer, waiting for merges to finish, so that
+    /// no file changes until the next document arrives (callers hold the apply lock). Used
+    /// for consistent snapshots.
+    pub(crate) fn quiesce(&self, applied_through: u64) -> Result<(), IndexError> {
+        self.commit(applied_through)?;
+        for (&day, part) in self.lock().iter_mut() {
+            if let Some(w) = part.writer.take() {
+                w.wait_merging_threads()
+                    .map_err(tv(&self.dir.join(day_name(day))))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes partitions whose whole day ended before `cutoff_ns`. Returns how many.
     pub(crate) fn drop_before(&self, cutoff_ns: i64) -> Result<usize, IndexError> {
         let mut parts = self.lock();

@@ -51,14 +51,41 @@ pub(crate) fn router(state: AppState, tokens: &Tokens) -> Router {
         .merge(tempo::router())
         .merge(prom::query_router())
         .route_layer(guard(Role::Query));
+    let admin = Router::new()
+        .route("/api/v1/admin/snapshot", axum::routing::post(snapshot))
+        .route_layer(guard(Role::Admin));
     open.merge(ingest)
         .merge(query)
+        .merge(admin)
         .fallback(not_found)
         .with_state(state)
 }
 
 async fn ready() -> &'static str {
     "ready\n"
+}
+
+/// `POST /api/v1/admin/snapshot`: a consistent copy of the data dir for backups, answered
+/// like Prometheus's TSDB snapshot API plus the copy's path on this machine.
+async fn snapshot(State(state): State<AppState>) -> axum::response::Response {
+    let engine = state.engine.clone();
+    match tokio::task::spawn_blocking(move || engine.snapshot()).await {
+        Ok(Ok(path)) => axum::Json(serde_json::json!({
+            "status": "success",
+            "data": {"name": "latest", "path": path.display().to_string()},
+        }))
+        .into_response(),
+        Ok(Err(e)) => (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            axum::Json(serde_json::json!({"status": "error", "errorType": "internal", "error": format!("snapshot failed: {e}")})),
+        )
+            .into_response(),
+        Err(e) => (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            axum::Json(serde_json::json!({"status": "error", "errorType": "internal", "error": format!("snapshot task failed: {e}")})),
+        )
+            .into_response(),
+    }
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

@@ -1,0 +1,132 @@
+//! Disaster recovery of the store itself: a backup job with `store_snapshot` takes a
+//! consistent snapshot of a running store's data, and on a fresh machine `obs backup
+//! restore` of it gives a store that answers with the same data (README runbook).
+
+use std::time::{Duration, Instant};
+
+use obs_e2e::{enc, http_get, http_post, obs_bin, Proc, StoreProc};
+
+fn count_lines(base: &str) -> usize {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let url = format!(
+        "{base}/loki/api/v1/query_range?query={}&start={}&end={}&limit=5000",
+        enc(r#"{app="dr"}"#),
+        now - 3_600_000_000_000,
+        now + 60_000_000_000
+    );
+    let Ok((200, body)) = http_get(&url) else { return 0 };
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["data"]["result"]
+        .as_array()
+        .map(|streams| {
+            streams
+                .iter()
+                .map(|s| s["values"].as_array().map_or(0, Vec::len))
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_store_comes_back_from_its_backup() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let store = StoreProc::start(dir);
+    let base = store.url("");
+    let base = base.trim_end_matches('/').to_string();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    for batch in 0..4u128 {
+        let values: Vec<_> = (0..250u128)
+            .map(|i| {
+                serde_json::json!([
+                    (now - 1_000_000_000 * (1000 - batch * 250 - i)).to_string(),
+                    format!("line {batch}-{i}")
+                ])
+            })
+            .collect();
+        let body = serde_json::json!({"streams": [{"stream": {"app": "dr"}, "values": values}]});
+        let (status, text) = http_post(
+            &format!("{base}/loki/api/v1/push"),
+            "application/json",
+            body.to_string().as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(status, 204, "{text}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count_lines(&base) < 1000 {
+        assert!(Instant::now() < deadline, "lines not searchable");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    std::fs::write(dir.join("pw"), "dr-password").unwrap();
+    let repo = dir.join("offsite");
+    std::fs::write(
+        dir.join("obs.toml"),
+        format!(
+            "version = 1\n[[backup.repositories]]\nname = \"offsite\"\nurl = \"{}\"\npassword_file = \"{}\"\n\n\
+             [[backup.jobs]]\nname = \"store\"\nrepository = \"offsite\"\nstore_snapshot = \"{base}\"\nschedule = \"0 0 3 * * *\"\n",
+            repo.display(),
+            dir.join("pw").display()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let (code, out, err) = Proc::run(obs_bin(), args, dir);
+        assert_eq!(code, 0, "{args:?}: {out}{err}");
+        out
+    };
+    run(&[
+        "backup",
+        "init",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--password-file",
+        "pw",
+    ]);
+    let out = run(&[
+        "backup",
+        "run",
+        "store",
+        "--config",
+        "obs.toml",
+        "--data-dir",
+        "state",
+    ]);
+    assert!(out.contains("backup of job store: ok"), "{out}");
+    drop(store); // the machine is gone
+
+    // A fresh machine: restore the snapshot and start a store on it.
+    let fresh = dir.join("fresh");
+    std::fs::create_dir(&fresh).unwrap();
+    run(&[
+        "backup",
+        "restore",
+        "latest",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--password-file",
+        "pw",
+        "--target",
+        fresh.to_str().unwrap(),
+        "--verify",
+    ]);
+    let snapshot = dir.join("store-data/snapshots/latest");
+    let restored = fresh.join(snapshot.strip_prefix("/").unwrap());
+    assert!(restored.join("wal").is_dir(), "{}", restored.display());
+    let again_dir = dir.join("again");
+    std::fs::create_dir(&again_dir).unwrap();
+    let again = StoreProc::start_on_data(&again_dir, &restored);
+    let base = again.url("");
+    assert_eq!(
+        count_lines(base.trim_end_matches('/')),
+        1000,
+        "every line is back"
+    );
+}
