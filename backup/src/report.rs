@@ -82,12 +82,7 @@ pub fn gauges(state: &State, now: DateTime<Utc>) -> Vec<Gauge> {
     let mut out = Vec::new();
     let t = now.timestamp_millis();
     for (job, s) in &state.jobs {
-        let repo = s
-            .last_run
-            .as_ref()
-            .map(|r| r.repo.clone())
-            .or_else(|| s.last_drill.as_ref().map(|d| d.repo.clone()))
-            .unwrap_or_default();
+        let repo = s.repo.clone();
         let mut g = |name: &str, value: f64| {
             out.push(Gauge {
                 name: name.to_string(),
@@ -107,6 +102,15 @@ pub fn gauges(state: &State, now: DateTime<Utc>) -> Vec<Gauge> {
             g("obs_backup_last_success_timestamp_seconds", end);
             let age = (now - r.started).num_milliseconds().max(0) as f64 / 1000.0;
             g("obs_backup_snapshot_age_seconds", age);
+        }
+        if let Some(t) = s.next_backup {
+            g("obs_backup_next_run_timestamp_seconds", t.timestamp() as f64);
+        }
+        if let Some(t) = s.next_drill {
+            g(
+                "obs_backup_drill_next_run_timestamp_seconds",
+                t.timestamp() as f64,
+            );
         }
         if let Some(d) = &s.last_drill {
             g("obs_backup_drill_success", if d.success { 1.0 } else { 0.0 });

@@ -143,6 +143,29 @@ impl Planner {
         fires.chain(self.retries.values().map(|r| r.at)).min()
     }
 
+    /// Stores each job's next backup and drill time (retry or fire) in `state`.
+    pub fn record_next(&self, cfg: &BackupConfig, state: &mut State, now: DateTime<Utc>) {
+        for job in &cfg.jobs {
+            for task in tasks_of(job) {
+                let s = state.job(task.job());
+                s.repo = job.repository.get_ref().clone();
+                let last = match task {
+                    Task::Backup(_) => s.backup_fired,
+                    Task::Drill(_) => s.drill_fired,
+                };
+                let fire = next_fire(job, &task, last.unwrap_or(now));
+                let next = match (fire, self.retries.get(&task).map(|r| r.at)) {
+                    (Some(f), Some(r)) => Some(f.min(r)),
+                    (f, r) => f.or(r),
+                };
+                match task {
+                    Task::Backup(_) => s.next_backup = next,
+                    Task::Drill(_) => s.next_drill = next,
+                }
+            }
+        }
+    }
+
     /// When `task` will be retried, if it failed.
     pub fn retry_at(&self, task: &Task) -> Option<DateTime<Utc>> {
         self.retries.get(task).map(|r| r.at)
@@ -162,7 +185,10 @@ pub async fn run(cfg: BackupConfig, data_dir: PathBuf, mut shutdown: watch::Rece
         let now = Utc::now();
         let due = {
             let mut st = state.lock().expect("state lock");
-            let due = planner.lock().expect("planner lock").due(&cfg, &mut st, now);
+            let mut p = planner.lock().expect("planner lock");
+            let due = p.due(&cfg, &mut st, now);
+            p.record_next(&cfg, &mut st, now);
+            drop(p);
             if let Err(e) = st.save(&data_dir) {
                 tracing::error!("cannot save the backup state: {e}");
             }
@@ -342,6 +368,9 @@ timezone = "UTC"
         assert_eq!(p.next_wake(&c, &state, t(1, 59)), Some(t(2, 0)));
         assert_eq!(p.due(&c, &mut state, t(2, 0)), [Task::Backup("hourly".into())]);
         p.finished(&c, &Task::Backup("hourly".into()), true, t(2, 5));
+        p.record_next(&c, &mut state, t(2, 5));
+        assert_eq!(state.jobs["hourly"].next_backup, Some(t(3, 0)));
+        assert_eq!(state.jobs["nightly"].next_drill, Some(t(3, 30)));
         assert!(
             p.due(&c, &mut state, t(2, 10)).is_empty(),
             "ran once for the 02:00 fire"

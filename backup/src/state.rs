@@ -19,12 +19,20 @@ pub struct State {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct JobState {
+    /// The job's repository name (a label of its gauges).
+    #[serde(default)]
+    pub repo: String,
     pub last_run: Option<JobRun>,
     pub last_success: Option<JobRun>,
     pub last_drill: Option<DrillRun>,
     /// The latest backup fire time handled (run, or skipped as not yet due at first sight).
     pub backup_fired: Option<DateTime<Utc>>,
     pub drill_fired: Option<DateTime<Utc>>,
+    /// When the scheduler will next run the backup and the drill (for `obs status`).
+    #[serde(default)]
+    pub next_backup: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub next_drill: Option<DateTime<Utc>>,
 }
 
 impl State {
@@ -72,6 +80,7 @@ impl State {
 
     pub fn record_run(&mut self, run: &JobRun) {
         let s = self.job(&run.job);
+        s.repo = run.repo.clone();
         s.last_run = Some(run.clone());
         if run.success {
             s.last_success = Some(run.clone());
@@ -79,6 +88,8 @@ impl State {
     }
 
     pub fn record_drill(&mut self, run: &DrillRun) {
-        self.job(&run.job).last_drill = Some(run.clone());
+        let s = self.job(&run.job);
+        s.repo = run.repo.clone();
+        s.last_drill = Some(run.clone());
     }
 }

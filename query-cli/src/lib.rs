@@ -8,6 +8,7 @@
 mod backup;
 pub mod cli;
 pub mod config;
+mod status;
 mod up;
 
 use std::path::PathBuf;
@@ -24,7 +25,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Backup(BackupCommand::Schedule(args)) => report(up::schedule(args)),
         Command::Backup(cmd) => report(backup::run(cmd)),
         Command::Query(_) => not_built("obs query", 8),
-        Command::Status(_) => not_built("obs status", 8),
+        Command::Status(args) => report(status::run(args)),
         Command::Config(ConfigCommand::Check { file }) => config_check(file),
         Command::Version => {
             println!("obs {}", env!("CARGO_PKG_VERSION"));

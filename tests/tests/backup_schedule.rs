@@ -149,6 +149,18 @@ verify = "sqlite3 {{restore}}/check.db < {{restore}}/app.sql && test \"$(sqlite3
     assert!(query(&base, "obs_backup_drill_duration_seconds").is_some());
     assert!(query(&base, "obs_backup_bytes_added").is_some());
 
+    assert!(query(&base, "obs_backup_next_run_timestamp_seconds").is_some_and(|t| t > 1.7e9));
+    let (code, out, err) = Proc::run(obs_bin(), &["status", "--store", &base], dir);
+    assert_eq!(code, 0, "{out}{err}");
+    let row = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("app "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        row.contains("seaweed") && row.contains(" ago") && row.contains("ok"),
+        "{out}"
+    );
+
     flip_every_pack(&prefix, &s3);
     wait_for(
         "a failed drill reported",
@@ -178,6 +190,13 @@ verify = "sqlite3 {{restore}}/check.db < {{restore}}/app.sql && test \"$(sqlite3
     assert!(
         body.contains("is damaged") || body.contains("authentication failed"),
         "{body}"
+    );
+
+    let (code, out, err) = Proc::run(obs_bin(), &["status", "--store", &base], dir);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("problem: backup job app: last restore drill failed"),
+        "{out}"
     );
 
     up.signal(Signal::SIGTERM);

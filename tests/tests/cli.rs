@@ -86,7 +86,7 @@ fn config_check_accepts_a_good_file_and_points_at_a_bad_one() {
 
 #[test]
 fn unbuilt_commands_say_so_and_fail() {
-    for args in [&["collector"][..], &["query", "metrics", "up"], &["status"]] {
+    for args in [&["collector"][..], &["query", "metrics", "up"]] {
         let (code, _, err) = obs(args);
         assert_eq!(code, 3, "{args:?}");
         assert!(err.contains("not built yet"), "{args:?}: {err}");

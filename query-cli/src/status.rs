@@ -1,0 +1,150 @@
+//! `obs status`: health at a glance, from the store's Prometheus API. Today it shows the
+//! backup jobs (from the `obs_backup_*` gauges the scheduler reports); collectors and the
+//! store's own health join with issue #8. Exits 1 when a job's last run or drill failed.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use crate::cli::{Output, StatusArgs};
+
+/// One job's gauges by metric name.
+type Job = BTreeMap<String, f64>;
+
+fn token(args: &StatusArgs) -> anyhow::Result<Option<String>> {
+    if let Some(f) = &args.client.token_file {
+        let t = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+        return Ok(Some(t.trim().to_string()));
+    }
+    Ok(std::env::var("OBS_TOKEN").ok().filter(|t| !t.is_empty()))
+}
+
+fn fetch(args: &StatusArgs) -> anyhow::Result<BTreeMap<(String, String), Job>> {
+    let store = args.client.store.trim_end_matches('/');
+    let query = "{__name__=~\"obs_backup_.+\"}";
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let mut req = agent.get(format!("{store}/api/v1/query")).query("query", query);
+    if let Some(t) = token(args)? {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let mut resp = req
+        .call()
+        .with_context(|| format!("cannot reach the store at {store} (is it running? pass --store URL)"))?;
+    let status = resp.status().as_u16();
+    let body = resp.body_mut().read_to_string()?;
+    let v: serde_json::Value = serde_json::from_str(&body)
+        .with_context(|| format!("{store} did not answer like a Prometheus API"))?;
+    if status != 200 {
+        bail!(
+            "the store answered {status}: {}",
+            v["error"].as_str().unwrap_or(body.trim())
+        );
+    }
+    let mut jobs: BTreeMap<(String, String), Job> = BTreeMap::new();
+    for r in v["data"]["result"].as_array().into_iter().flatten() {
+        let m = &r["metric"];
+        let (Some(name), Some(job)) = (m["__name__"].as_str(), m["job"].as_str()) else {
+            continue;
+        };
+        let repo = m["repo"].as_str().unwrap_or_default().to_string();
+        if let Some(value) = r["value"][1].as_str().and_then(|s| s.parse().ok()) {
+            jobs.entry((job.to_string(), repo))
+                .or_default()
+                .insert(name.to_string(), value);
+        }
+    }
+    Ok(jobs)
+}
+
+fn ago(secs: f64) -> String {
+    let d = Duration::from_secs(secs.max(0.0) as u64);
+    humantime::format_duration(d)
+        .to_string()
+        .split(' ')
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn when(ts: Option<f64>, now: f64) -> String {
+    match ts {
+        None => "-".to_string(),
+        Some(t) if t >= now => format!("in {}", ago(t - now)),
+        Some(t) => format!("{} ago", ago(now - t)),
+    }
+}
+
+fn verdict(v: Option<f64>) -> &'static str {
+    match v {
+        Some(1.0) => "ok",
+        Some(_) => "FAILED",
+        None => "-",
+    }
+}
+
+/// Prints the status; fails (exit 1) when something is unhealthy.
+pub fn run(args: StatusArgs) -> anyhow::Result<()> {
+    let jobs = fetch(&args)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs_f64();
+    let mut problems = Vec::new();
+    for ((job, _), g) in &jobs {
+        if g.get("obs_backup_last_run_success") == Some(&0.0) {
+            problems.push(format!("backup job {job}: last run failed"));
+        }
+        if g.get("obs_backup_drill_success") == Some(&0.0) {
+            problems.push(format!("backup job {job}: last restore drill failed"));
+        }
+    }
+    match args.client.output {
+        Output::Json => {
+            let list: Vec<_> = jobs
+                .iter()
+                .map(|((job, repo), g)| serde_json::json!({"job": job, "repo": repo, "gauges": g}))
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &serde_json::json!({"backup_jobs": list, "problems": problems})
+                )?
+            );
+        }
+        Output::Human => {
+            println!("backup jobs (from {})", args.client.store);
+            if jobs.is_empty() {
+                println!("  none have reported yet");
+            } else {
+                println!(
+                    "  {:<14} {:<12} {:<16} {:<8} {:<10} {:<14} {:<14}",
+                    "job", "repo", "last success", "last run", "last drill", "snapshot age", "next run"
+                );
+                for ((job, repo), g) in &jobs {
+                    println!(
+                        "  {:<14} {:<12} {:<16} {:<8} {:<10} {:<14} {:<14}",
+                        job,
+                        repo,
+                        when(g.get("obs_backup_last_success_timestamp_seconds").copied(), now),
+                        verdict(g.get("obs_backup_last_run_success").copied()),
+                        verdict(g.get("obs_backup_drill_success").copied()),
+                        g.get("obs_backup_snapshot_age_seconds")
+                            .map_or("-".to_string(), |a| ago(*a)),
+                        when(g.get("obs_backup_next_run_timestamp_seconds").copied(), now),
+                    );
+                }
+            }
+            for p in &problems {
+                println!("problem: {p}");
+            }
+        }
+    }
+    if !problems.is_empty() {
+        bail!("{} problem(s) found", problems.len());
+    }
+    Ok(())
+}
