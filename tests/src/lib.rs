@@ -364,6 +364,11 @@ impl StoreProc {
         StoreProc::start_on(dir, data, free_port())
     }
 
+    /// A plain store on a given port (e.g. one a client already tried to reach).
+    pub fn start_on_port(dir: &Path, data: &Path, port: u16) -> StoreProc {
+        StoreProc::start_on(dir, data, port)
+    }
+
     fn start_on(dir: &Path, data: &Path, port: u16) -> StoreProc {
         let addr = format!("127.0.0.1:{port}");
         let grpc_port = free_port();

@@ -174,6 +174,24 @@ async fn round_trip_every_file_type(url: &str) {
     );
     assert!(!base.join("big.bin").exists() && !base.join("etc/zero").exists());
 
+    // A drill's sample: a tiny share of the files, plus everything under `always`.
+    let sampled = tempfile::tempdir().unwrap();
+    let opts = RestoreOptions {
+        target: sampled.path().to_path_buf(),
+        sample: Some(1e-9),
+        always: vec![data.path().join("etc")],
+        verify: true,
+        ..Default::default()
+    };
+    let summary = restore(repo.clone(), &snap, opts).await.unwrap();
+    let base = sampled.path().join(data.path().strip_prefix("/").unwrap());
+    assert_eq!(summary.files, 2, "{summary:?}");
+    assert_eq!(
+        std::fs::read(base.join("etc/app/config.toml")).unwrap(),
+        b"key = 1\n"
+    );
+    assert!(base.join("etc/zero").exists() && !base.join("big.bin").exists());
+
     let report = check(repo, ReadData::All, false, Duration::ZERO).await.unwrap();
     assert!(report.is_ok(), "{:?}", report.errors);
     assert!(report.packs_read >= 2, "{report:?}");

@@ -130,3 +130,59 @@ fn a_store_comes_back_from_its_backup() {
         "every line is back"
     );
 }
+
+/// Backup reports made while the store is down are spooled and delivered, with their
+/// original timestamps, once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_are_spooled_while_the_store_is_down() {
+    use obs_backup::report::{Gauge, LogLine, Reporter};
+    let work = tempfile::tempdir().unwrap();
+    let port = obs_e2e::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let reporter = Reporter::new(&base, work.path());
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        - 120_000;
+    let gauge = Gauge {
+        name: "obs_backup_drill_success".to_string(),
+        job: "offline".to_string(),
+        repo: "r".to_string(),
+        value: 0.0,
+        time_ms: t,
+    };
+    let log = LogLine {
+        job: "offline".to_string(),
+        repo: "r".to_string(),
+        level: "error".to_string(),
+        time_ns: t * 1_000_000,
+        line: "restore drill failed while the store was down".to_string(),
+    };
+    let err = reporter
+        .send(vec![gauge], vec![log])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("1 report(s) spooled"), "{err}");
+    assert!(work.path().join("report-spool.jsonl").exists());
+
+    let store_dir = work.path().join("store");
+    std::fs::create_dir(&store_dir).unwrap();
+    let data = store_dir.join("data");
+    let _store = tokio::task::spawn_blocking(move || StoreProc::start_on_port(&store_dir, &data, port))
+        .await
+        .unwrap();
+    reporter.send(Vec::new(), Vec::new()).await.unwrap();
+    assert!(!work.path().join("report-spool.jsonl").exists(), "spool emptied");
+    let at = t as f64 / 1000.0;
+    let url = format!("{base}/api/v1/query?query=obs_backup_drill_success&time={at}");
+    let (status, body) = tokio::task::spawn_blocking(move || http_get(&url).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("\"offline\"") && body.contains(&format!("[{at},\"0\"]")),
+        "{body}"
+    );
+}
