@@ -130,37 +130,53 @@ pub fn gauges(state: &State, now: DateTime<Utc>) -> Vec<Gauge> {
     out
 }
 
+/// A log line: `fields` plus `msg` and `success`, at error level when it failed.
+fn log_line(
+    job: &str,
+    repo: &str,
+    started: DateTime<Utc>,
+    success: bool,
+    msg: &str,
+    mut fields: serde_json::Value,
+) -> LogLine {
+    fields["msg"] = msg.into();
+    fields["success"] = success.into();
+    LogLine {
+        job: job.to_string(),
+        repo: repo.to_string(),
+        level: if success { "info" } else { "error" }.to_string(),
+        time_ns: started.timestamp_nanos_opt().unwrap_or_default(),
+        line: fields.to_string(),
+    }
+}
+
 /// The log line for a backup run.
 pub fn job_log(run: &JobRun) -> LogLine {
-    LogLine {
-        job: run.job.clone(),
-        repo: run.repo.clone(),
-        level: if run.success { "info" } else { "error" }.to_string(),
-        time_ns: run.started.timestamp_nanos_opt().unwrap_or_default(),
-        line: serde_json::json!({
-            "msg": if run.success { "backup succeeded" } else { "backup failed" },
-            "event": "backup", "success": run.success, "error": run.error, "snapshot": run.snapshot,
-            "duration_seconds": run.duration_secs, "files": run.files, "bytes_added": run.bytes_added,
-            "forgotten": run.forgotten,
-        })
-        .to_string(),
-    }
+    let msg = if run.success {
+        "backup succeeded"
+    } else {
+        "backup failed"
+    };
+    let fields = serde_json::json!({
+        "event": "backup", "error": run.error, "snapshot": run.snapshot,
+        "duration_seconds": run.duration_secs, "files": run.files, "bytes_added": run.bytes_added,
+        "forgotten": run.forgotten,
+    });
+    log_line(&run.job, &run.repo, run.started, run.success, msg, fields)
 }
 
 /// The log line for a drill.
 pub fn drill_log(run: &DrillRun) -> LogLine {
-    LogLine {
-        job: run.job.clone(),
-        repo: run.repo.clone(),
-        level: if run.success { "info" } else { "error" }.to_string(),
-        time_ns: run.started.timestamp_nanos_opt().unwrap_or_default(),
-        line: serde_json::json!({
-            "msg": if run.success { "restore drill succeeded" } else { "restore drill failed" },
-            "event": "drill", "success": run.success, "error": run.error, "snapshot": run.snapshot,
-            "duration_seconds": run.duration_secs, "files": run.files, "bytes": run.bytes,
-        })
-        .to_string(),
-    }
+    let msg = if run.success {
+        "restore drill succeeded"
+    } else {
+        "restore drill failed"
+    };
+    let fields = serde_json::json!({
+        "event": "drill", "error": run.error, "snapshot": run.snapshot,
+        "duration_seconds": run.duration_secs, "files": run.files, "bytes": run.bytes,
+    });
+    log_line(&run.job, &run.repo, run.started, run.success, msg, fields)
 }
 
 /// Sends reports to one store, spooling what cannot be delivered.
