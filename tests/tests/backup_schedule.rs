@@ -118,6 +118,8 @@ paths = ["{app}"]
 stdin_from = [{{ command = "sqlite3 {db} .dump", filename = "app.sql" }}]
 schedule = "*/2 * * * * *"
 keep = {{ last = 3 }}
+before = ["echo before >> {hooks}"]
+after = ["echo after-$OBS_BACKUP_RESULT >> {hooks}"]
 report_to = "{base}"
 
 [backup.jobs.drill]
@@ -127,6 +129,7 @@ verify = "sqlite3 {{restore}}/check.db < {{restore}}/app.sql && test \"$(sqlite3
         pw = dir.join("pw").display(),
         app = app.display(),
         db = db.display(),
+        hooks = dir.join("hooks.log").display(),
     );
     std::fs::write(dir.join("obs.toml"), config).unwrap();
     let data = dir.join("data");
@@ -150,6 +153,8 @@ verify = "sqlite3 {{restore}}/check.db < {{restore}}/app.sql && test \"$(sqlite3
     assert!(query(&base, "obs_backup_bytes_added").is_some());
 
     assert!(query(&base, "obs_backup_next_run_timestamp_seconds").is_some_and(|t| t > 1.7e9));
+    let hooks = std::fs::read_to_string(dir.join("hooks.log")).unwrap();
+    assert!(hooks.starts_with("before\nafter-success\n"), "{hooks}");
     let (code, out, err) = Proc::run(obs_bin(), &["status", "--store", &base], dir);
     assert_eq!(code, 0, "{out}{err}");
     let row = out
