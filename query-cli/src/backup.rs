@@ -119,7 +119,7 @@ async fn init(args: &RepoArgs) -> anyhow::Result<()> {
     let url = repo_url(args)?;
     let repo = Repository::init(&url, &password(args)?, InitOptions::default()).await?;
     match args.output {
-        Output::Json => print_json(&serde_json::json!({"id": repo.config().id, "url": url})),
+        Output::Json | Output::Raw => print_json(&serde_json::json!({"id": repo.config().id, "url": url})),
         Output::Human => {
             println!("created repository {} at {url}", repo.config().id.short());
             println!("keep the password safe: without it the backups cannot be read");
@@ -152,7 +152,7 @@ async fn create(args: CreateArgs) -> anyhow::Result<()> {
     let (id, snap) = obs_backup::create(Arc::new(repo), opts).await?;
     let s = &snap.summary;
     match args.repo.output {
-        Output::Json => print_json(&serde_json::json!({"id": id, "snapshot": snap})),
+        Output::Json | Output::Raw => print_json(&serde_json::json!({"id": id, "snapshot": snap})),
         Output::Human => {
             for e in &s.errors {
                 eprintln!("warning: skipped {e}");
@@ -185,7 +185,7 @@ async fn snapshots(args: &RepoArgs) -> anyhow::Result<()> {
     let repo = Repository::open_without_index(&repo_url(args)?, &password(args)?).await?;
     let all = repo.snapshots().await?;
     match args.output {
-        Output::Json => {
+        Output::Json | Output::Raw => {
             let list: Vec<_> = all
                 .iter()
                 .map(|(id, s)| serde_json::json!({"id": id, "short_id": id.short(), "snapshot": s}))
@@ -240,7 +240,7 @@ async fn ls(args: &RepoArgs, snapshot: &str, under: Option<PathBuf>) -> anyhow::
     })
     .await?;
     match args.output {
-        Output::Json => {
+        Output::Json | Output::Raw => {
             let list: Vec<_> = rows
                 .iter()
                 .map(|(p, n)| {
@@ -309,7 +309,7 @@ async fn diff(args: &RepoArgs, a: &str, b: &str) -> anyhow::Result<()> {
     changes.extend(new.keys().filter(|p| !old.contains_key(*p)).map(|p| ("+", p)));
     changes.sort_by(|x, y| x.1.cmp(y.1));
     match args.output {
-        Output::Json => {
+        Output::Json | Output::Raw => {
             let list: Vec<_> = changes
                 .iter()
                 .map(|(c, p)| serde_json::json!({"change": c, "path": p}))
@@ -346,7 +346,7 @@ async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
     };
     let summary = obs_backup::restore(repo, &snap, opts).await?;
     match args.repo.output {
-        Output::Json => print_json(&serde_json::json!({"snapshot": id, "summary": summary})),
+        Output::Json | Output::Raw => print_json(&serde_json::json!({"snapshot": id, "summary": summary})),
         Output::Human => {
             for w in &summary.warnings {
                 eprintln!("warning: {w}");
@@ -371,7 +371,7 @@ async fn run_check(args: &RepoArgs, what: ReadData) -> anyhow::Result<()> {
     let repo = open(args).await?;
     let report = check(repo, what, matches!(args.output, Output::Human), args.retry_lock).await?;
     match args.output {
-        Output::Json => print_json(&report),
+        Output::Json | Output::Raw => print_json(&report),
         Output::Human => {
             println!(
                 "{} snapshots, {} trees, {} packs, {} blobs checked; {} packs ({}) read",
@@ -439,7 +439,7 @@ async fn run_forget(args: ForgetArgs) -> anyhow::Result<()> {
         None
     };
     match args.repo.output {
-        Output::Json => print_json(&serde_json::json!({"decisions": decisions, "prune": plan})),
+        Output::Json | Output::Raw => print_json(&serde_json::json!({"decisions": decisions, "prune": plan})),
         Output::Human => {
             println!(
                 "{:<8}  {:<19}  {:<16}  {:<6}  reasons",
@@ -490,7 +490,7 @@ async fn run_prune(args: &RepoArgs, dry_run: bool) -> anyhow::Result<()> {
     )
     .await?;
     match args.output {
-        Output::Json => print_json(&plan),
+        Output::Json | Output::Raw => print_json(&plan),
         Output::Human => print_prune(&plan, dry_run),
     }
     Ok(())
@@ -552,7 +552,7 @@ async fn run_configured(name: &str, args: &JobsArgs, drill: bool) -> anyhow::Res
         }
     }
     match args.output {
-        Output::Json => print_json(&json),
+        Output::Json | Output::Raw => print_json(&json),
         Output::Human => {
             let what = if drill { "restore drill" } else { "backup" };
             if success {

@@ -98,6 +98,8 @@ pub enum Output {
     Human,
     /// JSON for scripts
     Json,
+    /// The store's answer as it came (query commands); same as json elsewhere
+    Raw,
 }
 
 /// Where the repository is and how to open it.
@@ -298,36 +300,90 @@ pub struct StoreClientArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum QueryCommand {
-    /// Query logs with LogQL
+    /// Query logs with LogQL (newest last); metric queries print a table
     Logs {
+        /// e.g. '{service_name="api"} |= "error"'
         query: String,
+        #[command(flatten)]
+        range: RangeArgs,
+        /// At most this many lines
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
         #[command(flatten)]
         client: StoreClientArgs,
     },
-    /// Query metrics with PromQL
+    /// Query metrics with PromQL: an instant table, or sparklines over a range
     Metrics {
+        /// e.g. 'rate(node_cpu_seconds_total[5m])'
         query: String,
+        /// Evaluate at this time (RFC 3339 or Unix seconds) [default: now]
+        #[arg(long, conflicts_with_all = ["since", "from"])]
+        at: Option<String>,
+        #[command(flatten)]
+        range: OptionalRangeArgs,
+        /// Resolution of a range query
+        #[arg(long, value_parser = humantime::parse_duration)]
+        step: Option<std::time::Duration>,
         #[command(flatten)]
         client: StoreClientArgs,
     },
-    /// Show a trace by id
+    /// Show a trace by id as a span tree, or search traces with TraceQL
     Traces {
-        id: String,
+        /// Trace id (hex)
+        #[arg(required_unless_present = "search")]
+        id: Option<String>,
+        /// TraceQL, e.g. '{ resource.service.name = "api" && duration > 1s }'
+        #[arg(long, conflicts_with = "id")]
+        search: Option<String>,
+        #[command(flatten)]
+        range: RangeArgs,
         #[command(flatten)]
         client: StoreClientArgs,
     },
-    /// List label names, or the values of one label
+    /// List metric label names, or the values of one label (--logs: log stream labels)
     Labels {
         name: Option<String>,
+        /// Log stream labels (Loki API) instead of metric labels
+        #[arg(long)]
+        logs: bool,
         #[command(flatten)]
         client: StoreClientArgs,
     },
-    /// List series matching a selector
+    /// List metric series matching a selector
     Series {
+        /// e.g. 'up{job="node"}'
         selector: String,
         #[command(flatten)]
         client: StoreClientArgs,
     },
+}
+
+/// A time range ending now by default.
+#[derive(Debug, Args)]
+pub struct RangeArgs {
+    /// How far back from now
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1h", conflicts_with = "from")]
+    pub since: std::time::Duration,
+    /// Start (RFC 3339 or Unix seconds)
+    #[arg(long)]
+    pub from: Option<String>,
+    /// End (RFC 3339 or Unix seconds) [default: now]
+    #[arg(long)]
+    pub to: Option<String>,
+}
+
+/// A time range that is only used when given.
+#[derive(Debug, Args)]
+pub struct OptionalRangeArgs {
+    /// Query a range this far back from now (with --step)
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub since: Option<std::time::Duration>,
+    /// Range start (RFC 3339 or Unix seconds)
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Range end (RFC 3339 or Unix seconds) [default: now]
+    #[arg(long)]
+    pub to: Option<String>,
 }
 
 #[derive(Debug, Args)]

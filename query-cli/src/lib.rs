@@ -8,6 +8,7 @@
 mod backup;
 pub mod cli;
 pub mod config;
+mod query;
 mod status;
 mod up;
 
@@ -24,7 +25,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Collector(_) => not_built("obs collector", 5),
         Command::Backup(BackupCommand::Schedule(args)) => report(up::schedule(args)),
         Command::Backup(cmd) => report(backup::run(cmd)),
-        Command::Query(_) => not_built("obs query", 8),
+        Command::Query(cmd) => report(query::run(cmd)),
         Command::Status(args) => report(status::run(args)),
         Command::Config(ConfigCommand::Check { file }) => config_check(file),
         Command::Version => {

@@ -103,7 +103,7 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
         }
     }
     match args.client.output {
-        Output::Json => {
+        Output::Json | Output::Raw => {
             let list: Vec<_> = jobs
                 .iter()
                 .map(|((job, repo), g)| serde_json::json!({"job": job, "repo": repo, "gauges": g}))
