@@ -309,6 +309,9 @@ pub enum QueryCommand {
         /// At most this many lines
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        /// Keep printing new lines as they arrive (Ctrl-C stops)
+        #[arg(long, short)]
+        follow: bool,
         #[command(flatten)]
         client: StoreClientArgs,
     },

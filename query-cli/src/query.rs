@@ -218,12 +218,13 @@ pub fn run(cmd: QueryCommand) -> anyhow::Result<()> {
             query,
             range: r,
             limit,
+            follow,
             client,
         } => {
             let (start, end) = range(&r)?;
             let ns = |s: f64| format!("{}", (s * 1e9) as i128);
             let params = [
-                ("query", query),
+                ("query", query.clone()),
                 ("start", ns(start)),
                 ("end", ns(end)),
                 ("limit", limit.to_string()),
@@ -231,6 +232,9 @@ pub fn run(cmd: QueryCommand) -> anyhow::Result<()> {
             ];
             let (v, body) = get(&client, "/loki/api/v1/query_range", &params)?;
             emit(client.output, &v, &body, print_data);
+            if follow {
+                tail(&client, &query, end)?;
+            }
         }
         QueryCommand::Metrics {
             query,
@@ -432,4 +436,53 @@ fn print_trace(v: &Value) {
         show(r, 0, t0, &children);
     }
     println!("{} spans", spans.len());
+}
+
+/// `--follow`: prints lines from the store's tail WebSocket as they arrive, from `since`.
+fn tail(client: &StoreClientArgs, query: &str, since: f64) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let store = client.store.trim_end_matches('/');
+    let Some(rest) = store.strip_prefix("http://") else {
+        bail!("--follow needs a plain http:// store URL (TLS tailing is not supported yet)");
+    };
+    let mut url = format!("ws://{rest}/loki/api/v1/tail?");
+    url.push_str(
+        &form_urlencoded::Serializer::new(String::new())
+            .append_pair("query", query)
+            .append_pair("start", &format!("{}", (since * 1e9) as i128 + 1))
+            .finish(),
+    );
+    let mut request = url.into_client_request()?;
+    let token = match &client.token_file {
+        Some(f) => Some(std::fs::read_to_string(f)?),
+        None => std::env::var("OBS_TOKEN").ok(),
+    };
+    if let Some(t) = token.map(|t| t.trim().to_string()).filter(|t| !t.is_empty()) {
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {t}").parse()?);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .map_err(|e| anyhow!("cannot follow {store}: {e}"))?;
+        while let Some(msg) = ws.next().await {
+            let msg = msg.map_err(|e| anyhow!("the tail connection broke: {e}"))?;
+            let Ok(text) = msg.to_text() else { continue };
+            let Ok(v) = serde_json::from_str::<Value>(text) else {
+                continue;
+            };
+            match client.output {
+                Output::Human => print_streams(v["streams"].as_array().map_or(&[][..], Vec::as_slice)),
+                Output::Json | Output::Raw => println!("{text}"),
+            }
+            use std::io::Write;
+            std::io::stdout().flush()?;
+        }
+        Ok(())
+    })
 }

@@ -190,3 +190,47 @@ fn query_commands_print_what_the_store_holds() {
     );
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+#[test]
+fn follow_prints_lines_as_they_arrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StoreProc::start(dir.path());
+    let base = store.url("");
+    let mut follow = Proc::obs(
+        "follow",
+        &["query", "logs", r#"{app="tailed"}"#, "--follow", "--store", &base],
+        dir.path(),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut pushed = 0;
+    loop {
+        // Push until the follower (which connects after its first query) prints one.
+        let body = serde_json::json!({"streams": [{"stream": {"app": "tailed"},
+            "values": [[now_ns().to_string(), format!("late line {pushed}")]]}]});
+        let (status, _) = http_post(
+            &format!("{base}/loki/api/v1/push"),
+            "application/json",
+            body.to_string().as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(status, 204);
+        pushed += 1;
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let (out, _) = follow.output();
+        if out.contains("late line") {
+            let line = out.lines().find(|l| l.contains("late line")).unwrap();
+            assert!(line.contains(r#"app="tailed""#) && line.contains('Z'), "{out}");
+            break;
+        }
+        assert!(
+            follow.wait_timeout(std::time::Duration::ZERO).is_none(),
+            "exited: {}",
+            follow.describe()
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing followed: {}",
+            follow.describe()
+        );
+    }
+}
