@@ -326,6 +326,14 @@ impl Drop for S3Server {
     }
 }
 
+/// Now, in nanoseconds since the Unix epoch (log and span timestamps).
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos() as i64
+}
+
 /// POST `body` with `content_type` to `url`: (status, body), whatever the status.
 pub fn http_post(url: &str, content_type: &str, body: &[u8]) -> Result<(u16, String), String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()

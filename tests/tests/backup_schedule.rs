@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use obs_e2e::{enc, free_port, http_get, obs_bin, Proc, S3Server};
+use obs_e2e::{enc, free_port, http_get, now_ns, obs_bin, Proc, S3Server};
 
 /// The value of an instant PromQL query for job "app", if there is one.
 fn query(base: &str, promql: &str) -> Option<f64> {
@@ -175,7 +175,7 @@ verify = "sqlite3 {{restore}}/check.db < {{restore}}/app.sql && test \"$(sqlite3
     );
     // The reason is in the store's logs.
     let logql = r#"{service_name="obs-backup", job="app"} |= "restore drill failed""#;
-    let now = chrono_now_ns();
+    let now = now_ns();
     let url = format!(
         "{base}/loki/api/v1/query_range?query={}&start={}&end={}&limit=5",
         enc(logql),
@@ -211,11 +211,4 @@ verify = "sqlite3 {{restore}}/check.db < {{restore}}/app.sql && test \"$(sqlite3
     assert!(exit.success(), "{}", up.describe());
     let state = std::fs::read_to_string(data.join("backup/backup-state.json")).unwrap();
     assert!(state.contains("\"last_drill\""), "{state}");
-}
-
-fn chrono_now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64
 }

@@ -4,13 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use obs_e2e::{enc, http_get, http_post, obs_bin, Proc, StoreProc};
+use obs_e2e::{enc, http_get, http_post, now_ns, obs_bin, Proc, StoreProc};
 
 fn count_lines(base: &str) -> usize {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
+    let now = now_ns() as u128;
     let url = format!(
         "{base}/loki/api/v1/query_range?query={}&start={}&end={}&limit=5000",
         enc(r#"{app="dr"}"#),
@@ -37,10 +34,7 @@ fn a_store_comes_back_from_its_backup() {
     let store = StoreProc::start(dir);
     let base = store.url("");
     let base = base.trim_end_matches('/').to_string();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
+    let now = now_ns() as u128;
     for batch in 0..4u128 {
         let values: Vec<_> = (0..250u128)
             .map(|i| {
@@ -140,11 +134,7 @@ async fn reports_are_spooled_while_the_store_is_down() {
     let port = obs_e2e::free_port();
     let base = format!("http://127.0.0.1:{port}");
     let reporter = Reporter::new(&base, work.path());
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-        - 120_000;
+    let t = now_ns() / 1_000_000 - 120_000;
     let gauge = Gauge {
         name: "obs_backup_drill_success".to_string(),
         job: "offline".to_string(),

@@ -1,15 +1,8 @@
 //! `obs query` against a real store: logs, metrics (instant and range), labels, series and
 //! traces, in human and JSON output; the store's error message comes through unchanged.
 
-use obs_e2e::{http_post, obs_bin, Proc, StoreProc};
+use obs_e2e::{http_post, now_ns, obs_bin, Proc, StoreProc};
 use obs_store::prompb;
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64
-}
 
 fn seed(base: &str) {
     let t = now_ns();
