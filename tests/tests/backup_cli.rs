@@ -28,10 +28,15 @@ fn noise(seed: u64, len: usize) -> Vec<u8> {
 /// Objects below `dir` in the repository (a local path or s3://bucket/prefix).
 fn objects_under(repo: &str, dir: &str) -> usize {
     let Some(rest) = repo.strip_prefix("s3://") else {
+        // Objects only: a process killed mid-PUT leaves object_store's staging files
+        // (`<id>#<n>`) behind, which are not objects.
         fn walk(p: &Path) -> usize {
             let Ok(rd) = std::fs::read_dir(p) else { return 0 };
             rd.flatten()
-                .map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 })
+                .map(|e| match e.path().is_dir() {
+                    true => walk(&e.path()),
+                    false => usize::from(e.file_name().to_str().is_some_and(|n| !n.contains('#'))),
+                })
                 .sum()
         }
         return walk(&Path::new(repo).join(dir));
