@@ -43,6 +43,11 @@ pub(crate) const INDEXED_RESOURCE_ATTRIBUTES: &[&str] = &[
     "host.name",
 ];
 
+/// A resource attribute naming (comma-separated) more resource attributes to index as stream
+/// labels, the way Loki's per-tenant `otlp_config` does server-side. obs's collector sets it
+/// for a file's `filename` and the labels the user configured; any OTLP client may.
+pub(crate) const INDEX_LABELS_ATTRIBUTE: &str = "obs.index_labels";
+
 /// An OTLP attribute value as a string (arrays and maps as JSON, bytes as hex).
 pub(crate) fn any_value_string(v: &AnyValue) -> String {
     match &v.value {
@@ -108,8 +113,19 @@ pub(crate) fn otlp_logs(req: &ExportLogsServiceRequest, now_ns: i64) -> LogBatch
     for rl in &req.resource_logs {
         let mut resource_labels = Labels::new();
         let mut resource_meta = Vec::new();
-        for kv in rl.resource.iter().flat_map(|r| &r.attributes) {
-            if INDEXED_RESOURCE_ATTRIBUTES.contains(&kv.key.as_str()) {
+        let attributes = rl.resource.iter().flat_map(|r| &r.attributes);
+        let extra = attributes
+            .clone()
+            .find(|kv| kv.key == INDEX_LABELS_ATTRIBUTE)
+            .map(attr);
+        let extra: Vec<&str> = extra
+            .as_deref()
+            .map_or_else(Vec::new, |e| e.split(',').map(str::trim).collect());
+        for kv in attributes {
+            if kv.key == INDEX_LABELS_ATTRIBUTE {
+                continue;
+            }
+            if INDEXED_RESOURCE_ATTRIBUTES.contains(&kv.key.as_str()) || extra.contains(&kv.key.as_str()) {
                 resource_labels.insert(sanitize_label_name(&kv.key), attr(kv));
             } else {
                 resource_meta.push((sanitize_label_name(&kv.key), attr(kv)));
@@ -475,6 +491,47 @@ mod tests {
         assert_eq!(meta["http_route"], "/x");
         assert_eq!(meta["trace_id"], "ab".repeat(16));
         assert_eq!(meta["span_id"], "cd".repeat(8));
+    }
+
+    #[test]
+    fn obs_index_labels_names_more_resource_attributes_to_index() {
+        let req = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                resource: Some(Resource {
+                    attributes: vec![
+                        kv("filename", "/var/log/app.log"),
+                        kv("job", "app"),
+                        kv("process.pid", "42"),
+                        kv(INDEX_LABELS_ATTRIBUTE, "filename, job"),
+                    ],
+                    ..Default::default()
+                }),
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![LogRecord {
+                        body: Some(AnyValue {
+                            value: Some(any_value::Value::StringValue("hi".into())),
+                        }),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let batch = otlp_logs(&req, 99);
+        let s = &batch.streams[0];
+        let labels: Vec<_> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        assert_eq!(
+            labels,
+            [
+                "filename=/var/log/app.log",
+                "job=app",
+                "level=unknown",
+                "service_name=unknown_service"
+            ]
+        );
+        let meta: Vec<_> = s.entries[0].metadata.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(meta, ["process_pid"], "the naming attribute itself is not kept");
     }
 
     #[test]
