@@ -11,6 +11,7 @@
 //! [`CollectorConfig`] is the `[collector]` section of the obs config file.
 
 mod config;
+pub mod spool;
 
 pub use config::{
     CollectorConfig, FileSource, DEFAULT_OTLP_GRPC_ADDR, DEFAULT_OTLP_HTTP_ADDR, DEFAULT_STORE_URL,

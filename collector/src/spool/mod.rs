@@ -1,0 +1,562 @@
+//! The disk spool: everything a source produces is appended here before the source's
+//! position (or an OTLP client's request) is acknowledged, and the shipper reads it back
+//! and acknowledges what the store accepted. It survives restarts, crashes and store
+//! outages; it is bounded by size.
+//!
+//! # On-disk format (version 1)
+//!
+//! ```text
+//! <spool>/00000000000000000001.seg   segments, numbered in write order, appended only
+//!         ...
+//!         ack                        what the store has accepted: u64 segment, u64 offset,
+//!                                    u32 crc32 of the 16 bytes before (all little-endian)
+//!         quarantine/<n>.seg         corrupt segments, moved aside and reported
+//!
+//! segment = "OBSSPL01" record*
+//! record  = u32 len (of kind + payload) | u32 crc32(kind + payload) | u8 kind | payload
+//! kind    = 1 logs | 2 metrics | 3 traces; payload = the OTLP Export*ServiceRequest protobuf
+//! ```
+//!
+//! OTLP requests are plain concatenations of repeated fields, so the shipper sends several
+//! records of one kind as one request by concatenating their payloads.
+//!
+//! # Invariants and recovery
+//!
+//! - A record is written with one `write` and counted only after it; a crash can leave a torn
+//!   record at the end of the newest segment, which `open` truncates (and counts).
+//! - [`Spool::sync`] fsyncs the segment being written and returns the durable [`Position`];
+//!   sources checkpoint only positions at or before it. A segment is fsynced before the next
+//!   one is started, so durability is a single position.
+//! - Every restart starts a new segment, so nothing is ever appended after a torn tail.
+//! - Segments before the acknowledged position are deleted. When appending would exceed
+//!   `max_bytes`, the writer first waits (backpressure) up to `full_wait` for the shipper to
+//!   free space, then deletes the oldest segment, counting the records it held, and logs it.
+//! - A record that fails its checksum quarantines its segment: the records before it were
+//!   delivered, the rest is kept aside for inspection, and shipping goes on with the next
+//!   segment. Never a panic, never a crash loop.
+
+mod fs;
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+pub use fs::{MemFs, OsFs, SpoolFs};
+
+const MAGIC: &[u8; 8] = b"OBSSPL01";
+const HEADER: u64 = MAGIC.len() as u64;
+const RECORD_HEADER: usize = 9;
+const ACK_FILE: &str = "ack";
+
+/// What a record holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Logs = 1,
+    Metrics = 2,
+    Traces = 3,
+}
+
+impl Kind {
+    fn from_u8(b: u8) -> Option<Kind> {
+        match b {
+            1 => Some(Kind::Logs),
+            2 => Some(Kind::Metrics),
+            3 => Some(Kind::Traces),
+            _ => None,
+        }
+    }
+}
+
+/// A place in the spool: a segment number and a byte offset in it. Ordered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    pub segment: u64,
+    pub offset: u64,
+}
+
+/// One record read back, with the position just after it (what to acknowledge).
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub kind: Kind,
+    pub payload: Vec<u8>,
+    pub end: Position,
+}
+
+/// What [`Spool::read`] found, and where the next read starts.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub records: Vec<Record>,
+    pub next: Position,
+}
+
+#[derive(Debug, Clone)]
+pub struct SpoolConfig {
+    /// A segment is closed and a new one started past this size.
+    pub segment_bytes: u64,
+    /// All segments together stay under this.
+    pub max_bytes: u64,
+    /// How long a full spool holds writers back before it drops the oldest segment.
+    pub full_wait: Duration,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        SpoolConfig {
+            segment_bytes: 16 << 20,
+            max_bytes: 1 << 30,
+            full_wait: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Counters, exported on the collector's `/metrics`.
+#[derive(Debug, Default)]
+pub struct SpoolStats {
+    pub appended_records: AtomicU64,
+    pub appended_bytes: AtomicU64,
+    pub dropped_records: AtomicU64,
+    pub dropped_bytes: AtomicU64,
+    pub quarantined_segments: AtomicU64,
+    pub torn_bytes: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// Segment number -> bytes written to it.
+    segments: BTreeMap<u64, u64>,
+    active: u64,
+    durable: Position,
+    acked: Position,
+}
+
+impl Inner {
+    fn total(&self) -> u64 {
+        self.segments.values().sum()
+    }
+}
+
+/// The spool. Blocking (file I/O under a mutex); call it from threads or `spawn_blocking`.
+#[derive(Debug)]
+pub struct Spool {
+    fs: Arc<dyn SpoolFs>,
+    cfg: SpoolConfig,
+    inner: Mutex<Inner>,
+    space: Condvar,
+    /// Woken on every append, for the shipper.
+    pub appended: tokio::sync::Notify,
+    pub stats: SpoolStats,
+}
+
+fn segment_name(n: u64) -> String {
+    format!("{n:020}.seg")
+}
+
+fn parse_segment_name(name: &str) -> Option<u64> {
+    name.strip_suffix(".seg")?.parse().ok()
+}
+
+fn encode_ack(p: Position) -> Vec<u8> {
+    let mut b = Vec::with_capacity(20);
+    b.extend_from_slice(&p.segment.to_le_bytes());
+    b.extend_from_slice(&p.offset.to_le_bytes());
+    let crc = crc32fast::hash(&b);
+    b.extend_from_slice(&crc.to_le_bytes());
+    b
+}
+
+fn decode_ack(b: &[u8]) -> Option<Position> {
+    let (body, crc) = (b.get(..16)?, b.get(16..20)?);
+    (crc32fast::hash(body).to_le_bytes() == crc).then(|| Position {
+        segment: u64::from_le_bytes(body[..8].try_into().expect("8 bytes")),
+        offset: u64::from_le_bytes(body[8..].try_into().expect("8 bytes")),
+    })
+}
+
+/// Parses one record at the start of `buf`: `Ok(None)` if `buf` ends inside it,
+/// `Err` if its length or checksum is wrong.
+fn parse_record(buf: &[u8]) -> Result<Option<(Kind, &[u8], usize)>, String> {
+    let Some(head) = buf.get(..8) else {
+        return Ok(None);
+    };
+    let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(head[4..].try_into().expect("4 bytes"));
+    if len == 0 {
+        return Err("a record of length 0".into());
+    }
+    let Some(body) = buf.get(8..8 + len) else {
+        return Ok(None);
+    };
+    if crc32fast::hash(body) != crc {
+        return Err("a record whose checksum does not match".into());
+    }
+    let kind = Kind::from_u8(body[0]).ok_or_else(|| format!("a record of unknown kind {}", body[0]))?;
+    Ok(Some((kind, &body[1..], 8 + len)))
+}
+
+impl Spool {
+    /// Opens (or creates) the spool: deletes acknowledged segments, truncates a torn tail,
+    /// quarantines a newest segment with a bad header, and starts a new segment.
+    pub fn open(fs: Arc<dyn SpoolFs>, cfg: SpoolConfig) -> io::Result<Spool> {
+        if cfg.max_bytes < 2 * cfg.segment_bytes {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "spool max_bytes ({}) must be at least twice segment_bytes ({})",
+                    cfg.max_bytes, cfg.segment_bytes
+                ),
+            ));
+        }
+        let stats = SpoolStats::default();
+        let names = fs.list()?;
+        let acked = match names.iter().any(|n| n == ACK_FILE) {
+            true => decode_ack(&fs.read_at(ACK_FILE, 0, 20)?).unwrap_or_else(|| {
+                tracing::warn!("the spool's ack file is damaged; resending everything spooled");
+                Position::default()
+            }),
+            false => Position::default(),
+        };
+        let mut segments = BTreeMap::new();
+        for n in names.iter().filter_map(|n| parse_segment_name(n)) {
+            if n < acked.segment {
+                fs.remove(&segment_name(n))?;
+            } else {
+                segments.insert(n, fs.len(&segment_name(n))?);
+            }
+        }
+        if let Some((&last, &len)) = segments.iter().next_back() {
+            let name = segment_name(last);
+            let data = fs.read_at(&name, 0, len as usize)?;
+            if data.len() < MAGIC.len() || &data[..MAGIC.len()] != MAGIC {
+                tracing::error!(segment = %name, "spool segment has no valid header; quarantined");
+                fs.quarantine(&name)?;
+                stats.quarantined_segments.fetch_add(1, Ordering::Relaxed);
+                segments.remove(&last);
+            } else {
+                let mut at = MAGIC.len();
+                while let Ok(Some((_, _, used))) = parse_record(&data[at..]) {
+                    at += used;
+                }
+                if at < data.len() {
+                    let torn = data.len() - at;
+                    tracing::warn!(segment = %name, bytes = torn, "truncating a torn write at the end of the spool (a crash interrupted it; it was never acknowledged)");
+                    fs.truncate(&name, at as u64)?;
+                    stats.torn_bytes.fetch_add(torn as u64, Ordering::Relaxed);
+                    segments.insert(last, at as u64);
+                }
+            }
+        }
+        // Past the acknowledged segment too: a segment file whose creation a crash lost
+        // must not be reused, or reading would skip what lands in it.
+        let active = segments
+            .keys()
+            .next_back()
+            .map_or(1, |l| l + 1)
+            .max(acked.segment + 1);
+        Ok(Spool {
+            fs,
+            cfg,
+            inner: Mutex::new(Inner {
+                segments,
+                active,
+                durable: Position {
+                    segment: active,
+                    offset: 0,
+                },
+                acked,
+            }),
+            space: Condvar::new(),
+            appended: tokio::sync::Notify::new(),
+            stats,
+        })
+    }
+
+    /// Appends one record; returns the position after it. Blocks while the spool is full,
+    /// up to `full_wait`, then drops the oldest segment to make room.
+    pub fn append(&self, kind: Kind, payload: &[u8]) -> io::Result<Position> {
+        let len = (RECORD_HEADER + payload.len()) as u64;
+        if len + HEADER > self.cfg.segment_bytes {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "a {}-byte record does not fit in a {}-byte spool segment",
+                    payload.len(),
+                    self.cfg.segment_bytes
+                ),
+            ));
+        }
+        let mut inner = self.inner.lock().expect("spool lock");
+        let deadline = Instant::now() + self.cfg.full_wait;
+        while inner.total() + len + HEADER > self.cfg.max_bytes {
+            let now = Instant::now();
+            if now < deadline {
+                inner = self
+                    .space
+                    .wait_timeout(inner, deadline - now)
+                    .expect("spool lock")
+                    .0;
+            } else {
+                self.drop_oldest(&mut inner)?;
+            }
+        }
+        let seg_len = inner.segments.get(&inner.active).copied();
+        if seg_len.is_some_and(|l| l + len > self.cfg.segment_bytes) {
+            self.sync_locked(&mut inner)?;
+            inner.active += 1;
+        }
+        let name = segment_name(inner.active);
+        let active = inner.active;
+        if !inner.segments.contains_key(&active) {
+            self.fs.append(&name, MAGIC)?;
+            inner.segments.insert(active, HEADER);
+        }
+        let mut rec = Vec::with_capacity(len as usize);
+        rec.extend_from_slice(&((payload.len() + 1) as u32).to_le_bytes());
+        let mut h = crc32fast::Hasher::new();
+        h.update(&[kind as u8]);
+        h.update(payload);
+        rec.extend_from_slice(&h.finalize().to_le_bytes());
+        rec.push(kind as u8);
+        rec.extend_from_slice(payload);
+        self.fs.append(&name, &rec)?;
+        let end = inner.segments.get_mut(&active).expect("segment just ensured");
+        *end += len;
+        let pos = Position {
+            segment: active,
+            offset: *end,
+        };
+        drop(inner);
+        self.stats.appended_records.fetch_add(1, Ordering::Relaxed);
+        self.stats.appended_bytes.fetch_add(len, Ordering::Relaxed);
+        self.appended.notify_one();
+        Ok(pos)
+    }
+
+    fn drop_oldest(&self, inner: &mut Inner) -> io::Result<()> {
+        let Some((&oldest, &len)) = inner.segments.iter().next() else {
+            return Ok(());
+        };
+        if oldest == inner.active {
+            // Only the segment being written is left: start another so this one can go.
+            self.sync_locked(inner)?;
+            inner.active += 1;
+        }
+        let name = segment_name(oldest);
+        let data = self
+            .fs
+            .read_at(&name, HEADER, len.saturating_sub(HEADER) as usize)?;
+        let mut records = 0u64;
+        let mut at = 0usize;
+        while let Some(head) = data.get(at..at + 4) {
+            records += 1;
+            at += 8 + u32::from_le_bytes(head.try_into().expect("4 bytes")) as usize;
+        }
+        self.fs.remove(&name)?;
+        inner.segments.remove(&oldest);
+        if inner.acked.segment <= oldest {
+            inner.acked = Position {
+                segment: oldest + 1,
+                offset: 0,
+            };
+        }
+        self.stats.dropped_records.fetch_add(records, Ordering::Relaxed);
+        self.stats.dropped_bytes.fetch_add(len, Ordering::Relaxed);
+        tracing::warn!(
+            records,
+            bytes = len,
+            wait = ?self.cfg.full_wait,
+            "spool full: dropped its oldest segment (the store has been unreachable too long for the spool's max_bytes)"
+        );
+        Ok(())
+    }
+
+    fn sync_locked(&self, inner: &mut Inner) -> io::Result<Position> {
+        let end = Position {
+            segment: inner.active,
+            offset: inner.segments.get(&inner.active).copied().unwrap_or(0),
+        };
+        if end > inner.durable {
+            if end.offset > 0 {
+                self.fs.sync(&segment_name(inner.active))?;
+            }
+            inner.durable = end;
+        }
+        Ok(inner.durable)
+    }
+
+    /// Makes everything appended so far durable; returns the durable position.
+    pub fn sync(&self) -> io::Result<Position> {
+        self.sync_locked(&mut self.inner.lock().expect("spool lock"))
+    }
+
+    /// Makes `pos` durable, fsyncing only if no one else already has (group commit).
+    pub fn sync_to(&self, pos: Position) -> io::Result<()> {
+        let mut inner = self.inner.lock().expect("spool lock");
+        if inner.durable < pos {
+            self.sync_locked(&mut inner)?;
+        }
+        Ok(())
+    }
+
+    /// Where reading resumes: the acknowledged position.
+    pub fn acked(&self) -> Position {
+        self.inner.lock().expect("spool lock").acked
+    }
+
+    /// Bytes on disk in segments.
+    pub fn size(&self) -> u64 {
+        self.inner.lock().expect("spool lock").total()
+    }
+
+    /// Records after `from`, up to about `max_bytes` of payload, from one segment.
+    /// A corrupt segment is quarantined and skipped; an empty batch with a later `next`
+    /// means "go on from there".
+    pub fn read(&self, from: Position, max_bytes: usize) -> io::Result<Batch> {
+        let (seg, len, active) = {
+            let inner = self.inner.lock().expect("spool lock");
+            let found = inner.segments.range(from.segment..).next();
+            match found {
+                None => {
+                    return Ok(Batch {
+                        records: Vec::new(),
+                        next: from,
+                    })
+                }
+                Some((&seg, &len)) => (seg, len, inner.active),
+            }
+        };
+        let offset = if seg == from.segment {
+            from.offset.max(HEADER)
+        } else {
+            HEADER
+        };
+        if offset >= len {
+            let next = match seg == active {
+                true => Position { segment: seg, offset },
+                false => Position {
+                    segment: seg + 1,
+                    offset: 0,
+                },
+            };
+            return Ok(Batch {
+                records: Vec::new(),
+                next,
+            });
+        }
+        let name = segment_name(seg);
+        let gone = |e: io::Error| match e.kind() {
+            io::ErrorKind::NotFound => Ok(Batch {
+                records: Vec::new(),
+                next: Position {
+                    segment: seg + 1,
+                    offset: 0,
+                },
+            }),
+            _ => Err(e),
+        };
+        if offset == HEADER {
+            match self.fs.read_at(&name, 0, MAGIC.len()) {
+                Ok(head) if head == MAGIC => {}
+                Ok(_) => return self.quarantine(seg, "a bad segment header"),
+                Err(e) => return gone(e),
+            }
+        }
+        let head = match self.fs.read_at(&name, offset, 4) {
+            Ok(h) => h,
+            Err(e) => return gone(e),
+        };
+        let Ok(first) = <[u8; 4]>::try_from(head.as_slice()) else {
+            return self.quarantine(seg, "a record cut short");
+        };
+        let first = 8 + u32::from_le_bytes(first) as u64;
+        let want = (max_bytes as u64).max(first).min(len - offset);
+        let data = match self.fs.read_at(&name, offset, want as usize) {
+            Ok(d) => d,
+            Err(e) => return gone(e),
+        };
+        let mut records = Vec::new();
+        let mut at = 0usize;
+        while at < data.len() {
+            match parse_record(&data[at..]) {
+                Ok(Some((kind, payload, used))) => {
+                    at += used;
+                    records.push(Record {
+                        kind,
+                        payload: payload.to_vec(),
+                        end: Position {
+                            segment: seg,
+                            offset: offset + at as u64,
+                        },
+                    });
+                }
+                // Cut by this read's size, not by the segment's end: the next read has it.
+                Ok(None) if at > 0 && offset + (data.len() as u64) < len => break,
+                Ok(None) => return self.quarantine_after(seg, records, "a record longer than its segment"),
+                Err(why) => return self.quarantine_after(seg, records, &why),
+            }
+        }
+        let next = records
+            .last()
+            .map_or(Position { segment: seg, offset }, |r| r.end);
+        Ok(Batch { records, next })
+    }
+
+    fn quarantine_after(&self, seg: u64, records: Vec<Record>, why: &str) -> io::Result<Batch> {
+        if records.is_empty() {
+            return self.quarantine(seg, why);
+        }
+        // Deliver what came before the damage; the next read finds it and quarantines.
+        let next = records.last().expect("not empty").end;
+        Ok(Batch { records, next })
+    }
+
+    fn quarantine(&self, seg: u64, why: &str) -> io::Result<Batch> {
+        let mut inner = self.inner.lock().expect("spool lock");
+        if seg == inner.active {
+            self.sync_locked(&mut inner)?;
+            inner.active += 1;
+        }
+        let name = segment_name(seg);
+        if inner.segments.remove(&seg).is_some() {
+            self.fs.quarantine(&name)?;
+            self.stats.quarantined_segments.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(segment = %name, "spool segment holds {why}: moved to quarantine/, the rest of it is not shipped; shipping goes on");
+        }
+        self.space.notify_all();
+        Ok(Batch {
+            records: Vec::new(),
+            next: Position {
+                segment: seg + 1,
+                offset: 0,
+            },
+        })
+    }
+
+    /// Records that everything up to `pos` was delivered; deletes finished segments.
+    pub fn ack(&self, pos: Position) -> io::Result<()> {
+        let mut inner = self.inner.lock().expect("spool lock");
+        if pos <= inner.acked {
+            return Ok(());
+        }
+        self.fs.write_atomic(ACK_FILE, &encode_ack(pos))?;
+        inner.acked = pos;
+        let done: Vec<u64> = inner
+            .segments
+            .iter()
+            .filter(|&(&n, &len)| {
+                n < pos.segment || (n == pos.segment && pos.offset >= len && n != inner.active)
+            })
+            .map(|(&n, _)| n)
+            .collect();
+        for n in done {
+            self.fs.remove(&segment_name(n))?;
+            inner.segments.remove(&n);
+        }
+        self.space.notify_all();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
