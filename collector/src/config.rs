@@ -24,6 +24,18 @@ pub struct CollectorConfig {
     pub otlp_http_addr: SocketAddr,
     /// Collect node_exporter-like host metrics from /proc and /sys.
     pub host_metrics: bool,
+    /// Seconds between host metric collections.
+    pub host_metrics_interval_secs: u64,
+    /// `host.name` on everything this collector sends [default: the kernel's hostname].
+    pub host_name: Option<String>,
+    /// Request compression to the store: `zstd`, `gzip` or `none`.
+    pub compression: String,
+    /// PEM CA certificate for an `https://` store with a private CA.
+    pub ca_file: Option<PathBuf>,
+    /// The disk spool's size bound in MiB: past it, writers wait, then the oldest data goes.
+    pub spool_max_mib: u64,
+    /// How long a full spool holds sources back before dropping its oldest segment.
+    pub spool_full_wait_secs: u64,
     pub files: Vec<FileSource>,
 }
 
@@ -36,6 +48,12 @@ impl Default for CollectorConfig {
             otlp_grpc_addr: DEFAULT_OTLP_GRPC_ADDR.parse().expect("valid default address"),
             otlp_http_addr: DEFAULT_OTLP_HTTP_ADDR.parse().expect("valid default address"),
             host_metrics: true,
+            host_metrics_interval_secs: 15,
+            host_name: None,
+            compression: "zstd".to_string(),
+            ca_file: None,
+            spool_max_mib: 1024,
+            spool_full_wait_secs: 30,
             files: Vec::new(),
         }
     }
@@ -47,9 +65,75 @@ impl Default for CollectorConfig {
 pub struct FileSource {
     /// Glob patterns, rescanned for new files.
     pub paths: Vec<String>,
-    /// Labels added to every line from these files.
+    /// Glob patterns of files not to read, even if `paths` matches them.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Labels added to every line from these files (indexed as stream labels by the
+    /// store). `service_name` sets the OTLP `service.name`.
     #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,
+    /// Where to start in files found at the first start, with no saved position. Files
+    /// that appear later are always read from the beginning.
+    #[serde(default)]
+    pub start_at: StartAt,
+    /// Longer lines are cut to this many bytes and counted (`obs_collector_lines_truncated_total`).
+    #[serde(default = "default_max_line_bytes")]
+    pub max_line_bytes: usize,
+    /// Join continuation lines (stack traces) to the line that starts an event.
+    #[serde(default)]
+    pub multiline: Option<Multiline>,
+    /// Parse each line's fields into attributes.
+    #[serde(default)]
+    pub parse: Option<Parse>,
+}
+
+impl FileSource {
+    /// A source for one `--file GLOB` flag, with every default.
+    pub fn from_glob(glob: String) -> FileSource {
+        FileSource {
+            paths: vec![glob],
+            exclude: Vec::new(),
+            labels: Default::default(),
+            start_at: StartAt::default(),
+            max_line_bytes: default_max_line_bytes(),
+            multiline: None,
+            parse: None,
+        }
+    }
+}
+
+fn default_max_line_bytes() -> usize {
+    256 * 1024
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartAt {
+    #[default]
+    Beginning,
+    End,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Parse {
+    Json,
+    Logfmt,
+}
+
+/// `multiline = { start = '^\d{4}-', timeout_ms = 1000 }`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Multiline {
+    /// A regex matching the first line of an event; other lines continue the event.
+    pub start: String,
+    /// An event with no new line for this long is sent as it is.
+    #[serde(default = "default_multiline_timeout")]
+    pub timeout_ms: u64,
+}
+
+fn default_multiline_timeout() -> u64 {
+    1000
 }
 
 #[cfg(test)]

@@ -10,9 +10,95 @@
 //!
 //! [`CollectorConfig`] is the `[collector]` section of the obs config file.
 
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
 mod config;
+pub mod export;
+pub mod files;
+mod parse;
 pub mod spool;
 
+pub(crate) fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 pub use config::{
-    CollectorConfig, FileSource, DEFAULT_OTLP_GRPC_ADDR, DEFAULT_OTLP_HTTP_ADDR, DEFAULT_STORE_URL,
+    CollectorConfig, FileSource, Multiline, Parse, StartAt, DEFAULT_OTLP_GRPC_ADDR, DEFAULT_OTLP_HTTP_ADDR,
+    DEFAULT_STORE_URL,
 };
+
+/// Everything a running collector counts, for `/metrics` and the store.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub files: Arc<files::FileStats>,
+    pub export: Arc<export::ExportStats>,
+}
+
+/// Runs the collector until `shutdown` fires: sources into the spool under `data_dir`, the
+/// shipper out of it. Returns an error only for what stops it from starting.
+pub async fn run(
+    cfg: CollectorConfig,
+    data_dir: PathBuf,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let token = match &cfg.token_file {
+        Some(f) => Some(
+            std::fs::read_to_string(f)
+                .map_err(|e| anyhow::anyhow!("cannot read the token file {}: {e}", f.display()))?,
+        ),
+        None => None,
+    };
+    let exporter = export::Exporter::new(&export::ExportConfig {
+        endpoint: cfg.store.clone(),
+        token,
+        compression: cfg.compression.clone(),
+        ca_file: cfg.ca_file.clone(),
+    })?;
+    std::fs::create_dir_all(&data_dir)
+        .map_err(|e| anyhow::anyhow!("cannot create the data dir {}: {e}", data_dir.display()))?;
+    let spool_cfg = spool::SpoolConfig {
+        max_bytes: cfg.spool_max_mib.max(64) << 20,
+        full_wait: Duration::from_secs(cfg.spool_full_wait_secs),
+        ..Default::default()
+    };
+    let fs = spool::OsFs::new(&data_dir.join("spool"))
+        .map_err(|e| anyhow::anyhow!("cannot open the spool in {}: {e}", data_dir.display()))?;
+    let spool = Arc::new(
+        spool::Spool::open(Arc::new(fs), spool_cfg)
+            .map_err(|e| anyhow::anyhow!("cannot open the spool in {}: {e}", data_dir.display()))?,
+    );
+    let host = cfg.host_name.clone().unwrap_or_else(files::host_name);
+    let stats = Stats::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    if !cfg.files.is_empty() {
+        let tailer =
+            files::FileTailer::new(&cfg.files, &host, spool.clone(), &data_dir, stats.files.clone())?;
+        let stop = stop.clone();
+        threads.push(tokio::task::spawn_blocking(move || tailer.run(stop)));
+    }
+    let shipper = tokio::spawn(export::ship(
+        spool.clone(),
+        exporter,
+        stats.export.clone(),
+        shutdown.clone(),
+    ));
+    tracing::info!(store = %cfg.store, files = cfg.files.len(), host = %host, spool = %data_dir.join("spool").display(), "collector running");
+    let _ = shutdown.wait_for(|s| *s).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.await;
+    }
+    let _ = shipper.await;
+    if let Err(e) = spool.sync() {
+        tracing::error!(error = %e, "cannot sync the spool at shutdown");
+    }
+    Ok(())
+}

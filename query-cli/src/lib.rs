@@ -2,8 +2,7 @@
 //! ([`config`]) and hands each command to the library that does the work: `obs-store`,
 //! `obs-collector`, `obs-backup`. `obs up` ([`up`]) runs them together on one machine.
 //!
-//! Exit codes: 0 success, 1 the work failed, 2 bad usage or config, 3 the command is not
-//! built yet in this version (it says which issue tracks it).
+//! Exit codes: 0 success, 1 the work failed, 2 bad usage or config.
 
 mod backup;
 pub mod cli;
@@ -22,7 +21,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Up(args) => report(up::up(args)),
         Command::Store(args) => report(up::store(args)),
-        Command::Collector(_) => not_built("obs collector", 5),
+        Command::Collector(args) => report(up::collector(args)),
         Command::Backup(BackupCommand::Schedule(args)) => report(up::schedule(args)),
         Command::Backup(cmd) => report(backup::run(cmd)),
         Command::Query(cmd) => report(query::run(cmd)),
@@ -35,18 +34,8 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-/// Exit code for "this command is not built yet".
-pub const EXIT_NOT_BUILT: u8 = 3;
 /// Exit code for bad usage or a bad config file.
 pub const EXIT_USAGE: u8 = 2;
-
-fn not_built(what: &str, issue: u32) -> ExitCode {
-    eprintln!(
-        "{what}: not built yet in obs {} (tracked in issue #{issue})",
-        env!("CARGO_PKG_VERSION")
-    );
-    ExitCode::from(EXIT_NOT_BUILT)
-}
 
 fn config_check(file: PathBuf) -> ExitCode {
     match config::load(&file) {

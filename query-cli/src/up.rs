@@ -7,7 +7,7 @@ use anyhow::Context;
 use obs_store::{BoundStore, Store};
 use tokio::sync::watch;
 
-use crate::cli::{StoreArgs, UpArgs};
+use crate::cli::{CollectorArgs, StoreArgs, UpArgs};
 use crate::config::{self, Config};
 
 fn load_or_embedded(path: Option<&Path>) -> anyhow::Result<Config> {
@@ -80,6 +80,27 @@ pub(crate) fn store(args: StoreArgs) -> anyhow::Result<()> {
         let store = Store::bind(settings).await?;
         store.serve(stopped(shutdown)).await?;
         Ok(())
+    })
+}
+
+/// `obs collector`: the config's `[collector]` section with the flags on top.
+pub(crate) fn collector(args: CollectorArgs) -> anyhow::Result<()> {
+    let mut cfg = load_or_embedded(args.config.as_deref())?.collector;
+    if let Some(s) = args.store {
+        cfg.store = s;
+    }
+    if let Some(t) = args.token_file {
+        cfg.token_file = Some(t);
+    }
+    cfg.files
+        .extend(args.files.into_iter().map(obs_collector::FileSource::from_glob));
+    let data_dir = args
+        .data_dir
+        .or_else(|| cfg.data_dir.clone())
+        .unwrap_or_else(|| default_data_root().join("collector"));
+    runtime()?.block_on(async {
+        let shutdown = shutdown_on_signals();
+        obs_collector::run(cfg, data_dir, shutdown).await
     })
 }
 

@@ -378,8 +378,12 @@ impl StoreProc {
     }
 
     fn start_on(dir: &Path, data: &Path, port: u16) -> StoreProc {
+        StoreProc::start_on_ports(dir, data, port, free_port())
+    }
+
+    /// A plain store on given HTTP and gRPC ports (e.g. ones a collector is retrying).
+    pub fn start_on_ports(dir: &Path, data: &Path, port: u16, grpc_port: u16) -> StoreProc {
         let addr = format!("127.0.0.1:{port}");
-        let grpc_port = free_port();
         let grpc = format!("127.0.0.1:{grpc_port}");
         let mut proc = Proc::obs(
             "store",
@@ -445,19 +449,25 @@ impl StoreProc {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    /// SIGKILL, then start again on the same data dir and port.
+    /// SIGKILL, then start again on the same data dir and ports.
     pub fn kill_and_restart(self) -> StoreProc {
+        self.kill_and_restart_after(Duration::ZERO)
+    }
+
+    /// SIGKILL, stay down for `down`, then start again on the same data dir and ports.
+    pub fn kill_and_restart_after(self, down: Duration) -> StoreProc {
         let StoreProc {
             mut proc,
             port,
+            grpc_port,
             data,
             dir,
-            ..
         } = self;
         proc.signal(Signal::SIGKILL);
         proc.wait_timeout(Duration::from_secs(10))
             .expect("store did not die on SIGKILL");
-        StoreProc::start_on(&dir, &data, port)
+        std::thread::sleep(down);
+        StoreProc::start_on_ports(&dir, &data, port, grpc_port)
     }
 
     /// GET a JSON endpoint, panicking with the store's output on failure.

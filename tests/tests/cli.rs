@@ -1,5 +1,5 @@
-//! The `obs` command line as a newcomer meets it: help, version, config check, and honest
-//! "not built yet" answers for commands whose issues are still open.
+//! The `obs` command line as a newcomer meets it: help, version, config check, and clear
+//! errors for bad flags.
 
 use obs_e2e::{obs_bin, Proc};
 
@@ -85,8 +85,17 @@ fn config_check_accepts_a_good_file_and_points_at_a_bad_one() {
 }
 
 #[test]
-fn the_unbuilt_collector_says_so_and_fails() {
-    let (code, _, err) = obs(&["collector"]);
-    assert_eq!(code, 3);
-    assert!(err.contains("not built yet") && err.contains("#5"), "{err}");
+fn a_collector_with_a_bad_store_url_says_which_flag_is_wrong() {
+    let (code, _, err) = obs(&["collector", "--store", "not a url"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("store endpoint \"not a url\" is not a URL"), "{err}");
+    let (code, _, err) = obs(&[
+        "collector",
+        "--file",
+        "[",
+        "--data-dir",
+        "/tmp/obs-cli-test-unused",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("paths: \"[\""), "{err}");
 }

@@ -174,9 +174,12 @@ fn decode_ack(b: &[u8]) -> Option<Position> {
     })
 }
 
+/// A record parsed in place: its kind, its payload, and the bytes it took.
+type Parsed<'a> = (Kind, &'a [u8], usize);
+
 /// Parses one record at the start of `buf`: `Ok(None)` if `buf` ends inside it,
 /// `Err` if its length or checksum is wrong.
-fn parse_record(buf: &[u8]) -> Result<Option<(Kind, &[u8], usize)>, String> {
+fn parse_record(buf: &[u8]) -> Result<Option<Parsed<'_>>, String> {
     let Some(head) = buf.get(..8) else {
         return Ok(None);
     };
@@ -307,9 +310,9 @@ impl Spool {
         }
         let name = segment_name(inner.active);
         let active = inner.active;
-        if !inner.segments.contains_key(&active) {
+        if let std::collections::btree_map::Entry::Vacant(e) = inner.segments.entry(active) {
             self.fs.append(&name, MAGIC)?;
-            inner.segments.insert(active, HEADER);
+            e.insert(HEADER);
         }
         let mut rec = Vec::with_capacity(len as usize);
         rec.extend_from_slice(&((payload.len() + 1) as u32).to_le_bytes());

@@ -1,0 +1,297 @@
+//! The shipper: reads the spool from its acknowledged position, sends records to the store
+//! over OTLP/gRPC, and acknowledges them in the spool once the store accepted them.
+//!
+//! Consecutive records of one kind go out as one request: an OTLP `Export*ServiceRequest`
+//! is a repeated field, so concatenated payloads are a valid request and the collector
+//! never decodes what it ships (a pass-through codec hands tonic the bytes). Requests are
+//! compressed (zstd by default), carry the bearer token, and are retried with exponential
+//! backoff and jitter until delivered. A request the store calls malformed
+//! (`InvalidArgument`) can never succeed: it is counted, logged and skipped.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes};
+use prost::Message;
+use tokio::sync::watch;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codegen::http::uri::PathAndQuery;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+use crate::spool::{Kind, Position, Record, Spool};
+
+/// How much spooled payload goes into one request at most.
+const MAX_REQUEST_BYTES: usize = 4 << 20;
+
+/// Where and how to ship.
+#[derive(Debug, Clone)]
+pub struct ExportConfig {
+    /// `http://host:port` or `https://host:port` of the store's OTLP/gRPC listener.
+    pub endpoint: String,
+    pub token: Option<String>,
+    /// `zstd`, `gzip` or `none`.
+    pub compression: String,
+    /// PEM CA certificate to trust for `https` (else the system's web PKI roots).
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// Shipping counters, exported on the collector's `/metrics`.
+#[derive(Debug, Default)]
+pub struct ExportStats {
+    pub sent_requests: AtomicU64,
+    pub sent_bytes: AtomicU64,
+    pub retries: AtomicU64,
+    pub rejected_requests: AtomicU64,
+    /// Items the store accepted the request but refused (OTLP partial success).
+    pub rejected_items: AtomicU64,
+    /// Unix seconds of the last successful delivery.
+    pub last_success: AtomicU64,
+}
+
+/// Passes bytes through: the spool already holds encoded requests.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = Bytes;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Bytes;
+    type Error = Status;
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Bytes;
+    type Error = Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+fn path(kind: Kind) -> PathAndQuery {
+    PathAndQuery::from_static(match kind {
+        Kind::Logs => "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+        Kind::Metrics => "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+        Kind::Traces => "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    })
+}
+
+/// (items rejected, message) from an OTLP export response's partial success.
+fn partial_success(kind: Kind, body: &[u8]) -> Option<(i64, String)> {
+    use opentelemetry_proto::tonic::collector::{logs, metrics, trace};
+    let (n, msg) = match kind {
+        Kind::Logs => {
+            let p = logs::v1::ExportLogsServiceResponse::decode(body)
+                .ok()?
+                .partial_success?;
+            (p.rejected_log_records, p.error_message)
+        }
+        Kind::Metrics => {
+            let p = metrics::v1::ExportMetricsServiceResponse::decode(body)
+                .ok()?
+                .partial_success?;
+            (p.rejected_data_points, p.error_message)
+        }
+        Kind::Traces => {
+            let p = trace::v1::ExportTraceServiceResponse::decode(body)
+                .ok()?
+                .partial_success?;
+            (p.rejected_spans, p.error_message)
+        }
+    };
+    (n > 0 || !msg.is_empty()).then_some((n, msg))
+}
+
+/// One OTLP/gRPC destination.
+#[derive(Debug, Clone)]
+pub struct Exporter {
+    grpc: tonic::client::Grpc<Channel>,
+    auth: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+    endpoint: String,
+}
+
+impl Exporter {
+    /// Builds the client; connects lazily, so a store that is down is not an error here.
+    pub fn new(cfg: &ExportConfig) -> anyhow::Result<Exporter> {
+        let mut ep = Endpoint::from_shared(cfg.endpoint.clone())
+            .map_err(|e| anyhow::anyhow!("store endpoint {:?} is not a URL: {e}", cfg.endpoint))?
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60))
+            .tcp_keepalive(Some(Duration::from_secs(30)));
+        if cfg.endpoint.starts_with("https://") {
+            let mut tls = tonic::transport::ClientTlsConfig::new().with_webpki_roots();
+            if let Some(ca) = &cfg.ca_file {
+                let pem = std::fs::read(ca)
+                    .map_err(|e| anyhow::anyhow!("cannot read the CA file {}: {e}", ca.display()))?;
+                tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
+            }
+            ep = ep.tls_config(tls)?;
+        }
+        let mut grpc = tonic::client::Grpc::new(ep.connect_lazy()).max_decoding_message_size(16 << 20);
+        grpc = match cfg.compression.as_str() {
+            "zstd" => grpc.send_compressed(CompressionEncoding::Zstd),
+            "gzip" => grpc.send_compressed(CompressionEncoding::Gzip),
+            "none" => grpc,
+            other => anyhow::bail!("compression {other:?}: use zstd, gzip or none"),
+        };
+        let auth = match &cfg.token {
+            Some(t) => Some(
+                format!("Bearer {}", t.trim())
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("the store token has characters a header cannot carry"))?,
+            ),
+            None => None,
+        };
+        Ok(Exporter {
+            grpc,
+            auth,
+            endpoint: cfg.endpoint.clone(),
+        })
+    }
+
+    /// Sends one request; returns the store's answer body.
+    pub async fn send(&self, kind: Kind, body: Bytes) -> Result<Bytes, Status> {
+        let mut grpc = self.grpc.clone();
+        grpc.ready()
+            .await
+            .map_err(|e| Status::unavailable(format!("cannot reach {}: {e}", self.endpoint)))?;
+        let mut req = tonic::Request::new(body);
+        if let Some(a) = &self.auth {
+            req.metadata_mut().insert("authorization", a.clone());
+        }
+        Ok(grpc.unary(req, path(kind), RawCodec).await?.into_inner())
+    }
+}
+
+/// Backoff before retry `attempt` (1-based): 200 ms doubling to 30 s, with ±50% jitter.
+pub fn backoff(attempt: u32) -> Duration {
+    let base = 200u64.saturating_mul(1 << attempt.min(8)).min(30_000);
+    let jitter = rand::random_range(0.5..1.5);
+    Duration::from_millis((base as f64 * jitter) as u64)
+}
+
+/// Groups consecutive records of one kind into requests of at most `MAX_REQUEST_BYTES`.
+fn requests(records: Vec<Record>) -> Vec<(Kind, Vec<u8>, Position)> {
+    let mut out: Vec<(Kind, Vec<u8>, Position)> = Vec::new();
+    for r in records {
+        match out.last_mut() {
+            Some((k, body, end)) if *k == r.kind && body.len() + r.payload.len() <= MAX_REQUEST_BYTES => {
+                body.extend_from_slice(&r.payload);
+                *end = r.end;
+            }
+            _ => out.push((r.kind, r.payload, r.end)),
+        }
+    }
+    out
+}
+
+/// Ships the spool until `shutdown`; never gives up on a record.
+pub async fn ship(
+    spool: Arc<Spool>,
+    exporter: Exporter,
+    stats: Arc<ExportStats>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut cursor = spool.acked();
+    while !*shutdown.borrow() {
+        let s = spool.clone();
+        let batch = match tokio::task::spawn_blocking(move || s.read(cursor, MAX_REQUEST_BYTES)).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot read the spool; retrying");
+                sleep_or_stop(Duration::from_secs(1), &mut shutdown).await;
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the spool reader stopped; retrying");
+                sleep_or_stop(Duration::from_secs(1), &mut shutdown).await;
+                continue;
+            }
+        };
+        if batch.records.is_empty() {
+            if batch.next == cursor {
+                tokio::select! {
+                    _ = spool.appended.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+            cursor = batch.next;
+            continue;
+        }
+        for (kind, body, end) in requests(batch.records) {
+            let body = Bytes::from(body);
+            let mut attempt = 0;
+            loop {
+                match exporter.send(kind, body.clone()).await {
+                    Ok(answer) => {
+                        stats.sent_requests.fetch_add(1, Ordering::Relaxed);
+                        stats.sent_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+                        stats.last_success.store(crate::now_secs(), Ordering::Relaxed);
+                        if let Some((n, msg)) = partial_success(kind, &answer) {
+                            stats.rejected_items.fetch_add(n.max(0) as u64, Ordering::Relaxed);
+                            tracing::warn!(rejected = n, reason = %msg, "the store refused part of a request");
+                        }
+                        break;
+                    }
+                    Err(s) if s.code() == Code::InvalidArgument => {
+                        stats.rejected_requests.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(reason = %s.message(), ?kind, bytes = body.len(), "the store rejected a request as malformed; skipping it");
+                        break;
+                    }
+                    Err(s) => {
+                        attempt += 1;
+                        stats.retries.fetch_add(1, Ordering::Relaxed);
+                        let wait = backoff(attempt);
+                        let what = match s.code() {
+                            Code::Unauthenticated | Code::PermissionDenied => {
+                                "the store refused the token (check token_file; the role must be ingest)"
+                            }
+                            _ => "cannot deliver to the store; will retry",
+                        };
+                        tracing::warn!(code = ?s.code(), error = %s.message(), retry_in = ?wait, "{what}");
+                        if sleep_or_stop(wait, &mut shutdown).await {
+                            return;
+                        }
+                    }
+                }
+            }
+            let s = spool.clone();
+            match tokio::task::spawn_blocking(move || s.ack(end)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "cannot record delivery in the spool; those records may be sent again")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "the spool ack stopped; those records may be sent again")
+                }
+            }
+            cursor = end;
+        }
+        cursor = cursor.max(batch.next);
+    }
+}
+
+/// Sleeps; true if shutdown came first.
+async fn sleep_or_stop(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => *shutdown.borrow(),
+        _ = shutdown.changed() => true,
+    }
+}

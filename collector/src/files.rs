@@ -1,0 +1,651 @@
+//! Tailing log files into the spool.
+//!
+//! One thread rescans the globs every second and reads every open file in turns of at most
+//! 1 MiB. A file is identified by a fingerprint of its first line (up to 256 bytes; a file
+//! without one yet waits) together with its device and inode, so renames keep their
+//! position and a new file at an old path starts from zero. Rotation:
+//!
+//! - rename-and-create: the renamed file stays open and is read to its end; it is closed
+//!   once no glob matches it and it has not grown for 5 s (deleted files likewise);
+//! - copytruncate: a file shorter than the read position, or whose first line changed, is
+//!   read again from the start.
+//!
+//! Lines go to the spool as OTLP log requests (one resource per file: `host.name`,
+//! `filename`, the source's labels, and `obs.index_labels` naming those for the store).
+//! Positions are checkpointed to `<data>/files.json` (written atomically) only once the
+//! spool has fsynced the lines before them, so a crash re-reads at most the lines of the
+//! last unsynced second and never skips one.
+//!
+//! Checkpoint file: `{"version":1,"files":[{"fingerprint","device","inode","offset","path"}]}`.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fs::File;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{FileSource, Parse, StartAt};
+use crate::parse;
+use crate::spool::{Kind, Position, Spool};
+
+const FINGERPRINT_BYTES: usize = 256;
+const READ_BYTES: usize = 1 << 20;
+const BATCH_BYTES: usize = 1 << 20;
+const SCAN_EVERY: Duration = Duration::from_secs(1);
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+const CLOSE_IDLE: Duration = Duration::from_secs(5);
+
+/// Counters, exported on the collector's `/metrics`.
+#[derive(Debug, Default)]
+pub struct FileStats {
+    pub lines: AtomicU64,
+    pub bytes: AtomicU64,
+    pub truncated_lines: AtomicU64,
+    pub open_files: AtomicU64,
+    pub rotations: AtomicU64,
+    /// Bytes in watched files not read yet.
+    pub lag_bytes: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+struct FileId {
+    fingerprint: u64,
+    device: u64,
+    inode: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Saved {
+    #[serde(flatten)]
+    id: FileId,
+    offset: u64,
+    path: PathBuf,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct CheckpointFile {
+    version: u32,
+    files: Vec<Saved>,
+}
+
+/// FNV-1a, 64-bit: a fingerprint that stays the same across builds and platforms.
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf29ce484222325, |h, b| {
+        (h ^ *b as u64).wrapping_mul(0x100000001b3)
+    })
+}
+
+/// The first line (up to 256 bytes) of a file, hashed; `None` until there is one.
+fn fingerprint(file: &File) -> std::io::Result<Option<u64>> {
+    let mut buf = [0u8; FINGERPRINT_BYTES];
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read_at(&mut buf[n..], n as u64)? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(match buf[..n].iter().position(|b| *b == b'\n') {
+        Some(nl) => Some(fnv(&buf[..=nl])),
+        None if n == FINGERPRINT_BYTES => Some(fnv(&buf)),
+        None => None,
+    })
+}
+
+struct Source {
+    cfg: FileSource,
+    exclude: Vec<glob::Pattern>,
+    multiline: Option<(regex::Regex, Duration)>,
+    resource: Vec<KeyValue>,
+}
+
+struct Event {
+    text: Vec<u8>,
+    start: u64,
+    last: Instant,
+}
+
+struct Tail {
+    source: usize,
+    id: FileId,
+    path: PathBuf,
+    file: File,
+    /// Next byte to read.
+    offset: u64,
+    /// Bytes after the last newline, not yet a line.
+    carry: Vec<u8>,
+    /// Inside a line that was already cut at `max_line_bytes`.
+    skipping: bool,
+    event: Option<Event>,
+    batch: Vec<LogRecord>,
+    batch_bytes: usize,
+    grew: Instant,
+    seen: bool,
+}
+
+impl Tail {
+    /// Where a restart must resume so that nothing not yet spooled is lost.
+    fn safe_offset(&self) -> u64 {
+        match &self.event {
+            Some(e) => e.start,
+            None if self.skipping => self.offset,
+            None => self.offset - self.carry.len() as u64,
+        }
+    }
+}
+
+fn string_kv(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.to_string(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.to_string())),
+        }),
+        ..Default::default()
+    }
+}
+
+/// This machine's name, for `host.name`.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// The file tailer; [`FileTailer::run`] on a thread of its own.
+pub struct FileTailer {
+    sources: Vec<Source>,
+    spool: Arc<Spool>,
+    state: PathBuf,
+    tails: HashMap<(u64, u64), Tail>,
+    saved: HashMap<FileId, Saved>,
+    /// Spool positions and the file offsets they make safe, oldest first.
+    pending: VecDeque<(Position, FileId, u64, PathBuf)>,
+    first_scan: bool,
+    stats: Arc<FileStats>,
+}
+
+impl std::fmt::Debug for FileTailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileTailer")
+            .field("files", &self.tails.len())
+            .finish()
+    }
+}
+
+impl FileTailer {
+    /// Compiles the sources and loads saved positions from `data_dir/files.json`.
+    pub fn new(
+        sources: &[FileSource],
+        host: &str,
+        spool: Arc<Spool>,
+        data_dir: &Path,
+        stats: Arc<FileStats>,
+    ) -> anyhow::Result<FileTailer> {
+        let mut compiled = Vec::new();
+        for (i, cfg) in sources.iter().enumerate() {
+            let what = |field: &str| format!("[[collector.files]] #{} {field}", i + 1);
+            for p in &cfg.paths {
+                glob::Pattern::new(p).map_err(|e| anyhow::anyhow!("{}: {p:?}: {e}", what("paths")))?;
+            }
+            let exclude = cfg
+                .exclude
+                .iter()
+                .map(|p| {
+                    glob::Pattern::new(p).map_err(|e| anyhow::anyhow!("{}: {p:?}: {e}", what("exclude")))
+                })
+                .collect::<anyhow::Result<_>>()?;
+            let multiline = match &cfg.multiline {
+                Some(m) => Some((
+                    regex::Regex::new(&m.start)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", what("multiline.start")))?,
+                    Duration::from_millis(m.timeout_ms),
+                )),
+                None => None,
+            };
+            let mut resource = vec![string_kv("host.name", host)];
+            let mut index = vec!["filename".to_string()];
+            for (k, v) in &cfg.labels {
+                if k == "service_name" {
+                    resource.push(string_kv("service.name", v));
+                } else {
+                    resource.push(string_kv(k, v));
+                    index.push(k.clone());
+                }
+            }
+            resource.push(string_kv("obs.index_labels", &index.join(",")));
+            compiled.push(Source {
+                cfg: cfg.clone(),
+                exclude,
+                multiline,
+                resource,
+            });
+        }
+        let state = data_dir.join("files.json");
+        let saved = match std::fs::read(&state) {
+            Ok(b) => match serde_json::from_slice::<CheckpointFile>(&b) {
+                Ok(c) => c.files.into_iter().map(|s| (s.id, s)).collect(),
+                Err(e) => {
+                    tracing::error!(file = %state.display(), error = %e, "file positions are unreadable; files are read from their start again");
+                    HashMap::new()
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
+            Err(e) => anyhow::bail!("cannot read {}: {e}", state.display()),
+        };
+        Ok(FileTailer {
+            sources: compiled,
+            spool,
+            state,
+            tails: HashMap::new(),
+            saved,
+            pending: VecDeque::new(),
+            first_scan: true,
+            stats,
+        })
+    }
+
+    /// Tails until `stop` is set, then spools what it has and saves positions.
+    pub fn run(mut self, stop: Arc<AtomicBool>) {
+        let mut last_scan: Option<Instant> = None;
+        let mut last_checkpoint = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            if last_scan.is_none_or(|t| t.elapsed() >= SCAN_EVERY) {
+                self.scan();
+                last_scan = Some(Instant::now());
+            }
+            let read = self.read_all();
+            self.flush_idle_events();
+            if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+                self.checkpoint();
+                last_checkpoint = Instant::now();
+            }
+            if read == 0 {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        let keys: Vec<_> = self.tails.keys().copied().collect();
+        for k in keys {
+            self.flush_event(k);
+            self.flush_batch(k);
+        }
+        self.checkpoint();
+    }
+
+    fn scan(&mut self) {
+        for t in self.tails.values_mut() {
+            t.seen = false;
+        }
+        let mut lag = 0;
+        for si in 0..self.sources.len() {
+            for pattern in self.sources[si].cfg.paths.clone() {
+                let Ok(paths) = glob::glob(&pattern) else { continue };
+                for path in paths.flatten() {
+                    if self.sources[si].exclude.iter().any(|p| p.matches_path(&path)) {
+                        continue;
+                    }
+                    if let Err(e) = self.consider(si, &path) {
+                        tracing::debug!(path = %path.display(), error = %e, "cannot open a matched file yet");
+                    }
+                }
+            }
+        }
+        let now = Instant::now();
+        let mut closing = Vec::new();
+        for (k, t) in &mut self.tails {
+            let len = t.file.metadata().map(|m| m.len()).unwrap_or(0);
+            lag += len.saturating_sub(t.offset);
+            if len < t.offset {
+                tracing::info!(path = %t.path.display(), "file truncated (copytruncate rotation); reading it from the start");
+                reset(t, &self.stats);
+                t.id.fingerprint = fingerprint(&t.file).ok().flatten().unwrap_or(0);
+            } else if let Ok(Some(fp)) = fingerprint(&t.file) {
+                if fp != t.id.fingerprint {
+                    if t.id.fingerprint != 0 {
+                        tracing::info!(path = %t.path.display(), "file rewritten in place; reading it from the start");
+                        reset(t, &self.stats);
+                    }
+                    t.id.fingerprint = fp;
+                }
+            }
+            if !t.seen && len <= t.offset && now.duration_since(t.grew) >= CLOSE_IDLE {
+                closing.push(*k);
+            }
+        }
+        self.stats.lag_bytes.store(lag, Ordering::Relaxed);
+        for k in closing {
+            self.flush_event(k);
+            self.flush_batch(k);
+            if let Some(t) = self.tails.remove(&k) {
+                tracing::debug!(path = %t.path.display(), "closed a rotated or deleted file read to its end");
+            }
+        }
+        self.stats
+            .open_files
+            .store(self.tails.len() as u64, Ordering::Relaxed);
+        self.first_scan = false;
+    }
+
+    fn consider(&mut self, si: usize, path: &Path) -> std::io::Result<()> {
+        let meta = std::fs::metadata(path)?;
+        if !meta.is_file() {
+            return Ok(());
+        }
+        let key = (meta.dev(), meta.ino());
+        if let Some(t) = self.tails.get_mut(&key) {
+            t.seen = true;
+            if t.path != path {
+                tracing::debug!(from = %t.path.display(), to = %path.display(), "file renamed");
+                t.path = path.to_path_buf();
+            }
+            return Ok(());
+        }
+        let file = File::open(path)?;
+        let Some(fp) = fingerprint(&file)? else {
+            return Ok(());
+        };
+        let id = FileId {
+            fingerprint: fp,
+            device: meta.dev(),
+            inode: meta.ino(),
+        };
+        let offset = match self.saved.get(&id) {
+            Some(s) if s.offset <= meta.len() => s.offset,
+            Some(_) => 0,
+            None if self.first_scan && self.sources[si].cfg.start_at == StartAt::End => meta.len(),
+            None => 0,
+        };
+        tracing::debug!(path = %path.display(), offset, "watching");
+        self.tails.insert(
+            key,
+            Tail {
+                source: si,
+                id,
+                path: path.to_path_buf(),
+                file,
+                offset,
+                carry: Vec::new(),
+                skipping: false,
+                event: None,
+                batch: Vec::new(),
+                batch_bytes: 0,
+                grew: Instant::now(),
+                seen: true,
+            },
+        );
+        Ok(())
+    }
+
+    fn read_all(&mut self) -> usize {
+        let keys: Vec<_> = self.tails.keys().copied().collect();
+        let mut total = 0;
+        let mut buf = vec![0u8; READ_BYTES];
+        for k in keys {
+            let Some(t) = self.tails.get_mut(&k) else { continue };
+            let n = match t.file.read_at(&mut buf, t.offset) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(path = %t.path.display(), error = %e, "read failed");
+                    continue;
+                }
+            };
+            if n > 0 {
+                total += n;
+                t.offset += n as u64;
+                t.grew = Instant::now();
+                self.stats.bytes.fetch_add(n as u64, Ordering::Relaxed);
+                self.lines(k, &buf[..n]);
+            }
+            if self
+                .tails
+                .get(&k)
+                .is_some_and(|t| t.batch_bytes >= BATCH_BYTES || n < READ_BYTES)
+            {
+                self.flush_batch(k);
+            }
+        }
+        total
+    }
+
+    /// Splits new bytes into lines, cutting long ones, and hands them on.
+    fn lines(&mut self, k: (u64, u64), new: &[u8]) {
+        let t = self.tails.get_mut(&k).expect("tail exists");
+        let max = self.sources[t.source].cfg.max_line_bytes;
+        let mut data = std::mem::take(&mut t.carry);
+        data.extend_from_slice(new);
+        let base = t.offset - data.len() as u64;
+        let mut start = 0;
+        let mut out: Vec<(usize, usize)> = Vec::new();
+        let mut truncated = 0;
+        while let Some(nl) = memchr::memchr(b'\n', &data[start..]) {
+            let end = start + nl;
+            if t.skipping {
+                t.skipping = false;
+            } else {
+                let mut line_end = end;
+                if line_end > start && data[line_end - 1] == b'\r' {
+                    line_end -= 1;
+                }
+                if line_end - start > max {
+                    truncated += 1;
+                    line_end = start + max;
+                }
+                out.push((start, line_end));
+            }
+            start = end + 1;
+        }
+        let rest = &data[start..];
+        if t.skipping {
+        } else if rest.len() > max {
+            out.push((start, start + max));
+            truncated += 1;
+            t.skipping = true;
+        } else {
+            t.carry = rest.to_vec();
+        }
+        self.stats.truncated_lines.fetch_add(truncated, Ordering::Relaxed);
+        self.stats.lines.fetch_add(out.len() as u64, Ordering::Relaxed);
+        for (s, e) in out {
+            self.line(k, &data[s..e], base + s as u64);
+        }
+    }
+
+    /// One line: starts or continues a multiline event, or becomes a record.
+    fn line(&mut self, k: (u64, u64), line: &[u8], at: u64) {
+        let t = self.tails.get_mut(&k).expect("tail exists");
+        let source = &self.sources[t.source];
+        let Some((start, _)) = &source.multiline else {
+            push_record(t, source, line);
+            return;
+        };
+        let starts = start.is_match(&String::from_utf8_lossy(line));
+        match &mut t.event {
+            Some(e) if !starts && e.text.len() + line.len() < source.cfg.max_line_bytes => {
+                e.text.push(b'\n');
+                e.text.extend_from_slice(line);
+                e.last = Instant::now();
+            }
+            _ => {
+                if let Some(e) = t.event.take() {
+                    push_record(t, source, &e.text);
+                }
+                t.event = Some(Event {
+                    text: line.to_vec(),
+                    start: at,
+                    last: Instant::now(),
+                });
+            }
+        }
+    }
+
+    fn flush_event(&mut self, k: (u64, u64)) {
+        let Some(t) = self.tails.get_mut(&k) else { return };
+        if let Some(e) = t.event.take() {
+            push_record(t, &self.sources[t.source], &e.text);
+        }
+    }
+
+    fn flush_idle_events(&mut self) {
+        let idle: Vec<_> = self
+            .tails
+            .iter()
+            .filter(|(_, t)| {
+                let timeout = self.sources[t.source].multiline.as_ref().map(|m| m.1);
+                t.event
+                    .as_ref()
+                    .zip(timeout)
+                    .is_some_and(|(e, to)| e.last.elapsed() >= to)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for k in idle {
+            self.flush_event(k);
+            self.flush_batch(k);
+        }
+    }
+
+    /// Appends the file's pending records to the spool (blocking while it is full).
+    fn flush_batch(&mut self, k: (u64, u64)) {
+        let Some(t) = self.tails.get_mut(&k) else { return };
+        if t.batch.is_empty() {
+            return;
+        }
+        let source = &self.sources[t.source];
+        let mut attributes = source.resource.clone();
+        attributes.push(string_kv("filename", &t.path.to_string_lossy()));
+        let req = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                resource: Some(Resource {
+                    attributes,
+                    ..Default::default()
+                }),
+                scope_logs: vec![ScopeLogs {
+                    scope: Some(InstrumentationScope {
+                        name: "obs-collector/files".into(),
+                        ..Default::default()
+                    }),
+                    log_records: std::mem::take(&mut t.batch),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        t.batch_bytes = 0;
+        let body = req.encode_to_vec();
+        loop {
+            match self.spool.append(Kind::Logs, &body) {
+                Ok(pos) => {
+                    self.pending
+                        .push_back((pos, t.id, t.safe_offset(), t.path.clone()));
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot write to the spool; retrying in 1 s");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    /// Makes the spool durable and saves the positions it covers.
+    fn checkpoint(&mut self) {
+        let durable = match self.spool.sync() {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot sync the spool; positions not saved");
+                return;
+            }
+        };
+        let mut changed = false;
+        while self.pending.front().is_some_and(|p| p.0 <= durable) {
+            let (_, id, offset, path) = self.pending.pop_front().expect("front exists");
+            self.saved.insert(id, Saved { id, offset, path });
+            changed = true;
+        }
+        // Forget files no longer tailed and no longer on disk.
+        let live: HashSet<FileId> = self.tails.values().map(|t| t.id).collect();
+        let before = self.saved.len();
+        self.saved.retain(|id, s| live.contains(id) || s.path.exists());
+        changed |= self.saved.len() != before;
+        if changed {
+            let file = CheckpointFile {
+                version: 1,
+                files: self
+                    .saved
+                    .values()
+                    .map(|s| Saved {
+                        id: s.id,
+                        offset: s.offset,
+                        path: s.path.clone(),
+                    })
+                    .collect(),
+            };
+            if let Err(e) = write_atomic(&self.state, &serde_json::to_vec(&file).expect("serializable")) {
+                tracing::error!(file = %self.state.display(), error = %e, "cannot save file positions");
+            }
+        }
+    }
+}
+
+fn reset(t: &mut Tail, stats: &FileStats) {
+    t.offset = 0;
+    t.carry.clear();
+    t.skipping = false;
+    t.event = None;
+    t.grew = Instant::now();
+    stats.rotations.fetch_add(1, Ordering::Relaxed);
+}
+
+fn push_record(t: &mut Tail, source: &Source, line: &[u8]) {
+    let attributes = match source.cfg.parse {
+        Some(Parse::Json) => parse::json_fields(line),
+        Some(Parse::Logfmt) => parse::logfmt_fields(line),
+        None => Vec::new(),
+    };
+    let (severity_number, severity_text) = parse::severity_from_fields(&attributes)
+        .or_else(|| parse::detect_severity(line))
+        .map_or((0, ""), |(n, s)| (n, s));
+    t.batch_bytes += line.len() + 32;
+    t.batch.push(LogRecord {
+        observed_time_unix_nano: now_ns(),
+        severity_number,
+        severity_text: severity_text.to_string(),
+        body: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(
+                String::from_utf8_lossy(line).into_owned(),
+            )),
+        }),
+        attributes,
+        ..Default::default()
+    });
+}
+
+/// Write, fsync, rename: the file is either the old or the new version after a crash.
+pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp)?;
+    f.write_all(data)?;
+    f.sync_data()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}

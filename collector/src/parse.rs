@@ -1,0 +1,188 @@
+//! What the collector reads out of a log line: severity, and with `parse = "json"` or
+//! `"logfmt"` its fields as OTLP attributes. The line itself is always kept as the body.
+
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+
+/// OTLP severity numbers for the level names logs use.
+pub fn severity_of(level: &str) -> Option<(i32, &'static str)> {
+    let l = level.trim().to_ascii_lowercase();
+    Some(match l.as_str() {
+        "trace" => (1, "TRACE"),
+        "debug" | "dbg" => (5, "DEBUG"),
+        "info" | "information" | "notice" => (9, "INFO"),
+        "warn" | "warning" => (13, "WARN"),
+        "error" | "err" | "eror" => (17, "ERROR"),
+        "fatal" | "crit" | "critical" | "panic" | "alert" | "emerg" => (21, "FATAL"),
+        _ => return None,
+    })
+}
+
+/// Finds a level in the first 256 bytes: `level=x`, `"level":"x"`, or a word like `ERROR`
+/// or `[warn]`.
+pub fn detect_severity(line: &[u8]) -> Option<(i32, &'static str)> {
+    let head = &line[..line.len().min(256)];
+    let text = std::str::from_utf8(head)
+        .ok()
+        .or_else(|| std::str::from_utf8(&head[..head.len().saturating_sub(3)]).ok())?;
+    for key in ["level=", "\"level\":\"", "\"level\": \"", "lvl=", "severity="] {
+        if let Some(at) = text.find(key) {
+            let rest = &text[at + key.len()..];
+            let word: String = rest
+                .trim_start_matches('"')
+                .chars()
+                .take_while(|c| c.is_ascii_alphabetic())
+                .collect();
+            if let Some(s) = severity_of(&word) {
+                return Some(s);
+            }
+        }
+    }
+    text.split(|c: char| !c.is_ascii_alphabetic())
+        .filter(|w| w.len() >= 4 && w.bytes().all(|b| b.is_ascii_uppercase()))
+        .find_map(severity_of)
+        .or_else(|| {
+            text.split('[')
+                .skip(1)
+                .find_map(|w| severity_of(w.split(']').next().unwrap_or("")))
+        })
+}
+
+fn string_value(s: String) -> Option<AnyValue> {
+    Some(AnyValue {
+        value: Some(any_value::Value::StringValue(s)),
+    })
+}
+
+fn json_value(v: serde_json::Value) -> Option<AnyValue> {
+    use serde_json::Value;
+    let value = match v {
+        Value::Null => return None,
+        Value::Bool(b) => any_value::Value::BoolValue(b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => any_value::Value::IntValue(i),
+            None => any_value::Value::DoubleValue(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => any_value::Value::StringValue(s),
+        other => any_value::Value::StringValue(other.to_string()),
+    };
+    Some(AnyValue { value: Some(value) })
+}
+
+/// A JSON object line's top-level fields. Not an object: no attributes (the line is kept).
+pub fn json_fields(line: &[u8]) -> Vec<KeyValue> {
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_slice(line) else {
+        return Vec::new();
+    };
+    map.into_iter()
+        .map(|(key, v)| KeyValue {
+            key,
+            value: json_value(v),
+            ..Default::default()
+        })
+        .filter(|kv| kv.value.is_some())
+        .collect()
+}
+
+/// `key=value key2="quoted \" value" flag` pairs; bare keys get an empty value.
+pub fn logfmt_fields(line: &[u8]) -> Vec<KeyValue> {
+    let text = String::from_utf8_lossy(line);
+    let mut out = Vec::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let key: String = std::iter::from_fn(|| chars.next_if(|c| !c.is_whitespace() && *c != '=')).collect();
+        if key.is_empty() {
+            if chars.next().is_none() {
+                return out;
+            }
+            continue;
+        }
+        let mut value = String::new();
+        if chars.next_if_eq(&'=').is_some() {
+            if chars.next_if_eq(&'"').is_some() {
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => value.extend(chars.next()),
+                        '"' => break,
+                        c => value.push(c),
+                    }
+                }
+            } else {
+                value.extend(std::iter::from_fn(|| chars.next_if(|c| !c.is_whitespace())));
+            }
+        }
+        out.push(KeyValue {
+            key,
+            value: string_value(value),
+            ..Default::default()
+        });
+    }
+}
+
+/// The severity a parsed record names in a `level`, `severity` or `lvl` field.
+pub fn severity_from_fields(fields: &[KeyValue]) -> Option<(i32, &'static str)> {
+    fields
+        .iter()
+        .filter(|kv| matches!(kv.key.as_str(), "level" | "severity" | "lvl" | "log.level"))
+        .find_map(|kv| match kv.value.as_ref()?.value.as_ref()? {
+            any_value::Value::StringValue(s) => severity_of(s),
+            _ => None,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(kv: &KeyValue) -> String {
+        match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+            Some(any_value::Value::StringValue(s)) => s.clone(),
+            Some(any_value::Value::IntValue(i)) => i.to_string(),
+            other => format!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn severity_is_found_in_common_shapes() {
+        assert_eq!(detect_severity(b"ts=1 level=warn msg=x").unwrap().1, "WARN");
+        assert_eq!(
+            detect_severity(br#"{"level":"error","msg":"x"}"#).unwrap().1,
+            "ERROR"
+        );
+        assert_eq!(
+            detect_severity(b"2024-01-01 12:00:00 ERROR db down").unwrap().1,
+            "ERROR"
+        );
+        assert_eq!(detect_severity(b"[notice] started").unwrap().1, "INFO");
+        assert_eq!(detect_severity(b"GET /error 200"), None, "a path is not a level");
+    }
+
+    #[test]
+    fn logfmt_and_json_fields_become_attributes() {
+        let kv = logfmt_fields(br#"level=info msg="hello \"world\"" dur=3ms flag"#);
+        let pairs: Vec<(String, String)> = kv.iter().map(|k| (k.key.clone(), s(k))).collect();
+        assert_eq!(
+            pairs,
+            [
+                ("level".into(), "info".into()),
+                ("msg".into(), "hello \"world\"".into()),
+                ("dur".into(), "3ms".into()),
+                ("flag".into(), String::new())
+            ]
+        );
+        assert_eq!(severity_from_fields(&kv).unwrap().1, "INFO");
+        let kv = json_fields(br#"{"status":200,"path":"/x","nested":{"a":1},"none":null}"#);
+        let pairs: Vec<(String, String)> = kv.iter().map(|k| (k.key.clone(), s(k))).collect();
+        assert_eq!(
+            pairs,
+            [
+                ("nested".into(), r#"{"a":1}"#.into()),
+                ("path".into(), "/x".into()),
+                ("status".into(), "200".into())
+            ]
+        );
+        assert!(json_fields(b"not json").is_empty());
+    }
+}
