@@ -16,7 +16,12 @@
 //! spool has fsynced the lines before them, so a crash re-reads at most the lines of the
 //! last unsynced second and never skips one.
 //!
-//! Checkpoint file: `{"version":1,"files":[{"fingerprint","device","inode","offset","path"}]}`.
+//! A saved position also keeps a hash of the 256 bytes before it. A file whose first line
+//! matches a saved one is resumed there only if those bytes match too: so the copy that
+//! copytruncate leaves (new inode, same content) resumes where the original was, while a
+//! new file that merely starts with the same line is read from its start.
+//!
+//! Checkpoint file: `{"version":1,"files":[{"fingerprint","device","inode","offset","tail","path"}]}`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
@@ -68,13 +73,16 @@ struct Saved {
     #[serde(flatten)]
     id: FileId,
     offset: u64,
+    /// Hash of the (up to) 256 bytes before `offset`: a file with the same first line is
+    /// only resumed at `offset` if these bytes match too.
+    tail: u64,
     path: PathBuf,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct CheckpointFile {
+struct CheckpointFile<S> {
     version: u32,
-    files: Vec<Saved>,
+    files: Vec<S>,
 }
 
 /// FNV-1a, 64-bit: a fingerprint that stays the same across builds and platforms.
@@ -82,6 +90,16 @@ fn fnv(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf29ce484222325, |h, b| {
         (h ^ *b as u64).wrapping_mul(0x100000001b3)
     })
+}
+
+/// The (up to) 256 bytes before `offset`, hashed.
+fn tail_hash(file: &File, offset: u64) -> u64 {
+    let start = offset.saturating_sub(FINGERPRINT_BYTES as u64);
+    let mut buf = vec![0u8; (offset - start) as usize];
+    match file.read_exact_at(&mut buf, start) {
+        Ok(()) => fnv(&buf),
+        Err(_) => 0,
+    }
 }
 
 /// The first line (up to 256 bytes) of a file, hashed; `None` until there is one.
@@ -176,7 +194,7 @@ pub struct FileTailer {
     tails: HashMap<(u64, u64), Tail>,
     saved: HashMap<FileId, Saved>,
     /// Spool positions and the file offsets they make safe, oldest first.
-    pending: VecDeque<(Position, FileId, u64, PathBuf)>,
+    pending: VecDeque<(Position, Saved)>,
     first_scan: bool,
     stats: Arc<FileStats>,
 }
@@ -239,7 +257,7 @@ impl FileTailer {
         }
         let state = data_dir.join("files.json");
         let saved = match std::fs::read(&state) {
-            Ok(b) => match serde_json::from_slice::<CheckpointFile>(&b) {
+            Ok(b) => match serde_json::from_slice::<CheckpointFile<Saved>>(&b) {
                 Ok(c) => c.files.into_iter().map(|s| (s.id, s)).collect(),
                 Err(e) => {
                     tracing::error!(file = %state.display(), error = %e, "file positions are unreadable; files are read from their start again");
@@ -365,9 +383,17 @@ impl FileTailer {
             device: meta.dev(),
             inode: meta.ino(),
         };
-        let offset = match self.saved.get(&id) {
-            Some(s) if s.offset <= meta.len() => s.offset,
-            Some(_) => 0,
+        // A saved position for this file, or for the same content under another inode (the
+        // copy copytruncate leaves): resumed only if the bytes before it match.
+        let resume = self
+            .saved
+            .get(&id)
+            .into_iter()
+            .chain(self.saved.values().filter(|s| s.id.fingerprint == fp))
+            .find(|s| s.offset <= meta.len() && tail_hash(&file, s.offset) == s.tail)
+            .map(|s| s.offset);
+        let offset = match resume {
+            Some(o) => o,
             None if self.first_scan && self.sources[si].cfg.start_at == StartAt::End => meta.len(),
             None => 0,
         };
@@ -551,8 +577,14 @@ impl FileTailer {
         loop {
             match self.spool.append(Kind::Logs, &body) {
                 Ok(pos) => {
-                    self.pending
-                        .push_back((pos, t.id, t.safe_offset(), t.path.clone()));
+                    let offset = t.safe_offset();
+                    let saved = Saved {
+                        id: t.id,
+                        offset,
+                        tail: tail_hash(&t.file, offset),
+                        path: t.path.clone(),
+                    };
+                    self.pending.push_back((pos, saved));
                     return;
                 }
                 Err(e) => {
@@ -574,8 +606,8 @@ impl FileTailer {
         };
         let mut changed = false;
         while self.pending.front().is_some_and(|p| p.0 <= durable) {
-            let (_, id, offset, path) = self.pending.pop_front().expect("front exists");
-            self.saved.insert(id, Saved { id, offset, path });
+            let (_, saved) = self.pending.pop_front().expect("front exists");
+            self.saved.insert(saved.id, saved);
             changed = true;
         }
         // Forget files no longer tailed and no longer on disk.
@@ -586,15 +618,7 @@ impl FileTailer {
         if changed {
             let file = CheckpointFile {
                 version: 1,
-                files: self
-                    .saved
-                    .values()
-                    .map(|s| Saved {
-                        id: s.id,
-                        offset: s.offset,
-                        path: s.path.clone(),
-                    })
-                    .collect(),
+                files: self.saved.values().collect(),
             };
             if let Err(e) = write_atomic(&self.state, &serde_json::to_vec(&file).expect("serializable")) {
                 tracing::error!(file = %self.state.display(), error = %e, "cannot save file positions");
