@@ -22,6 +22,8 @@ pub struct CollectorConfig {
     /// OTLP receiver for local apps.
     pub otlp_grpc_addr: SocketAddr,
     pub otlp_http_addr: SocketAddr,
+    /// Bearer token apps must send to the receiver; required on a non-loopback address.
+    pub otlp_token_file: Option<PathBuf>,
     /// Collect node_exporter-like host metrics from /proc and /sys.
     pub host_metrics: bool,
     /// Seconds between host metric collections.
@@ -47,6 +49,7 @@ impl Default for CollectorConfig {
             token_file: None,
             otlp_grpc_addr: DEFAULT_OTLP_GRPC_ADDR.parse().expect("valid default address"),
             otlp_http_addr: DEFAULT_OTLP_HTTP_ADDR.parse().expect("valid default address"),
+            otlp_token_file: None,
             host_metrics: true,
             host_metrics_interval_secs: 15,
             host_name: None,

@@ -20,7 +20,10 @@ use tokio::sync::watch;
 mod config;
 pub mod export;
 pub mod files;
+pub mod host;
+mod metrics;
 mod parse;
+mod receiver;
 pub mod spool;
 
 pub(crate) fn now_secs() -> u64 {
@@ -42,11 +45,14 @@ pub struct Stats {
 }
 
 /// Runs the collector until `shutdown` fires: sources into the spool under `data_dir`, the
-/// shipper out of it. Returns an error only for what stops it from starting.
+/// shipper out of it. Returns an error only for what stops it from starting. With
+/// `receiver_required` false (as in `obs up`, whose store takes OTLP itself), an OTLP
+/// receiver port already in use is a warning, not an error.
 pub async fn run(
     cfg: CollectorConfig,
     data_dir: PathBuf,
     mut shutdown: watch::Receiver<bool>,
+    receiver_required: bool,
 ) -> anyhow::Result<()> {
     let token = match &cfg.token_file {
         Some(f) => Some(
@@ -75,7 +81,31 @@ pub async fn run(
             .map_err(|e| anyhow::anyhow!("cannot open the spool in {}: {e}", data_dir.display()))?,
     );
     let host = cfg.host_name.clone().unwrap_or_else(files::host_name);
-    let stats = Stats::default();
+    let stats = Arc::new(Stats::default());
+    let receiver_token =
+        match &cfg.otlp_token_file {
+            Some(f) => Some(std::fs::read_to_string(f).map_err(|e| {
+                anyhow::anyhow!("cannot read the OTLP receiver token file {}: {e}", f.display())
+            })?),
+            None => None,
+        };
+    let receiver = match receiver::start(
+        cfg.otlp_grpc_addr,
+        cfg.otlp_http_addr,
+        receiver_token,
+        spool.clone(),
+        stats.clone(),
+        shutdown.clone(),
+    )
+    .await
+    {
+        Ok(r) => Some(r),
+        Err(e) if !receiver_required => {
+            tracing::warn!("OTLP receiver not started: {e:#}");
+            None
+        }
+        Err(e) => return Err(e),
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
     if !cfg.files.is_empty() {
@@ -84,6 +114,17 @@ pub async fn run(
         let stop = stop.clone();
         threads.push(tokio::task::spawn_blocking(move || tailer.run(stop)));
     }
+    let host_metrics = cfg.host_metrics.then(|| {
+        let every = Duration::from_secs(cfg.host_metrics_interval_secs.max(1));
+        tokio::spawn(host::run(spool.clone(), host.clone(), every, shutdown.clone()))
+    });
+    let own = tokio::spawn(metrics::run(
+        stats.clone(),
+        spool.clone(),
+        host.clone(),
+        Duration::from_secs(cfg.host_metrics_interval_secs.max(1)),
+        shutdown.clone(),
+    ));
     let shipper = tokio::spawn(export::ship(
         spool.clone(),
         exporter,
@@ -95,6 +136,13 @@ pub async fn run(
     stop.store(true, Ordering::Relaxed);
     for t in threads {
         let _ = t.await;
+    }
+    if let Some(h) = host_metrics {
+        let _ = h.await;
+    }
+    let _ = own.await;
+    if let Some(r) = receiver {
+        let _ = r.await;
     }
     let _ = shipper.await;
     if let Err(e) = spool.sync() {

@@ -100,7 +100,7 @@ pub(crate) fn collector(args: CollectorArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| default_data_root().join("collector"));
     runtime()?.block_on(async {
         let shutdown = shutdown_on_signals();
-        obs_collector::run(cfg, data_dir, shutdown).await
+        obs_collector::run(cfg, data_dir, shutdown, true).await
     })
 }
 
@@ -113,15 +113,29 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<()> {
     }
     let settings = store_cfg.resolve(PathBuf::new())?;
     let jobs = cfg.backup.jobs.len();
-    let backup_dir = settings
+    let root = settings
         .data_dir
         .parent()
-        .map_or_else(|| PathBuf::from("."), PathBuf::from)
-        .join("backup");
+        .map_or_else(|| PathBuf::from("."), PathBuf::from);
+    let backup_dir = root.join("backup");
+    let collector_dir = cfg
+        .collector
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| root.join("collector"));
     runtime()?.block_on(async {
         let shutdown = shutdown_on_signals();
         let store = Store::bind(settings).await?;
-        print_banner(&store, jobs);
+        print_banner(&store, &cfg.collector, jobs);
+        // The local collector ships to this store, over loopback whatever it listens on.
+        let mut collector_cfg = cfg.collector.clone();
+        collector_cfg.store = format!("http://127.0.0.1:{}", store.grpc_addr().port());
+        let collector_stop = shutdown.clone();
+        let collector = tokio::spawn(async move {
+            if let Err(e) = obs_collector::run(collector_cfg, collector_dir, collector_stop, false).await {
+                tracing::error!("the collector could not start: {e:#}");
+            }
+        });
         let scheduler = (jobs > 0).then(|| {
             tokio::spawn(obs_backup::schedule::run(
                 cfg.backup.clone(),
@@ -133,6 +147,7 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<()> {
         if let Some(s) = scheduler {
             let _ = s.await;
         }
+        let _ = collector.await;
         println!("obs up: stopped cleanly");
         Ok(())
     })
@@ -162,7 +177,7 @@ pub(crate) fn schedule(args: crate::cli::JobsArgs) -> anyhow::Result<()> {
     })
 }
 
-fn print_banner(store: &BoundStore, backup_jobs: usize) {
+fn print_banner(store: &BoundStore, collector: &obs_collector::CollectorConfig, backup_jobs: usize) {
     let url = format!("http://{}", store.http_addr());
     let data = store.settings().data_dir.display();
     println!("obs up: running (Ctrl-C or SIGTERM stops everything)");
@@ -172,7 +187,13 @@ fn print_banner(store: &BoundStore, backup_jobs: usize) {
         store.grpc_addr()
     );
     println!("             Prometheus remote_write {url}/api/v1/write");
-    println!("  collector  not built yet (issue #5)");
+    println!(
+        "  collector  host metrics {}, {} file source(s), OTLP for apps on {} (gRPC) and http://{} (HTTP, /metrics)",
+        if collector.host_metrics { "on" } else { "off" },
+        collector.files.len(),
+        collector.otlp_grpc_addr,
+        collector.otlp_http_addr
+    );
     match backup_jobs {
         0 => println!("  backup     no jobs configured"),
         n => println!("  backup     {n} job(s) on their schedules; `obs backup run|drill JOB` runs one now"),

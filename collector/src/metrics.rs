@@ -1,0 +1,108 @@
+//! The collector's own metrics: served as Prometheus text on the OTLP/HTTP port's `/metrics`,
+//! and shipped to the store with the rest (resource `service.name = "obs-collector"`,
+//! `service.instance.id = <host>`, so `job="obs-collector", instance="<host>"`), which is
+//! what `obs status` reads to show each collector's last delivery, spool size and drops.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message;
+use tokio::sync::watch;
+
+use crate::host::Sample;
+use crate::spool::{Kind, Spool};
+use crate::Stats;
+
+fn sample(name: &str, value: u64, counter: bool) -> Sample {
+    Sample {
+        name: name.to_string(),
+        labels: Vec::new(),
+        value: value as f64,
+        counter,
+    }
+}
+
+/// Every counter and gauge, now.
+pub fn samples(stats: &Stats, spool: &Spool) -> Vec<Sample> {
+    let (f, e, s) = (&stats.files, &stats.export, &spool.stats);
+    let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    vec![
+        sample("obs_collector_lines_read_total", l(&f.lines), true),
+        sample("obs_collector_bytes_read_total", l(&f.bytes), true),
+        sample("obs_collector_lines_truncated_total", l(&f.truncated_lines), true),
+        sample("obs_collector_file_rotations_total", l(&f.rotations), true),
+        sample("obs_collector_open_files", l(&f.open_files), false),
+        sample("obs_collector_file_lag_bytes", l(&f.lag_bytes), false),
+        sample("obs_collector_spool_bytes", spool.size(), false),
+        sample("obs_collector_spool_records_total", l(&s.appended_records), true),
+        sample(
+            "obs_collector_spool_dropped_records_total",
+            l(&s.dropped_records),
+            true,
+        ),
+        sample(
+            "obs_collector_spool_dropped_bytes_total",
+            l(&s.dropped_bytes),
+            true,
+        ),
+        sample(
+            "obs_collector_spool_quarantined_segments_total",
+            l(&s.quarantined_segments),
+            true,
+        ),
+        sample("obs_collector_spool_torn_bytes_total", l(&s.torn_bytes), true),
+        sample("obs_collector_shipped_requests_total", l(&e.sent_requests), true),
+        sample("obs_collector_shipped_bytes_total", l(&e.sent_bytes), true),
+        sample("obs_collector_retries_total", l(&e.retries), true),
+        sample(
+            "obs_collector_rejected_requests_total",
+            l(&e.rejected_requests),
+            true,
+        ),
+        sample("obs_collector_rejected_items_total", l(&e.rejected_items), true),
+        sample(
+            "obs_collector_last_delivery_timestamp_seconds",
+            l(&e.last_success),
+            false,
+        ),
+    ]
+}
+
+/// Prometheus text exposition format.
+pub fn render(stats: &Stats, spool: &Spool) -> String {
+    let mut out = String::new();
+    for s in samples(stats, spool) {
+        let kind = if s.counter { "counter" } else { "gauge" };
+        let _ = writeln!(out, "# TYPE {} {kind}\n{} {}", s.name, s.name, s.value);
+    }
+    out
+}
+
+/// Ships the collector's own metrics into the spool every `interval` until shutdown.
+pub async fn run(
+    stats: Arc<Stats>,
+    spool: Arc<Spool>,
+    host: String,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let start_ns = crate::now_secs() * 1_000_000_000;
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let now_ns = crate::now_secs() * 1_000_000_000;
+        let req = crate::host::to_otlp(samples(&stats, &spool), "obs-collector", &host, start_ns, now_ns);
+        let spool = spool.clone();
+        let body = req.encode_to_vec();
+        match tokio::task::spawn_blocking(move || spool.append(Kind::Metrics, &body)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot spool the collector's own metrics"),
+            Err(e) => tracing::error!(error = %e, "own metrics task stopped"),
+        }
+    }
+}
