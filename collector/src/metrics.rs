@@ -67,6 +67,8 @@ pub fn samples(stats: &Stats, spool: &Spool) -> Vec<Sample> {
             l(&e.last_success),
             false,
         ),
+        // When this report was made: `obs status` shows it as "last seen".
+        sample("obs_collector_report_timestamp_seconds", crate::now_secs(), false),
     ]
 }
 

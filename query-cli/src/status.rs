@@ -1,6 +1,8 @@
-//! `obs status`: health at a glance, from the store's Prometheus API. Today it shows the
-//! backup jobs (from the `obs_backup_*` gauges the scheduler reports); collectors and the
-//! store's own health join with issue #8. Exits 1 when a job's last run or drill failed.
+//! `obs status`: health at a glance, from the store's Prometheus API: each collector (from
+//! the `obs_collector_*` metrics every collector ships about itself: last seen, spool,
+//! drops, last delivery) and each backup job (from the `obs_backup_*` gauges the scheduler
+//! reports). Exits 1 when a collector has not reported for 5 minutes or dropped data in the
+//! last hour, or a job's last run or drill failed.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -20,15 +22,15 @@ fn token(args: &StatusArgs) -> anyhow::Result<Option<String>> {
     Ok(std::env::var("OBS_TOKEN").ok().filter(|t| !t.is_empty()))
 }
 
-fn fetch(args: &StatusArgs) -> anyhow::Result<BTreeMap<(String, String), Job>> {
+/// An instant PromQL query: (labels, value) per series.
+fn query(args: &StatusArgs, promql: &str) -> anyhow::Result<Vec<(serde_json::Value, f64)>> {
     let store = args.client.store.trim_end_matches('/');
-    let query = "{__name__=~\"obs_backup_.+\"}";
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(30)))
         .build()
         .into();
-    let mut req = agent.get(format!("{store}/api/v1/query")).query("query", query);
+    let mut req = agent.get(format!("{store}/api/v1/query")).query("query", promql);
     if let Some(t) = token(args)? {
         req = req.header("authorization", format!("Bearer {t}"));
     }
@@ -45,20 +47,70 @@ fn fetch(args: &StatusArgs) -> anyhow::Result<BTreeMap<(String, String), Job>> {
             v["error"].as_str().unwrap_or(body.trim())
         );
     }
+    Ok(v["data"]["result"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| Some((r["metric"].clone(), r["value"][1].as_str()?.parse().ok()?)))
+        .collect())
+}
+
+fn fetch(args: &StatusArgs) -> anyhow::Result<BTreeMap<(String, String), Job>> {
     let mut jobs: BTreeMap<(String, String), Job> = BTreeMap::new();
-    for r in v["data"]["result"].as_array().into_iter().flatten() {
-        let m = &r["metric"];
+    for (m, value) in query(args, "{__name__=~\"obs_backup_.+\"}")? {
         let (Some(name), Some(job)) = (m["__name__"].as_str(), m["job"].as_str()) else {
             continue;
         };
         let repo = m["repo"].as_str().unwrap_or_default().to_string();
-        if let Some(value) = r["value"][1].as_str().and_then(|s| s.parse().ok()) {
-            jobs.entry((job.to_string(), repo))
-                .or_default()
-                .insert(name.to_string(), value);
-        }
+        jobs.entry((job.to_string(), repo))
+            .or_default()
+            .insert(name.to_string(), value);
     }
     Ok(jobs)
+}
+
+/// Collectors seen in the last day, by host: what each last reported about itself.
+fn collectors(args: &StatusArgs) -> anyhow::Result<BTreeMap<String, Job>> {
+    let sel = "job=\"obs-collector\"";
+    let queries = [
+        (
+            "seen",
+            format!("last_over_time(obs_collector_report_timestamp_seconds{{{sel}}}[1d])"),
+        ),
+        (
+            "delivered",
+            format!("last_over_time(obs_collector_last_delivery_timestamp_seconds{{{sel}}}[1d])"),
+        ),
+        (
+            "spool",
+            format!("last_over_time(obs_collector_spool_bytes{{{sel}}}[1d])"),
+        ),
+        (
+            "lag",
+            format!("last_over_time(obs_collector_file_lag_bytes{{{sel}}}[1d])"),
+        ),
+        (
+            "dropped_1h",
+            format!("increase(obs_collector_spool_dropped_records_total{{{sel}}}[1h])"),
+        ),
+    ];
+    let mut out: BTreeMap<String, Job> = BTreeMap::new();
+    for (key, q) in queries {
+        for (m, v) in query(args, &q)? {
+            let host = m["instance"].as_str().unwrap_or("?").to_string();
+            out.entry(host).or_default().insert(key.to_string(), v);
+        }
+    }
+    Ok(out)
+}
+
+fn bytes(b: Option<f64>) -> String {
+    match b {
+        None => "-".into(),
+        Some(b) if b < 1024.0 => format!("{b} B"),
+        Some(b) if b < 1024.0 * 1024.0 => format!("{:.1} KiB", b / 1024.0),
+        Some(b) => format!("{:.1} MiB", b / 1024.0 / 1024.0),
+    }
 }
 
 fn ago(secs: f64) -> String {
@@ -89,11 +141,22 @@ fn verdict(v: Option<f64>) -> &'static str {
 
 /// Prints the status; fails (exit 1) when something is unhealthy.
 pub fn run(args: StatusArgs) -> anyhow::Result<()> {
+    let collectors = collectors(&args)?;
     let jobs = fetch(&args)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs_f64();
     let mut problems = Vec::new();
+    for (host, c) in &collectors {
+        if let Some(seen) = c.get("seen").filter(|s| now - **s > 300.0) {
+            problems.push(format!("collector {host}: not seen for {}", ago(now - seen)));
+        }
+        if let Some(d) = c.get("dropped_1h").filter(|d| **d > 0.0) {
+            problems.push(format!(
+                "collector {host}: spool full, dropped {d:.0} records in the last hour"
+            ));
+        }
+    }
     for ((job, _), g) in &jobs {
         if g.get("obs_backup_last_run_success") == Some(&0.0) {
             problems.push(format!("backup job {job}: last run failed"));
@@ -111,12 +174,32 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
             println!(
                 "{}",
                 serde_json::to_string_pretty(
-                    &serde_json::json!({"backup_jobs": list, "problems": problems})
+                    &serde_json::json!({"collectors": collectors, "backup_jobs": list, "problems": problems})
                 )?
             );
         }
         Output::Human => {
-            println!("backup jobs (from {})", args.client.store);
+            println!("collectors (from {})", args.client.store);
+            if collectors.is_empty() {
+                println!("  none have reported yet");
+            } else {
+                println!(
+                    "  {:<20} {:<14} {:<16} {:<12} {:<12} {:<10}",
+                    "host", "last seen", "last delivery", "spool", "file lag", "dropped 1h"
+                );
+                for (host, c) in &collectors {
+                    println!(
+                        "  {:<20} {:<14} {:<16} {:<12} {:<12} {:<10}",
+                        host,
+                        when(c.get("seen").copied(), now),
+                        when(c.get("delivered").copied().filter(|d| *d > 0.0), now),
+                        bytes(c.get("spool").copied()),
+                        bytes(c.get("lag").copied()),
+                        c.get("dropped_1h").map_or("-".into(), |d| format!("{d:.0}")),
+                    );
+                }
+            }
+            println!("backup jobs");
             if jobs.is_empty() {
                 println!("  none have reported yet");
             } else {

@@ -182,6 +182,30 @@ fn python_sdk_to_the_collector_reaches_the_store_with_host_metrics() {
         |v| result_len(v) == 1,
     );
 
+    // `obs status` lists this collector, seen just now, nothing dropped.
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let url = store.url("");
+    let (code, out, err) = Proc::run(obs_e2e::obs_bin(), &["status", "--store", &url], dir);
+    assert_eq!(code, 0, "{out}{err}");
+    let row = out
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{} ", hostname.trim())))
+        .unwrap_or_else(|| panic!("no row for this host: {out}"));
+    assert!(row.contains(" ago") && row.trim_end().ends_with('0'), "{out}");
+    let (code, out, _) = Proc::run(
+        obs_e2e::obs_bin(),
+        &["status", "--store", &url, "--output", "json"],
+        dir,
+    );
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        v["collectors"][hostname.trim()]["seen"]
+            .as_f64()
+            .is_some_and(|t| t > 1.7e9),
+        "{v}"
+    );
+
     let (status, text) = http_get(&format!("http://127.0.0.1:{http}/metrics")).unwrap();
     assert_eq!(status, 200);
     let shipped: f64 = text
