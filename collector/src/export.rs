@@ -41,6 +41,9 @@ pub struct ExportConfig {
 #[derive(Debug, Default)]
 pub struct ExportStats {
     pub sent_requests: AtomicU64,
+    /// Spool records delivered (or skipped as malformed): equal to the spool's appended
+    /// records once everything is shipped.
+    pub sent_records: AtomicU64,
     pub sent_bytes: AtomicU64,
     pub retries: AtomicU64,
     pub rejected_requests: AtomicU64,
@@ -187,18 +190,33 @@ pub fn backoff(attempt: u32) -> Duration {
 }
 
 /// Groups consecutive records of one kind into requests of at most `MAX_REQUEST_BYTES`.
-fn requests(records: Vec<Record>) -> Vec<(Kind, Vec<u8>, Position)> {
-    let mut out: Vec<(Kind, Vec<u8>, Position)> = Vec::new();
+fn requests(records: Vec<Record>) -> Vec<Outgoing> {
+    let mut out: Vec<Outgoing> = Vec::new();
     for r in records {
         match out.last_mut() {
-            Some((k, body, end)) if *k == r.kind && body.len() + r.payload.len() <= MAX_REQUEST_BYTES => {
-                body.extend_from_slice(&r.payload);
-                *end = r.end;
+            Some(o) if o.kind == r.kind && o.body.len() + r.payload.len() <= MAX_REQUEST_BYTES => {
+                o.body.extend_from_slice(&r.payload);
+                o.end = r.end;
+                o.records += 1;
             }
-            _ => out.push((r.kind, r.payload, r.end)),
+            _ => out.push(Outgoing {
+                kind: r.kind,
+                body: r.payload,
+                end: r.end,
+                records: 1,
+            }),
         }
     }
     out
+}
+
+/// One request to send: spool records of one kind, concatenated.
+struct Outgoing {
+    kind: Kind,
+    body: Vec<u8>,
+    /// The spool position to acknowledge once it is delivered.
+    end: Position,
+    records: u64,
 }
 
 /// Ships the spool until `shutdown`; never gives up on a record.
@@ -235,13 +253,20 @@ pub async fn ship(
             cursor = batch.next;
             continue;
         }
-        for (kind, body, end) in requests(batch.records) {
+        for Outgoing {
+            kind,
+            body,
+            end,
+            records,
+        } in requests(batch.records)
+        {
             let body = Bytes::from(body);
             let mut attempt = 0;
             loop {
                 match exporter.send(kind, body.clone()).await {
                     Ok(answer) => {
                         stats.sent_requests.fetch_add(1, Ordering::Relaxed);
+                        stats.sent_records.fetch_add(records, Ordering::Relaxed);
                         stats.sent_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
                         stats.last_success.store(crate::now_secs(), Ordering::Relaxed);
                         if let Some((n, msg)) = partial_success(kind, &answer) {
@@ -252,6 +277,7 @@ pub async fn ship(
                     }
                     Err(s) if s.code() == Code::InvalidArgument => {
                         stats.rejected_requests.fetch_add(1, Ordering::Relaxed);
+                        stats.sent_records.fetch_add(records, Ordering::Relaxed);
                         tracing::error!(reason = %s.message(), ?kind, bytes = body.len(), "the store rejected a request as malformed; skipping it");
                         break;
                     }

@@ -54,6 +54,7 @@ pub fn samples(stats: &Stats, spool: &Spool) -> Vec<Sample> {
         ),
         sample("obs_collector_spool_torn_bytes_total", l(&s.torn_bytes), true),
         sample("obs_collector_shipped_requests_total", l(&e.sent_requests), true),
+        sample("obs_collector_shipped_records_total", l(&e.sent_records), true),
         sample("obs_collector_shipped_bytes_total", l(&e.sent_bytes), true),
         sample("obs_collector_retries_total", l(&e.retries), true),
         sample(
