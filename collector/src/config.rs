@@ -39,6 +39,32 @@ pub struct CollectorConfig {
     /// How long a full spool holds sources back before dropping its oldest segment.
     pub spool_full_wait_secs: u64,
     pub files: Vec<FileSource>,
+    /// Tail every Docker container's json-file log under this directory
+    /// (e.g. `/var/lib/docker/containers`), labelled with the container's name and image.
+    pub docker_containers_dir: Option<PathBuf>,
+    /// Tail Kubernetes pod logs (CRI format) under this directory (e.g. `/var/log/pods`),
+    /// labelled with namespace, pod and container.
+    pub kubernetes_pods_dir: Option<PathBuf>,
+}
+
+impl CollectorConfig {
+    /// The file sources, with the container log directories as sources of their format.
+    pub fn all_file_sources(&self) -> Vec<FileSource> {
+        let mut out = self.files.clone();
+        let dirs = [
+            (&self.docker_containers_dir, "*/*-json.log*", Format::Docker),
+            (&self.kubernetes_pods_dir, "*/*/*.log*", Format::Cri),
+        ];
+        for (dir, pattern, format) in dirs {
+            if let Some(d) = dir {
+                let mut src = FileSource::from_glob(d.join(pattern).to_string_lossy().into_owned());
+                src.format = format;
+                src.exclude = vec!["*.gz".into()];
+                out.push(src);
+            }
+        }
+        out
+    }
 }
 
 impl Default for CollectorConfig {
@@ -58,6 +84,8 @@ impl Default for CollectorConfig {
             spool_max_mib: 1024,
             spool_full_wait_secs: 30,
             files: Vec::new(),
+            docker_containers_dir: None,
+            kubernetes_pods_dir: None,
         }
     }
 }
@@ -88,6 +116,18 @@ pub struct FileSource {
     /// Parse each line's fields into attributes.
     #[serde(default)]
     pub parse: Option<Parse>,
+    /// How lines are framed: `plain`, or a container runtime's `docker` / `cri` format.
+    #[serde(default)]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    #[default]
+    Plain,
+    Docker,
+    Cri,
 }
 
 impl FileSource {
@@ -101,6 +141,7 @@ impl FileSource {
             max_line_bytes: default_max_line_bytes(),
             multiline: None,
             parse: None,
+            format: Format::Plain,
         }
     }
 }

@@ -124,12 +124,22 @@ struct Source {
     exclude: Vec<glob::Pattern>,
     multiline: Option<(regex::Regex, Duration)>,
     resource: Vec<KeyValue>,
+    /// Resource attributes the store should index as stream labels.
+    index: Vec<String>,
 }
 
 struct Event {
     text: Vec<u8>,
     start: u64,
     last: Instant,
+    meta: LineMeta,
+}
+
+/// What a container runtime said about a line: its time and stream.
+#[derive(Debug, Clone, Copy, Default)]
+struct LineMeta {
+    time_ns: u64,
+    stream: Option<&'static str>,
 }
 
 struct Tail {
@@ -144,6 +154,11 @@ struct Tail {
     /// Inside a line that was already cut at `max_line_bytes`.
     skipping: bool,
     event: Option<Event>,
+    /// Parts of a container log line split by the runtime, and where the first began.
+    partial: Vec<u8>,
+    partial_start: u64,
+    /// Labels of the container this file belongs to.
+    labels: Vec<(String, String)>,
     batch: Vec<LogRecord>,
     batch_bytes: usize,
     grew: Instant,
@@ -155,6 +170,7 @@ impl Tail {
     fn safe_offset(&self) -> u64 {
         match &self.event {
             Some(e) => e.start,
+            None if !self.partial.is_empty() => self.partial_start,
             None if self.skipping => self.offset,
             None => self.offset - self.carry.len() as u64,
         }
@@ -247,12 +263,12 @@ impl FileTailer {
                     index.push(k.clone());
                 }
             }
-            resource.push(string_kv("obs.index_labels", &index.join(",")));
             compiled.push(Source {
                 cfg: cfg.clone(),
                 exclude,
                 multiline,
                 resource,
+                index,
             });
         }
         let state = data_dir.join("files.json");
@@ -409,6 +425,9 @@ impl FileTailer {
                 carry: Vec::new(),
                 skipping: false,
                 event: None,
+                partial: Vec::new(),
+                partial_start: 0,
+                labels: crate::containers::labels(self.sources[si].cfg.format, path),
                 batch: Vec::new(),
                 batch_bytes: 0,
                 grew: Instant::now(),
@@ -496,8 +515,31 @@ impl FileTailer {
     fn line(&mut self, k: (u64, u64), line: &[u8], at: u64) {
         let t = self.tails.get_mut(&k).expect("tail exists");
         let source = &self.sources[t.source];
+        let mut meta = LineMeta::default();
+        let mut at = at;
+        let joined;
+        let line = match crate::containers::decode(source.cfg.format, line) {
+            None => line,
+            Some(d) => {
+                meta = LineMeta {
+                    time_ns: d.time_ns,
+                    stream: d.stream,
+                };
+                if t.partial.is_empty() {
+                    t.partial_start = at;
+                }
+                if d.partial && t.partial.len() + d.text.len() < source.cfg.max_line_bytes {
+                    t.partial.extend_from_slice(&d.text);
+                    return;
+                }
+                t.partial.extend_from_slice(&d.text);
+                at = t.partial_start;
+                joined = std::mem::take(&mut t.partial);
+                &joined[..]
+            }
+        };
         let Some((start, _)) = &source.multiline else {
-            push_record(t, source, line);
+            push_record(t, source, line, meta);
             return;
         };
         let starts = start.is_match(&String::from_utf8_lossy(line));
@@ -509,12 +551,13 @@ impl FileTailer {
             }
             _ => {
                 if let Some(e) = t.event.take() {
-                    push_record(t, source, &e.text);
+                    push_record(t, source, &e.text, e.meta);
                 }
                 t.event = Some(Event {
                     text: line.to_vec(),
                     start: at,
                     last: Instant::now(),
+                    meta,
                 });
             }
         }
@@ -523,7 +566,7 @@ impl FileTailer {
     fn flush_event(&mut self, k: (u64, u64)) {
         let Some(t) = self.tails.get_mut(&k) else { return };
         if let Some(e) = t.event.take() {
-            push_record(t, &self.sources[t.source], &e.text);
+            push_record(t, &self.sources[t.source], &e.text, e.meta);
         }
     }
 
@@ -555,6 +598,12 @@ impl FileTailer {
         let source = &self.sources[t.source];
         let mut attributes = source.resource.clone();
         attributes.push(string_kv("filename", &t.path.to_string_lossy()));
+        let mut index = source.index.clone();
+        for (k, v) in &t.labels {
+            attributes.push(string_kv(k, v));
+            index.push(k.clone());
+        }
+        attributes.push(string_kv("obs.index_labels", &index.join(",")));
         let req = ExportLogsServiceRequest {
             resource_logs: vec![ResourceLogs {
                 resource: Some(Resource {
@@ -636,8 +685,8 @@ fn reset(t: &mut Tail, stats: &FileStats) {
     stats.rotations.fetch_add(1, Ordering::Relaxed);
 }
 
-fn push_record(t: &mut Tail, source: &Source, line: &[u8]) {
-    let attributes = match source.cfg.parse {
+fn push_record(t: &mut Tail, source: &Source, line: &[u8], meta: LineMeta) {
+    let mut attributes = match source.cfg.parse {
         Some(Parse::Json) => parse::json_fields(line),
         Some(Parse::Logfmt) => parse::logfmt_fields(line),
         None => Vec::new(),
@@ -645,8 +694,12 @@ fn push_record(t: &mut Tail, source: &Source, line: &[u8]) {
     let (severity_number, severity_text) = parse::severity_from_fields(&attributes)
         .or_else(|| parse::detect_severity(line))
         .map_or((0, ""), |(n, s)| (n, s));
+    if let Some(s) = meta.stream {
+        attributes.push(string_kv("stream", s));
+    }
     t.batch_bytes += line.len() + 32;
     t.batch.push(LogRecord {
+        time_unix_nano: meta.time_ns,
         observed_time_unix_nano: now_ns(),
         severity_number,
         severity_text: severity_text.to_string(),

@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 mod config;
+mod containers;
 pub mod export;
 pub mod files;
 pub mod host;
@@ -33,8 +34,8 @@ pub(crate) fn now_secs() -> u64 {
 }
 
 pub use config::{
-    CollectorConfig, FileSource, Multiline, Parse, StartAt, DEFAULT_OTLP_GRPC_ADDR, DEFAULT_OTLP_HTTP_ADDR,
-    DEFAULT_STORE_URL,
+    CollectorConfig, FileSource, Format, Multiline, Parse, StartAt, DEFAULT_OTLP_GRPC_ADDR,
+    DEFAULT_OTLP_HTTP_ADDR, DEFAULT_STORE_URL,
 };
 
 /// Everything a running collector counts, for `/metrics` and the store.
@@ -108,9 +109,15 @@ pub async fn run(
     };
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
-    if !cfg.files.is_empty() {
-        let tailer =
-            files::FileTailer::new(&cfg.files, &host, spool.clone(), &data_dir, stats.files.clone())?;
+    let file_sources = cfg.all_file_sources();
+    if !file_sources.is_empty() {
+        let tailer = files::FileTailer::new(
+            &file_sources,
+            &host,
+            spool.clone(),
+            &data_dir,
+            stats.files.clone(),
+        )?;
         let stop = stop.clone();
         threads.push(tokio::task::spawn_blocking(move || tailer.run(stop)));
     }
@@ -131,7 +138,7 @@ pub async fn run(
         stats.export.clone(),
         shutdown.clone(),
     ));
-    tracing::info!(store = %cfg.store, files = cfg.files.len(), host = %host, spool = %data_dir.join("spool").display(), "collector running");
+    tracing::info!(store = %cfg.store, files = file_sources.len(), host = %host, spool = %data_dir.join("spool").display(), "collector running");
     let _ = shutdown.wait_for(|s| *s).await;
     stop.store(true, Ordering::Relaxed);
     for t in threads {

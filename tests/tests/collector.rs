@@ -35,6 +35,15 @@ fn start_collector(name: &str, dir: &Path, grpc: &str) -> Proc {
     )
 }
 
+/// Config lines that put the OTLP receiver on free ports (tests run side by side).
+fn receiver_on_free_ports() -> String {
+    format!(
+        "otlp_grpc_addr = \"127.0.0.1:{}\"\notlp_http_addr = \"127.0.0.1:{}\"\n",
+        free_port(),
+        free_port()
+    )
+}
+
 /// Per bucket of 100 sequence numbers, how many lines the store holds.
 fn buckets(store: &StoreProc) -> BTreeMap<u64, u64> {
     let q = r#"sum by (b) (count_over_time({job="e2e"} | logfmt b [1h]))"#;
@@ -120,7 +129,8 @@ fn every_line_arrives_through_rotation_store_outage_and_kill_9() {
     std::fs::write(
         dir.join("collector.toml"),
         format!(
-            "version = 1\n[collector]\nhost_metrics = false\n[[collector.files]]\npaths = [\"{}/*.log*\"]\nlabels = {{ job = \"e2e\" }}\n",
+            "version = 1\n[collector]\nhost_metrics = false\n{}[[collector.files]]\npaths = [\"{}/*.log*\"]\nlabels = {{ job = \"e2e\" }}\n",
+            receiver_on_free_ports(),
             logs.display()
         ),
     )
@@ -188,4 +198,147 @@ fn every_line_arrives_through_rotation_store_outage_and_kill_9() {
         .wait_timeout(Duration::from_secs(30))
         .expect("collector stops on SIGTERM");
     assert!(status.success(), "{}", collector.describe());
+}
+
+/// Polls a LogQL query until it returns `want` lines; returns (stream labels, line) pairs.
+fn log_lines(
+    store: &StoreProc,
+    logql: &str,
+    want: usize,
+    collector: &mut Proc,
+) -> Vec<(serde_json::Value, String)> {
+    let url = store.url(&format!(
+        "/loki/api/v1/query_range?query={}&limit=100&since=1h&direction=forward",
+        enc(logql)
+    ));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let body = http_get(&url).map(|(_, b)| b).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let out: Vec<(serde_json::Value, String)> = v["data"]["result"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|s| {
+                s["values"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|e| (s["stream"].clone(), e[1].as_str().unwrap_or("").to_string()))
+            })
+            .collect();
+        if out.len() >= want {
+            return out;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{logql}: {} of {want} lines: {body}\n{}",
+            out.len(),
+            collector.describe()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn docker_and_kubernetes_logs_arrive_with_container_labels() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let id = "4f1c2d3e5a6b7c8d9e0f4f1c2d3e5a6b7c8d9e0f4f1c2d3e5a6b7c8d9e0f1234";
+    let container = dir.join("docker").join(id);
+    std::fs::create_dir_all(&container).unwrap();
+    std::fs::write(
+        container.join("config.v2.json"),
+        format!(r#"{{"ID":"{id}","Name":"/shop-web-1","Config":{{"Image":"nginx:1.27","Labels":{{"com.docker.compose.project":"shop","com.docker.compose.service":"web"}}}}}}"#),
+    )
+    .unwrap();
+    let long = "x".repeat(20_000);
+    // Runtime timestamps a minute ago, to the second (RFC 3339), and that second in ns.
+    let date = |args: &[&str]| Proc::run(Path::new("date"), args, dir).1.trim().to_string();
+    let t0 = date(&["-u", "-d", "1 minute ago", "+%Y-%m-%dT%H:%M:%S"]);
+    let t0_ns: i64 = date(&["-u", "-d", &format!("{t0}Z"), "+%s%N"]).parse().unwrap();
+    std::fs::write(
+        container.join(format!("{id}-json.log")),
+        format!(
+            concat!(
+                r#"{{"log":"GET / 200\n","stream":"stdout","time":"{t0}.000000001Z"}}"#,
+                "\n",
+                r#"{{"log":"upstream timed out\n","stream":"stderr","time":"{t0}Z"}}"#,
+                "\n",
+                r#"{{"log":"{half}","stream":"stdout","time":"{t0}Z"}}"#,
+                "\n",
+                r#"{{"log":"{half}\n","stream":"stdout","time":"{t0}Z"}}"#,
+                "\n",
+            ),
+            half = &long[..10_000],
+            t0 = t0,
+        ),
+    )
+    .unwrap();
+    let pod = dir.join("pods/shop_api-7d9f_0b6e-11aa/server");
+    std::fs::create_dir_all(&pod).unwrap();
+    std::fs::write(
+        pod.join("0.log"),
+        format!("{t0}.5Z stdout F listening on :8080\n{t0}Z stderr P level=error msg=\"db \n{t0}Z stderr F down\"\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("collector.toml"),
+        format!(
+            "version = 1\n[collector]\nhost_metrics = false\n{}docker_containers_dir = \"{}\"\nkubernetes_pods_dir = \"{}\"\n",
+            receiver_on_free_ports(),
+            dir.join("docker").display(),
+            dir.join("pods").display()
+        ),
+    )
+    .unwrap();
+    let store = StoreProc::start(dir);
+    let grpc = format!("http://{}", store.grpc_addr());
+    let mut collector = start_collector("collector", dir, &grpc);
+
+    let docker = log_lines(
+        &store,
+        r#"{container_name="shop-web-1", compose_service="web"}"#,
+        3,
+        &mut collector,
+    );
+    assert_eq!(docker.len(), 3, "{docker:?}");
+    let find = |lines: &[(serde_json::Value, String)], text: &str| {
+        lines
+            .iter()
+            .find(|(_, l)| l == text)
+            .unwrap_or_else(|| panic!("no line {text:?} in {lines:?}"))
+            .0
+            .clone()
+    };
+    let labels = find(&docker, "GET / 200");
+    assert_eq!(labels["container_image"], "nginx:1.27");
+    assert_eq!(labels["compose_project"], "shop");
+    find(&docker, "upstream timed out");
+    find(&docker, &long); // the runtime's two parts are one line again
+    let stderr = log_lines(
+        &store,
+        r#"{container_name="shop-web-1"} | stream="stderr""#,
+        1,
+        &mut collector,
+    );
+    assert_eq!(stderr.len(), 1, "{stderr:?}");
+    // The runtime's timestamps are the lines' times.
+    let url = store.url(&format!(
+        "/loki/api/v1/query_range?query={}&start={t0_ns}&end={}",
+        enc(r#"{container_name="shop-web-1"}"#),
+        t0_ns + 2
+    ));
+    let (_, body) = http_get(&url).unwrap();
+    assert!(body.contains(&format!("\"{}\"", t0_ns + 1)), "{body}");
+
+    let pods = log_lines(
+        &store,
+        r#"{k8s_namespace_name="shop", k8s_pod_name="api-7d9f", k8s_container_name="server"}"#,
+        2,
+        &mut collector,
+    );
+    assert_eq!(pods.len(), 2, "{pods:?}");
+    find(&pods, "listening on :8080");
+    assert_eq!(find(&pods, "level=error msg=\"db down\"")["level"], "error");
 }
