@@ -45,6 +45,35 @@ pub struct CollectorConfig {
     /// Tail Kubernetes pod logs (CRI format) under this directory (e.g. `/var/log/pods`),
     /// labelled with namespace, pod and container.
     pub kubernetes_pods_dir: Option<PathBuf>,
+    /// Prometheus targets to scrape.
+    pub scrape: Vec<ScrapeJob>,
+}
+
+/// One `[[collector.scrape]]` job.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScrapeJob {
+    /// The `job` label.
+    pub job: String,
+    /// `host:port` targets.
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// A Prometheus file_sd JSON file (`[{"targets": [...], "labels": {...}}]`), re-read
+    /// every interval.
+    #[serde(default)]
+    pub file_sd: Option<PathBuf>,
+    #[serde(default = "default_scrape_interval")]
+    pub interval_secs: u64,
+    #[serde(default = "default_metrics_path")]
+    pub path: String,
+}
+
+fn default_scrape_interval() -> u64 {
+    15
+}
+
+fn default_metrics_path() -> String {
+    "/metrics".into()
 }
 
 impl CollectorConfig {
@@ -86,6 +115,7 @@ impl Default for CollectorConfig {
             files: Vec::new(),
             docker_containers_dir: None,
             kubernetes_pods_dir: None,
+            scrape: Vec::new(),
         }
     }
 }

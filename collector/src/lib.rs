@@ -25,6 +25,7 @@ pub mod host;
 mod metrics;
 mod parse;
 mod receiver;
+pub mod scrape;
 pub mod spool;
 
 pub(crate) fn now_secs() -> u64 {
@@ -34,7 +35,7 @@ pub(crate) fn now_secs() -> u64 {
 }
 
 pub use config::{
-    CollectorConfig, FileSource, Format, Multiline, Parse, StartAt, DEFAULT_OTLP_GRPC_ADDR,
+    CollectorConfig, FileSource, Format, Multiline, Parse, ScrapeJob, StartAt, DEFAULT_OTLP_GRPC_ADDR,
     DEFAULT_OTLP_HTTP_ADDR, DEFAULT_STORE_URL,
 };
 
@@ -125,6 +126,11 @@ pub async fn run(
         let every = Duration::from_secs(cfg.host_metrics_interval_secs.max(1));
         tokio::spawn(host::run(spool.clone(), host.clone(), every, shutdown.clone()))
     });
+    let scrapers: Vec<_> = cfg
+        .scrape
+        .iter()
+        .map(|job| tokio::spawn(scrape::run(job.clone(), spool.clone(), shutdown.clone())))
+        .collect();
     let own = tokio::spawn(metrics::run(
         stats.clone(),
         spool.clone(),
@@ -148,6 +154,9 @@ pub async fn run(
         let _ = h.await;
     }
     let _ = own.await;
+    for s in scrapers {
+        let _ = s.await;
+    }
     if let Some(r) = receiver {
         let _ = r.await;
     }

@@ -342,3 +342,101 @@ fn docker_and_kubernetes_logs_arrive_with_container_labels() {
     find(&pods, "listening on :8080");
     assert_eq!(find(&pods, "level=error msg=\"db down\"")["level"], "error");
 }
+
+/// The value of an instant PromQL query with one result, if it has one.
+fn instant(store: &StoreProc, promql: &str) -> Option<f64> {
+    let (_, body) = http_get(&store.url(&format!("/api/v1/query?query={}", enc(promql)))).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+}
+
+fn wait_until(what: &str, collector: &mut Proc, f: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}\n{}",
+            collector.describe()
+        );
+        assert!(
+            collector.wait_timeout(Duration::ZERO).is_none(),
+            "collector exited: {}",
+            collector.describe()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn prometheus_targets_are_scraped_with_up_and_go_stale_when_lost() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let store = StoreProc::start(dir);
+    let site = dir.join("site");
+    std::fs::create_dir(&site).unwrap();
+    std::fs::write(
+        site.join("metrics"),
+        "# TYPE demo_requests_total counter\ndemo_requests_total{code=\"200\"} 5\ndemo_requests_total{code=\"500\"} 1\n# TYPE demo_temp gauge\ndemo_temp 21.5\n",
+    )
+    .unwrap();
+    let app_port = free_port();
+    let mut app = Proc::spawn(
+        "target",
+        Path::new("python3"),
+        &[
+            "-m",
+            "http.server",
+            &app_port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            site.to_str().unwrap(),
+        ],
+        dir,
+    );
+    app.wait_http_ok(
+        &format!("http://127.0.0.1:{app_port}/metrics"),
+        Duration::from_secs(30),
+    );
+    std::fs::write(
+        dir.join("sd.json"),
+        format!(
+            r#"[{{"targets": ["127.0.0.1:{}"], "labels": {{"env": "test"}}}}]"#,
+            store.port
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("collector.toml"),
+        format!(
+            "version = 1\n[collector]\nhost_metrics = false\n{}\n[[collector.scrape]]\njob = \"app\"\ntargets = [\"127.0.0.1:{app_port}\"]\ninterval_secs = 1\n\n[[collector.scrape]]\njob = \"obs-store\"\nfile_sd = \"{}\"\ninterval_secs = 1\n",
+            receiver_on_free_ports(),
+            dir.join("sd.json").display()
+        ),
+    )
+    .unwrap();
+    let mut collector = start_collector("collector", dir, &format!("http://{}", store.grpc_addr()));
+
+    let instance = format!("127.0.0.1:{app_port}");
+    wait_until("the app scraped", &mut collector, || {
+        instant(
+            &store,
+            &format!(r#"demo_requests_total{{job="app", instance="{instance}", code="200"}}"#),
+        ) == Some(5.0)
+    });
+    assert_eq!(instant(&store, r#"demo_temp{job="app"}"#), Some(21.5));
+    assert_eq!(instant(&store, r#"up{job="app"}"#), Some(1.0));
+    assert_eq!(instant(&store, r#"scrape_samples_scraped{job="app"}"#), Some(3.0));
+    assert!(instant(&store, r#"scrape_duration_seconds{job="app"}"#).is_some_and(|d| d >= 0.0));
+    wait_until("the store scraped through file_sd", &mut collector, || {
+        instant(&store, r#"up{job="obs-store", env="test"}"#) == Some(1.0)
+            && instant(&store, r#"count({job="obs-store", env="test"})"#).is_some_and(|n| n > 5.0)
+    });
+
+    // The target goes away: up drops to 0 and its series go stale at once.
+    app.signal(Signal::SIGKILL);
+    wait_until("up = 0 and stale series", &mut collector, || {
+        instant(&store, r#"up{job="app"}"#) == Some(0.0)
+            && instant(&store, r#"demo_requests_total{job="app"}"#).is_none()
+    });
+}
