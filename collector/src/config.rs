@@ -47,6 +47,33 @@ pub struct CollectorConfig {
     pub kubernetes_pods_dir: Option<PathBuf>,
     /// Prometheus targets to scrape.
     pub scrape: Vec<ScrapeJob>,
+    /// Follow the systemd journal.
+    pub journald: Option<Journald>,
+}
+
+/// `[collector.journald]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Journald {
+    /// A journal directory other than the system journal's.
+    #[serde(default)]
+    pub directory: Option<PathBuf>,
+    /// Only these units (`journalctl --unit`).
+    #[serde(default)]
+    pub units: Vec<String>,
+    /// Where to start the first time (later starts continue after the saved cursor).
+    #[serde(default = "end")]
+    pub start_at: StartAt,
+    #[serde(default = "default_journalctl")]
+    pub journalctl: String,
+}
+
+fn end() -> StartAt {
+    StartAt::End
+}
+
+fn default_journalctl() -> String {
+    "journalctl".into()
 }
 
 /// One `[[collector.scrape]]` job.
@@ -116,6 +143,7 @@ impl Default for CollectorConfig {
             docker_containers_dir: None,
             kubernetes_pods_dir: None,
             scrape: Vec::new(),
+            journald: None,
         }
     }
 }

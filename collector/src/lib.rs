@@ -22,6 +22,7 @@ mod containers;
 pub mod export;
 pub mod files;
 pub mod host;
+mod journald;
 mod metrics;
 mod parse;
 mod receiver;
@@ -35,8 +36,8 @@ pub(crate) fn now_secs() -> u64 {
 }
 
 pub use config::{
-    CollectorConfig, FileSource, Format, Multiline, Parse, ScrapeJob, StartAt, DEFAULT_OTLP_GRPC_ADDR,
-    DEFAULT_OTLP_HTTP_ADDR, DEFAULT_STORE_URL,
+    CollectorConfig, FileSource, Format, Journald, Multiline, Parse, ScrapeJob, StartAt,
+    DEFAULT_OTLP_GRPC_ADDR, DEFAULT_OTLP_HTTP_ADDR, DEFAULT_STORE_URL,
 };
 
 /// Everything a running collector counts, for `/metrics` and the store.
@@ -131,6 +132,15 @@ pub async fn run(
         .iter()
         .map(|job| tokio::spawn(scrape::run(job.clone(), spool.clone(), shutdown.clone())))
         .collect();
+    let journal = cfg.journald.clone().map(|j| {
+        tokio::spawn(journald::run(
+            j,
+            host.clone(),
+            spool.clone(),
+            data_dir.clone(),
+            shutdown.clone(),
+        ))
+    });
     let own = tokio::spawn(metrics::run(
         stats.clone(),
         spool.clone(),
@@ -154,6 +164,9 @@ pub async fn run(
         let _ = h.await;
     }
     let _ = own.await;
+    if let Some(j) = journal {
+        let _ = j.await;
+    }
     for s in scrapers {
         let _ = s.await;
     }
