@@ -39,6 +39,7 @@ use prost::Message;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{FileSource, Parse, StartAt};
+use crate::otlp::string_kv;
 use crate::parse;
 use crate::spool::{Kind, Position, Spool};
 
@@ -174,16 +175,6 @@ impl Tail {
             None if self.skipping => self.offset,
             None => self.offset - self.carry.len() as u64,
         }
-    }
-}
-
-fn string_kv(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.to_string(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.to_string())),
-        }),
-        ..Default::default()
     }
 }
 

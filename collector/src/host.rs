@@ -11,16 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
-use opentelemetry_proto::tonic::metrics::v1::{
-    metric, number_data_point, AggregationTemporality, Gauge, Metric, NumberDataPoint, ResourceMetrics,
-    ScopeMetrics, Sum,
-};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use prost::Message;
+use opentelemetry_proto::tonic::metrics::v1::{number_data_point, NumberDataPoint};
 use tokio::sync::watch;
 
-use crate::spool::{Kind, Spool};
+use crate::otlp::{string_kv, MetricsBuilder};
+use crate::spool::Spool;
 
 /// Linux's USER_HZ: /proc/stat counts CPU time in these ticks.
 const TICKS_PER_SECOND: f64 = 100.0;
@@ -262,16 +257,6 @@ pub fn collect() -> Vec<Sample> {
     out
 }
 
-fn kv(key: &str, value: String) -> KeyValue {
-    KeyValue {
-        key: key.to_string(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value)),
-        }),
-        ..Default::default()
-    }
-}
-
 /// Samples as one OTLP request from `service` on `host`; `start_ns` is the counters' start
 /// (the collector's start).
 pub fn to_otlp(
@@ -281,57 +266,22 @@ pub fn to_otlp(
     start_ns: u64,
     now_ns: u64,
 ) -> ExportMetricsServiceRequest {
-    let mut metrics: Vec<Metric> = Vec::new();
+    let mut metrics = MetricsBuilder::default();
     for s in samples {
         let point = NumberDataPoint {
-            attributes: s.labels.into_iter().map(|(k, v)| kv(k, v)).collect(),
+            attributes: s.labels.iter().map(|(k, v)| string_kv(k, v)).collect(),
             start_time_unix_nano: if s.counter { start_ns } else { 0 },
             time_unix_nano: now_ns,
             value: Some(number_data_point::Value::AsDouble(s.value)),
             ..Default::default()
         };
-        match metrics.iter_mut().find(|m| m.name == s.name) {
-            Some(Metric {
-                data:
-                    Some(
-                        metric::Data::Sum(Sum { data_points, .. })
-                        | metric::Data::Gauge(Gauge { data_points }),
-                    ),
-                ..
-            }) => data_points.push(point),
-            _ => metrics.push(Metric {
-                name: s.name,
-                data: Some(match s.counter {
-                    true => metric::Data::Sum(Sum {
-                        data_points: vec![point],
-                        aggregation_temporality: AggregationTemporality::Cumulative as i32,
-                        is_monotonic: true,
-                    }),
-                    false => metric::Data::Gauge(Gauge {
-                        data_points: vec![point],
-                    }),
-                }),
-                ..Default::default()
-            }),
-        }
+        metrics.push(s.name, s.counter, point);
     }
-    ExportMetricsServiceRequest {
-        resource_metrics: vec![ResourceMetrics {
-            resource: Some(Resource {
-                attributes: vec![
-                    kv("service.name", service.to_string()),
-                    kv("service.instance.id", host.to_string()),
-                    kv("host.name", host.to_string()),
-                ],
-                ..Default::default()
-            }),
-            scope_metrics: vec![ScopeMetrics {
-                metrics,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
+    metrics.request(vec![
+        string_kv("service.name", service),
+        string_kv("service.instance.id", host),
+        string_kv("host.name", host),
+    ])
 }
 
 /// Collects every `interval` into the spool until shutdown.
@@ -343,20 +293,21 @@ pub async fn run(spool: Arc<Spool>, host: String, interval: Duration, mut shutdo
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
-        let (spool, host) = (spool.clone(), host.clone());
-        let done = tokio::task::spawn_blocking(move || {
-            let now_ns = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64);
-            let body = to_otlp(collect(), "node", &host, start_ns, now_ns).encode_to_vec();
-            spool.append(Kind::Metrics, &body)
-        })
-        .await;
-        match done {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "cannot spool host metrics"),
-            Err(e) => tracing::error!(error = %e, "host metrics collection stopped"),
-        }
+        let samples = match tokio::task::spawn_blocking(collect).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "host metrics collection failed");
+                continue;
+            }
+        };
+        let req = to_otlp(
+            samples,
+            "node",
+            &host,
+            start_ns,
+            crate::now_secs() * 1_000_000_000,
+        );
+        crate::otlp::spool_metrics(&spool, vec![req], "host metrics").await;
     }
 }
 
@@ -449,7 +400,7 @@ mod tests {
             .find(|m| m.name == "node_cpu_seconds_total")
             .unwrap();
         assert!(
-            matches!(&cpu.data, Some(metric::Data::Sum(s)) if s.is_monotonic && s.data_points.len() >= 8)
+            matches!(&cpu.data, Some(opentelemetry_proto::tonic::metrics::v1::metric::Data::Sum(s)) if s.is_monotonic && s.data_points.len() >= 8)
         );
     }
 }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
@@ -25,19 +25,10 @@ use tokio::io::AsyncBufReadExt;
 use tokio::sync::watch;
 
 use crate::config::{Journald, StartAt};
+use crate::otlp::string_kv;
 use crate::spool::{Kind, Spool};
 
 const BATCH: usize = 1000;
-
-fn kv(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.to_string(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.to_string())),
-        }),
-        ..Default::default()
-    }
-}
 
 /// A journal field as text: a string, or bytes (journalctl prints binary as a number array).
 fn field(v: &serde_json::Value) -> Option<String> {
@@ -77,11 +68,11 @@ pub(crate) fn entry(line: &str, default_host: &str) -> Option<((String, String, 
     let mut attributes = Vec::new();
     for (k, name) in [("_PID", "pid"), ("_TRANSPORT", "transport"), ("_COMM", "comm")] {
         if let Some(v) = get(k) {
-            attributes.push(kv(name, &v));
+            attributes.push(string_kv(name, &v));
         }
     }
     if let Some(i) = &ident {
-        attributes.push(kv("syslog_identifier", i));
+        attributes.push(string_kv("syslog_identifier", i));
     }
     let time_ns = get("__REALTIME_TIMESTAMP")
         .and_then(|t| t.parse::<u64>().ok())
@@ -105,12 +96,15 @@ fn request(groups: BTreeMap<(String, String, String), Vec<LogRecord>>) -> Export
         resource_logs: groups
             .into_iter()
             .map(|((host, service, unit), records)| {
-                let mut attributes = vec![kv("host.name", &host), kv("obs.index_labels", "unit")];
+                let mut attributes = vec![
+                    string_kv("host.name", &host),
+                    string_kv("obs.index_labels", "unit"),
+                ];
                 if !service.is_empty() {
-                    attributes.push(kv("service.name", &service));
+                    attributes.push(string_kv("service.name", &service));
                 }
                 if !unit.is_empty() {
-                    attributes.push(kv("unit", &unit));
+                    attributes.push(string_kv("unit", &unit));
                 }
                 ResourceLogs {
                     resource: Some(Resource {

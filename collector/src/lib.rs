@@ -24,6 +24,7 @@ pub mod files;
 pub mod host;
 mod journald;
 mod metrics;
+mod otlp;
 mod parse;
 mod receiver;
 pub mod scrape;

@@ -8,11 +8,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use prost::Message;
 use tokio::sync::watch;
 
 use crate::host::Sample;
-use crate::spool::{Kind, Spool};
+use crate::spool::Spool;
 use crate::Stats;
 
 fn sample(name: &str, value: u64, counter: bool) -> Sample {
@@ -100,12 +99,6 @@ pub async fn run(
         }
         let now_ns = crate::now_secs() * 1_000_000_000;
         let req = crate::host::to_otlp(samples(&stats, &spool), "obs-collector", &host, start_ns, now_ns);
-        let spool = spool.clone();
-        let body = req.encode_to_vec();
-        match tokio::task::spawn_blocking(move || spool.append(Kind::Metrics, &body)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "cannot spool the collector's own metrics"),
-            Err(e) => tracing::error!(error = %e, "own metrics task stopped"),
-        }
+        crate::otlp::spool_metrics(&spool, vec![req], "the collector's own metrics").await;
     }
 }

@@ -15,18 +15,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
-use opentelemetry_proto::tonic::metrics::v1::{
-    metric, number_data_point, AggregationTemporality, DataPointFlags, Gauge, Metric, NumberDataPoint,
-    ResourceMetrics, ScopeMetrics, Sum,
-};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use prost::Message;
+use opentelemetry_proto::tonic::metrics::v1::{number_data_point, DataPointFlags, NumberDataPoint};
 use serde::Deserialize;
 use tokio::sync::watch;
 
 use crate::config::ScrapeJob;
-use crate::spool::{Kind, Spool};
+use crate::otlp::{string_kv, MetricsBuilder};
+use crate::spool::Spool;
 
 /// One parsed sample: metric name, labels, value.
 pub type Series = (String, Vec<(String, String)>);
@@ -119,16 +114,6 @@ fn targets(job: &ScrapeJob) -> Vec<(String, BTreeMap<String, String>)> {
     out
 }
 
-fn kv(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.to_string(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.to_string())),
-        }),
-        ..Default::default()
-    }
-}
-
 /// Samples (or staleness markers, for `None` values) of one target as an OTLP request.
 fn to_otlp(
     job: &str,
@@ -136,10 +121,10 @@ fn to_otlp(
     samples: Vec<(Series, Option<f64>)>,
     now_ns: u64,
 ) -> ExportMetricsServiceRequest {
-    let mut metrics: Vec<Metric> = Vec::new();
+    let mut metrics = MetricsBuilder::default();
     for ((name, labels), value) in samples {
         let point = NumberDataPoint {
-            attributes: labels.iter().map(|(k, v)| kv(k, v)).collect(),
+            attributes: labels.iter().map(|(k, v)| string_kv(k, v)).collect(),
             time_unix_nano: now_ns,
             value: Some(number_data_point::Value::AsDouble(value.unwrap_or(f64::NAN))),
             flags: if value.is_none() {
@@ -149,48 +134,13 @@ fn to_otlp(
             },
             ..Default::default()
         };
-        match metrics.iter_mut().find(|m| m.name == name) {
-            Some(Metric {
-                data:
-                    Some(
-                        metric::Data::Sum(Sum { data_points, .. })
-                        | metric::Data::Gauge(Gauge { data_points }),
-                    ),
-                ..
-            }) => data_points.push(point),
-            _ => {
-                let data = if name.ends_with("_total") {
-                    metric::Data::Sum(Sum {
-                        data_points: vec![point],
-                        aggregation_temporality: AggregationTemporality::Cumulative as i32,
-                        is_monotonic: true,
-                    })
-                } else {
-                    metric::Data::Gauge(Gauge {
-                        data_points: vec![point],
-                    })
-                };
-                metrics.push(Metric {
-                    name,
-                    data: Some(data),
-                    ..Default::default()
-                });
-            }
-        }
+        let counter = name.ends_with("_total");
+        metrics.push(name, counter, point);
     }
-    ExportMetricsServiceRequest {
-        resource_metrics: vec![ResourceMetrics {
-            resource: Some(Resource {
-                attributes: vec![kv("service.name", job), kv("service.instance.id", target)],
-                ..Default::default()
-            }),
-            scope_metrics: vec![ScopeMetrics {
-                metrics,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
+    metrics.request(vec![
+        string_kv("service.name", job),
+        string_kv("service.instance.id", target),
+    ])
 }
 
 /// GETs a target's metrics page (ureq on a blocking thread) and parses it.
@@ -280,18 +230,7 @@ pub async fn run(job: ScrapeJob, spool: Arc<Spool>, mut shutdown: watch::Receive
             samples.push((("scrape_duration_seconds".into(), extra), Some(took)));
             requests.push(to_otlp(&job.job, target, samples, now_ns));
         }
-        let spool = spool.clone();
-        let bodies: Vec<Vec<u8>> = requests.iter().map(Message::encode_to_vec).collect();
-        let done = tokio::task::spawn_blocking(move || {
-            bodies
-                .iter()
-                .try_for_each(|b| spool.append(Kind::Metrics, b).map(|_| ()))
-        });
-        match done.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, job = %job.job, "cannot spool scraped metrics"),
-            Err(e) => tracing::error!(error = %e, "scrape task stopped"),
-        }
+        crate::otlp::spool_metrics(&spool, requests, "scraped metrics").await;
     }
 }
 

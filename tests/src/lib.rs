@@ -351,6 +351,37 @@ pub fn http_post(url: &str, content_type: &str, body: &[u8]) -> Result<(u16, Str
     Ok((status, body))
 }
 
+/// Runs `tests/python/otlp_send.py` (the OpenTelemetry Python SDK) against `endpoint` and
+/// returns what it printed last (JSON: the trace ids it sent). `extra` are more arguments.
+pub fn otlp_send(
+    dir: &Path,
+    protocol: &str,
+    endpoint: &str,
+    service: &str,
+    (logs, traces): (usize, usize),
+    extra: &[&str],
+) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/otlp_send.py");
+    let (logs, traces) = (logs.to_string(), traces.to_string());
+    let mut args = vec![
+        script.to_str().expect("utf-8 path"),
+        "--protocol",
+        protocol,
+        "--endpoint",
+        endpoint,
+        "--service",
+        service,
+        "--logs",
+        &logs,
+        "--traces",
+        &traces,
+    ];
+    args.extend_from_slice(extra);
+    let (code, out, err) = Proc::run(Path::new("python3"), &args, dir);
+    assert_eq!(code, 0, "otlp_send.py failed\nstdout: {out}\nstderr: {err}");
+    serde_json::from_str(out.trim().lines().last().expect("a JSON line")).expect("JSON")
+}
+
 /// A store started on a free port with its own data dir; restartable on the same data.
 #[derive(Debug)]
 pub struct StoreProc {
@@ -468,6 +499,61 @@ impl StoreProc {
             .expect("store did not die on SIGKILL");
         std::thread::sleep(down);
         StoreProc::start_on_ports(&dir, &data, port, grpc_port)
+    }
+
+    /// The lines a LogQL query returns over the last hour (up to 1000), as (stream labels,
+    /// line); none if the store does not answer 200.
+    pub fn log_lines(&self, logql: &str) -> Vec<(serde_json::Value, String)> {
+        let url = self.url(&format!(
+            "/loki/api/v1/query_range?query={}&since=1h&limit=1000&direction=forward",
+            enc(logql)
+        ));
+        let Ok((200, body)) = http_get(&url) else {
+            return Vec::new();
+        };
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        v["data"]["result"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|s| {
+                s["values"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|e| (s["stream"].clone(), e[1].as_str().unwrap_or("").to_string()))
+            })
+            .collect()
+    }
+
+    /// Polls [`StoreProc::log_lines`] until there are `want` lines (30 s), failing with the
+    /// output of `sender` (the process expected to deliver them) if they do not come.
+    pub fn wait_log_lines(
+        &self,
+        logql: &str,
+        want: usize,
+        sender: &mut Proc,
+    ) -> Vec<(serde_json::Value, String)> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let got = self.log_lines(logql);
+            if got.len() >= want {
+                return got;
+            }
+            assert!(
+                sender.wait_timeout(Duration::ZERO).is_none(),
+                "{} exited: {}",
+                sender.name,
+                sender.describe()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "{logql}: {} of {want} lines: {got:?}\n{}",
+                got.len(),
+                sender.describe()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
     }
 
     /// GET a JSON endpoint, panicking with the store's output on failure.

@@ -6,10 +6,10 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use obs_e2e::{enc, free_port, http_get, Proc, StoreProc};
+use obs_e2e::{free_port, Proc, StoreProc};
 
 const JOURNAL_REMOTE: &str = "/lib/systemd/systemd-journal-remote";
 
@@ -43,44 +43,7 @@ fn write_journal(dir: &Path, entries: &[(&str, u8)]) {
     assert!(child.wait().unwrap().success());
 }
 
-fn lines(store: &StoreProc) -> Vec<(serde_json::Value, String)> {
-    let q = enc(r#"{unit="nginx.service"}"#);
-    let Ok((200, body)) =
-        http_get(&store.url(&format!("/loki/api/v1/query_range?query={q}&since=1h&limit=100")))
-    else {
-        return Vec::new();
-    };
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    v["data"]["result"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|s| {
-            s["values"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|e| (s["stream"].clone(), e[1].as_str().unwrap().to_string()))
-        })
-        .collect()
-}
-
-fn wait_lines(store: &StoreProc, want: usize, collector: &mut Proc) -> Vec<(serde_json::Value, String)> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let got = lines(store);
-        if got.len() >= want {
-            return got;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} of {want} journal lines: {got:?}\n{}",
-            got.len(),
-            collector.describe()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
+const NGINX: &str = r#"{unit="nginx.service"}"#;
 
 #[test]
 fn journal_entries_arrive_follow_and_resume_after_the_cursor() {
@@ -110,7 +73,7 @@ fn journal_entries_arrive_follow_and_resume_after_the_cursor() {
         "cdata",
     ];
     let mut collector = Proc::obs("collector-1", &args, dir);
-    let got = wait_lines(&store, 2, &mut collector);
+    let got = store.wait_log_lines(NGINX, 2, &mut collector);
     let error = got
         .iter()
         .find(|(_, l)| l == "upstream timed out")
@@ -121,7 +84,7 @@ fn journal_entries_arrive_follow_and_resume_after_the_cursor() {
     assert_eq!(error.0["pid"], "4242", "journal fields are structured metadata");
 
     write_journal(&journal, &[("worker exited", 4)]);
-    let got = wait_lines(&store, 3, &mut collector);
+    let got = store.wait_log_lines(NGINX, 3, &mut collector);
     assert_eq!(
         got.iter().find(|(_, l)| l == "worker exited").unwrap().0["level"],
         "warn"
@@ -134,9 +97,9 @@ fn journal_entries_arrive_follow_and_resume_after_the_cursor() {
         .success());
     write_journal(&journal, &[("reloaded", 6)]);
     let mut collector = Proc::obs("collector-2", &args, dir);
-    let got = wait_lines(&store, 4, &mut collector);
+    let got = store.wait_log_lines(NGINX, 4, &mut collector);
     std::thread::sleep(Duration::from_secs(2));
-    let got_after = lines(&store);
+    let got_after = store.log_lines(NGINX);
     assert_eq!(
         got_after.len(),
         4,

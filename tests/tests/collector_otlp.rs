@@ -15,24 +15,7 @@ fn send(
     logs: usize,
     traces: usize,
 ) -> serde_json::Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/otlp_send.py");
-    let (logs, traces) = (logs.to_string(), traces.to_string());
-    let args = [
-        script.to_str().unwrap(),
-        "--protocol",
-        protocol,
-        "--endpoint",
-        endpoint,
-        "--service",
-        service,
-        "--logs",
-        &logs,
-        "--traces",
-        &traces,
-    ];
-    let (code, out, err) = Proc::run(Path::new("python3"), &args, dir);
-    assert_eq!(code, 0, "otlp_send.py failed\nstdout: {out}\nstderr: {err}");
-    serde_json::from_str(out.trim().lines().last().unwrap()).unwrap()
+    obs_e2e::otlp_send(dir, protocol, endpoint, service, (logs, traces), &[])
 }
 
 /// Polls `url` until `ok` accepts the JSON answer.

@@ -28,25 +28,7 @@ fn send_with(
     traces: usize,
     extra: &[&str],
 ) -> serde_json::Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/otlp_send.py");
-    let (logs, traces) = (logs.to_string(), traces.to_string());
-    let mut args = vec![
-        script.to_str().unwrap(),
-        "--protocol",
-        protocol,
-        "--endpoint",
-        endpoint,
-        "--service",
-        service,
-        "--logs",
-        &logs,
-        "--traces",
-        &traces,
-    ];
-    args.extend_from_slice(extra);
-    let (code, out, err) = Proc::run(Path::new("python3"), &args, dir);
-    assert_eq!(code, 0, "otlp_send.py failed\nstdout: {out}\nstderr: {err}");
-    serde_json::from_str(out.trim().lines().last().unwrap()).unwrap()
+    obs_e2e::otlp_send(dir, protocol, endpoint, service, (logs, traces), extra)
 }
 
 /// Polls a Loki query until it returns `want` lines (commits make data visible within ~1 s).
