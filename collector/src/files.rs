@@ -187,12 +187,6 @@ pub fn host_name() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
-
 /// The file tailer; [`FileTailer::run`] on a thread of its own.
 pub struct FileTailer {
     sources: Vec<Source>,
@@ -691,7 +685,7 @@ fn push_record(t: &mut Tail, source: &Source, line: &[u8], meta: LineMeta) {
     t.batch_bytes += line.len() + 32;
     t.batch.push(LogRecord {
         time_unix_nano: meta.time_ns,
-        observed_time_unix_nano: now_ns(),
+        observed_time_unix_nano: crate::now_ns(),
         severity_number,
         severity_text: severity_text.to_string(),
         body: Some(AnyValue {

@@ -285,14 +285,10 @@ pub fn to_otlp(
 }
 
 /// Collects every `interval` into the spool until shutdown.
-pub async fn run(spool: Arc<Spool>, host: String, interval: Duration, mut shutdown: watch::Receiver<bool>) {
-    let start_ns = crate::now_secs() * 1_000_000_000;
-    let mut tick = tokio::time::interval(interval);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.changed() => return,
-        }
+pub async fn run(spool: Arc<Spool>, host: String, interval: Duration, shutdown: watch::Receiver<bool>) {
+    let start_ns = crate::now_ns();
+    let mut ticker = crate::otlp::Ticker::new(interval, shutdown);
+    while ticker.next().await {
         let samples = match tokio::task::spawn_blocking(collect).await {
             Ok(s) => s,
             Err(e) => {
@@ -305,7 +301,7 @@ pub async fn run(spool: Arc<Spool>, host: String, interval: Duration, mut shutdo
             "node",
             &host,
             start_ns,
-            crate::now_secs() * 1_000_000_000,
+            crate::now_ns(),
         );
         crate::otlp::spool_metrics(&spool, vec![req], "host metrics").await;
     }

@@ -79,7 +79,7 @@ pub(crate) fn entry(line: &str, default_host: &str) -> Option<((String, String, 
         .map_or(0, |us| us * 1000);
     let record = LogRecord {
         time_unix_nano: time_ns,
-        observed_time_unix_nano: crate::now_secs() * 1_000_000_000,
+        observed_time_unix_nano: crate::now_ns(),
         severity_number,
         severity_text: severity_text.to_string(),
         body: Some(AnyValue {

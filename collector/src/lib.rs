@@ -1,12 +1,19 @@
 //! `obs-collector`: runs on every node and ships its logs, metrics and traces to the store.
 //!
-//! Data flow (built by the collector issue; today this crate holds its config section):
+//! Data flow:
 //!
 //! ```text
-//! sources (files, journald, container logs, host metrics, Prometheus scrape, OTLP receiver)
-//!   -> processors (parse, enrich, relabel) -> disk spool (checksummed segments)
-//!   -> exporters (OTLP/gRPC to the store; optional fan-out) -> ack -> checkpoint
+//! files / containers (files.rs, containers.rs) ─┐  parse.rs: multiline, json/logfmt,
+//! journald (journald.rs)                        ├─ severity, static labels
+//! host metrics (host.rs), scrape (scrape.rs)    │
+//! OTLP receiver 4317/4318 (receiver.rs)        ─┘
+//!   -> spool (spool/: checksummed segments, fsync on an interval; sources checkpoint
+//!      their positions and the receiver answers only after the fsync)
+//!   -> export.rs (OTLP/gRPC, pass-through codec, backoff forever) -> spool ack
 //! ```
+//!
+//! The collector's own counters (metrics.rs) are served on the receiver's `/metrics` and
+//! shipped to the store like any other metric.
 //!
 //! [`CollectorConfig`] is the `[collector]` section of the obs config file.
 
@@ -31,9 +38,14 @@ pub mod scrape;
 pub mod spool;
 
 pub(crate) fn now_secs() -> u64 {
+    now_ns() / 1_000_000_000
+}
+
+/// Wall-clock time in Unix nanoseconds (0 before 1970), the unit of OTLP timestamps.
+pub(crate) fn now_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 pub use config::{

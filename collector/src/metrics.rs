@@ -88,16 +88,12 @@ pub async fn run(
     spool: Arc<Spool>,
     host: String,
     interval: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let start_ns = crate::now_secs() * 1_000_000_000;
-    let mut tick = tokio::time::interval(interval);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.changed() => return,
-        }
-        let now_ns = crate::now_secs() * 1_000_000_000;
+    let start_ns = crate::now_ns();
+    let mut ticker = crate::otlp::Ticker::new(interval, shutdown);
+    while ticker.next().await {
+        let now_ns = crate::now_ns();
         let req = crate::host::to_otlp(samples(&stats, &spool), "obs-collector", &host, start_ns, now_ns);
         crate::otlp::spool_metrics(&spool, vec![req], "the collector's own metrics").await;
     }

@@ -94,3 +94,23 @@ pub async fn spool_metrics(spool: &Arc<Spool>, requests: Vec<ExportMetricsServic
         Err(e) => tracing::error!(error = %e, "spooling {what} stopped"),
     }
 }
+
+/// Fires every `interval` (the first tick at once) until shutdown: `while t.next().await {…}`.
+pub struct Ticker {
+    tick: tokio::time::Interval,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Ticker {
+    pub fn new(interval: std::time::Duration, shutdown: tokio::sync::watch::Receiver<bool>) -> Self {
+        Self { tick: tokio::time::interval(interval), shutdown }
+    }
+
+    /// Waits for the next tick; false once shutdown is signalled.
+    pub async fn next(&mut self) -> bool {
+        tokio::select! {
+            _ = self.tick.tick() => true,
+            _ = self.shutdown.changed() => false,
+        }
+    }
+}

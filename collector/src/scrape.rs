@@ -168,7 +168,7 @@ async fn scrape_once(agent: &ureq::Agent, url: &str) -> Result<Vec<(Series, f64)
 }
 
 /// Runs one job until shutdown.
-pub async fn run(job: ScrapeJob, spool: Arc<Spool>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(job: ScrapeJob, spool: Arc<Spool>, shutdown: watch::Receiver<bool>) {
     let interval = Duration::from_secs(job.interval_secs.max(1));
     let timeout = interval.min(Duration::from_secs(10));
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -178,13 +178,9 @@ pub async fn run(job: ScrapeJob, spool: Arc<Spool>, mut shutdown: watch::Receive
         .into();
     // Series each target sent last time, to mark stale what disappears.
     let mut last: HashMap<String, HashSet<Series>> = HashMap::new();
-    let mut tick = tokio::time::interval(interval);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.changed() => return,
-        }
-        let now_ns = crate::now_secs() * 1_000_000_000;
+    let mut ticker = crate::otlp::Ticker::new(interval, shutdown);
+    while ticker.next().await {
+        let now_ns = crate::now_ns();
         let current = targets(&job);
         let mut requests = Vec::new();
         let live: HashSet<&str> = current.iter().map(|(t, _)| t.as_str()).collect();
