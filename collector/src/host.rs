@@ -296,13 +296,7 @@ pub async fn run(spool: Arc<Spool>, host: String, interval: Duration, shutdown: 
                 continue;
             }
         };
-        let req = to_otlp(
-            samples,
-            "node",
-            &host,
-            start_ns,
-            crate::now_ns(),
-        );
+        let req = to_otlp(samples, "node", &host, start_ns, crate::now_ns());
         crate::otlp::spool_metrics(&spool, vec![req], "host metrics").await;
     }
 }

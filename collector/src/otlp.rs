@@ -103,7 +103,10 @@ pub struct Ticker {
 
 impl Ticker {
     pub fn new(interval: std::time::Duration, shutdown: tokio::sync::watch::Receiver<bool>) -> Self {
-        Self { tick: tokio::time::interval(interval), shutdown }
+        Self {
+            tick: tokio::time::interval(interval),
+            shutdown,
+        }
     }
 
     /// Waits for the next tick; false once shutdown is signalled.

@@ -39,6 +39,9 @@ pub enum Command {
     /// Work with config files
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Grafana set-up: data sources and dashboards for the store
+    #[command(subcommand)]
+    Grafana(GrafanaCommand),
     /// Print the version
     Version,
 }
@@ -399,4 +402,28 @@ pub struct StatusArgs {
 pub enum ConfigCommand {
     /// Parse and validate a config file; exit 2 with the line at fault when it is bad
     Check { file: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GrafanaCommand {
+    /// Write provisioning files: Prometheus, Loki and Tempo data sources on the store (with
+    /// logs-to-trace and trace-to-logs links) and node, logs and backup dashboards
+    Provision(GrafanaProvisionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GrafanaProvisionArgs {
+    /// Directory to write datasources/ and dashboards/ into (Grafana's provisioning dir)
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The store's HTTP URL as Grafana's server reaches it
+    #[arg(long, default_value = "http://127.0.0.1:9700")]
+    pub store: String,
+    /// Send `Authorization: Bearer ${VAR}`; Grafana reads the token (role query) from this
+    /// environment variable when it starts, so it is never written into the files
+    #[arg(long, value_name = "VAR")]
+    pub token_env: Option<String>,
+    /// Where Grafana will find the dashboards, if not at OUT/dashboards (e.g. a container path)
+    #[arg(long)]
+    pub dashboards_path: Option<PathBuf>,
 }

@@ -7,6 +7,7 @@
 mod backup;
 pub mod cli;
 pub mod config;
+mod grafana;
 mod query;
 mod status;
 mod up;
@@ -14,7 +15,7 @@ mod up;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use cli::{BackupCommand, Cli, Command, ConfigCommand};
+use cli::{BackupCommand, Cli, Command, ConfigCommand, GrafanaCommand};
 
 /// Runs a parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
@@ -27,6 +28,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Query(cmd) => report(query::run(cmd)),
         Command::Status(args) => report(status::run(args)),
         Command::Config(ConfigCommand::Check { file }) => config_check(file),
+        Command::Grafana(GrafanaCommand::Provision(args)) => report(grafana::provision(args)),
         Command::Version => {
             println!("obs {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS

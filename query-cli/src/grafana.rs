@@ -1,0 +1,647 @@
+//! `obs grafana provision --out DIR`: Grafana provisioning files for a store.
+//!
+//! Written tree (mount DIR as Grafana's `provisioning/` directory, or copy its parts there):
+//!
+//! ```text
+//! DIR/datasources/obs.yaml       Prometheus, Loki and Tempo data sources on the store, with
+//!                                logs → trace (Loki derived field on `trace_id`) and
+//!                                trace → logs (Tempo tracesToLogsV2 filtered by trace id)
+//! DIR/dashboards/obs.yaml        a file provider loading the dashboards below
+//! DIR/dashboards/obs-node.json   node overview: the collector's node_exporter-named metrics
+//!                                and the collector's own health
+//! DIR/dashboards/obs-logs.json   logs overview: volume by level, errors, top services, lines
+//! DIR/dashboards/obs-backup.json backup health: the scheduler's `obs_backup_*` gauges and logs
+//! ```
+//!
+//! Data sources have fixed uids (`obs-prometheus`, `obs-loki`, `obs-tempo`) so the
+//! dashboards and the cross-links find them. The dashboards are built here with a few panel
+//! helpers instead of kept as exported JSON: the queries stay readable and the tests read
+//! them back from the written files.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde_json::{json, Value};
+
+use crate::cli::GrafanaProvisionArgs;
+
+const PROMETHEUS: &str = "obs-prometheus";
+const LOKI: &str = "obs-loki";
+const TEMPO: &str = "obs-tempo";
+
+pub fn provision(args: GrafanaProvisionArgs) -> anyhow::Result<()> {
+    let out = &args.out;
+    let dashboards_dir = match &args.dashboards_path {
+        Some(p) => p.clone(),
+        None => std::path::absolute(out.join("dashboards"))?,
+    };
+    let files: Vec<(PathBuf, String)> = [
+        (
+            out.join("datasources/obs.yaml"),
+            datasources(&args.store, args.token_env.as_deref()),
+        ),
+        (
+            out.join("dashboards/obs.yaml"),
+            dashboard_provider(&dashboards_dir),
+        ),
+    ]
+    .into_iter()
+    .chain(dashboards().into_iter().map(|(name, d)| {
+        let text = serde_json::to_string_pretty(&d).expect("dashboard JSON");
+        (out.join("dashboards").join(name), text + "\n")
+    }))
+    .collect();
+    for (path, text) in &files {
+        write(path, text)?;
+        println!("wrote {}", path.display());
+    }
+    println!(
+        "\nPoint Grafana's provisioning directory at {} (or copy datasources/ and dashboards/ \
+         into /etc/grafana/provisioning/) and restart Grafana.",
+        out.display()
+    );
+    if let Some(var) = &args.token_env {
+        println!("Grafana must be started with {var} set to a store token of role query.");
+    }
+    Ok(())
+}
+
+fn write(path: &Path, text: &str) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The data sources file. Grafana expands `${VAR}` in provisioning files, so a token is
+/// referenced by environment variable and never written to disk here.
+fn datasources(store: &str, token_env: Option<&str>) -> String {
+    let store = store.trim_end_matches('/');
+    let auth = match token_env {
+        Some(var) => format!(
+            "\n      httpHeaderName1: Authorization\n    secureJsonData:\n      httpHeaderValue1: Bearer ${{{var}}}"
+        ),
+        None => String::new(),
+    };
+    format!(
+        r#"# Written by `obs grafana provision`: the obs store as Prometheus, Loki and Tempo.
+apiVersion: 1
+datasources:
+  - name: obs Prometheus
+    type: prometheus
+    uid: {PROMETHEUS}
+    access: proxy
+    url: {store}
+    isDefault: true
+    jsonData:
+      httpMethod: POST
+      timeInterval: 15s{auth}
+  - name: obs Loki
+    type: loki
+    uid: {LOKI}
+    access: proxy
+    url: {store}
+    jsonData:
+      maxLines: 1000
+      derivedFields:
+        - name: trace_id
+          matcherType: label
+          matcherRegex: trace_id
+          datasourceUid: {TEMPO}
+          url: "$${{__value.raw}}"
+          urlDisplayLabel: View trace{auth}
+  - name: obs Tempo
+    type: tempo
+    uid: {TEMPO}
+    access: proxy
+    url: {store}
+    jsonData:
+      nodeGraph:
+        enabled: true
+      lokiSearch:
+        datasourceUid: {LOKI}
+      tracesToLogsV2:
+        datasourceUid: {LOKI}
+        filterByTraceID: true
+        spanStartTimeShift: "-5m"
+        spanEndTimeShift: "5m"
+        tags:
+          - key: service.name
+            value: service_name{auth}
+"#
+    )
+}
+
+fn dashboard_provider(dir: &Path) -> String {
+    format!(
+        r#"# Written by `obs grafana provision`: loads the obs dashboards from this directory.
+apiVersion: 1
+providers:
+  - name: obs
+    folder: obs
+    type: file
+    disableDeletion: false
+    updateIntervalSeconds: 60
+    allowUiUpdates: true
+    options:
+      path: {}
+"#,
+        dir.display()
+    )
+}
+
+/// Every dashboard by file name.
+pub fn dashboards() -> Vec<(&'static str, Value)> {
+    vec![
+        ("obs-node.json", node_overview()),
+        ("obs-logs.json", logs_overview()),
+        ("obs-backup.json", backup_health()),
+    ]
+}
+
+/// One query of a panel: data source uid, expression, legend.
+struct Q(&'static str, String, &'static str);
+
+/// A panel: kind (timeseries, stat, logs, table), title, unit, width, height, queries.
+struct P(&'static str, &'static str, &'static str, u32, u32, Vec<Q>);
+
+fn datasource(uid: &str) -> Value {
+    let kind = match uid {
+        PROMETHEUS => "prometheus",
+        LOKI => "loki",
+        _ => "tempo",
+    };
+    json!({"type": kind, "uid": uid})
+}
+
+/// A dashboard of panels laid out left to right, wrapping at Grafana's 24 columns.
+fn dashboard(uid: &str, title: &str, variables: Vec<Value>, panels: Vec<P>) -> Value {
+    let (mut x, mut y, mut row_h) = (0, 0, 0);
+    let panels: Vec<Value> = panels
+        .into_iter()
+        .enumerate()
+        .map(|(i, P(kind, title, unit, w, h, queries))| {
+            if x + w > 24 {
+                (x, y, row_h) = (0, y + row_h, 0);
+            }
+            let pos = json!({"x": x, "y": y, "w": w, "h": h});
+            x += w;
+            row_h = row_h.max(h);
+            let first = queries.first().map_or(PROMETHEUS, |q| q.0);
+            let targets: Vec<Value> = queries
+                .iter()
+                .zip('A'..)
+                .map(|(Q(ds, expr, legend), ref_id)| {
+                    let mut t = json!({
+                        "datasource": datasource(ds),
+                        "refId": ref_id.to_string(),
+                        "expr": expr,
+                        "legendFormat": legend,
+                    });
+                    if kind == "table" || kind == "stat" && *ds == LOKI {
+                        t["instant"] = json!(true);
+                        t["queryType"] = json!("instant");
+                    } else {
+                        t["range"] = json!(true);
+                    }
+                    t
+                })
+                .collect();
+            let mut panel = json!({
+                "id": i + 1,
+                "type": kind,
+                "title": title,
+                "gridPos": pos,
+                "datasource": datasource(first),
+                "targets": targets,
+                "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+                "options": {},
+            });
+            match kind {
+                "stat" => panel["options"] = json!({"reduceOptions": {"calcs": ["lastNotNull"]}, "colorMode": "value"}),
+                "logs" => panel["options"] = json!({"showTime": true, "wrapLogMessage": true, "sortOrder": "Descending", "enableLogDetails": true}),
+                "timeseries" => panel["options"] = json!({"legend": {"displayMode": "list", "placement": "bottom"}, "tooltip": {"mode": "multi"}}),
+                _ => {}
+            }
+            panel
+        })
+        .collect();
+    json!({
+        "uid": uid,
+        "title": title,
+        "tags": ["obs"],
+        "timezone": "browser",
+        "schemaVersion": 39,
+        "version": 1,
+        "editable": true,
+        "refresh": "30s",
+        "time": {"from": "now-6h", "to": "now"},
+        "templating": {"list": variables},
+        "panels": panels,
+    })
+}
+
+/// A multi-value template variable filled from a data source query, "All" by default.
+fn variable(name: &str, label: &str, uid: &str, query: Value) -> Value {
+    json!({
+        "name": name,
+        "label": label,
+        "type": "query",
+        "datasource": datasource(uid),
+        "query": query,
+        "definition": query.get("query").or(query.get("label")).cloned().unwrap_or(query.clone()),
+        "refresh": 2,
+        "includeAll": true,
+        "multi": true,
+        "allValue": ".+",
+        "current": {"selected": true, "text": ["All"], "value": ["$__all"]},
+        "sort": 1,
+    })
+}
+
+fn prom(expr: &str, legend: &'static str) -> Q {
+    Q(PROMETHEUS, expr.to_string(), legend)
+}
+
+fn loki(expr: &str, legend: &'static str) -> Q {
+    Q(LOKI, expr.to_string(), legend)
+}
+
+fn node_overview() -> Value {
+    let i = r#"instance=~"$instance""#;
+    let var = variable(
+        "instance",
+        "Host",
+        PROMETHEUS,
+        json!({"query": "label_values(node_boot_time_seconds, instance)", "refId": "instance"}),
+    );
+    let f = |s: &str| s.replace("$I", i);
+    dashboard(
+        "obs-node",
+        "obs / Node overview",
+        vec![var],
+        vec![
+            P(
+                "stat",
+                "Uptime",
+                "s",
+                6,
+                4,
+                vec![prom(&f("time() - node_boot_time_seconds{$I}"), "{{instance}}")],
+            ),
+            P(
+                "stat",
+                "CPU cores",
+                "short",
+                6,
+                4,
+                vec![prom(
+                    &f(r#"count by (instance) (node_cpu_seconds_total{$I, mode="idle"})"#),
+                    "{{instance}}",
+                )],
+            ),
+            P(
+                "stat",
+                "Memory",
+                "bytes",
+                6,
+                4,
+                vec![prom(&f("node_memory_MemTotal_bytes{$I}"), "{{instance}}")],
+            ),
+            P(
+                "stat",
+                "Root filesystem used",
+                "percent",
+                6,
+                4,
+                vec![prom(
+                    &f(
+                        r#"100 * (1 - node_filesystem_avail_bytes{$I, mountpoint="/"} / node_filesystem_size_bytes{$I, mountpoint="/"})"#,
+                    ),
+                    "{{instance}}",
+                )],
+            ),
+            P(
+                "timeseries",
+                "CPU busy",
+                "percent",
+                12,
+                8,
+                vec![prom(
+                    &f(
+                        r#"100 * (1 - avg by (instance) (rate(node_cpu_seconds_total{$I, mode="idle"}[$__rate_interval])))"#,
+                    ),
+                    "{{instance}}",
+                )],
+            ),
+            P(
+                "timeseries",
+                "Load (1m)",
+                "short",
+                12,
+                8,
+                vec![prom(&f("node_load1{$I}"), "{{instance}}")],
+            ),
+            P(
+                "timeseries",
+                "Memory used",
+                "bytes",
+                12,
+                8,
+                vec![prom(
+                    &f("node_memory_MemTotal_bytes{$I} - node_memory_MemAvailable_bytes{$I}"),
+                    "{{instance}}",
+                )],
+            ),
+            P(
+                "timeseries",
+                "Filesystem used",
+                "percent",
+                12,
+                8,
+                vec![prom(
+                    &f(
+                        r#"100 * (1 - node_filesystem_avail_bytes{$I, fstype!~"tmpfs|overlay"} / node_filesystem_size_bytes{$I, fstype!~"tmpfs|overlay"})"#,
+                    ),
+                    "{{instance}} {{mountpoint}}",
+                )],
+            ),
+            P(
+                "timeseries",
+                "Disk I/O",
+                "Bps",
+                12,
+                8,
+                vec![
+                    prom(
+                        &f("sum by (instance) (rate(node_disk_read_bytes_total{$I}[$__rate_interval]))"),
+                        "{{instance}} read",
+                    ),
+                    prom(
+                        &f("sum by (instance) (rate(node_disk_written_bytes_total{$I}[$__rate_interval]))"),
+                        "{{instance}} written",
+                    ),
+                ],
+            ),
+            P(
+                "timeseries",
+                "Network",
+                "Bps",
+                12,
+                8,
+                vec![
+                    prom(
+                        &f(
+                            r#"sum by (instance) (rate(node_network_receive_bytes_total{$I, device!="lo"}[$__rate_interval]))"#,
+                        ),
+                        "{{instance}} in",
+                    ),
+                    prom(
+                        &f(
+                            r#"sum by (instance) (rate(node_network_transmit_bytes_total{$I, device!="lo"}[$__rate_interval]))"#,
+                        ),
+                        "{{instance}} out",
+                    ),
+                ],
+            ),
+            P(
+                "timeseries",
+                "Collector: shipped",
+                "Bps",
+                8,
+                8,
+                vec![prom(
+                    &f(
+                        r#"rate(obs_collector_shipped_bytes_total{job="obs-collector", $I}[$__rate_interval])"#,
+                    ),
+                    "{{instance}}",
+                )],
+            ),
+            P(
+                "timeseries",
+                "Collector: spool",
+                "bytes",
+                8,
+                8,
+                vec![prom(
+                    &f(r#"obs_collector_spool_bytes{job="obs-collector", $I}"#),
+                    "{{instance}}",
+                )],
+            ),
+            P(
+                "timeseries",
+                "Collector: dropped records (1h)",
+                "short",
+                8,
+                8,
+                vec![prom(
+                    &f(r#"increase(obs_collector_spool_dropped_records_total{job="obs-collector", $I}[1h])"#),
+                    "{{instance}}",
+                )],
+            ),
+        ],
+    )
+}
+
+fn logs_overview() -> Value {
+    let sel = r#"{host_name=~"$host", service_name=~"$service"}"#;
+    let vars = vec![
+        variable(
+            "host",
+            "Host",
+            LOKI,
+            json!({"type": 1, "label": "host_name", "refId": "host"}),
+        ),
+        variable(
+            "service",
+            "Service",
+            LOKI,
+            json!({"type": 1, "label": "service_name", "refId": "service"}),
+        ),
+        json!({"name": "search", "label": "Line contains", "type": "textbox", "query": "", "current": {"value": "", "text": ""}}),
+    ];
+    let f = |s: &str| s.replace("$S", sel);
+    dashboard(
+        "obs-logs",
+        "obs / Logs overview",
+        vars,
+        vec![
+            P(
+                "timeseries",
+                "Log volume by level",
+                "short",
+                16,
+                8,
+                vec![loki(
+                    &f("sum by (level) (count_over_time($S [$__interval]))"),
+                    "{{level}}",
+                )],
+            ),
+            P(
+                "table",
+                "Top services",
+                "short",
+                8,
+                8,
+                vec![loki(
+                    &f("topk(10, sum by (service_name) (count_over_time($S [$__range])))"),
+                    "{{service_name}}",
+                )],
+            ),
+            P(
+                "timeseries",
+                "Errors by service",
+                "short",
+                24,
+                8,
+                vec![loki(
+                    &f(
+                        r#"sum by (service_name) (count_over_time($S | level=~"error|critical|fatal" [$__interval]))"#,
+                    ),
+                    "{{service_name}}",
+                )],
+            ),
+            P(
+                "logs",
+                "Lines",
+                "",
+                24,
+                14,
+                vec![loki(&f(r#"$S |= "$search""#), "")],
+            ),
+        ],
+    )
+}
+
+fn backup_health() -> Value {
+    let j = r#"job=~"$job""#;
+    let var = variable(
+        "job",
+        "Backup job",
+        PROMETHEUS,
+        json!({"query": "label_values(obs_backup_last_run_success, job)", "refId": "job"}),
+    );
+    let f = |s: &str| s.replace("$J", j);
+    dashboard(
+        "obs-backup",
+        "obs / Backup health",
+        vec![var],
+        vec![
+            P(
+                "stat",
+                "Last run succeeded",
+                "bool_yes_no",
+                6,
+                4,
+                vec![prom(&f("obs_backup_last_run_success{$J}"), "{{job}}")],
+            ),
+            P(
+                "stat",
+                "Since last success",
+                "s",
+                6,
+                4,
+                vec![prom(
+                    &f("time() - obs_backup_last_success_timestamp_seconds{$J}"),
+                    "{{job}}",
+                )],
+            ),
+            P(
+                "stat",
+                "Last drill succeeded",
+                "bool_yes_no",
+                6,
+                4,
+                vec![prom(&f("obs_backup_drill_success{$J}"), "{{job}}")],
+            ),
+            P(
+                "stat",
+                "Since last drill",
+                "s",
+                6,
+                4,
+                vec![prom(
+                    &f("time() - obs_backup_drill_last_timestamp_seconds{$J}"),
+                    "{{job}}",
+                )],
+            ),
+            P(
+                "timeseries",
+                "Newest snapshot age",
+                "s",
+                12,
+                8,
+                vec![prom(
+                    &f("obs_backup_snapshot_age_seconds{$J}"),
+                    "{{job}} {{repo}}",
+                )],
+            ),
+            P(
+                "timeseries",
+                "Backup duration",
+                "s",
+                12,
+                8,
+                vec![prom(&f("obs_backup_duration_seconds{$J}"), "{{job}}")],
+            ),
+            P(
+                "timeseries",
+                "Bytes added per run",
+                "bytes",
+                12,
+                8,
+                vec![prom(&f("obs_backup_bytes_added{$J}"), "{{job}}")],
+            ),
+            P(
+                "timeseries",
+                "Drill duration",
+                "s",
+                12,
+                8,
+                vec![prom(&f("obs_backup_drill_duration_seconds{$J}"), "{{job}}")],
+            ),
+            P(
+                "logs",
+                "Backup and drill log",
+                "",
+                24,
+                10,
+                vec![loki(r#"{service_name="obs-backup", job=~"$job"}"#, "")],
+            ),
+        ],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_panel_has_a_unique_id_a_query_and_a_known_data_source() {
+        for (name, d) in dashboards() {
+            let panels = d["panels"].as_array().unwrap();
+            let mut ids: Vec<u64> = panels.iter().map(|p| p["id"].as_u64().unwrap()).collect();
+            ids.dedup();
+            assert_eq!(ids.len(), panels.len(), "{name}");
+            for p in panels {
+                let pos = &p["gridPos"];
+                assert!(
+                    pos["x"].as_u64().unwrap() + pos["w"].as_u64().unwrap() <= 24,
+                    "{name}: {p}"
+                );
+                for t in p["targets"].as_array().unwrap() {
+                    assert!(!t["expr"].as_str().unwrap().is_empty(), "{name}: {p}");
+                    assert!([PROMETHEUS, LOKI].contains(&t["datasource"]["uid"].as_str().unwrap()));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_token_is_referenced_by_variable_on_every_data_source() {
+        let text = datasources("http://store:9700/", Some("OBS_GRAFANA_TOKEN"));
+        assert_eq!(text.matches("Bearer ${OBS_GRAFANA_TOKEN}").count(), 3, "{text}");
+        assert_eq!(text.matches("url: http://store:9700\n").count(), 3, "{text}");
+        assert!(!datasources("http://s", None).contains("Authorization"));
+    }
+}
