@@ -1,8 +1,9 @@
-//! `obs status`: health at a glance, from the store's Prometheus API: each collector (from
-//! the `obs_collector_*` metrics every collector ships about itself: last seen, spool,
-//! drops, last delivery) and each backup job (from the `obs_backup_*` gauges the scheduler
-//! reports). Exits 1 when a collector has not reported for 5 minutes or dropped data in the
-//! last hour, or a job's last run or drill failed.
+//! `obs status`: health at a glance, from the store: its disk use, free space and retention
+//! (its own `/metrics`), each collector (from the `obs_collector_*` metrics every collector
+//! ships about itself: last seen, spool, drops, last delivery) and each backup job (from the
+//! `obs_backup_*` gauges the scheduler reports). Exits 1 when the store's disk is 95% full, a
+//! collector has not reported for 5 minutes or dropped data in the last hour, or a job's last
+//! run or drill failed.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -22,15 +23,17 @@ fn token(args: &StatusArgs) -> anyhow::Result<Option<String>> {
     Ok(std::env::var("OBS_TOKEN").ok().filter(|t| !t.is_empty()))
 }
 
-/// An instant PromQL query: (labels, value) per series.
-fn query(args: &StatusArgs, promql: &str) -> anyhow::Result<Vec<(serde_json::Value, f64)>> {
+/// GET a path of the store: (status, body).
+fn get(args: &StatusArgs, path: &str, query: &[(&str, &str)]) -> anyhow::Result<(u16, String)> {
     let store = args.client.store.trim_end_matches('/');
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(30)))
         .build()
         .into();
-    let mut req = agent.get(format!("{store}/api/v1/query")).query("query", promql);
+    let mut req = agent
+        .get(format!("{store}{path}"))
+        .query_pairs(query.iter().copied());
     if let Some(t) = token(args)? {
         req = req.header("authorization", format!("Bearer {t}"));
     }
@@ -38,9 +41,14 @@ fn query(args: &StatusArgs, promql: &str) -> anyhow::Result<Vec<(serde_json::Val
         .call()
         .with_context(|| format!("cannot reach the store at {store} (is it running? pass --store URL)"))?;
     let status = resp.status().as_u16();
-    let body = resp.body_mut().read_to_string()?;
+    Ok((status, resp.body_mut().read_to_string()?))
+}
+
+/// An instant PromQL query: (labels, value) per series.
+fn query(args: &StatusArgs, promql: &str) -> anyhow::Result<Vec<(serde_json::Value, f64)>> {
+    let (status, body) = get(args, "/api/v1/query", &[("query", promql)])?;
     let v: serde_json::Value = serde_json::from_str(&body)
-        .with_context(|| format!("{store} did not answer like a Prometheus API"))?;
+        .with_context(|| format!("{} did not answer like a Prometheus API", args.client.store))?;
     if status != 200 {
         bail!(
             "the store answered {status}: {}",
@@ -52,6 +60,23 @@ fn query(args: &StatusArgs, promql: &str) -> anyhow::Result<Vec<(serde_json::Val
         .into_iter()
         .flatten()
         .filter_map(|r| Some((r["metric"].clone(), r["value"][1].as_str()?.parse().ok()?)))
+        .collect())
+}
+
+/// The store's own gauges from its `/metrics` (Prometheus text), by `name` or
+/// `name{labels}` as written there.
+fn store_gauges(args: &StatusArgs) -> anyhow::Result<Job> {
+    let (status, body) = get(args, "/metrics", &[])?;
+    if status != 200 {
+        bail!("the store's /metrics answered {status}: {}", body.trim());
+    }
+    Ok(body
+        .lines()
+        .filter(|l| l.starts_with("obs_store_"))
+        .filter_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            Some((name.to_string(), value.parse().ok()?))
+        })
         .collect())
 }
 
@@ -109,7 +134,8 @@ fn bytes(b: Option<f64>) -> String {
         None => "-".into(),
         Some(b) if b < 1024.0 => format!("{b} B"),
         Some(b) if b < 1024.0 * 1024.0 => format!("{:.1} KiB", b / 1024.0),
-        Some(b) => format!("{:.1} MiB", b / 1024.0 / 1024.0),
+        Some(b) if b < 1024.0 * 1024.0 * 1024.0 => format!("{:.1} MiB", b / 1024.0 / 1024.0),
+        Some(b) => format!("{:.1} GiB", b / 1024.0 / 1024.0 / 1024.0),
     }
 }
 
@@ -141,12 +167,26 @@ fn verdict(v: Option<f64>) -> &'static str {
 
 /// Prints the status; fails (exit 1) when something is unhealthy.
 pub fn run(args: StatusArgs) -> anyhow::Result<()> {
+    let store = store_gauges(&args)?;
     let collectors = collectors(&args)?;
     let jobs = fetch(&args)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs_f64();
     let mut problems = Vec::new();
+    let (avail, size) = (
+        store.get("obs_store_disk_avail_bytes").copied(),
+        store.get("obs_store_disk_size_bytes").copied(),
+    );
+    if let (Some(avail), Some(size)) = (avail, size) {
+        if size > 0.0 && avail / size < 0.05 {
+            problems.push(format!(
+                "store: disk almost full ({} free of {}); shorten retention or add disk",
+                bytes(Some(avail)),
+                bytes(Some(size))
+            ));
+        }
+    }
     for (host, c) in &collectors {
         if let Some(seen) = c.get("seen").filter(|s| now - **s > 300.0) {
             problems.push(format!("collector {host}: not seen for {}", ago(now - seen)));
@@ -174,12 +214,13 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
             println!(
                 "{}",
                 serde_json::to_string_pretty(
-                    &serde_json::json!({"collectors": collectors, "backup_jobs": list, "problems": problems})
+                    &serde_json::json!({"store": store, "collectors": collectors, "backup_jobs": list, "problems": problems})
                 )?
             );
         }
         Output::Human => {
-            println!("collectors (from {})", args.client.store);
+            print_store(&args.client.store, &store);
+            println!("collectors");
             if collectors.is_empty() {
                 println!("  none have reported yet");
             } else {
@@ -230,4 +271,37 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
         bail!("{} problem(s) found", problems.len());
     }
     Ok(())
+}
+
+fn print_store(url: &str, g: &Job) {
+    let b = |name: &str| bytes(g.get(name).copied());
+    println!("store {url}");
+    println!(
+        "  disk use   logs {} · traces {} · metrics {} · WAL {}",
+        b("obs_store_log_index_bytes"),
+        b("obs_store_trace_index_bytes"),
+        b("obs_store_metric_block_bytes"),
+        b("obs_store_wal_bytes")
+    );
+    if let (Some(avail), Some(size)) = (
+        g.get("obs_store_disk_avail_bytes"),
+        g.get("obs_store_disk_size_bytes"),
+    ) {
+        println!(
+            "  disk free  {} of {} ({:.0}%)",
+            bytes(Some(*avail)),
+            bytes(Some(*size)),
+            100.0 * avail / size.max(1.0)
+        );
+    }
+    let keep = |signal: &str| {
+        g.get(&format!("obs_store_retention_seconds{{signal=\"{signal}\"}}"))
+            .map_or("-".to_string(), |s| ago(*s))
+    };
+    println!(
+        "  retention  logs {} · traces {} · metrics {}",
+        keep("logs"),
+        keep("traces"),
+        keep("metrics")
+    );
 }

@@ -382,6 +382,10 @@ impl Engine {
         self.wal.disk_bytes()
     }
 
+    pub(crate) fn retention(&self) -> &Retention {
+        &self.retention
+    }
+
     pub(crate) fn data_dir(&self) -> &Path {
         &self.data_dir
     }

@@ -180,6 +180,37 @@ impl Metrics {
         for (name, kind, help, value) in rows {
             metric(&mut out, name, kind, help, value);
         }
+        let _ = writeln!(
+            out,
+            "# HELP obs_store_retention_seconds How long each signal is kept.\n# TYPE obs_store_retention_seconds gauge"
+        );
+        let r = engine.retention();
+        for (signal, d) in [("logs", r.logs), ("traces", r.traces), ("metrics", r.metrics)] {
+            let _ = writeln!(
+                out,
+                "obs_store_retention_seconds{{signal=\"{signal}\"}} {}",
+                d.as_secs()
+            );
+        }
+        // The filesystem holding the data directory: what `obs status` warns about.
+        if let Ok(st) = nix::sys::statvfs::statvfs(engine.data_dir()) {
+            let frag = st.fragment_size();
+            let disk = [
+                (
+                    "obs_store_disk_size_bytes",
+                    "Size of the filesystem holding the data directory.",
+                    st.blocks() * frag,
+                ),
+                (
+                    "obs_store_disk_avail_bytes",
+                    "Bytes available to the store on that filesystem.",
+                    st.blocks_available() * frag,
+                ),
+            ];
+            for (name, help, value) in disk {
+                metric(&mut out, name, "gauge", help, value);
+            }
+        }
         out
     }
 }

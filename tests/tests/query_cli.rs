@@ -227,3 +227,64 @@ fn follow_prints_lines_as_they_arrive() {
         );
     }
 }
+
+/// The human output users read, pinned with insta snapshots (times, ports and paths
+/// normalised); a change to any of it shows up as a snapshot diff in review.
+#[test]
+fn human_output_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StoreProc::start(dir.path());
+    let base = store.url("");
+    seed(&base);
+    let obs = |args: &[&str]| {
+        let mut all = args.to_vec();
+        if args[0] != "grafana" {
+            all.extend(["--store", &base]);
+        }
+        let (code, out, err) = Proc::run(obs_bin(), &all, dir.path());
+        format!("$ obs {}\nexit {code}\n{out}{err}", args.join(" "))
+    };
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(
+        r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?",
+        "[TIME]",
+    );
+    settings.add_filter(r"127\.0\.0\.1:\d+", "127.0.0.1:[PORT]");
+    settings.add_filter(r"\d+(\.\d+)? (B|KiB|MiB|GiB)\b", "[SIZE]");
+    settings.add_filter(r"\(\d+%\)", "([PCT])");
+    settings.add_filter(&regex_escape(&dir.path().display().to_string()), "[DIR]");
+    settings.bind(|| {
+        insta::assert_snapshot!(
+            "logs",
+            obs(&["query", "logs", r#"{app="web"}"#, "--since", "10m"])
+        );
+        insta::assert_snapshot!("metrics_instant", obs(&["query", "metrics", "cpu_busy"]));
+        insta::assert_snapshot!("labels", obs(&["query", "labels"]));
+        insta::assert_snapshot!("series", obs(&["query", "series", "cpu_busy"]));
+        insta::assert_snapshot!(
+            "trace",
+            obs(&["query", "traces", "0af7651916cd43dd8448eb211c80319c"])
+        );
+        insta::assert_snapshot!(
+            "trace_search",
+            obs(&["query", "traces", "--search", "{ status = error }"])
+        );
+        insta::assert_snapshot!("bad_query", obs(&["query", "metrics", "sum(("]));
+        insta::assert_snapshot!("status", obs(&["status"]));
+        insta::assert_snapshot!(
+            "grafana_provision",
+            obs(&["grafana", "provision", "--out", "grafana"])
+        );
+    });
+}
+
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '\\' | '.' | '+' | '*' | '?' | '(' | ')' | '|' | '[' | ']' | '{' | '}' | '^' | '$' => {
+                format!("\\{c}")
+            }
+            c => c.to_string(),
+        })
+        .collect()
+}

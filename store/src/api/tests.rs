@@ -124,6 +124,22 @@ async fn ready_is_open_and_metrics_need_a_query_token() {
     let (status, body) = s.send(with("grafana-token-123")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("obs_store_log_lines_ingested_total 0"), "{body}");
+    let retention = 100u64 * 365 * 86400; // TestStore keeps everything
+    assert!(
+        body.contains(&format!(
+            "obs_store_retention_seconds{{signal=\"traces\"}} {retention}"
+        )),
+        "{body}"
+    );
+    let gauge = |name: &str| -> f64 {
+        let line = body
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name}: {body}"));
+        line.rsplit_once(' ').unwrap().1.parse().unwrap()
+    };
+    assert!(gauge("obs_store_disk_avail_bytes") <= gauge("obs_store_disk_size_bytes"));
+    assert!(gauge("obs_store_disk_size_bytes") > 0.0);
     // An ingest token can push; a query token cannot.
     let push = |t: &str| {
         Request::post("/loki/api/v1/push")
