@@ -34,6 +34,9 @@ pub struct CollectorConfig {
     pub compression: String,
     /// PEM CA certificate for an `https://` store with a private CA.
     pub ca_file: Option<PathBuf>,
+    /// Spooled data per request to the store, in KiB: bigger requests ship faster over a
+    /// slow link, smaller ones bound what a crash can send twice.
+    pub max_request_kib: usize,
     /// The disk spool's size bound in MiB: past it, writers wait, then the oldest data goes.
     pub spool_max_mib: u64,
     /// How long a full spool holds sources back before dropping its oldest segment.
@@ -137,6 +140,7 @@ impl Default for CollectorConfig {
             host_name: None,
             compression: "zstd".to_string(),
             ca_file: None,
+            max_request_kib: 1024,
             spool_max_mib: 1024,
             spool_full_wait_secs: 30,
             files: Vec::new(),

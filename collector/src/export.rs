@@ -22,9 +22,6 @@ use tonic::{Code, Status};
 
 use crate::spool::{Kind, Position, Record, Spool};
 
-/// How much spooled payload goes into one request at most.
-const MAX_REQUEST_BYTES: usize = 4 << 20;
-
 /// Where and how to ship.
 #[derive(Debug, Clone)]
 pub struct ExportConfig {
@@ -35,6 +32,8 @@ pub struct ExportConfig {
     pub compression: String,
     /// PEM CA certificate to trust for `https` (else the system's web PKI roots).
     pub ca_file: Option<std::path::PathBuf>,
+    /// Spooled payload per request at most: what a crash can make the collector send twice.
+    pub max_request_bytes: usize,
 }
 
 /// Shipping counters, exported on the collector's `/metrics`.
@@ -127,6 +126,7 @@ pub struct Exporter {
     grpc: tonic::client::Grpc<Channel>,
     auth: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
     endpoint: String,
+    max_request_bytes: usize,
 }
 
 impl Exporter {
@@ -165,6 +165,7 @@ impl Exporter {
             grpc,
             auth,
             endpoint: cfg.endpoint.clone(),
+            max_request_bytes: cfg.max_request_bytes.max(1),
         })
     }
 
@@ -189,12 +190,13 @@ pub fn backoff(attempt: u32) -> Duration {
     Duration::from_millis((base as f64 * jitter) as u64)
 }
 
-/// Groups consecutive records of one kind into requests of at most `MAX_REQUEST_BYTES`.
-fn requests(records: Vec<Record>) -> Vec<Outgoing> {
+/// Groups consecutive records of one kind into requests of at most `max_bytes` (a larger
+/// record goes alone).
+fn requests(records: Vec<Record>, max_bytes: usize) -> Vec<Outgoing> {
     let mut out: Vec<Outgoing> = Vec::new();
     for r in records {
         match out.last_mut() {
-            Some(o) if o.kind == r.kind && o.body.len() + r.payload.len() <= MAX_REQUEST_BYTES => {
+            Some(o) if o.kind == r.kind && o.body.len() + r.payload.len() <= max_bytes => {
                 o.body.extend_from_slice(&r.payload);
                 o.end = r.end;
                 o.records += 1;
@@ -227,9 +229,10 @@ pub async fn ship(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut cursor = spool.acked();
+    let max_bytes = exporter.max_request_bytes;
     while !*shutdown.borrow() {
         let s = spool.clone();
-        let batch = match tokio::task::spawn_blocking(move || s.read(cursor, MAX_REQUEST_BYTES)).await {
+        let batch = match tokio::task::spawn_blocking(move || s.read(cursor, max_bytes)).await {
             Ok(Ok(b)) => b,
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "cannot read the spool; retrying");
@@ -258,7 +261,7 @@ pub async fn ship(
             body,
             end,
             records,
-        } in requests(batch.records)
+        } in requests(batch.records, max_bytes)
         {
             let body = Bytes::from(body);
             let mut attempt = 0;

@@ -44,7 +44,7 @@ use crate::parse;
 use crate::spool::{Kind, Position, Spool};
 
 const FINGERPRINT_BYTES: usize = 256;
-const READ_BYTES: usize = 1 << 20;
+/// Largest read and largest batch of lines per spool record (see `with_batch_bytes`).
 const BATCH_BYTES: usize = 1 << 20;
 const SCAN_EVERY: Duration = Duration::from_secs(1);
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
@@ -198,6 +198,7 @@ pub struct FileTailer {
     pending: VecDeque<(Position, Saved)>,
     first_scan: bool,
     stats: Arc<FileStats>,
+    batch_bytes: usize,
 }
 
 impl std::fmt::Debug for FileTailer {
@@ -277,7 +278,15 @@ impl FileTailer {
             pending: VecDeque::new(),
             first_scan: true,
             stats,
+            batch_bytes: BATCH_BYTES,
         })
+    }
+
+    /// Caps the bytes read at once and the lines per spool record (at most 1 MiB): a
+    /// record is never split across requests, so this bounds what a crash re-sends.
+    pub fn with_batch_bytes(mut self, n: usize) -> Self {
+        self.batch_bytes = n.clamp(4096, BATCH_BYTES);
+        self
     }
 
     /// Tails until `stop` is set, then spools what it has and saves positions.
@@ -425,7 +434,8 @@ impl FileTailer {
     fn read_all(&mut self) -> usize {
         let keys: Vec<_> = self.tails.keys().copied().collect();
         let mut total = 0;
-        let mut buf = vec![0u8; READ_BYTES];
+        let read_bytes = self.batch_bytes;
+        let mut buf = vec![0u8; read_bytes];
         for k in keys {
             let Some(t) = self.tails.get_mut(&k) else { continue };
             let n = match t.file.read_at(&mut buf, t.offset) {
@@ -445,7 +455,7 @@ impl FileTailer {
             if self
                 .tails
                 .get(&k)
-                .is_some_and(|t| t.batch_bytes >= BATCH_BYTES || n < READ_BYTES)
+                .is_some_and(|t| t.batch_bytes >= read_bytes || n < read_bytes)
             {
                 self.flush_batch(k);
             }

@@ -82,6 +82,7 @@ pub async fn run(
         token,
         compression: cfg.compression.clone(),
         ca_file: cfg.ca_file.clone(),
+        max_request_bytes: cfg.max_request_kib.saturating_mul(1024),
     })?;
     std::fs::create_dir_all(&data_dir)
         .map_err(|e| anyhow::anyhow!("cannot create the data dir {}: {e}", data_dir.display()))?;
@@ -132,7 +133,8 @@ pub async fn run(
             spool.clone(),
             &data_dir,
             stats.files.clone(),
-        )?;
+        )?
+        .with_batch_bytes(cfg.max_request_kib.saturating_mul(1024));
         let stop = stop.clone();
         threads.push(tokio::task::spawn_blocking(move || tailer.run(stop)));
     }
