@@ -37,6 +37,8 @@ pub struct CollectorConfig {
     /// Spooled data per request to the store, in KiB: bigger requests ship faster over a
     /// slow link, smaller ones bound what a crash can send twice.
     pub max_request_kib: usize,
+    /// Requests to the store on the wire at once (each waits for the store's fsync).
+    pub max_in_flight: usize,
     /// The disk spool's size bound in MiB: past it, writers wait, then the oldest data goes.
     pub spool_max_mib: u64,
     /// How long a full spool holds sources back before dropping its oldest segment.
@@ -141,6 +143,7 @@ impl Default for CollectorConfig {
             compression: "zstd".to_string(),
             ca_file: None,
             max_request_kib: 1024,
+            max_in_flight: 4,
             spool_max_mib: 1024,
             spool_full_wait_secs: 30,
             files: Vec::new(),

@@ -8,11 +8,13 @@
 //! backoff and jitter until delivered. A request the store calls malformed
 //! (`InvalidArgument`) can never succeed: it is counted, logged and skipped.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes};
+use futures::stream::{FuturesOrdered, StreamExt};
 use prost::Message;
 use tokio::sync::watch;
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
@@ -34,6 +36,8 @@ pub struct ExportConfig {
     pub ca_file: Option<std::path::PathBuf>,
     /// Spooled payload per request at most: what a crash can make the collector send twice.
     pub max_request_bytes: usize,
+    /// Requests on the wire at once.
+    pub max_in_flight: usize,
 }
 
 /// Shipping counters, exported on the collector's `/metrics`.
@@ -127,6 +131,7 @@ pub struct Exporter {
     auth: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
     endpoint: String,
     max_request_bytes: usize,
+    max_in_flight: usize,
 }
 
 impl Exporter {
@@ -166,6 +171,7 @@ impl Exporter {
             auth,
             endpoint: cfg.endpoint.clone(),
             max_request_bytes: cfg.max_request_bytes.max(1),
+            max_in_flight: cfg.max_in_flight.max(1),
         })
     }
 
@@ -222,98 +228,110 @@ struct Outgoing {
 }
 
 /// Ships the spool until `shutdown`; never gives up on a record.
+///
+/// Up to `max_in_flight` requests are on the wire at once (the store answers each only
+/// after its WAL fsync, so one at a time would leave the link idle); they are acknowledged
+/// in the spool in order, so the acknowledged position never passes an undelivered record.
 pub async fn ship(
     spool: Arc<Spool>,
     exporter: Exporter,
     stats: Arc<ExportStats>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let (max_bytes, max_in_flight) = (exporter.max_request_bytes, exporter.max_in_flight);
     let mut cursor = spool.acked();
-    let max_bytes = exporter.max_request_bytes;
+    let mut queue: VecDeque<Outgoing> = VecDeque::new();
+    let mut in_flight = FuturesOrdered::new();
     while !*shutdown.borrow() {
-        let s = spool.clone();
-        let batch = match tokio::task::spawn_blocking(move || s.read(cursor, max_bytes)).await {
-            Ok(Ok(b)) => b,
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "cannot read the spool; retrying");
-                sleep_or_stop(Duration::from_secs(1), &mut shutdown).await;
-                continue;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "the spool reader stopped; retrying");
-                sleep_or_stop(Duration::from_secs(1), &mut shutdown).await;
-                continue;
-            }
-        };
-        if batch.records.is_empty() {
-            if batch.next == cursor {
-                tokio::select! {
-                    _ = spool.appended.notified() => {}
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = shutdown.changed() => {}
-                }
-            }
-            cursor = batch.next;
-            continue;
-        }
-        for Outgoing {
-            kind,
-            body,
-            end,
-            records,
-        } in requests(batch.records, max_bytes)
-        {
-            let body = Bytes::from(body);
-            let mut attempt = 0;
-            loop {
-                match exporter.send(kind, body.clone()).await {
-                    Ok(answer) => {
-                        stats.sent_requests.fetch_add(1, Ordering::Relaxed);
-                        stats.sent_records.fetch_add(records, Ordering::Relaxed);
-                        stats.sent_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
-                        stats.last_success.store(crate::now_secs(), Ordering::Relaxed);
-                        if let Some((n, msg)) = partial_success(kind, &answer) {
-                            stats.rejected_items.fetch_add(n.max(0) as u64, Ordering::Relaxed);
-                            tracing::warn!(rejected = n, reason = %msg, "the store refused part of a request");
-                        }
-                        break;
-                    }
-                    Err(s) if s.code() == Code::InvalidArgument => {
-                        stats.rejected_requests.fetch_add(1, Ordering::Relaxed);
-                        stats.sent_records.fetch_add(records, Ordering::Relaxed);
-                        tracing::error!(reason = %s.message(), ?kind, bytes = body.len(), "the store rejected a request as malformed; skipping it");
-                        break;
-                    }
-                    Err(s) => {
-                        attempt += 1;
-                        stats.retries.fetch_add(1, Ordering::Relaxed);
-                        let wait = backoff(attempt);
-                        let what = match s.code() {
-                            Code::Unauthenticated | Code::PermissionDenied => {
-                                "the store refused the token (check token_file; the role must be ingest)"
-                            }
-                            _ => "cannot deliver to the store; will retry",
-                        };
-                        tracing::warn!(code = ?s.code(), error = %s.message(), retry_in = ?wait, "{what}");
-                        if sleep_or_stop(wait, &mut shutdown).await {
-                            return;
+        // Fill the pipeline from the spool.
+        while in_flight.len() < max_in_flight {
+            if queue.is_empty() {
+                let s = spool.clone();
+                match tokio::task::spawn_blocking(move || s.read(cursor, max_bytes)).await {
+                    Ok(Ok(batch)) => {
+                        let moved = batch.next != cursor;
+                        cursor = batch.next;
+                        queue.extend(requests(batch.records, max_bytes));
+                        if queue.is_empty() && moved {
+                            continue; // a segment boundary or a quarantined segment
                         }
                     }
+                    Ok(Err(e)) => tracing::error!(error = %e, "cannot read the spool; retrying"),
+                    Err(e) => tracing::error!(error = %e, "the spool reader stopped; retrying"),
                 }
             }
-            let s = spool.clone();
-            match tokio::task::spawn_blocking(move || s.ack(end)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "cannot record delivery in the spool; those records may be sent again")
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "the spool ack stopped; those records may be sent again")
-                }
-            }
-            cursor = end;
+            let Some(out) = queue.pop_front() else { break };
+            in_flight.push_back(deliver(exporter.clone(), out, stats.clone(), shutdown.clone()));
         }
-        cursor = cursor.max(batch.next);
+        let idle = in_flight.is_empty();
+        tokio::select! {
+            Some(done) = in_flight.next(), if !idle => {
+                let Some(end) = done else { return }; // shutdown while retrying
+                let s = spool.clone();
+                match tokio::task::spawn_blocking(move || s.ack(end)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::error!(error = %e, "cannot record delivery in the spool; those records may be sent again"),
+                    Err(e) => tracing::error!(error = %e, "the spool ack stopped; those records may be sent again"),
+                }
+            }
+            _ = spool.appended.notified(), if in_flight.len() < max_in_flight && queue.is_empty() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)), if idle => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// Sends one request until the store takes it (or calls it malformed); the spool position
+/// to acknowledge, or `None` if shutdown came first.
+async fn deliver(
+    exporter: Exporter,
+    out: Outgoing,
+    stats: Arc<ExportStats>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Option<Position> {
+    let Outgoing {
+        kind,
+        body,
+        end,
+        records,
+    } = out;
+    let body = Bytes::from(body);
+    let mut attempt = 0;
+    loop {
+        match exporter.send(kind, body.clone()).await {
+            Ok(answer) => {
+                stats.sent_requests.fetch_add(1, Ordering::Relaxed);
+                stats.sent_records.fetch_add(records, Ordering::Relaxed);
+                stats.sent_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+                stats.last_success.store(crate::now_secs(), Ordering::Relaxed);
+                if let Some((n, msg)) = partial_success(kind, &answer) {
+                    stats.rejected_items.fetch_add(n.max(0) as u64, Ordering::Relaxed);
+                    tracing::warn!(rejected = n, reason = %msg, "the store refused part of a request");
+                }
+                return Some(end);
+            }
+            Err(s) if s.code() == Code::InvalidArgument => {
+                stats.rejected_requests.fetch_add(1, Ordering::Relaxed);
+                stats.sent_records.fetch_add(records, Ordering::Relaxed);
+                tracing::error!(reason = %s.message(), ?kind, bytes = body.len(), "the store rejected a request as malformed; skipping it");
+                return Some(end);
+            }
+            Err(s) => {
+                attempt += 1;
+                stats.retries.fetch_add(1, Ordering::Relaxed);
+                let wait = backoff(attempt);
+                let what = match s.code() {
+                    Code::Unauthenticated | Code::PermissionDenied => {
+                        "the store refused the token (check token_file; the role must be ingest)"
+                    }
+                    _ => "cannot deliver to the store; will retry",
+                };
+                tracing::warn!(code = ?s.code(), error = %s.message(), retry_in = ?wait, "{what}");
+                if sleep_or_stop(wait, &mut shutdown).await {
+                    return None;
+                }
+            }
+        }
     }
 }
 

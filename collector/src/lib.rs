@@ -83,6 +83,7 @@ pub async fn run(
         compression: cfg.compression.clone(),
         ca_file: cfg.ca_file.clone(),
         max_request_bytes: cfg.max_request_kib.saturating_mul(1024),
+        max_in_flight: cfg.max_in_flight,
     })?;
     std::fs::create_dir_all(&data_dir)
         .map_err(|e| anyhow::anyhow!("cannot create the data dir {}: {e}", data_dir.display()))?;

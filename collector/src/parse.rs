@@ -5,45 +5,59 @@ use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 
 /// OTLP severity numbers for the level names logs use.
 pub fn severity_of(level: &str) -> Option<(i32, &'static str)> {
-    let l = level.trim().to_ascii_lowercase();
-    Some(match l.as_str() {
-        "trace" => (1, "TRACE"),
-        "debug" | "dbg" => (5, "DEBUG"),
-        "info" | "information" | "notice" => (9, "INFO"),
-        "warn" | "warning" => (13, "WARN"),
-        "error" | "err" | "eror" => (17, "ERROR"),
-        "fatal" | "crit" | "critical" | "panic" | "alert" | "emerg" => (21, "FATAL"),
+    severity_of_bytes(level.as_bytes())
+}
+
+/// [`severity_of`] on bytes, case-insensitive, without allocating (it runs on every line).
+fn severity_of_bytes(level: &[u8]) -> Option<(i32, &'static str)> {
+    let level = level.trim_ascii();
+    let mut buf = [0u8; 11];
+    let l = buf.get_mut(..level.len())?;
+    l.copy_from_slice(level);
+    l.make_ascii_lowercase();
+    Some(match &*l {
+        b"trace" => (1, "TRACE"),
+        b"debug" | b"dbg" => (5, "DEBUG"),
+        b"info" | b"information" | b"notice" => (9, "INFO"),
+        b"warn" | b"warning" => (13, "WARN"),
+        b"error" | b"err" | b"eror" => (17, "ERROR"),
+        b"fatal" | b"crit" | b"critical" | b"panic" | b"alert" | b"emerg" => (21, "FATAL"),
         _ => return None,
     })
 }
+
+/// The keys that name a level, as searchers built once.
+static LEVEL_KEYS: std::sync::LazyLock<Vec<memchr::memmem::Finder<'static>>> =
+    std::sync::LazyLock::new(|| {
+        ["level=", "\"level\":\"", "\"level\": \"", "lvl=", "severity="]
+            .into_iter()
+            .map(memchr::memmem::Finder::new)
+            .collect()
+    });
 
 /// Finds a level in the first 256 bytes: `level=x`, `"level":"x"`, or a word like `ERROR`
 /// or `[warn]`.
 pub fn detect_severity(line: &[u8]) -> Option<(i32, &'static str)> {
     let head = &line[..line.len().min(256)];
-    let text = std::str::from_utf8(head)
-        .ok()
-        .or_else(|| std::str::from_utf8(&head[..head.len().saturating_sub(3)]).ok())?;
-    for key in ["level=", "\"level\":\"", "\"level\": \"", "lvl=", "severity="] {
-        if let Some(at) = text.find(key) {
-            let rest = &text[at + key.len()..];
-            let word: String = rest
-                .trim_start_matches('"')
-                .chars()
-                .take_while(|c| c.is_ascii_alphabetic())
-                .collect();
-            if let Some(s) = severity_of(&word) {
+    for key in LEVEL_KEYS.iter() {
+        if let Some(at) = key.find(head) {
+            let mut rest = &head[at + key.needle().len()..];
+            while let Some(r) = rest.strip_prefix(b"\"") {
+                rest = r;
+            }
+            let word = rest.iter().take_while(|b| b.is_ascii_alphabetic()).count();
+            if let Some(s) = severity_of_bytes(&rest[..word]) {
                 return Some(s);
             }
         }
     }
-    text.split(|c: char| !c.is_ascii_alphabetic())
-        .filter(|w| w.len() >= 4 && w.bytes().all(|b| b.is_ascii_uppercase()))
-        .find_map(severity_of)
+    head.split(|b| !b.is_ascii_alphabetic())
+        .filter(|w| w.len() >= 4 && w.iter().all(u8::is_ascii_uppercase))
+        .find_map(severity_of_bytes)
         .or_else(|| {
-            text.split('[')
+            head.split(|&b| b == b'[')
                 .skip(1)
-                .find_map(|w| severity_of(w.split(']').next().unwrap_or("")))
+                .find_map(|w| severity_of_bytes(w.split(|&b| b == b']').next().unwrap_or_default()))
         })
 }
 
@@ -157,6 +171,8 @@ mod tests {
         );
         assert_eq!(detect_severity(b"[notice] started").unwrap().1, "INFO");
         assert_eq!(detect_severity(b"GET /error 200"), None, "a path is not a level");
+        assert_eq!(detect_severity(br#"{"level": "Warning"}"#).unwrap().1, "WARN");
+        assert_eq!(detect_severity(b"level=extraordinarily x"), None);
     }
 
     #[test]

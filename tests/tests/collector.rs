@@ -19,8 +19,10 @@ const LINES: u64 = 12_000;
 const BUCKET: u64 = 100;
 const RENAMED_AT: [u64; 2] = [2_000, 9_000];
 const COPYTRUNCATE_AT: u64 = 5_000;
-/// The collector's request (and batch) size: what one crash can make it send twice.
+/// The collector's request (and batch) size and requests in flight: what one crash can make
+/// it send twice.
 const REQUEST_KIB: usize = 16;
+const IN_FLIGHT: usize = 4;
 
 fn start_collector(name: &str, dir: &Path, grpc: &str) -> Proc {
     Proc::obs(
@@ -132,7 +134,7 @@ fn every_line_arrives_through_rotation_store_outage_and_kill_9() {
     std::fs::write(
         dir.join("collector.toml"),
         format!(
-            "version = 1\n[collector]\nhost_metrics = false\nmax_request_kib = {REQUEST_KIB}\n{}[[collector.files]]\npaths = [\"{}/*.log*\"]\nlabels = {{ job = \"e2e\" }}\n",
+            "version = 1\n[collector]\nhost_metrics = false\nmax_request_kib = {REQUEST_KIB}\nmax_in_flight = {IN_FLIGHT}\n{}[[collector.files]]\npaths = [\"{}/*.log*\"]\nlabels = {{ job = \"e2e\" }}\n",
             receiver_on_free_ports(),
             logs.display()
         ),
@@ -192,12 +194,13 @@ fn every_line_arrives_through_rotation_store_outage_and_kill_9() {
         "collector e2e: {LINES} lines + {} late lines delivered, {duplicates} duplicates",
         RENAMED_AT.len()
     );
-    // Each crash can re-send one request in flight (at most REQUEST_KIB of spooled lines:
-    // the store stored it, or the collector sent it, but its answer was lost); the
+    // Each crash can re-send the requests in flight (IN_FLIGHT of at most REQUEST_KIB of
+    // spooled lines: the store stored them, or the collector sent them, but the answers were
+    // lost); the
     // collector's kill -9 also re-reads what it read since its last checkpoint (1 s, at the
     // writer's ~2,000 lines/s; 2 s allowed for a slow machine).
     let per_request = (REQUEST_KIB * 1024 / 80) as u64; // lines are ≥ 80 bytes
-    let bound = 2 * per_request + 2 * 2_000;
+    let bound = 2 * IN_FLIGHT as u64 * per_request + 2 * 2_000;
     assert!(
         duplicates <= bound,
         "{duplicates} duplicates (bound {bound}): {got:?}"
