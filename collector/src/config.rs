@@ -142,7 +142,7 @@ impl Default for CollectorConfig {
             host_name: None,
             compression: "zstd".to_string(),
             ca_file: None,
-            max_request_kib: 1024,
+            max_request_kib: 512,
             max_in_flight: 4,
             spool_max_mib: 1024,
             spool_full_wait_secs: 30,

@@ -31,11 +31,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
-use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use prost::Message;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{FileSource, Parse, StartAt};
@@ -160,8 +157,7 @@ struct Tail {
     partial_start: u64,
     /// Labels of the container this file belongs to.
     labels: Vec<(String, String)>,
-    batch: Vec<LogRecord>,
-    batch_bytes: usize,
+    batch: crate::logenc::LogRecords,
     grew: Instant,
     seen: bool,
 }
@@ -422,8 +418,7 @@ impl FileTailer {
                 partial: Vec::new(),
                 partial_start: 0,
                 labels: crate::containers::labels(self.sources[si].cfg.format, path),
-                batch: Vec::new(),
-                batch_bytes: 0,
+                batch: Default::default(),
                 grew: Instant::now(),
                 seen: true,
             },
@@ -455,7 +450,7 @@ impl FileTailer {
             if self
                 .tails
                 .get(&k)
-                .is_some_and(|t| t.batch_bytes >= read_bytes || n < read_bytes)
+                .is_some_and(|t| t.batch.bytes() >= read_bytes || n < read_bytes)
             {
                 self.flush_batch(k);
             }
@@ -599,25 +594,15 @@ impl FileTailer {
             index.push(k.clone());
         }
         attributes.push(string_kv("obs.index_labels", &index.join(",")));
-        let req = ExportLogsServiceRequest {
-            resource_logs: vec![ResourceLogs {
-                resource: Some(Resource {
-                    attributes,
-                    ..Default::default()
-                }),
-                scope_logs: vec![ScopeLogs {
-                    scope: Some(InstrumentationScope {
-                        name: "obs-collector/files".into(),
-                        ..Default::default()
-                    }),
-                    log_records: std::mem::take(&mut t.batch),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
+        let resource = Resource {
+            attributes,
+            ..Default::default()
         };
-        t.batch_bytes = 0;
-        let body = req.encode_to_vec();
+        let scope = InstrumentationScope {
+            name: "obs-collector/files".into(),
+            ..Default::default()
+        };
+        let body = t.batch.finish(&resource, &scope);
         loop {
             match self.spool.append(Kind::Logs, &body) {
                 Ok(pos) => {
@@ -692,20 +677,13 @@ fn push_record(t: &mut Tail, source: &Source, line: &[u8], meta: LineMeta) {
     if let Some(s) = meta.stream {
         attributes.push(string_kv("stream", s));
     }
-    t.batch_bytes += line.len() + 32;
-    t.batch.push(LogRecord {
-        time_unix_nano: meta.time_ns,
-        observed_time_unix_nano: crate::now_ns(),
-        severity_number,
-        severity_text: severity_text.to_string(),
-        body: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(
-                String::from_utf8_lossy(line).into_owned(),
-            )),
-        }),
-        attributes,
-        ..Default::default()
-    });
+    t.batch.push(
+        meta.time_ns,
+        crate::now_ns(),
+        (severity_number, severity_text),
+        line,
+        &attributes,
+    );
 }
 
 /// Write, fsync, rename: the file is either the old or the new version after a crash.

@@ -85,6 +85,7 @@ pub(crate) fn store(args: StoreArgs) -> anyhow::Result<()> {
 
 /// `obs collector`: the config's `[collector]` section with the flags on top.
 pub(crate) fn collector(args: CollectorArgs) -> anyhow::Result<()> {
+    obs_collector::limit_malloc_arenas();
     let mut cfg = load_or_embedded(args.config.as_deref())?.collector;
     if let Some(s) = args.store {
         cfg.store = s;
