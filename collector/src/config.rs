@@ -184,6 +184,16 @@ pub struct FileSource {
     /// How lines are framed: `plain`, or a container runtime's `docker` / `cri` format.
     #[serde(default)]
     pub format: Format,
+    /// Prometheus-style rules on each file's labels (`filename`, `labels`, container
+    /// labels), applied when the file is opened; `keep` / `drop` decide whether it is read.
+    #[serde(default)]
+    pub relabel: Vec<crate::relabel::RelabelRule>,
+    /// Lines matching any of these regexes are not shipped (counted).
+    #[serde(default)]
+    pub drop_lines: Vec<String>,
+    /// If set, only lines matching one of these regexes are shipped (the rest counted).
+    #[serde(default)]
+    pub keep_lines: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -207,6 +217,9 @@ impl FileSource {
             multiline: None,
             parse: None,
             format: Format::Plain,
+            relabel: Vec::new(),
+            drop_lines: Vec::new(),
+            keep_lines: Vec::new(),
         }
     }
 }

@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use serde::{Deserialize, Serialize};
 
@@ -53,6 +53,8 @@ pub struct FileStats {
     pub lines: AtomicU64,
     pub bytes: AtomicU64,
     pub truncated_lines: AtomicU64,
+    /// Lines `drop_lines` / `keep_lines` kept from shipping.
+    pub filtered_lines: AtomicU64,
     pub open_files: AtomicU64,
     pub rotations: AtomicU64,
     /// Bytes in watched files not read yet.
@@ -121,9 +123,8 @@ struct Source {
     cfg: FileSource,
     exclude: Vec<glob::Pattern>,
     multiline: Option<(regex::Regex, Duration)>,
-    resource: Vec<KeyValue>,
-    /// Resource attributes the store should index as stream labels.
-    index: Vec<String>,
+    relabel: crate::relabel::Relabel,
+    filter: crate::relabel::LineFilter,
 }
 
 struct Event {
@@ -156,7 +157,7 @@ struct Tail {
     partial: Vec<u8>,
     partial_start: u64,
     /// Labels of the container this file belongs to.
-    labels: Vec<(String, String)>,
+    labels: std::collections::BTreeMap<String, String>,
     batch: crate::logenc::LogRecords,
     grew: Instant,
     seen: bool,
@@ -195,6 +196,9 @@ pub struct FileTailer {
     first_scan: bool,
     stats: Arc<FileStats>,
     batch_bytes: usize,
+    host: String,
+    /// Paths a relabel rule dropped: not read.
+    ignored: HashSet<PathBuf>,
 }
 
 impl std::fmt::Debug for FileTailer {
@@ -235,22 +239,15 @@ impl FileTailer {
                 )),
                 None => None,
             };
-            let mut resource = vec![string_kv("host.name", host)];
-            let mut index = vec!["filename".to_string()];
-            for (k, v) in &cfg.labels {
-                if k == "service_name" {
-                    resource.push(string_kv("service.name", v));
-                } else {
-                    resource.push(string_kv(k, v));
-                    index.push(k.clone());
-                }
-            }
+            let place = format!("[[collector.files]] #{}", i + 1);
+            let relabel = crate::relabel::Relabel::compile(&cfg.relabel, &place)?;
+            let filter = crate::relabel::LineFilter::compile(&cfg.drop_lines, &cfg.keep_lines, &place)?;
             compiled.push(Source {
                 cfg: cfg.clone(),
                 exclude,
                 multiline,
-                resource,
-                index,
+                relabel,
+                filter,
             });
         }
         let state = data_dir.join("files.json");
@@ -275,6 +272,8 @@ impl FileTailer {
             first_scan: true,
             stats,
             batch_bytes: BATCH_BYTES,
+            host: host.to_string(),
+            ignored: HashSet::new(),
         })
     }
 
@@ -380,6 +379,18 @@ impl FileTailer {
             }
             return Ok(());
         }
+        if self.ignored.contains(path) {
+            return Ok(());
+        }
+        let source = &self.sources[si];
+        let mut labels = source.cfg.labels.clone();
+        labels.extend(crate::containers::labels(source.cfg.format, path));
+        labels.insert("filename".into(), path.to_string_lossy().into_owned());
+        let Some(labels) = source.relabel.apply(labels) else {
+            tracing::debug!(path = %path.display(), "a relabel rule drops this file");
+            self.ignored.insert(path.to_path_buf());
+            return Ok(());
+        };
         let file = File::open(path)?;
         let Some(fp) = fingerprint(&file)? else {
             return Ok(());
@@ -417,7 +428,7 @@ impl FileTailer {
                 event: None,
                 partial: Vec::new(),
                 partial_start: 0,
-                labels: crate::containers::labels(self.sources[si].cfg.format, path),
+                labels,
                 batch: Default::default(),
                 grew: Instant::now(),
                 seen: true,
@@ -529,7 +540,7 @@ impl FileTailer {
             }
         };
         let Some((start, _)) = &source.multiline else {
-            push_record(t, source, line, meta);
+            push_record(t, source, line, meta, &self.stats);
             return;
         };
         let starts = start.is_match(&String::from_utf8_lossy(line));
@@ -541,7 +552,7 @@ impl FileTailer {
             }
             _ => {
                 if let Some(e) = t.event.take() {
-                    push_record(t, source, &e.text, e.meta);
+                    push_record(t, source, &e.text, e.meta, &self.stats);
                 }
                 t.event = Some(Event {
                     text: line.to_vec(),
@@ -556,7 +567,7 @@ impl FileTailer {
     fn flush_event(&mut self, k: (u64, u64)) {
         let Some(t) = self.tails.get_mut(&k) else { return };
         if let Some(e) = t.event.take() {
-            push_record(t, &self.sources[t.source], &e.text, e.meta);
+            push_record(t, &self.sources[t.source], &e.text, e.meta, &self.stats);
         }
     }
 
@@ -585,13 +596,17 @@ impl FileTailer {
         if t.batch.is_empty() {
             return;
         }
-        let source = &self.sources[t.source];
-        let mut attributes = source.resource.clone();
-        attributes.push(string_kv("filename", &t.path.to_string_lossy()));
-        let mut index = source.index.clone();
+        // One resource per file: host.name, service.name from a `service_name` label, and
+        // every other label as an attribute the store indexes (`obs.index_labels`).
+        let mut attributes = vec![string_kv("host.name", &self.host)];
+        let mut index = Vec::new();
         for (k, v) in &t.labels {
-            attributes.push(string_kv(k, v));
-            index.push(k.clone());
+            if k == "service_name" {
+                attributes.push(string_kv("service.name", v));
+            } else {
+                attributes.push(string_kv(k, v));
+                index.push(k.as_str());
+            }
         }
         attributes.push(string_kv("obs.index_labels", &index.join(",")));
         let resource = Resource {
@@ -643,6 +658,7 @@ impl FileTailer {
         let live: HashSet<FileId> = self.tails.values().map(|t| t.id).collect();
         let before = self.saved.len();
         self.saved.retain(|id, s| live.contains(id) || s.path.exists());
+        self.ignored.retain(|p| p.exists());
         changed |= self.saved.len() != before;
         if changed {
             let file = CheckpointFile {
@@ -665,7 +681,11 @@ fn reset(t: &mut Tail, stats: &FileStats) {
     stats.rotations.fetch_add(1, Ordering::Relaxed);
 }
 
-fn push_record(t: &mut Tail, source: &Source, line: &[u8], meta: LineMeta) {
+fn push_record(t: &mut Tail, source: &Source, line: &[u8], meta: LineMeta, stats: &FileStats) {
+    if !source.filter.passes(line) {
+        stats.filtered_lines.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
     let mut attributes = match source.cfg.parse {
         Some(Parse::Json) => parse::json_fields(line),
         Some(Parse::Logfmt) => parse::logfmt_fields(line),

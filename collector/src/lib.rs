@@ -35,6 +35,7 @@ mod metrics;
 mod otlp;
 mod parse;
 mod receiver;
+pub mod relabel;
 pub mod scrape;
 pub mod spool;
 

@@ -31,6 +31,7 @@ pub fn samples(stats: &Stats, spool: &Spool) -> Vec<Sample> {
         sample("obs_collector_lines_read_total", l(&f.lines), true),
         sample("obs_collector_bytes_read_total", l(&f.bytes), true),
         sample("obs_collector_lines_truncated_total", l(&f.truncated_lines), true),
+        sample("obs_collector_lines_filtered_total", l(&f.filtered_lines), true),
         sample("obs_collector_file_rotations_total", l(&f.rotations), true),
         sample("obs_collector_open_files", l(&f.open_files), false),
         sample("obs_collector_file_lag_bytes", l(&f.lag_bytes), false),
