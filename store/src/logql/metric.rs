@@ -39,9 +39,23 @@ pub(crate) fn eval(
     limits: &Limits,
 ) -> Result<Val, QueryError> {
     Ok(match q {
-        MetricQuery::Range(r) => Val::Vector(range_agg(idx, r, times, limits)?),
+        MetricQuery::Range(r) => Val::Vector(range_agg(idx, r, times, limits, None)?),
         MetricQuery::Vector(v) => {
-            let inner = match eval(idx, &v.inner, times, limits)? {
+            // `sum by (g) (count_over_time(…))` and the like: the range function adds up, so
+            // lines are counted per group directly. Per-line labels (`| logfmt`) would
+            // otherwise make one intermediate series per distinct label set and hit the
+            // series limit, which (as in Loki) is meant for the result.
+            let pushed = match &v.inner {
+                MetricQuery::Range(r) if v.function == AggregationFunction::Sum && additive(r.as_ref()) => {
+                    Some(range_agg(idx, r, times, limits, Some(v.grouping.as_ref()))?)
+                }
+                _ => None,
+            };
+            let inner = match pushed {
+                Some(series) => Val::Vector(series),
+                None => eval(idx, &v.inner, times, limits)?,
+            };
+            let inner = match inner {
                 Val::Vector(s) => s,
                 Val::Scalar(_) => {
                     return Err(QueryError::BadRequest("vector aggregation over a scalar".into()))
@@ -104,11 +118,24 @@ fn group_key(labels: &Labels, grouping: Option<&Grouping>) -> Labels {
     }
 }
 
+/// Whether a sum over series of `r` equals `r` over the union of their lines.
+fn additive(r: &RangeAggregation) -> bool {
+    use RangeFunction as F;
+    r.grouping.is_none()
+        && matches!(
+            r.function,
+            F::CountOverTime | F::Rate | F::BytesRate | F::BytesOverTime | F::SumOverTime
+        )
+}
+
+/// Evaluates a range aggregation; with `sum_grouping`, lines are keyed by the enclosing
+/// `sum`'s grouping straight away (see [`additive`]).
 fn range_agg(
     idx: &LogIndex,
     r: &RangeAggregation,
     times: &[i64],
     limits: &Limits,
+    sum_grouping: Option<Option<&Grouping>>,
 ) -> Result<Vec<Series>, QueryError> {
     use RangeFunction as F;
     let range = i64::try_from(r.range.as_nanos()).unwrap_or(i64::MAX);
@@ -168,10 +195,10 @@ fn range_agg(
             F::BytesRate | F::BytesOverTime => rf.bytes as f64,
             _ => value.unwrap_or(1.0),
         };
-        let key = if unwrapped && r.grouping.is_some() {
-            group_key(&labels, r.grouping.as_ref())
-        } else {
-            labels
+        let key = match sum_grouping {
+            Some(g) => group_key(&labels, g),
+            None if unwrapped && r.grouping.is_some() => group_key(&labels, r.grouping.as_ref()),
+            None => labels,
         };
         samples.entry(key).or_default().push((rf.ts_ns, v));
         if samples.len() > limits.max_series {
@@ -568,6 +595,42 @@ mod tests {
         s.iter()
             .map(|s| (format!("{:?}", s.labels), s.points.clone()))
             .collect()
+    }
+
+    #[test]
+    fn the_series_limit_applies_to_the_result_of_a_sum() {
+        // Every line carries its own `seq` once parsed: 120 label sets, 2 values of `b`.
+        let job: &[(&str, &str)] = &[("job", "seq")];
+        let text: Vec<String> = (0..120).map(|i| format!("seq={i} b={}", i % 2)).collect();
+        let lines: Vec<Line> = text
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (job, i as i64 * S, t.as_str()))
+            .collect();
+        let (_d, idx) = index_with(&lines);
+        let limits = Limits {
+            max_series: 100,
+            ..Limits::default()
+        };
+        let q = |q: &str| {
+            let logql::Expr::Metric(m) = super::super::parse(q).unwrap() else {
+                panic!()
+            };
+            eval(&idx, &m, &[200 * S], &limits)
+        };
+        let v = q(r#"sum by (b) (count_over_time({job="seq"} | logfmt [1h]))"#).unwrap();
+        assert_eq!(
+            values(&v),
+            [
+                (r#"{"b": "0"}"#.to_string(), vec![Some(60.0)]),
+                (r#"{"b": "1"}"#.to_string(), vec![Some(60.0)])
+            ]
+        );
+        let v = q(r#"sum(rate({job="seq"} | logfmt [1h]))"#).unwrap();
+        assert_eq!(values(&v)[0].1, [Some(120.0 / 3600.0)]);
+        // max of per-series counts needs every series: still limited, with a clear error.
+        let e = q(r#"max by (b) (count_over_time({job="seq"} | logfmt [1h]))"#).unwrap_err();
+        assert!(e.to_string().contains("maximum of series (100)"), "{e}");
     }
 
     #[test]
