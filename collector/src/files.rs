@@ -209,6 +209,49 @@ impl std::fmt::Debug for FileTailer {
     }
 }
 
+/// Compiles file sources: globs, multiline, relabel rules and line filters; errors name the
+/// source and field (`obs config check` runs this too).
+fn compile(sources: &[FileSource]) -> anyhow::Result<Vec<Source>> {
+    let mut compiled = Vec::new();
+    for (i, cfg) in sources.iter().enumerate() {
+        let what = |field: &str| format!("[[collector.files]] #{} {field}", i + 1);
+        for p in &cfg.paths {
+            glob::Pattern::new(p).map_err(|e| anyhow::anyhow!("{}: {p:?}: {e}", what("paths")))?;
+        }
+        let exclude = cfg
+            .exclude
+            .iter()
+            .map(|p| {
+                glob::Pattern::new(p).map_err(|e| anyhow::anyhow!("{}: {p:?}: {e}", what("exclude")))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let multiline = match &cfg.multiline {
+            Some(m) => Some((
+                regex::Regex::new(&m.start)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", what("multiline.start")))?,
+                Duration::from_millis(m.timeout_ms),
+            )),
+            None => None,
+        };
+        let place = format!("[[collector.files]] #{}", i + 1);
+        let relabel = crate::relabel::Relabel::compile(&cfg.relabel, &place)?;
+        let filter = crate::relabel::LineFilter::compile(&cfg.drop_lines, &cfg.keep_lines, &place)?;
+        compiled.push(Source {
+            cfg: cfg.clone(),
+            exclude,
+            multiline,
+            relabel,
+            filter,
+        });
+    }
+    Ok(compiled)
+}
+
+/// Checks the file sources of a config the way the collector compiles them at start.
+pub fn check(sources: &[FileSource]) -> anyhow::Result<()> {
+    compile(sources).map(drop)
+}
+
 impl FileTailer {
     /// Compiles the sources and loads saved positions from `data_dir/files.json`.
     pub fn new(
@@ -218,38 +261,7 @@ impl FileTailer {
         data_dir: &Path,
         stats: Arc<FileStats>,
     ) -> anyhow::Result<FileTailer> {
-        let mut compiled = Vec::new();
-        for (i, cfg) in sources.iter().enumerate() {
-            let what = |field: &str| format!("[[collector.files]] #{} {field}", i + 1);
-            for p in &cfg.paths {
-                glob::Pattern::new(p).map_err(|e| anyhow::anyhow!("{}: {p:?}: {e}", what("paths")))?;
-            }
-            let exclude = cfg
-                .exclude
-                .iter()
-                .map(|p| {
-                    glob::Pattern::new(p).map_err(|e| anyhow::anyhow!("{}: {p:?}: {e}", what("exclude")))
-                })
-                .collect::<anyhow::Result<_>>()?;
-            let multiline = match &cfg.multiline {
-                Some(m) => Some((
-                    regex::Regex::new(&m.start)
-                        .map_err(|e| anyhow::anyhow!("{}: {e}", what("multiline.start")))?,
-                    Duration::from_millis(m.timeout_ms),
-                )),
-                None => None,
-            };
-            let place = format!("[[collector.files]] #{}", i + 1);
-            let relabel = crate::relabel::Relabel::compile(&cfg.relabel, &place)?;
-            let filter = crate::relabel::LineFilter::compile(&cfg.drop_lines, &cfg.keep_lines, &place)?;
-            compiled.push(Source {
-                cfg: cfg.clone(),
-                exclude,
-                multiline,
-                relabel,
-                filter,
-            });
-        }
+        let compiled = compile(sources)?;
         let state = data_dir.join("files.json");
         let saved = match std::fs::read(&state) {
             Ok(b) => match serde_json::from_slice::<CheckpointFile<Saved>>(&b) {

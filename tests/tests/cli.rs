@@ -79,6 +79,16 @@ fn config_check_accepts_a_good_file_and_points_at_a_bad_one() {
     assert!(err.contains("bad.toml:4:1: unknown field `http_port`"), "{err}");
     assert!(err.contains("4 | http_port = 9700"), "{err}");
 
+    // Rules are compiled as the collector compiles them.
+    std::fs::write(
+        &bad,
+        "version = 1\n[[collector.files]]\npaths = [\"/x/*.log\"]\n[[collector.files.relabel]]\nregex = \"(\"\naction = \"drop\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = obs(&["config", "check", bad.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("[[collector.files]] #1 relabel rule #1: regex"), "{err}");
+
     let (code, _, err) = obs(&["config", "check", "/nonexistent/obs.toml"]);
     assert_eq!(code, 2);
     assert!(err.contains("cannot read config file"), "{err}");

@@ -37,7 +37,7 @@ fn host_metric_names_types_and_labels_match_node_exporter() {
     let work = tempfile::tempdir().unwrap();
     let port = free_port();
     let listen = format!("--web.listen-address=127.0.0.1:{port}");
-    let mut exporter = Proc::spawn(
+    let exporter = Proc::spawn(
         "node_exporter",
         Path::new("prometheus-node-exporter"),
         &[&listen],
