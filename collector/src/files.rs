@@ -221,9 +221,7 @@ fn compile(sources: &[FileSource]) -> anyhow::Result<Vec<Source>> {
         let exclude = cfg
             .exclude
             .iter()
-            .map(|p| {
-                glob::Pattern::new(p).map_err(|e| anyhow::anyhow!("{}: {p:?}: {e}", what("exclude")))
-            })
+            .map(|p| glob::Pattern::new(p).map_err(|e| anyhow::anyhow!("{}: {p:?}: {e}", what("exclude"))))
             .collect::<anyhow::Result<_>>()?;
         let multiline = match &cfg.multiline {
             Some(m) => Some((

@@ -87,7 +87,10 @@ fn config_check_accepts_a_good_file_and_points_at_a_bad_one() {
     .unwrap();
     let (code, _, err) = obs(&["config", "check", bad.to_str().unwrap()]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("[[collector.files]] #1 relabel rule #1: regex"), "{err}");
+    assert!(
+        err.contains("[[collector.files]] #1 relabel rule #1: regex"),
+        "{err}"
+    );
 
     let (code, _, err) = obs(&["config", "check", "/nonexistent/obs.toml"]);
     assert_eq!(code, 2);
