@@ -148,12 +148,13 @@ impl LogIndex {
         for stream in &batch.streams {
             let id = stream_id(&stream.labels);
             let labels_json = serde_json::to_string(&stream.labels).expect("labels serialize");
+            let label_terms: Vec<String> = stream.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
             for e in &stream.entries {
                 let mut doc = TantivyDocument::new();
                 doc.add_i64(f.ts, e.ts_ns);
                 doc.add_u64(f.stream, id);
-                for (k, v) in &stream.labels {
-                    doc.add_text(f.label, format!("{k}={v}"));
+                for term in &label_terms {
+                    doc.add_text(f.label, term);
                 }
                 doc.add_text(f.labels, &labels_json);
                 doc.add_text(f.line, &e.line);

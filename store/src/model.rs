@@ -102,47 +102,66 @@ pub fn sanitize_label_name(name: &str) -> String {
     out
 }
 
+/// The field names a level hides behind, each with the separators that may follow it, as
+/// searchers built once (this runs on every line that arrives without a level).
+static LEVEL_KEYS: std::sync::LazyLock<Vec<memchr::memmem::Finder<'static>>> =
+    std::sync::LazyLock::new(|| {
+        ["level", "lvl", "severity"]
+            .into_iter()
+            .flat_map(|key| ["=", "\":\"", "\": \""].map(|sep| format!("{key}{sep}")))
+            .map(|k| memchr::memmem::Finder::new(k.as_bytes()).into_owned())
+            .collect()
+    });
+
 /// Guesses a level from a line that carries none, as Loki's `detected_level` does: a JSON or
-/// logfmt `level`/`severity` field first, then well-known words.
+/// logfmt `level`/`severity` field in the first 256 bytes first, then the most severe
+/// well-known word there. Case-insensitive, without allocating.
 pub fn detect_level(line: &str) -> &'static str {
-    let lower: String = line.chars().take(256).collect::<String>().to_ascii_lowercase();
-    for key in ["level", "lvl", "severity"] {
-        for sep in ["=", "\":\"", "\": \""] {
-            if let Some(pos) = lower.find(&format!("{key}{sep}")) {
-                let rest = lower[pos + key.len() + sep.len()..].trim_start_matches('"');
-                if let Some(level) = level_word(rest) {
-                    return level;
-                }
+    let mut buf = [0u8; 256];
+    let n = line.len().min(buf.len());
+    buf[..n].copy_from_slice(&line.as_bytes()[..n]);
+    let head = &mut buf[..n];
+    head.make_ascii_lowercase();
+    let head = &*head;
+    for key in LEVEL_KEYS.iter() {
+        if let Some(at) = key.find(head) {
+            let mut rest = &head[at + key.needle().len()..];
+            while let Some(r) = rest.strip_prefix(b"\"") {
+                rest = r;
+            }
+            let word = rest.iter().take_while(|b| b.is_ascii_alphanumeric()).count();
+            if let Some(level) = level_word(&rest[..word]) {
+                return level;
             }
         }
     }
-    for (words, level) in [
-        (&["panic", "fatal", "critical", "crit"][..], "critical"),
-        (&["error", "err", "exception"], "error"),
-        (&["warn", "warning"], "warn"),
-        (&["debug"], "debug"),
-        (&["trace"], "trace"),
-        (&["info"], "info"),
-    ] {
-        if lower
-            .split(|c: char| !c.is_ascii_alphanumeric())
-            .any(|tok| words.contains(&tok))
-        {
-            return level;
+    // Most severe first: a line that says both "info" and "error" is an error.
+    let mut best: Option<(u8, &'static str)> = None;
+    for word in head.split(|b| !b.is_ascii_alphanumeric()) {
+        let found = match word {
+            b"panic" | b"fatal" | b"critical" | b"crit" => (0, "critical"),
+            b"error" | b"err" | b"exception" => (1, "error"),
+            b"warn" | b"warning" => (2, "warn"),
+            b"debug" => (3, "debug"),
+            b"trace" => (4, "trace"),
+            b"info" => (5, "info"),
+            _ => continue,
+        };
+        if best.is_none_or(|(rank, _)| found.0 < rank) {
+            best = Some(found);
         }
     }
-    "unknown"
+    best.map_or("unknown", |(_, level)| level)
 }
 
-fn level_word(rest: &str) -> Option<&'static str> {
-    let word: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
-    Some(match word.as_str() {
-        "trace" => "trace",
-        "debug" | "dbug" => "debug",
-        "info" | "information" | "notice" => "info",
-        "warn" | "warning" => "warn",
-        "error" | "err" | "eror" => "error",
-        "critical" | "crit" | "fatal" | "panic" | "emerg" | "alert" => "critical",
+fn level_word(word: &[u8]) -> Option<&'static str> {
+    Some(match word {
+        b"trace" => "trace",
+        b"debug" | b"dbug" => "debug",
+        b"info" | b"information" | b"notice" => "info",
+        b"warn" | b"warning" => "warn",
+        b"error" | b"err" | b"eror" => "error",
+        b"critical" | b"crit" | b"fatal" | b"panic" | b"emerg" | b"alert" => "critical",
         _ => return None,
     })
 }
@@ -156,7 +175,7 @@ pub fn level_from_severity(number: i32, text: &str) -> &'static str {
         13..=16 => "warn",
         17..=20 => "error",
         21..=24 => "critical",
-        _ => level_word(&text.to_ascii_lowercase()).unwrap_or("unknown"),
+        _ => level_word(text.to_ascii_lowercase().as_bytes()).unwrap_or("unknown"),
     }
 }
 
@@ -178,6 +197,15 @@ mod tests {
         assert_eq!(detect_level(r#"{"severity": "ERROR", "msg": "x"}"#), "error");
         assert_eq!(detect_level("connection refused: ERROR 42"), "error");
         assert_eq!(detect_level("all good"), "unknown");
+        assert_eq!(detect_level("info: retrying after error"), "error");
+        assert_eq!(detect_level(r#"{"msg":"x","level":"debug"}"#), "debug");
+        assert_eq!(detect_level("level=bogus but a WARNING"), "warn");
+        let long = format!("{} error", "x".repeat(300));
+        assert_eq!(
+            detect_level(&long),
+            "unknown",
+            "only the first 256 bytes are read"
+        );
         assert_eq!(level_from_severity(9, ""), "info");
         assert_eq!(level_from_severity(0, "Warning"), "warn");
     }

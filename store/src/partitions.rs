@@ -191,6 +191,7 @@ impl Partitions {
                 part.reader.reload().map_err(tv(&path))?;
                 part.committed_seq = applied_through;
                 part.dirty = false;
+                part.last_write = Instant::now();
             } else if part.writer.is_some() && part.last_write.elapsed().as_secs() > IDLE_WRITER_SECS {
                 if let Some(w) = part.writer.take() {
                     w.wait_merging_threads().map_err(tv(&path))?;
@@ -274,18 +275,17 @@ impl Adder<'_> {
         if seq <= part.committed_seq {
             return Ok(false);
         }
-        let path = self.owner.dir.join(day_name(day));
+        let path = || self.owner.dir.join(day_name(day));
         if part.writer.is_none() {
-            let writer: IndexWriter = part.index.writer(WRITER_BUDGET).map_err(tv(&path))?;
+            let writer: IndexWriter = part.index.writer(WRITER_BUDGET).map_err(|e| tv(&path())(e))?;
             let mut policy = tantivy::indexer::LogMergePolicy::default();
             policy.set_min_num_segments(MIN_SEGMENTS_TO_MERGE);
             writer.set_merge_policy(Box::new(policy));
             part.writer = Some(writer);
         }
         let writer = part.writer.as_ref().expect("writer opened above");
-        writer.add_document(doc).map_err(tv(&path))?;
+        writer.add_document(doc).map_err(|e| tv(&path())(e))?;
         part.dirty = true;
-        part.last_write = Instant::now();
         Ok(true)
     }
 }
