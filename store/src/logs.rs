@@ -12,13 +12,17 @@
 //!
 //! | field    | type  | options                 | holds                                         |
 //! |----------|-------|-------------------------|-----------------------------------------------|
-//! | `ts`     | i64   | indexed, fast, stored   | time in Unix nanoseconds                      |
+//! | `ts`     | i64   | fast, stored (*)        | time in Unix nanoseconds                      |
 //! | `stream` | u64   | fast, stored            | FNV-1a 64 of the sorted `name=value\0` labels |
 //! | `label`  | text  | raw terms               | one term `name=value` per stream label        |
 //! | `labels` | text  | stored                  | the stream labels as a JSON object            |
 //! | `line`   | text  | `obs_words`, stored     | the line; words lowercased for filtering      |
 //! | `meta`   | text  | stored                  | structured metadata as JSON `[[name, value]]` |
 //! | `bytes`  | u64   | fast                    | length of the line in bytes                   |
+//!
+//! (*) Partitions created before 2026-12 also index `ts` (one unique term per line that no
+//! query used: time ranges are read from the fast field). Both kinds open and answer alike;
+//! each partition keeps the schema in its `meta.json`.
 //!
 //! # Durability
 //!
@@ -32,7 +36,7 @@ use std::path::Path;
 use tantivy::collector::TopDocs;
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, RangeQuery, RegexQuery, TermQuery};
 use tantivy::schema::{
-    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, FAST, INDEXED, STORED, STRING,
+    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, FAST, STORED, STRING,
 };
 use tantivy::tokenizer::{LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer};
 use tantivy::{DocAddress, Index, Order, Searcher, TantivyDocument, Term};
@@ -68,7 +72,7 @@ fn schema() -> (Schema, Fields) {
         )
         .set_stored();
     let fields = Fields {
-        ts: b.add_i64_field("ts", INDEXED | FAST | STORED),
+        ts: b.add_i64_field("ts", FAST | STORED),
         stream: b.add_u64_field("stream", FAST | STORED),
         label: b.add_text_field("label", STRING),
         labels: b.add_text_field("labels", STORED),

@@ -12,10 +12,13 @@
 //! | `service`  | text  | raw terms             | `service.name` of the span's resource         |
 //! | `status`   | u64   | indexed, fast         | OTLP status code                              |
 //! | `kind`     | u64   | indexed, fast         | OTLP span kind                                |
-//! | `start`    | i64   | indexed, fast, stored | start, Unix ns                                |
-//! | `duration` | u64   | indexed, fast, stored | nanoseconds                                   |
+//! | `start`    | i64   | fast, stored (*)      | start, Unix ns                                |
+//! | `duration` | u64   | fast, stored (*)      | nanoseconds                                   |
 //! | `attr`     | text  | raw terms             | `resource.<k>=<v>` and `span.<k>=<v>`         |
 //! | `otlp`     | bytes | stored                | encoded `ResourceSpans` holding only the span |
+//!
+//! (*) Partitions created before 2026-12 also index `start` and `duration`; ranges over them
+//! are read from the fast fields either way.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
@@ -56,8 +59,8 @@ fn schema() -> (Schema, Fields) {
         service: b.add_text_field("service", STRING),
         status: b.add_u64_field("status", INDEXED | FAST),
         kind: b.add_u64_field("kind", INDEXED | FAST),
-        start: b.add_i64_field("start", INDEXED | FAST | STORED),
-        duration: b.add_u64_field("duration", INDEXED | FAST | STORED),
+        start: b.add_i64_field("start", FAST | STORED),
+        duration: b.add_u64_field("duration", FAST | STORED),
         attr: b.add_text_field("attr", STRING),
         otlp: b.add_bytes_field("otlp", STORED),
     };
