@@ -54,6 +54,86 @@ pub struct CollectorConfig {
     pub scrape: Vec<ScrapeJob>,
     /// Follow the systemd journal.
     pub journald: Option<Journald>,
+    /// Further destinations that get everything the store gets (each at its own pace).
+    pub forward: Vec<Forward>,
+}
+
+/// One `[[collector.forward]]`: another destination for what the collector ships, for users
+/// who scale out to existing engines or keep a second store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Forward {
+    /// Names the destination in metrics and logs, and its cursor in the spool
+    /// (`ack.<name>`): letters, digits, `-` and `_`.
+    pub name: String,
+    /// `otlp`: `http(s)://host:4317`; `otlp-http`: the base URL (`/v1/logs` etc. are
+    /// appended); `loki`: the push URL (`…/loki/api/v1/push`).
+    pub url: String,
+    pub protocol: Protocol,
+    /// Bearer token sent with every request.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// PEM CA certificate for an `https://` URL with a private CA.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Request compression for `otlp`: `zstd`, `gzip` or `none`.
+    #[serde(default = "default_forward_compression")]
+    pub compression: String,
+}
+
+fn default_forward_compression() -> String {
+    "gzip".to_string()
+}
+
+/// What a forward destination speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    /// OTLP/gRPC: logs, metrics and traces (another obs store, an OpenTelemetry Collector…).
+    Otlp,
+    /// OTLP/HTTP with protobuf bodies: logs, metrics and traces.
+    OtlpHttp,
+    /// Loki's push API: logs only.
+    Loki,
+}
+
+/// Checks every `[[collector.forward]]`: names fit for a file name and a label value, and
+/// unique; URLs with a scheme.
+pub fn check_forwards(forwards: &[Forward]) -> Result<(), String> {
+    let mut names = std::collections::HashSet::new();
+    for f in forwards {
+        f.check()?;
+        if !names.insert(f.name.as_str()) {
+            return Err(format!(
+                "two [[collector.forward]] entries are named {:?}; each needs its own name",
+                f.name
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Forward {
+    fn check(&self) -> Result<(), String> {
+        let ok = !self.name.is_empty()
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !ok {
+            return Err(format!(
+                "forward name {:?}: use letters, digits, '-' and '_'",
+                self.name
+            ));
+        }
+        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+            return Err(format!(
+                "forward {}: url {:?} must start with http:// or https://",
+                self.name, self.url
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `[collector.journald]`
@@ -151,6 +231,7 @@ impl Default for CollectorConfig {
             kubernetes_pods_dir: None,
             scrape: Vec::new(),
             journald: None,
+            forward: Vec::new(),
         }
     }
 }
@@ -268,6 +349,30 @@ mod tests {
         assert_eq!(cfg.store, DEFAULT_STORE_URL);
         assert_eq!(cfg.otlp_grpc_addr.port(), 4317);
         assert_eq!(cfg.otlp_http_addr.port(), 4318);
+    }
+
+    #[test]
+    fn forwards_need_distinct_safe_names_and_a_url_scheme() {
+        let parse = |t: &str| toml::from_str::<CollectorConfig>(t).map(|c| check_forwards(&c.forward));
+        let fwd = |name: &str, url: &str| {
+            format!("[[forward]]\nname = \"{name}\"\nurl = \"{url}\"\nprotocol = \"loki\"\n")
+        };
+        assert_eq!(
+            parse(&fwd("loki-1", "http://l:3100/loki/api/v1/push")).unwrap(),
+            Ok(())
+        );
+        let err = parse(&fwd("../x", "http://l")).unwrap().unwrap_err();
+        assert!(err.contains("letters, digits"), "{err}");
+        let err = parse(&fwd("l", "l:3100")).unwrap().unwrap_err();
+        assert!(err.contains("http://"), "{err}");
+        let twice = format!("{}{}", fwd("a", "http://x"), fwd("a", "http://y"));
+        let err = parse(&twice).unwrap().unwrap_err();
+        assert!(err.contains("named \"a\""), "{err}");
+        let bad = "[[forward]]\nname = \"a\"\nurl = \"http://x\"\nprotocol = \"kafka\"\n";
+        assert!(parse(bad)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown variant `kafka`"));
     }
 
     #[test]

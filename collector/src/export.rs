@@ -7,6 +7,9 @@
 //! compressed (zstd by default), carry the bearer token, and are retried with exponential
 //! backoff and jitter until delivered. A request the store calls malformed
 //! (`InvalidArgument`) can never succeed: it is counted, logged and skipped.
+//!
+//! The store is one [`Route`]; each `[[collector.forward]]` is another, shipping the same
+//! spool through its own cursor with the same pipeline (`forward.rs` for HTTP protocols).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,10 +37,6 @@ pub struct ExportConfig {
     pub compression: String,
     /// PEM CA certificate to trust for `https` (else the system's web PKI roots).
     pub ca_file: Option<std::path::PathBuf>,
-    /// Spooled payload per request at most: what a crash can make the collector send twice.
-    pub max_request_bytes: usize,
-    /// Requests on the wire at once.
-    pub max_in_flight: usize,
 }
 
 /// Shipping counters, exported on the collector's `/metrics`.
@@ -130,8 +129,6 @@ pub struct Exporter {
     grpc: tonic::client::Grpc<Channel>,
     auth: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
     endpoint: String,
-    max_request_bytes: usize,
-    max_in_flight: usize,
 }
 
 impl Exporter {
@@ -170,8 +167,6 @@ impl Exporter {
             grpc,
             auth,
             endpoint: cfg.endpoint.clone(),
-            max_request_bytes: cfg.max_request_bytes.max(1),
-            max_in_flight: cfg.max_in_flight.max(1),
         })
     }
 
@@ -187,6 +182,44 @@ impl Exporter {
         }
         Ok(grpc.unary(req, path(kind), RawCodec).await?.into_inner())
     }
+}
+
+/// Where a route ships: OTLP/gRPC (the store, or an `otlp` forward) or an HTTP forward.
+#[derive(Debug, Clone)]
+pub enum Sink {
+    Grpc(Exporter),
+    Http(crate::forward::HttpSink),
+}
+
+impl Sink {
+    fn carries(&self, kind: Kind) -> bool {
+        match self {
+            Sink::Grpc(_) => true,
+            Sink::Http(h) => h.carries(kind),
+        }
+    }
+
+    async fn send(&self, kind: Kind, body: Bytes) -> Result<Bytes, Status> {
+        match self {
+            Sink::Grpc(e) => e.send(kind, body).await,
+            Sink::Http(h) => h.send(kind, body).await,
+        }
+    }
+}
+
+/// One consumer of the spool and where it ships.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// The spool consumer: 0 for the store, `i` for the `i`-th forward.
+    pub consumer: usize,
+    /// `store`, or the forward's name (in log lines).
+    pub name: String,
+    pub sink: Sink,
+    /// Spooled payload per request at most: what a crash can make the collector send twice.
+    pub max_request_bytes: usize,
+    /// Requests on the wire at once.
+    pub max_in_flight: usize,
+    pub stats: Arc<ExportStats>,
 }
 
 /// Backoff before retry `attempt` (1-based): 200 ms doubling to 30 s, with ±50% jitter.
@@ -227,19 +260,16 @@ struct Outgoing {
     records: u64,
 }
 
-/// Ships the spool until `shutdown`; never gives up on a record.
+/// Ships the spool along `route` until `shutdown`; never gives up on a record.
 ///
 /// Up to `max_in_flight` requests are on the wire at once (the store answers each only
 /// after its WAL fsync, so one at a time would leave the link idle); they are acknowledged
 /// in the spool in order, so the acknowledged position never passes an undelivered record.
-pub async fn ship(
-    spool: Arc<Spool>,
-    exporter: Exporter,
-    stats: Arc<ExportStats>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let (max_bytes, max_in_flight) = (exporter.max_request_bytes, exporter.max_in_flight);
-    let mut cursor = spool.acked();
+pub async fn ship(spool: Arc<Spool>, route: Route, mut shutdown: watch::Receiver<bool>) {
+    let route = Arc::new(route);
+    let (max_bytes, max_in_flight) = (route.max_request_bytes.max(1), route.max_in_flight.max(1));
+    let consumer = route.consumer;
+    let mut cursor = spool.acked(consumer);
     let mut queue: VecDeque<Outgoing> = VecDeque::new();
     let mut in_flight = FuturesOrdered::new();
     while !*shutdown.borrow() {
@@ -261,14 +291,14 @@ pub async fn ship(
                 }
             }
             let Some(out) = queue.pop_front() else { break };
-            in_flight.push_back(deliver(exporter.clone(), out, stats.clone(), shutdown.clone()));
+            in_flight.push_back(deliver(route.clone(), out, shutdown.clone()));
         }
         let idle = in_flight.is_empty();
         tokio::select! {
             Some(done) = in_flight.next(), if !idle => {
                 let Some(end) = done else { return }; // shutdown while retrying
                 let s = spool.clone();
-                match tokio::task::spawn_blocking(move || s.ack(end)).await {
+                match tokio::task::spawn_blocking(move || s.ack(consumer, end)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => tracing::error!(error = %e, "cannot record delivery in the spool; those records may be sent again"),
                     Err(e) => tracing::error!(error = %e, "the spool ack stopped; those records may be sent again"),
@@ -281,24 +311,24 @@ pub async fn ship(
     }
 }
 
-/// Sends one request until the store takes it (or calls it malformed); the spool position
-/// to acknowledge, or `None` if shutdown came first.
-async fn deliver(
-    exporter: Exporter,
-    out: Outgoing,
-    stats: Arc<ExportStats>,
-    mut shutdown: watch::Receiver<bool>,
-) -> Option<Position> {
+/// Sends one request until the destination takes it (or calls it malformed); the spool
+/// position to acknowledge, or `None` if shutdown came first. A request of a kind the
+/// destination does not carry is passed over.
+async fn deliver(route: Arc<Route>, out: Outgoing, mut shutdown: watch::Receiver<bool>) -> Option<Position> {
     let Outgoing {
         kind,
         body,
         end,
         records,
     } = out;
+    if !route.sink.carries(kind) {
+        return Some(end);
+    }
+    let (stats, to) = (&route.stats, route.name.as_str());
     let body = Bytes::from(body);
     let mut attempt = 0;
     loop {
-        match exporter.send(kind, body.clone()).await {
+        match route.sink.send(kind, body.clone()).await {
             Ok(answer) => {
                 stats.sent_requests.fetch_add(1, Ordering::Relaxed);
                 stats.sent_records.fetch_add(records, Ordering::Relaxed);
@@ -306,14 +336,14 @@ async fn deliver(
                 stats.last_success.store(crate::now_secs(), Ordering::Relaxed);
                 if let Some((n, msg)) = partial_success(kind, &answer) {
                     stats.rejected_items.fetch_add(n.max(0) as u64, Ordering::Relaxed);
-                    tracing::warn!(rejected = n, reason = %msg, "the store refused part of a request");
+                    tracing::warn!(rejected = n, reason = %msg, to, "the destination refused part of a request");
                 }
                 return Some(end);
             }
             Err(s) if s.code() == Code::InvalidArgument => {
                 stats.rejected_requests.fetch_add(1, Ordering::Relaxed);
                 stats.sent_records.fetch_add(records, Ordering::Relaxed);
-                tracing::error!(reason = %s.message(), ?kind, bytes = body.len(), "the store rejected a request as malformed; skipping it");
+                tracing::error!(reason = %s.message(), ?kind, bytes = body.len(), to, "the destination rejected a request as malformed; skipping it");
                 return Some(end);
             }
             Err(s) => {
@@ -322,11 +352,11 @@ async fn deliver(
                 let wait = backoff(attempt);
                 let what = match s.code() {
                     Code::Unauthenticated | Code::PermissionDenied => {
-                        "the store refused the token (check token_file; the role must be ingest)"
+                        "the destination refused the token (check token_file; for the store the role must be ingest)"
                     }
-                    _ => "cannot deliver to the store; will retry",
+                    _ => "cannot deliver; will retry",
                 };
-                tracing::warn!(code = ?s.code(), error = %s.message(), retry_in = ?wait, "{what}");
+                tracing::warn!(code = ?s.code(), error = %s.message(), retry_in = ?wait, to, "{what}");
                 if sleep_or_stop(wait, &mut shutdown).await {
                     return None;
                 }

@@ -10,6 +10,8 @@
 //!   -> spool (spool/: checksummed segments, fsync on an interval; sources checkpoint
 //!      their positions and the receiver answers only after the fsync)
 //!   -> export.rs (OTLP/gRPC, pass-through codec, backoff forever) -> spool ack
+//!   -> and per [[collector.forward]], its own cursor: export.rs over gRPC, or forward.rs
+//!      (OTLP/HTTP, Loki push)
 //! ```
 //!
 //! The collector's own counters (metrics.rs) are served on the receiver's `/metrics` and
@@ -28,6 +30,7 @@ mod config;
 mod containers;
 pub mod export;
 pub mod files;
+mod forward;
 pub mod host;
 mod journald;
 mod logenc;
@@ -67,8 +70,8 @@ pub(crate) fn now_ns() -> u64 {
 }
 
 pub use config::{
-    CollectorConfig, FileSource, Format, Journald, Multiline, Parse, ScrapeJob, StartAt,
-    DEFAULT_OTLP_GRPC_ADDR, DEFAULT_OTLP_HTTP_ADDR, DEFAULT_STORE_URL,
+    check_forwards, CollectorConfig, FileSource, Format, Forward, Journald, Multiline, Parse, Protocol,
+    ScrapeJob, StartAt, DEFAULT_OTLP_GRPC_ADDR, DEFAULT_OTLP_HTTP_ADDR, DEFAULT_STORE_URL,
 };
 
 /// Everything a running collector counts, for `/metrics` and the store.
@@ -76,6 +79,59 @@ pub use config::{
 pub struct Stats {
     pub files: Arc<files::FileStats>,
     pub export: Arc<export::ExportStats>,
+    /// Per `[[collector.forward]]`, by name.
+    pub forwards: Vec<(String, Arc<export::ExportStats>)>,
+}
+
+fn read_token(file: Option<&PathBuf>, what: &str) -> anyhow::Result<Option<String>> {
+    file.map(|f| {
+        std::fs::read_to_string(f)
+            .map_err(|e| anyhow::anyhow!("cannot read the {what} token file {}: {e}", f.display()))
+    })
+    .transpose()
+}
+
+/// The store's route (consumer 0) and one per forward, in config order.
+fn routes(cfg: &CollectorConfig, stats: &Stats) -> anyhow::Result<Vec<export::Route>> {
+    let max_request_bytes = cfg.max_request_kib.saturating_mul(1024);
+    let store = export::Exporter::new(&export::ExportConfig {
+        endpoint: cfg.store.clone(),
+        token: read_token(cfg.token_file.as_ref(), "store")?,
+        compression: cfg.compression.clone(),
+        ca_file: cfg.ca_file.clone(),
+    })?;
+    let mut routes = vec![export::Route {
+        consumer: 0,
+        name: "store".into(),
+        sink: export::Sink::Grpc(store),
+        max_request_bytes,
+        max_in_flight: cfg.max_in_flight,
+        stats: stats.export.clone(),
+    }];
+    for (i, f) in cfg.forward.iter().enumerate() {
+        let token = read_token(f.token_file.as_ref(), &format!("forward {}", f.name))?;
+        let sink = match f.protocol {
+            Protocol::Otlp => export::Sink::Grpc(
+                export::Exporter::new(&export::ExportConfig {
+                    endpoint: f.url.clone(),
+                    token,
+                    compression: f.compression.clone(),
+                    ca_file: f.ca_file.clone(),
+                })
+                .map_err(|e| anyhow::anyhow!("forward {}: {e}", f.name))?,
+            ),
+            _ => export::Sink::Http(forward::HttpSink::new(f, token.as_deref())?),
+        };
+        routes.push(export::Route {
+            consumer: i + 1,
+            name: f.name.clone(),
+            sink,
+            max_request_bytes,
+            max_in_flight: cfg.max_in_flight,
+            stats: stats.forwards[i].1.clone(),
+        });
+    }
+    Ok(routes)
 }
 
 /// Runs the collector until `shutdown` fires: sources into the spool under `data_dir`, the
@@ -88,26 +144,22 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
     receiver_required: bool,
 ) -> anyhow::Result<()> {
-    let token = match &cfg.token_file {
-        Some(f) => Some(
-            std::fs::read_to_string(f)
-                .map_err(|e| anyhow::anyhow!("cannot read the token file {}: {e}", f.display()))?,
-        ),
-        None => None,
-    };
-    let exporter = export::Exporter::new(&export::ExportConfig {
-        endpoint: cfg.store.clone(),
-        token,
-        compression: cfg.compression.clone(),
-        ca_file: cfg.ca_file.clone(),
-        max_request_bytes: cfg.max_request_kib.saturating_mul(1024),
-        max_in_flight: cfg.max_in_flight,
-    })?;
+    let stats = Arc::new(Stats {
+        forwards: cfg
+            .forward
+            .iter()
+            .map(|f| (f.name.clone(), Arc::default()))
+            .collect(),
+        ..Stats::default()
+    });
+    config::check_forwards(&cfg.forward).map_err(anyhow::Error::msg)?;
+    let routes = routes(&cfg, &stats)?;
     std::fs::create_dir_all(&data_dir)
         .map_err(|e| anyhow::anyhow!("cannot create the data dir {}: {e}", data_dir.display()))?;
     let spool_cfg = spool::SpoolConfig {
         max_bytes: cfg.spool_max_mib.max(64) << 20,
         full_wait: Duration::from_secs(cfg.spool_full_wait_secs),
+        consumers: cfg.forward.iter().map(|f| f.name.clone()).collect(),
         ..Default::default()
     };
     let fs = spool::OsFs::new(&data_dir.join("spool"))
@@ -117,14 +169,7 @@ pub async fn run(
             .map_err(|e| anyhow::anyhow!("cannot open the spool in {}: {e}", data_dir.display()))?,
     );
     let host = cfg.host_name.clone().unwrap_or_else(files::host_name);
-    let stats = Arc::new(Stats::default());
-    let receiver_token =
-        match &cfg.otlp_token_file {
-            Some(f) => Some(std::fs::read_to_string(f).map_err(|e| {
-                anyhow::anyhow!("cannot read the OTLP receiver token file {}: {e}", f.display())
-            })?),
-            None => None,
-        };
+    let receiver_token = read_token(cfg.otlp_token_file.as_ref(), "OTLP receiver")?;
     let receiver = match receiver::start(
         cfg.otlp_grpc_addr,
         cfg.otlp_http_addr,
@@ -182,12 +227,10 @@ pub async fn run(
         Duration::from_secs(cfg.host_metrics_interval_secs.max(1)),
         shutdown.clone(),
     ));
-    let shipper = tokio::spawn(export::ship(
-        spool.clone(),
-        exporter,
-        stats.export.clone(),
-        shutdown.clone(),
-    ));
+    let shippers: Vec<_> = routes
+        .into_iter()
+        .map(|r| tokio::spawn(export::ship(spool.clone(), r, shutdown.clone())))
+        .collect();
     tracing::info!(store = %cfg.store, files = file_sources.len(), host = %host, spool = %data_dir.join("spool").display(), "collector running");
     let _ = shutdown.wait_for(|s| *s).await;
     stop.store(true, Ordering::Relaxed);
@@ -207,7 +250,9 @@ pub async fn run(
     if let Some(r) = receiver {
         let _ = r.await;
     }
-    let _ = shipper.await;
+    for s in shippers {
+        let _ = s.await;
+    }
     if let Err(e) = spool.sync() {
         tracing::error!(error = %e, "cannot sync the spool at shutdown");
     }

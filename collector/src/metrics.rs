@@ -68,17 +68,59 @@ pub fn samples(stats: &Stats, spool: &Spool) -> Vec<Sample> {
             l(&e.last_success),
             false,
         ),
+        sample(
+            "obs_collector_forward_dropped_records_total",
+            l(&s.forward_dropped_records),
+            true,
+        ),
         // When this report was made: `obs status` shows it as "last seen".
         sample("obs_collector_report_timestamp_seconds", crate::now_secs(), false),
     ]
+    .into_iter()
+    .chain(stats.forwards.iter().flat_map(|(name, e)| {
+        [
+            ("obs_collector_forward_requests_total", l(&e.sent_requests), true),
+            ("obs_collector_forward_records_total", l(&e.sent_records), true),
+            ("obs_collector_forward_bytes_total", l(&e.sent_bytes), true),
+            ("obs_collector_forward_retries_total", l(&e.retries), true),
+            (
+                "obs_collector_forward_rejected_requests_total",
+                l(&e.rejected_requests),
+                true,
+            ),
+            (
+                "obs_collector_forward_last_delivery_timestamp_seconds",
+                l(&e.last_success),
+                false,
+            ),
+        ]
+        .map(|(metric, v, counter)| Sample {
+            labels: vec![("destination", name.clone())],
+            ..sample(metric, v, counter)
+        })
+    }))
+    .collect()
 }
 
 /// Prometheus text exposition format.
 pub fn render(stats: &Stats, spool: &Spool) -> String {
     let mut out = String::new();
+    let mut typed = std::collections::HashSet::new();
     for s in samples(stats, spool) {
-        let kind = if s.counter { "counter" } else { "gauge" };
-        let _ = writeln!(out, "# TYPE {} {kind}\n{} {}", s.name, s.name, s.value);
+        if typed.insert(s.name.clone()) {
+            let kind = if s.counter { "counter" } else { "gauge" };
+            let _ = writeln!(out, "# TYPE {} {kind}", s.name);
+        }
+        let labels: Vec<String> = s
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
+            .collect();
+        let labels = match labels.is_empty() {
+            true => String::new(),
+            false => format!("{{{}}}", labels.join(",")),
+        };
+        let _ = writeln!(out, "{}{labels} {}", s.name, s.value);
     }
     out
 }

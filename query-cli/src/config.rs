@@ -88,6 +88,7 @@ impl Config {
             .validate()
             .map_err(|e| err(Some(e.span.clone()), e.to_string()))?;
         obs_collector::files::check(&cfg.collector.files).map_err(|e| err(None, e.to_string()))?;
+        obs_collector::check_forwards(&cfg.collector.forward).map_err(|e| err(None, e))?;
         Ok(cfg)
     }
 }

@@ -10,6 +10,7 @@
 //!         ...
 //!         ack                        what the store has accepted: u64 segment, u64 offset,
 //!                                    u32 crc32 of the 16 bytes before (all little-endian)
+//!         ack.<name>                 the same for each forward destination (see below)
 //!         quarantine/<n>.seg         corrupt segments, moved aside and reported
 //!
 //! segment = "OBSSPL01" record*
@@ -19,6 +20,15 @@
 //!
 //! OTLP requests are plain concatenations of repeated fields, so the shipper sends several
 //! records of one kind as one request by concatenating their payloads.
+//!
+//! # Consumers
+//!
+//! The store is consumer 0 (`ack`); each `[[collector.forward]]` destination is another
+//! consumer with its own cursor (`ack.<name>`, by name so that reordering the config keeps
+//! them; a new one starts with whatever the spool still holds). A segment is deleted once
+//! every consumer has passed it. Backpressure waits for the store only: when the spool is full
+//! and the store already has the oldest segment, it goes at once, and forwards still behind it
+//! lose it (counted and logged), so a dead forward never holds the node back.
 //!
 //! # Invariants and recovery
 //!
@@ -99,6 +109,8 @@ pub struct SpoolConfig {
     pub max_bytes: u64,
     /// How long a full spool holds writers back before it drops the oldest segment.
     pub full_wait: Duration,
+    /// Names of the consumers after the store (consumer 0): consumer `i` is `consumers[i - 1]`.
+    pub consumers: Vec<String>,
 }
 
 impl Default for SpoolConfig {
@@ -107,6 +119,7 @@ impl Default for SpoolConfig {
             segment_bytes: 16 << 20,
             max_bytes: 1 << 30,
             full_wait: Duration::from_secs(30),
+            consumers: Vec::new(),
         }
     }
 }
@@ -119,6 +132,8 @@ pub struct SpoolStats {
     pub dropped_records: AtomicU64,
     pub dropped_bytes: AtomicU64,
     pub quarantined_segments: AtomicU64,
+    /// Records forward destinations lost to a full spool (the store had them).
+    pub forward_dropped_records: AtomicU64,
     pub torn_bytes: AtomicU64,
 }
 
@@ -128,12 +143,18 @@ struct Inner {
     segments: BTreeMap<u64, u64>,
     active: u64,
     durable: Position,
-    acked: Position,
+    /// Per consumer: what it has accepted.
+    acks: Vec<Position>,
 }
 
 impl Inner {
     fn total(&self) -> u64 {
         self.segments.values().sum()
+    }
+
+    /// Where the slowest consumer is.
+    fn min_ack(&self) -> Position {
+        self.acks.iter().copied().min().unwrap_or_default()
     }
 }
 
@@ -155,6 +176,14 @@ fn segment_name(n: u64) -> String {
 
 fn parse_segment_name(name: &str) -> Option<u64> {
     name.strip_suffix(".seg")?.parse().ok()
+}
+
+/// The file holding consumer `i`'s cursor.
+fn ack_file(cfg: &SpoolConfig, i: usize) -> String {
+    match i {
+        0 => ACK_FILE.to_string(),
+        i => format!("{ACK_FILE}.{}", cfg.consumers[i - 1]),
+    }
 }
 
 fn encode_ack(p: Position) -> Vec<u8> {
@@ -213,13 +242,18 @@ impl Spool {
         }
         let stats = SpoolStats::default();
         let names = fs.list()?;
-        let acked = match names.iter().any(|n| n == ACK_FILE) {
-            true => decode_ack(&fs.read_at(ACK_FILE, 0, 20)?).unwrap_or_else(|| {
-                tracing::warn!("the spool's ack file is damaged; resending everything spooled");
-                Position::default()
-            }),
-            false => Position::default(),
-        };
+        let mut acks = Vec::new();
+        for i in 0..=cfg.consumers.len() {
+            let file = ack_file(&cfg, i);
+            acks.push(match names.contains(&file) {
+                true => decode_ack(&fs.read_at(&file, 0, 20)?).unwrap_or_else(|| {
+                    tracing::warn!(file, "a spool ack file is damaged; resending everything spooled");
+                    Position::default()
+                }),
+                false => Position::default(),
+            });
+        }
+        let acked = acks.iter().copied().min().unwrap_or_default();
         let mut segments = BTreeMap::new();
         for n in names.iter().filter_map(|n| parse_segment_name(n)) {
             if n < acked.segment {
@@ -267,7 +301,7 @@ impl Spool {
                     segment: active,
                     offset: 0,
                 },
-                acked,
+                acks,
             }),
             space: Condvar::new(),
             appended: tokio::sync::Notify::new(),
@@ -293,7 +327,14 @@ impl Spool {
         let deadline = Instant::now() + self.cfg.full_wait;
         while inner.total() + len + HEADER > self.cfg.max_bytes {
             let now = Instant::now();
-            if now < deadline {
+            let store_behind = inner.segments.iter().next().is_some_and(|(&oldest, &len)| {
+                inner.acks[0]
+                    < Position {
+                        segment: oldest,
+                        offset: len,
+                    }
+            });
+            if now < deadline && store_behind {
                 inner = self
                     .space
                     .wait_timeout(inner, deadline - now)
@@ -357,20 +398,38 @@ impl Spool {
         }
         self.fs.remove(&name)?;
         inner.segments.remove(&oldest);
-        if inner.acked.segment <= oldest {
-            inner.acked = Position {
-                segment: oldest + 1,
-                offset: 0,
-            };
+        let mut losers = Vec::new();
+        for (i, ack) in inner.acks.iter_mut().enumerate() {
+            if ack.segment <= oldest {
+                *ack = Position {
+                    segment: oldest + 1,
+                    offset: 0,
+                };
+                losers.push(i);
+            }
         }
-        self.stats.dropped_records.fetch_add(records, Ordering::Relaxed);
-        self.stats.dropped_bytes.fetch_add(len, Ordering::Relaxed);
-        tracing::warn!(
-            records,
-            bytes = len,
-            wait = ?self.cfg.full_wait,
-            "spool full: dropped its oldest segment (the store has been unreachable too long for the spool's max_bytes)"
-        );
+        if losers.first() == Some(&0) {
+            self.stats.dropped_records.fetch_add(records, Ordering::Relaxed);
+            self.stats.dropped_bytes.fetch_add(len, Ordering::Relaxed);
+            tracing::warn!(
+                records,
+                bytes = len,
+                wait = ?self.cfg.full_wait,
+                "spool full: dropped its oldest segment (the store has been unreachable too long for the spool's max_bytes)"
+            );
+        }
+        for &i in losers.iter().filter(|&&i| i > 0) {
+            let name = &self.cfg.consumers[i - 1];
+            self.stats
+                .forward_dropped_records
+                .fetch_add(records, Ordering::Relaxed);
+            tracing::warn!(
+                records,
+                bytes = len,
+                forward = %name,
+                "spool full: forward {name} lost the oldest segment (it has been unreachable too long for the spool's max_bytes; the store has it)"
+            );
+        }
         Ok(())
     }
 
@@ -402,9 +461,9 @@ impl Spool {
         Ok(())
     }
 
-    /// Where reading resumes: the acknowledged position.
-    pub fn acked(&self) -> Position {
-        self.inner.lock().expect("spool lock").acked
+    /// Where reading resumes for `consumer` (0 = the store): its acknowledged position.
+    pub fn acked(&self, consumer: usize) -> Position {
+        self.inner.lock().expect("spool lock").acks[consumer]
     }
 
     /// Bytes on disk in segments.
@@ -536,14 +595,17 @@ impl Spool {
         })
     }
 
-    /// Records that everything up to `pos` was delivered; deletes finished segments.
-    pub fn ack(&self, pos: Position) -> io::Result<()> {
+    /// Records that everything up to `pos` was delivered to `consumer`; deletes the segments
+    /// every consumer is done with.
+    pub fn ack(&self, consumer: usize, pos: Position) -> io::Result<()> {
         let mut inner = self.inner.lock().expect("spool lock");
-        if pos <= inner.acked {
+        if pos <= inner.acks[consumer] {
             return Ok(());
         }
-        self.fs.write_atomic(ACK_FILE, &encode_ack(pos))?;
-        inner.acked = pos;
+        self.fs
+            .write_atomic(&ack_file(&self.cfg, consumer), &encode_ack(pos))?;
+        inner.acks[consumer] = pos;
+        let pos = inner.min_ack();
         let done: Vec<u64> = inner
             .segments
             .iter()

@@ -9,6 +9,7 @@ fn small() -> SpoolConfig {
         segment_bytes: 256,
         max_bytes: 1 << 20,
         full_wait: Duration::from_millis(10),
+        ..SpoolConfig::default()
     }
 }
 
@@ -24,7 +25,12 @@ fn id_of(r: &Record) -> u64 {
 
 /// Reads everything from the acknowledged position, acknowledging as it goes.
 fn drain(spool: &Spool) -> Vec<u64> {
-    drain_from(spool, spool.acked())
+    drain_for(spool, 0)
+}
+
+/// [`drain`] for one consumer.
+fn drain_for(spool: &Spool, consumer: usize) -> Vec<u64> {
+    drain_from_as(spool, consumer, spool.acked(consumer))
 }
 
 #[test]
@@ -111,6 +117,7 @@ fn a_full_spool_waits_then_drops_the_oldest_segment_and_counts_it() {
         segment_bytes: 200,
         max_bytes: 400,
         full_wait: Duration::from_millis(20),
+        ..SpoolConfig::default()
     };
     let spool = Spool::open(fs, cfg).unwrap();
     let started = Instant::now();
@@ -137,6 +144,7 @@ fn a_waiting_writer_gets_in_when_the_shipper_frees_space() {
         segment_bytes: 200,
         max_bytes: 400,
         full_wait: Duration::from_secs(30),
+        ..SpoolConfig::default()
     };
     let spool = Arc::new(Spool::open(fs, cfg).unwrap());
     let writer = {
@@ -148,17 +156,87 @@ fn a_waiting_writer_gets_in_when_the_shipper_frees_space() {
         })
     };
     let mut got = Vec::new();
-    let mut at = spool.acked();
+    let mut at = spool.acked(0);
     while got.len() < 20 {
         let b = spool.read(at, 1000).unwrap();
         got.extend(b.records.iter().map(id_of));
         at = b.next;
-        spool.ack(at).unwrap();
+        spool.ack(0, at).unwrap();
         std::thread::sleep(Duration::from_millis(1));
     }
     writer.join().unwrap();
     assert_eq!(got, (0..20).collect::<Vec<_>>());
     assert_eq!(spool.stats.dropped_records.load(Ordering::Relaxed), 0);
+}
+
+fn segments(fs: &MemFs) -> usize {
+    fs.list().unwrap().iter().filter(|n| n.ends_with(".seg")).count()
+}
+
+#[test]
+fn every_consumer_gets_every_record_and_segments_go_once_all_passed() {
+    let fs = Arc::new(MemFs::default());
+    let cfg = SpoolConfig {
+        consumers: vec!["loki".into()],
+        ..small()
+    };
+    let spool = Spool::open(fs.clone(), cfg.clone()).unwrap();
+    for id in 0..20 {
+        spool.append(Kind::Logs, &payload(id, 30)).unwrap();
+    }
+    assert_eq!(drain_for(&spool, 0), (0..20).collect::<Vec<_>>());
+    assert!(segments(&fs) > 3, "the forward still needs them");
+    drop(spool);
+    let spool = Spool::open(fs.clone(), cfg).unwrap();
+    assert_eq!(
+        drain_for(&spool, 0),
+        Vec::<u64>::new(),
+        "the store's cursor was kept"
+    );
+    assert_eq!(
+        drain_for(&spool, 1),
+        (0..20).collect::<Vec<_>>(),
+        "so was the forward's"
+    );
+    assert_eq!(segments(&fs), 0, "every segment is gone once both passed it");
+    assert!(fs.list().unwrap().contains(&"ack.loki".to_string()));
+}
+
+#[test]
+fn a_lagging_forward_never_holds_the_store_back() {
+    let fs = Arc::new(MemFs::default());
+    let cfg = SpoolConfig {
+        segment_bytes: 200,
+        max_bytes: 400,
+        full_wait: Duration::from_secs(600),
+        consumers: vec!["down".into()],
+    };
+    let spool = Spool::open(fs, cfg).unwrap();
+    let mut store = Vec::new();
+    let mut at = spool.acked(0);
+    for id in 0..30 {
+        // Would wait 10 minutes if a full spool waited for the forward too.
+        spool.append(Kind::Logs, &payload(id, 40)).unwrap();
+        let b = spool.read(at, 1000).unwrap();
+        store.extend(b.records.iter().map(id_of));
+        at = b.next;
+        spool.ack(0, at).unwrap();
+    }
+    assert_eq!(store, (0..30).collect::<Vec<_>>());
+    assert_eq!(
+        spool.stats.dropped_records.load(Ordering::Relaxed),
+        0,
+        "the store lost nothing"
+    );
+    let lost = spool.stats.forward_dropped_records.load(Ordering::Relaxed);
+    assert!(lost > 0, "the forward fell behind a full spool");
+    let forward = drain_for(&spool, 1);
+    assert_eq!(
+        forward.len() as u64 + lost,
+        30,
+        "every record is delivered or counted"
+    );
+    assert_eq!(*forward.last().unwrap(), 29, "the newest are kept");
 }
 
 #[derive(Debug, Clone)]
@@ -192,7 +270,7 @@ proptest! {
         let mut delivered: Vec<u64> = Vec::new();
         let mut unacked: Vec<u64> = Vec::new();
         let mut may_repeat: BTreeSet<u64> = BTreeSet::new();
-        let mut cursor = spool.acked();
+        let mut cursor = spool.acked(0);
         for op in ops {
             match op {
                 Op::Append(len) => {
@@ -212,7 +290,7 @@ proptest! {
                     cursor = b.next;
                     // Acknowledge every other batch, so some stay unacknowledged.
                     if max % 2 == 0 {
-                        spool.ack(cursor).unwrap();
+                        spool.ack(0, cursor).unwrap();
                         unacked.clear();
                     }
                 }
@@ -222,7 +300,7 @@ proptest! {
                     spool = Spool::open(fs.clone(), small()).unwrap();
                     may_repeat.extend(unacked.drain(..));
                     pending.clear();
-                    cursor = spool.acked();
+                    cursor = spool.acked(0);
                 }
             }
         }
@@ -245,7 +323,11 @@ proptest! {
     }
 }
 
-fn drain_from(spool: &Spool, mut at: Position) -> Vec<u64> {
+fn drain_from(spool: &Spool, at: Position) -> Vec<u64> {
+    drain_from_as(spool, 0, at)
+}
+
+fn drain_from_as(spool: &Spool, consumer: usize, mut at: Position) -> Vec<u64> {
     let mut ids = Vec::new();
     loop {
         let b = spool.read(at, 1000).unwrap();
@@ -254,6 +336,6 @@ fn drain_from(spool: &Spool, mut at: Position) -> Vec<u64> {
         }
         ids.extend(b.records.iter().map(id_of));
         at = b.next;
-        spool.ack(at).unwrap();
+        spool.ack(consumer, at).unwrap();
     }
 }
