@@ -67,7 +67,8 @@ pub struct Forward {
     /// (`ack.<name>`): letters, digits, `-` and `_`.
     pub name: String,
     /// `otlp`: `http(s)://host:4317`; `otlp-http`: the base URL (`/v1/logs` etc. are
-    /// appended); `loki`: the push URL (`…/loki/api/v1/push`).
+    /// appended); `loki`: the push URL (`…/loki/api/v1/push`); `remote-write`: the
+    /// remote_write URL (`…/api/v1/write`).
     pub url: String,
     pub protocol: Protocol,
     /// Bearer token sent with every request.
@@ -95,6 +96,8 @@ pub enum Protocol {
     OtlpHttp,
     /// Loki's push API: logs only.
     Loki,
+    /// Prometheus remote_write 1.0: metrics only.
+    RemoteWrite,
 }
 
 /// Checks every `[[collector.forward]]`: names fit for a file name and a label value, and

@@ -1,5 +1,6 @@
-//! Forward destinations over HTTP: `[[collector.forward]]` entries with protocol `otlp-http`
-//! or `loki` (`otlp` forwards use the store's gRPC [`crate::export::Exporter`]).
+//! Forward destinations over HTTP: `[[collector.forward]]` entries with protocol `otlp-http`,
+//! `loki` or `remote-write` (`otlp` forwards use the store's gRPC
+//! [`crate::export::Exporter`]).
 //!
 //! Each forward is a consumer of the spool with its own cursor (see `spool`), shipped by the
 //! same pipeline as the store ([`crate::export::ship`]): it reads the spooled OTLP requests,
@@ -9,6 +10,7 @@
 //! |----------------|---------|-------------------------------------------------------------|
 //! | `otlp-http`    | all     | `POST <url>/v1/{logs,metrics,traces}`, the spooled protobuf |
 //! | `loki`         | logs    | `POST <url>`, Loki push JSON, gzip                          |
+//! | `remote-write` | metrics | `POST <url>`, remote_write 1.0, snappy (`remote_write.rs`)  |
 //!
 //! Loki streams are labelled the way Loki 3's OTLP ingest does: the well-known resource
 //! attributes (and those named in `obs.index_labels`) become labels with `.` → `_`; other
@@ -56,6 +58,7 @@ const INDEX_LABELS_ATTRIBUTE: &str = "obs.index_labels";
 enum HttpProtocol {
     OtlpHttp,
     Loki,
+    RemoteWrite,
 }
 
 /// An HTTP forward destination.
@@ -72,6 +75,7 @@ impl HttpSink {
         let protocol = match f.protocol {
             Protocol::OtlpHttp => HttpProtocol::OtlpHttp,
             Protocol::Loki => HttpProtocol::Loki,
+            Protocol::RemoteWrite => HttpProtocol::RemoteWrite,
             Protocol::Otlp => anyhow::bail!("forward {}: otlp goes over gRPC, not HTTP", f.name),
         };
         let mut config = ureq::Agent::config_builder()
@@ -113,11 +117,14 @@ impl HttpSink {
         match self.protocol {
             HttpProtocol::OtlpHttp => true,
             HttpProtocol::Loki => kind == Kind::Logs,
+            HttpProtocol::RemoteWrite => kind == Kind::Metrics,
         }
     }
 
     /// Sends one spooled request (concatenated OTLP payloads of `kind`) in this protocol.
+    /// Answers like an OTLP export: what could not be sent shows as a partial success.
     pub async fn send(&self, kind: Kind, body: Bytes) -> Result<Bytes, Status> {
+        let mut answer = Bytes::new();
         let (url, headers, payload): (String, Vec<(&str, &str)>, Vec<u8>) = match self.protocol {
             HttpProtocol::OtlpHttp => {
                 let signal = match kind {
@@ -136,6 +143,22 @@ impl HttpSink {
                 vec![("content-type", "application/json"), ("content-encoding", "gzip")],
                 gzip(&loki_push(&body)?),
             ),
+            HttpProtocol::RemoteWrite => {
+                let (write, skipped) =
+                    crate::remote_write::encode(&body).map_err(Status::invalid_argument)?;
+                if skipped > 0 {
+                    answer = partial_metrics(skipped);
+                }
+                (
+                    self.url.clone(),
+                    vec![
+                        ("content-type", "application/x-protobuf"),
+                        ("content-encoding", "snappy"),
+                        ("x-prometheus-remote-write-version", "0.1.0"),
+                    ],
+                    write,
+                )
+            }
         };
         let (agent, auth) = (self.agent.clone(), self.auth.clone());
         let headers: Vec<(String, String)> = headers.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
@@ -151,15 +174,15 @@ impl HttpSink {
                 .send(&payload[..])
                 .map_err(|e| Status::unavailable(format!("cannot reach {url}: {e}")))?;
             let status = resp.status().as_u16();
-            let answer = resp.body_mut().read_to_vec().unwrap_or_default();
+            let said = resp.body_mut().read_to_vec().unwrap_or_default();
             let text = || {
                 format!(
                     "{url} answered {status}: {}",
-                    String::from_utf8_lossy(&answer).trim()
+                    String::from_utf8_lossy(&said).trim()
                 )
             };
             match status {
-                200..=299 => Ok(Bytes::new()),
+                200..=299 => Ok(answer),
                 400 | 413 | 422 => Err(Status::invalid_argument(text())),
                 401 | 403 => Err(Status::unauthenticated(text())),
                 _ => Err(Status::unavailable(text())),
@@ -170,13 +193,29 @@ impl HttpSink {
     }
 }
 
+/// An OTLP metrics answer saying `n` points were not sent.
+fn partial_metrics(n: usize) -> Bytes {
+    use opentelemetry_proto::tonic::collector::metrics::v1::{
+        ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
+    };
+    let answer = ExportMetricsServiceResponse {
+        partial_success: Some(ExportMetricsPartialSuccess {
+            rejected_data_points: n as i64,
+            error_message: "delta temporality and exponential histograms have no remote_write 1.0 form; \
+                            configure the exporter for cumulative explicit-bucket histograms"
+                .into(),
+        }),
+    };
+    answer.encode_to_vec().into()
+}
+
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     enc.write_all(data).expect("writing to memory");
     enc.finish().expect("writing to memory")
 }
 
-fn value_string(v: Option<&AnyValue>) -> String {
+pub(crate) fn value_string(v: Option<&AnyValue>) -> String {
     match v.and_then(|v| v.value.as_ref()) {
         Some(any_value::Value::StringValue(s)) => s.clone(),
         Some(any_value::Value::BoolValue(b)) => b.to_string(),

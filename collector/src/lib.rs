@@ -39,6 +39,7 @@ mod otlp;
 mod parse;
 mod receiver;
 pub mod relabel;
+mod remote_write;
 pub mod scrape;
 pub mod spool;
 

@@ -155,3 +155,235 @@ url = "http://127.0.0.1:{down}"
     );
     drop(collector);
 }
+
+fn which(bin: &str) -> std::path::PathBuf {
+    let out = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {bin}")])
+        .output()
+        .unwrap();
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        !path.is_empty(),
+        "{bin} is not installed: scripts/test installs it"
+    );
+    path.into()
+}
+
+/// An app's OTLP metrics as the OpenTelemetry SDKs send them: a counter, a gauge with a unit
+/// and a histogram, on a resource with job/instance attributes and one more.
+fn app_metrics(t_ns: u64) -> Vec<u8> {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::metrics::v1::{
+        metric::Data, number_data_point::Value, AggregationTemporality, Gauge, Histogram, HistogramDataPoint,
+        Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
+    };
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use prost::Message;
+    let kv = |k: &str, v: &str| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.into())),
+        }),
+        ..Default::default()
+    };
+    let point = |v: f64| NumberDataPoint {
+        attributes: vec![kv("http.method", "GET")],
+        time_unix_nano: t_ns,
+        value: Some(Value::AsDouble(v)),
+        ..Default::default()
+    };
+    let metric = |name: &str, unit: &str, data: Data| Metric {
+        name: name.into(),
+        unit: unit.into(),
+        data: Some(data),
+        ..Default::default()
+    };
+    let cumulative = AggregationTemporality::Cumulative as i32;
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("service.name", "shop"),
+                    kv("service.namespace", "prod"),
+                    kv("service.instance.id", "web-1"),
+                    kv("host.arch", "amd64"),
+                ],
+                ..Default::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![
+                    metric(
+                        "http.server.requests",
+                        "{request}",
+                        Data::Sum(Sum {
+                            data_points: vec![point(42.0)],
+                            aggregation_temporality: cumulative,
+                            is_monotonic: true,
+                        }),
+                    ),
+                    metric(
+                        "process.memory.usage",
+                        "By",
+                        Data::Gauge(Gauge {
+                            data_points: vec![point(1e6)],
+                        }),
+                    ),
+                    metric(
+                        "http.server.duration",
+                        "s",
+                        Data::Histogram(Histogram {
+                            data_points: vec![HistogramDataPoint {
+                                attributes: vec![kv("http.route", "/cart")],
+                                time_unix_nano: t_ns,
+                                count: 4,
+                                sum: Some(1.5),
+                                bucket_counts: vec![1, 2, 1],
+                                explicit_bounds: vec![0.1, 0.5],
+                                ..Default::default()
+                            }],
+                            aggregation_temporality: cumulative,
+                        }),
+                    ),
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+/// The label sets `/api/v1/series` gives for `selector` over the last hour, sorted.
+fn series(base: &str, selector: &str) -> Vec<serde_json::Value> {
+    let now = obs_e2e::now_ns() / 1_000_000_000;
+    let url = format!(
+        "{base}/api/v1/series?match[]={}&start={}&end={}",
+        enc(selector),
+        now - 3600,
+        now + 60
+    );
+    let (status, body) = http_get(&url).unwrap_or_else(|e| panic!("{url}: {e}"));
+    assert_eq!(status, 200, "{url}: {body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let mut out = v["data"].as_array().cloned().unwrap_or_default();
+    out.sort_by_key(|s| s.to_string());
+    out
+}
+
+#[test]
+fn metrics_reach_prometheus_over_remote_write_named_as_in_the_store() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let store = StoreProc::start(dir);
+    let prom_port = free_port();
+    std::fs::write(dir.join("prometheus.yml"), "global:\n  scrape_interval: 15s\n").unwrap();
+    let mut prom = Proc::spawn(
+        "prometheus",
+        &which("prometheus"),
+        &[
+            &format!("--config.file={}", dir.join("prometheus.yml").display()),
+            &format!("--storage.tsdb.path={}", dir.join("prom-data").display()),
+            &format!("--web.listen-address=127.0.0.1:{prom_port}"),
+            "--web.enable-remote-write-receiver",
+        ],
+        dir,
+    );
+    let prom_url = format!("http://127.0.0.1:{prom_port}");
+    prom.wait_http_ok(&format!("{prom_url}/-/ready"), Duration::from_secs(60));
+    let http = free_port();
+    std::fs::write(
+        dir.join("collector.toml"),
+        format!(
+            r#"version = 1
+[collector]
+store = "http://{grpc}"
+host_metrics = true
+host_metrics_interval_secs = 1
+otlp_grpc_addr = "127.0.0.1:{otlp}"
+otlp_http_addr = "127.0.0.1:{http}"
+
+[[collector.forward]]
+name = "prometheus"
+protocol = "remote-write"
+url = "{prom_url}/api/v1/write"
+"#,
+            grpc = store.grpc_addr(),
+            otlp = free_port(),
+        ),
+    )
+    .unwrap();
+    let mut collector = Proc::obs(
+        "collector",
+        &["collector", "--config", "collector.toml", "--data-dir", "cdata"],
+        dir,
+    );
+    collector.wait_http_ok(
+        &format!("http://127.0.0.1:{http}/metrics"),
+        Duration::from_secs(30),
+    );
+    let (status, answer) = obs_e2e::http_post(
+        &format!("http://127.0.0.1:{http}/v1/metrics"),
+        "application/x-protobuf",
+        &app_metrics(obs_e2e::now_ns() as u64),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{answer}");
+
+    // The app's series: the same names and labels in Prometheus as in the store.
+    let app = r#"{job="prod/shop"}"#;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (in_prom, in_store) = loop {
+        let (p, s) = (series(&prom_url, app), series(&store.url(""), app));
+        // counter, gauge, 3 buckets + sum + count, target_info
+        if p.len() >= 8 && s.len() >= 8 {
+            break (p, s);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "app series: prometheus {p:?}, store {s:?}\n{}",
+            collector.describe()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(in_prom, in_store, "one name and label set per series in both");
+    let names: Vec<&str> = in_prom.iter().filter_map(|s| s["__name__"].as_str()).collect();
+    for want in [
+        "http_server_requests_total",
+        "process_memory_usage_bytes",
+        "http_server_duration_seconds_bucket",
+        "http_server_duration_seconds_count",
+        "target_info",
+    ] {
+        assert!(names.contains(&want), "{want} in {names:?}");
+    }
+    let v = get_json(&format!(
+        "{prom_url}/api/v1/query?query={}",
+        enc(r#"http_server_duration_seconds_bucket{le="0.5"}"#)
+    ));
+    assert_eq!(v["data"]["result"][0]["value"][1], "3", "cumulative buckets: {v}");
+
+    // Host metrics under node_exporter names, as in the store.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (p, s) = (
+            series(&prom_url, "node_load1"),
+            series(&store.url(""), "node_load1"),
+        );
+        if !p.is_empty() && p == s {
+            assert_eq!(p[0]["job"], "node", "{p:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node_load1: prometheus {p:?}, store {s:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn get_json(url: &str) -> serde_json::Value {
+    let (status, body) = http_get(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+    assert_eq!(status, 200, "{url}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
