@@ -259,6 +259,10 @@ pub struct FileSource {
     /// Longer lines are cut to this many bytes and counted (`obs_collector_lines_truncated_total`).
     #[serde(default = "default_max_line_bytes")]
     pub max_line_bytes: usize,
+    /// Read gzip'd files the globs match (logrotate's `compress`), decompressed; a file read
+    /// partly before it was compressed goes on where it stopped. Off: they are skipped.
+    #[serde(default)]
+    pub read_gzip: bool,
     /// Join continuation lines (stack traces) to the line that starts an event.
     #[serde(default)]
     pub multiline: Option<Multiline>,
@@ -298,6 +302,7 @@ impl FileSource {
             labels: Default::default(),
             start_at: StartAt::default(),
             max_line_bytes: default_max_line_bytes(),
+            read_gzip: false,
             multiline: None,
             parse: None,
             format: Format::Plain,

@@ -21,7 +21,14 @@
 //! copytruncate leaves (new inode, same content) resumes where the original was, while a
 //! new file that merely starts with the same line is read from its start.
 //!
-//! Checkpoint file: `{"version":1,"files":[{"fingerprint","device","inode","offset","tail","path"}]}`.
+//! Gzip'd files (`read_gzip = true`, see `gz.rs`) are read through their decompressed content
+//! with the same fingerprints, offsets and tail hashes, so the compressed copy of a file read
+//! partly goes on where it stopped. Positions of files that are gone are kept for a day, for
+//! the copy that logrotate's `compress` makes later; without `read_gzip`, gzip'd files the
+//! globs match are skipped (not read as binary lines).
+//!
+//! Checkpoint file: `{"version":1,"files":[{"fingerprint","device","inode","offset","tail","path","seen"}]}`
+//! (`seen`: Unix seconds the file was last seen; absent in older files, read as 0).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
@@ -40,7 +47,7 @@ use crate::otlp::string_kv;
 use crate::parse;
 use crate::spool::{Kind, Position, Spool};
 
-const FINGERPRINT_BYTES: usize = 256;
+pub(crate) const FINGERPRINT_BYTES: usize = 256;
 /// Largest read and largest batch of lines per spool record (see `with_batch_bytes`).
 const BATCH_BYTES: usize = 1 << 20;
 const SCAN_EVERY: Duration = Duration::from_secs(1);
@@ -77,7 +84,14 @@ struct Saved {
     /// only resumed at `offset` if these bytes match too.
     tail: u64,
     path: PathBuf,
+    /// Unix seconds when the file was last seen: the position is kept for
+    /// [`GONE_GRACE`] after the file is gone, for the gzip'd copy logrotate makes of it.
+    #[serde(default)]
+    seen: u64,
 }
+
+/// How long the position of a file that is gone is kept.
+const GONE_GRACE: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug, Serialize, Deserialize)]
 struct CheckpointFile<S> {
@@ -86,7 +100,7 @@ struct CheckpointFile<S> {
 }
 
 /// FNV-1a, 64-bit: a fingerprint that stays the same across builds and platforms.
-fn fnv(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf29ce484222325, |h, b| {
         (h ^ *b as u64).wrapping_mul(0x100000001b3)
     })
@@ -112,11 +126,16 @@ fn fingerprint(file: &File) -> std::io::Result<Option<u64>> {
             k => n += k,
         }
     }
-    Ok(match buf[..n].iter().position(|b| *b == b'\n') {
-        Some(nl) => Some(fnv(&buf[..=nl])),
-        None if n == FINGERPRINT_BYTES => Some(fnv(&buf)),
+    Ok(first_line_fingerprint(&buf[..n]))
+}
+
+/// The fingerprint of content starting with `head` (its first 256 bytes, or all of it).
+pub(crate) fn first_line_fingerprint(head: &[u8]) -> Option<u64> {
+    match head.iter().position(|b| *b == b'\n') {
+        Some(nl) => Some(fnv(&head[..=nl])),
+        None if head.len() >= FINGERPRINT_BYTES => Some(fnv(&head[..FINGERPRINT_BYTES])),
         None => None,
-    })
+    }
 }
 
 struct Source {
@@ -161,6 +180,8 @@ struct Tail {
     batch: crate::logenc::LogRecords,
     grew: Instant,
     seen: bool,
+    /// Set for a gzip'd file: read through its decompressed content, never grows.
+    gz: Option<crate::gz::Gz>,
 }
 
 impl Tail {
@@ -342,6 +363,13 @@ impl FileTailer {
         let now = Instant::now();
         let mut closing = Vec::new();
         for (k, t) in &mut self.tails {
+            if let Some(gz) = &t.gz {
+                // Never grows nor rotates; closed once read and no longer matched.
+                if !t.seen && gz.done() && now.duration_since(t.grew) >= CLOSE_IDLE {
+                    closing.push(*k);
+                }
+                continue;
+            }
             let len = t.file.metadata().map(|m| m.len()).unwrap_or(0);
             lag += len.saturating_sub(t.offset);
             if len < t.offset {
@@ -402,7 +430,21 @@ impl FileTailer {
             return Ok(());
         };
         let file = File::open(path)?;
-        let Some(fp) = fingerprint(&file)? else {
+        let gzip = crate::gz::is_gzip(&file);
+        if gzip && !source.cfg.read_gzip {
+            tracing::info!(path = %path.display(), "not reading a gzip'd file (read_gzip = true reads them)");
+            self.ignored.insert(path.to_path_buf());
+            return Ok(());
+        }
+        let modified = meta.modified().ok().and_then(|m| m.elapsed().ok());
+        if gzip && modified.is_some_and(|age| age < CLOSE_IDLE) {
+            return Ok(()); // still being compressed: taken once it has been still for a while
+        }
+        let fp = match gzip {
+            true => crate::gz::Gz::fingerprint(&file),
+            false => fingerprint(&file),
+        };
+        let Some(fp) = fp? else {
             return Ok(());
         };
         let id = FileId {
@@ -411,20 +453,46 @@ impl FileTailer {
             inode: meta.ino(),
         };
         // A saved position for this file, or for the same content under another inode (the
-        // copy copytruncate leaves): resumed only if the bytes before it match.
-        let resume = self
+        // copy copytruncate leaves, the gzip'd copy logrotate makes): resumed only if the
+        // bytes before it match.
+        let candidates = self
             .saved
             .get(&id)
             .into_iter()
-            .chain(self.saved.values().filter(|s| s.id.fingerprint == fp))
-            .find(|s| s.offset <= meta.len() && tail_hash(&file, s.offset) == s.tail)
-            .map(|s| s.offset);
-        let offset = match resume {
-            Some(o) => o,
-            None if self.first_scan && self.sources[si].cfg.start_at == StartAt::End => meta.len(),
-            None => 0,
+            .chain(self.saved.values().filter(|s| s.id.fingerprint == fp));
+        let start_at_end = self.first_scan && self.sources[si].cfg.start_at == StartAt::End;
+        let (offset, gz) = if gzip {
+            let mut resume = None;
+            for s in candidates {
+                let mut gz = crate::gz::Gz::open(&file)?;
+                if gz.skip_to(s.offset)? == Some(s.tail) {
+                    resume = Some((s.offset, gz));
+                    break;
+                }
+            }
+            let (offset, gz) = match resume {
+                Some(r) => r,
+                None if start_at_end => {
+                    let mut gz = crate::gz::Gz::open(&file)?;
+                    gz.skip_to(u64::MAX)?;
+                    (gz.pos(), gz)
+                }
+                None => (0, crate::gz::Gz::open(&file)?),
+            };
+            (offset, Some(gz))
+        } else {
+            let resume = candidates
+                .into_iter()
+                .find(|s| s.offset <= meta.len() && tail_hash(&file, s.offset) == s.tail)
+                .map(|s| s.offset);
+            let offset = match resume {
+                Some(o) => o,
+                None if start_at_end => meta.len(),
+                None => 0,
+            };
+            (offset, None)
         };
-        tracing::debug!(path = %path.display(), offset, "watching");
+        tracing::debug!(path = %path.display(), offset, gzip, "watching");
         self.tails.insert(
             key,
             Tail {
@@ -442,6 +510,7 @@ impl FileTailer {
                 batch: Default::default(),
                 grew: Instant::now(),
                 seen: true,
+                gz,
             },
         );
         Ok(())
@@ -454,8 +523,16 @@ impl FileTailer {
         let mut buf = vec![0u8; read_bytes];
         for k in keys {
             let Some(t) = self.tails.get_mut(&k) else { continue };
-            let n = match t.file.read_at(&mut buf, t.offset) {
+            let read = match &mut t.gz {
+                Some(gz) => gz.read(&mut buf),
+                None => t.file.read_at(&mut buf, t.offset),
+            };
+            let n = match read {
                 Ok(n) => n,
+                Err(e) if t.gz.is_some() => {
+                    tracing::warn!(path = %t.path.display(), error = %e, offset = t.offset, "a gzip'd file is damaged or cut short: read up to here");
+                    0
+                }
                 Err(e) => {
                     tracing::warn!(path = %t.path.display(), error = %e, "read failed");
                     continue;
@@ -468,6 +545,14 @@ impl FileTailer {
                 self.stats.bytes.fetch_add(n as u64, Ordering::Relaxed);
                 self.lines(k, &buf[..n]);
             }
+            if n == 0
+                && self
+                    .tails
+                    .get(&k)
+                    .is_some_and(|t| t.gz.as_ref().is_some_and(|g| g.done()))
+            {
+                self.last_line(k);
+            }
             if self
                 .tails
                 .get(&k)
@@ -475,8 +560,26 @@ impl FileTailer {
             {
                 self.flush_batch(k);
             }
+            if let Some(t) = self.tails.get_mut(&k) {
+                let safe = t.safe_offset();
+                if let Some(gz) = &mut t.gz {
+                    gz.forget_before(safe);
+                }
+            }
         }
         total
+    }
+
+    /// At the end of a file that never grows (gzip'd): its last line needs no newline.
+    fn last_line(&mut self, k: (u64, u64)) {
+        let Some(t) = self.tails.get_mut(&k) else { return };
+        if t.carry.is_empty() {
+            return;
+        }
+        let line = std::mem::take(&mut t.carry);
+        let at = t.offset - line.len() as u64;
+        self.stats.lines.fetch_add(1, Ordering::Relaxed);
+        self.line(k, &line, at);
     }
 
     /// Splits new bytes into lines, cutting long ones, and hands them on.
@@ -635,8 +738,12 @@ impl FileTailer {
                     let saved = Saved {
                         id: t.id,
                         offset,
-                        tail: tail_hash(&t.file, offset),
+                        tail: match &t.gz {
+                            Some(gz) => gz.tail_hash(offset),
+                            None => tail_hash(&t.file, offset),
+                        },
                         path: t.path.clone(),
+                        seen: crate::now_secs(),
                     };
                     self.pending.push_back((pos, saved));
                     return;
@@ -667,7 +774,13 @@ impl FileTailer {
         // Forget files no longer tailed and no longer on disk.
         let live: HashSet<FileId> = self.tails.values().map(|t| t.id).collect();
         let before = self.saved.len();
-        self.saved.retain(|id, s| live.contains(id) || s.path.exists());
+        let now = crate::now_secs();
+        self.saved.retain(|id, s| {
+            if live.contains(id) || s.path.exists() {
+                s.seen = now;
+            }
+            now.saturating_sub(s.seen) < GONE_GRACE.as_secs()
+        });
         self.ignored.retain(|p| p.exists());
         changed |= self.saved.len() != before;
         if changed {

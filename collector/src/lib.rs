@@ -31,6 +31,7 @@ mod containers;
 pub mod export;
 pub mod files;
 mod forward;
+mod gz;
 pub mod host;
 mod journald;
 mod logenc;
