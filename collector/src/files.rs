@@ -182,6 +182,8 @@ struct Tail {
     seen: bool,
     /// Set for a gzip'd file: read through its decompressed content, never grows.
     gz: Option<crate::gz::Gz>,
+    /// When the last bytes were read (Unix ns): the lines' observed time.
+    read_ns: u64,
 }
 
 impl Tail {
@@ -511,6 +513,7 @@ impl FileTailer {
                 grew: Instant::now(),
                 seen: true,
                 gz,
+                read_ns: 0,
             },
         );
         Ok(())
@@ -542,6 +545,7 @@ impl FileTailer {
                 total += n;
                 t.offset += n as u64;
                 t.grew = Instant::now();
+                t.read_ns = crate::now_ns();
                 self.stats.bytes.fetch_add(n as u64, Ordering::Relaxed);
                 self.lines(k, &buf[..n]);
             }
@@ -822,7 +826,7 @@ fn push_record(t: &mut Tail, source: &Source, line: &[u8], meta: LineMeta, stats
     }
     t.batch.push(
         meta.time_ns,
-        crate::now_ns(),
+        t.read_ns,
         (severity_number, severity_text),
         line,
         &attributes,

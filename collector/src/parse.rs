@@ -26,29 +26,26 @@ fn severity_of_bytes(level: &[u8]) -> Option<(i32, &'static str)> {
     })
 }
 
-/// The keys that name a level, as searchers built once.
-static LEVEL_KEYS: std::sync::LazyLock<Vec<memchr::memmem::Finder<'static>>> =
-    std::sync::LazyLock::new(|| {
-        ["level=", "\"level\":\"", "\"level\": \"", "lvl=", "severity="]
-            .into_iter()
-            .map(memchr::memmem::Finder::new)
-            .collect()
-    });
+/// The keys that name a level, as one automaton built once (this runs on every line).
+static LEVEL_KEYS: std::sync::LazyLock<aho_corasick::AhoCorasick> = std::sync::LazyLock::new(|| {
+    aho_corasick::AhoCorasick::builder()
+        .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+        .build(["level=", "\"level\":\"", "\"level\": \"", "lvl=", "severity="])
+        .expect("fixed patterns build")
+});
 
 /// Finds a level in the first 256 bytes: `level=x`, `"level":"x"`, or a word like `ERROR`
 /// or `[warn]`.
 pub fn detect_severity(line: &[u8]) -> Option<(i32, &'static str)> {
     let head = &line[..line.len().min(256)];
-    for key in LEVEL_KEYS.iter() {
-        if let Some(at) = key.find(head) {
-            let mut rest = &head[at + key.needle().len()..];
-            while let Some(r) = rest.strip_prefix(b"\"") {
-                rest = r;
-            }
-            let word = rest.iter().take_while(|b| b.is_ascii_alphabetic()).count();
-            if let Some(s) = severity_of_bytes(&rest[..word]) {
-                return Some(s);
-            }
+    for m in LEVEL_KEYS.find_iter(head) {
+        let mut rest = &head[m.end()..];
+        while let Some(r) = rest.strip_prefix(b"\"") {
+            rest = r;
+        }
+        let word = rest.iter().take_while(|b| b.is_ascii_alphabetic()).count();
+        if let Some(s) = severity_of_bytes(&rest[..word]) {
+            return Some(s);
         }
     }
     head.split(|b| !b.is_ascii_alphabetic())
