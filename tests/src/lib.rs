@@ -602,6 +602,27 @@ pub fn enc(s: &str) -> String {
     out
 }
 
+/// GET a JSON document that must be there (200), panicking with what came instead.
+pub fn get_json(url: &str) -> serde_json::Value {
+    let (status, body) = http_get(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+    assert_eq!(status, 200, "{url}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url}: not JSON ({e}): {body}"))
+}
+
+/// The path of an installed program; panics naming how `scripts/test` installs it.
+pub fn which(bin: &str) -> PathBuf {
+    let out = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {bin}")])
+        .output()
+        .expect("sh runs");
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        !path.is_empty(),
+        "{bin} is not installed: scripts/test installs it (apt-get install {bin})"
+    );
+    path.into()
+}
+
 /// GET `url`: (status, body), whatever the status.
 pub fn http_get(url: &str) -> Result<(u16, String), String> {
     http_get_within(url, Duration::from_secs(5))

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use obs_e2e::{enc, free_port, http_get, Proc, StoreProc};
+use obs_e2e::{enc, free_port, get_json, http_get, which, Proc, StoreProc};
 
 const LINES: usize = 300;
 
@@ -13,6 +13,17 @@ const LINES: usize = 300;
 fn metric(page: &str, series: &str) -> Option<f64> {
     page.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// The `[collector]` section: ship to `store`, OTLP receiver on free ports (HTTP on `http`,
+/// for `/metrics`), own metrics every second.
+fn collector_head(store: &StoreProc, http: u16, host_metrics: bool) -> String {
+    format!(
+        "version = 1\n[collector]\nstore = \"http://{}\"\nhost_metrics = {host_metrics}\nhost_metrics_interval_secs = 1\n\
+         otlp_grpc_addr = \"127.0.0.1:{}\"\notlp_http_addr = \"127.0.0.1:{http}\"\n",
+        store.grpc_addr(),
+        free_port()
+    )
 }
 
 fn has_series(store: &StoreProc, query: &str) -> bool {
@@ -38,13 +49,7 @@ fn every_forward_gets_every_line_and_a_dead_one_holds_no_one_back() {
     std::fs::write(
         dir.join("collector.toml"),
         format!(
-            r#"version = 1
-[collector]
-store = "http://{grpc}"
-host_metrics = false
-host_metrics_interval_secs = 1
-otlp_grpc_addr = "127.0.0.1:{otlp}"
-otlp_http_addr = "127.0.0.1:{http}"
+            r#"{head}
 
 [[collector.files]]
 paths = ["{root}/logs/*.log"]
@@ -70,8 +75,7 @@ name = "down"
 protocol = "otlp-http"
 url = "http://127.0.0.1:{down}"
 "#,
-            grpc = store.grpc_addr(),
-            otlp = free_port(),
+            head = collector_head(store, http, false),
             root = dir.display(),
             second_grpc = second.grpc_addr(),
             loki = loki.port,
@@ -154,19 +158,6 @@ url = "http://127.0.0.1:{down}"
         "each forward keeps its own cursor in the spool"
     );
     drop(collector);
-}
-
-fn which(bin: &str) -> std::path::PathBuf {
-    let out = std::process::Command::new("sh")
-        .args(["-c", &format!("command -v {bin}")])
-        .output()
-        .unwrap();
-    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert!(
-        !path.is_empty(),
-        "{bin} is not installed: scripts/test installs it"
-    );
-    path.into()
 }
 
 /// An app's OTLP metrics as the OpenTelemetry SDKs send them: a counter, a gauge with a unit
@@ -263,10 +254,7 @@ fn series(base: &str, selector: &str) -> Vec<serde_json::Value> {
         now - 3600,
         now + 60
     );
-    let (status, body) = http_get(&url).unwrap_or_else(|e| panic!("{url}: {e}"));
-    assert_eq!(status, 200, "{url}: {body}");
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let mut out = v["data"].as_array().cloned().unwrap_or_default();
+    let mut out = get_json(&url)["data"].as_array().cloned().unwrap_or_default();
     out.sort_by_key(|s| s.to_string());
     out
 }
@@ -295,21 +283,14 @@ fn metrics_reach_prometheus_over_remote_write_named_as_in_the_store() {
     std::fs::write(
         dir.join("collector.toml"),
         format!(
-            r#"version = 1
-[collector]
-store = "http://{grpc}"
-host_metrics = true
-host_metrics_interval_secs = 1
-otlp_grpc_addr = "127.0.0.1:{otlp}"
-otlp_http_addr = "127.0.0.1:{http}"
+            r#"{head}
 
 [[collector.forward]]
 name = "prometheus"
 protocol = "remote-write"
 url = "{prom_url}/api/v1/write"
 "#,
-            grpc = store.grpc_addr(),
-            otlp = free_port(),
+            head = collector_head(&store, http, true),
         ),
     )
     .unwrap();
@@ -380,10 +361,4 @@ url = "{prom_url}/api/v1/write"
         );
         std::thread::sleep(Duration::from_millis(250));
     }
-}
-
-fn get_json(url: &str) -> serde_json::Value {
-    let (status, body) = http_get(url).unwrap_or_else(|e| panic!("{url}: {e}"));
-    assert_eq!(status, 200, "{url}: {body}");
-    serde_json::from_str(&body).unwrap()
 }

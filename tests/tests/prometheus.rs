@@ -5,27 +5,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use obs_e2e::{enc, free_port, http_get, Proc, StoreProc};
+use obs_e2e::{enc, free_port, get_json as get, which, Proc, StoreProc};
 use serde_json::Value;
-
-fn which(bin: &str) -> std::path::PathBuf {
-    let out = std::process::Command::new("sh")
-        .args(["-c", &format!("command -v {bin}")])
-        .output()
-        .unwrap();
-    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert!(
-        !path.is_empty(),
-        "{bin} is not installed: scripts/test installs it (apt-get install {bin})"
-    );
-    path.into()
-}
-
-fn get(url: &str) -> Value {
-    let (status, body) = http_get(url).unwrap_or_else(|e| panic!("{url}: {e}"));
-    assert_eq!(status, 200, "{url}: {body}");
-    serde_json::from_str(&body).unwrap()
-}
 
 /// `(labels as text, value)` pairs of an instant vector or `(labels, [(t, v)])` of a
 /// matrix, sorted, values parsed.
