@@ -11,7 +11,7 @@
 //!      their positions and the receiver answers only after the fsync)
 //!   -> export.rs (OTLP/gRPC, pass-through codec, backoff forever) -> spool ack
 //!   -> and per [[collector.forward]], its own cursor: export.rs over gRPC, or forward.rs
-//!      (OTLP/HTTP, Loki push)
+//!      (OTLP/HTTP, Loki push, remote_write via remote_write.rs)
 //! ```
 //!
 //! The collector's own counters (metrics.rs) are served on the receiver's `/metrics` and

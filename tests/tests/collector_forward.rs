@@ -2,6 +2,8 @@
 //! store over OTLP/gRPC, to a Loki push endpoint and to an OTLP/HTTP endpoint, each getting
 //! every line exactly once, while a forward whose endpoint is down retries on its own without
 //! holding the others back. (The receivers are obs stores, which speak all three protocols.)
+//! Forwards over TLS trust a private CA from `ca_file`. Remote_write goes to Prometheus 2.42's
+//! own receiver, and every series lands there named and labelled as in the store.
 
 use std::time::{Duration, Instant};
 
@@ -360,5 +362,97 @@ url = "{prom_url}/api/v1/write"
             "node_load1: prometheus {p:?}, store {s:?}"
         );
         std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn forwards_reach_tls_endpoints_trusting_a_private_ca() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let (ca, cert, key) = obs_e2e::tls_files(dir);
+    let tls = format!("[store.tls]\ncert_file = {cert:?}\nkey_file = {key:?}\n");
+    let store = StoreProc::start(dir);
+    let tls_store = |name: &str| {
+        std::fs::create_dir_all(dir.join(name)).unwrap();
+        StoreProc::start_with_config(&dir.join(name), &tls)
+    };
+    let (grpc_tls, http_tls) = (tls_store("grpc-tls"), tls_store("loki-tls"));
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    let lines: String = (0..LINES).map(|i| format!("level=info n={i}\n")).collect();
+    std::fs::write(dir.join("logs/app.log"), lines).unwrap();
+    let http = free_port();
+    std::fs::write(
+        dir.join("collector.toml"),
+        format!(
+            r#"{head}
+[[collector.files]]
+paths = ["{root}/logs/*.log"]
+labels = {{ job = "fwd" }}
+
+[[collector.forward]]
+name = "grpc-tls"
+protocol = "otlp"
+url = "https://localhost:{grpc}"
+ca_file = {ca:?}
+
+[[collector.forward]]
+name = "loki-tls"
+protocol = "loki"
+url = "https://localhost:{port}/loki/api/v1/push"
+ca_file = {ca:?}
+"#,
+            head = collector_head(&store, http, false),
+            root = dir.display(),
+            grpc = grpc_tls.grpc_port,
+            port = http_tls.port,
+        ),
+    )
+    .unwrap();
+    let mut collector = Proc::obs(
+        "collector",
+        &["collector", "--config", "collector.toml", "--data-dir", "cdata"],
+        dir,
+    );
+    store.wait_log_lines(r#"{job="fwd"}"#, LINES, &mut collector);
+    // Both forwards are as far through the spool as the store, which has shipped it all.
+    let ack = |name: &str| std::fs::read(dir.join("cdata/spool").join(name)).ok();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(
+            collector.wait_timeout(Duration::ZERO).is_none(),
+            "{}",
+            collector.describe()
+        );
+        let p = http_get(&format!("http://127.0.0.1:{http}/metrics")).unwrap().1;
+        let all_shipped = metric(&p, "obs_collector_shipped_records_total")
+            == metric(&p, "obs_collector_spool_records_total");
+        let store_ack = ack("ack");
+        if all_shipped
+            && store_ack.is_some()
+            && ack("ack.grpc-tls") == store_ack
+            && ack("ack.loki-tls") == store_ack
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "forwards over TLS:\n{p}\n{}",
+            collector.describe()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    drop(collector);
+    // What they acknowledged is stored: read it back from each store's data, served plain.
+    std::fs::create_dir_all(dir.join("plain")).unwrap();
+    for tls in [grpc_tls, http_tls] {
+        let data = tls.data.clone();
+        drop(tls);
+        let plain = StoreProc::start_on_data(&dir.join("plain"), &data);
+        assert_eq!(
+            plain.log_lines(r#"{job="fwd"}"#).len(),
+            LINES,
+            "{}",
+            data.display()
+        );
     }
 }
