@@ -125,46 +125,46 @@ impl HttpSink {
     /// Answers like an OTLP export: what could not be sent shows as a partial success.
     pub async fn send(&self, kind: Kind, body: Bytes) -> Result<Bytes, Status> {
         let mut answer = Bytes::new();
-        let (url, headers, payload): (String, Vec<(&str, &str)>, Vec<u8>) = match self.protocol {
-            HttpProtocol::OtlpHttp => {
-                let signal = match kind {
-                    Kind::Logs => "logs",
-                    Kind::Metrics => "metrics",
-                    Kind::Traces => "traces",
-                };
-                (
-                    format!("{}/v1/{signal}", self.url),
-                    vec![("content-type", "application/x-protobuf")],
-                    body.to_vec(),
-                )
-            }
-            HttpProtocol::Loki => (
-                self.url.clone(),
-                vec![("content-type", "application/json"), ("content-encoding", "gzip")],
-                gzip(&loki_push(&body)?),
-            ),
-            HttpProtocol::RemoteWrite => {
-                let (write, skipped) =
-                    crate::remote_write::encode(&body).map_err(Status::invalid_argument)?;
-                if skipped > 0 {
-                    answer = partial_metrics(skipped);
+        let (url, headers, payload): (String, Vec<(&'static str, &'static str)>, Vec<u8>) =
+            match self.protocol {
+                HttpProtocol::OtlpHttp => {
+                    let signal = match kind {
+                        Kind::Logs => "logs",
+                        Kind::Metrics => "metrics",
+                        Kind::Traces => "traces",
+                    };
+                    (
+                        format!("{}/v1/{signal}", self.url),
+                        vec![("content-type", "application/x-protobuf")],
+                        body.to_vec(),
+                    )
                 }
-                (
+                HttpProtocol::Loki => (
                     self.url.clone(),
-                    vec![
-                        ("content-type", "application/x-protobuf"),
-                        ("content-encoding", "snappy"),
-                        ("x-prometheus-remote-write-version", "0.1.0"),
-                    ],
-                    write,
-                )
-            }
-        };
+                    vec![("content-type", "application/json"), ("content-encoding", "gzip")],
+                    gzip(&loki_push(&body)?),
+                ),
+                HttpProtocol::RemoteWrite => {
+                    let (write, skipped) =
+                        crate::remote_write::encode(&body).map_err(Status::invalid_argument)?;
+                    if skipped > 0 {
+                        answer = partial_metrics(skipped);
+                    }
+                    (
+                        self.url.clone(),
+                        vec![
+                            ("content-type", "application/x-protobuf"),
+                            ("content-encoding", "snappy"),
+                            ("x-prometheus-remote-write-version", "0.1.0"),
+                        ],
+                        write,
+                    )
+                }
+            };
         let (agent, auth) = (self.agent.clone(), self.auth.clone());
-        let headers: Vec<(String, String)> = headers.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
         tokio::task::spawn_blocking(move || {
             let mut req = agent.post(&url);
-            for (k, v) in &headers {
+            for (k, v) in headers {
                 req = req.header(k, v);
             }
             if let Some(a) = &auth {

@@ -5,6 +5,7 @@
 //! Forwards over TLS trust a private CA from `ca_file`. Remote_write goes to Prometheus 2.42's
 //! own receiver, and every series lands there named and labelled as in the store.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use obs_e2e::{enc, free_port, get_json, http_get, which, Proc, StoreProc};
@@ -28,6 +29,41 @@ fn collector_head(store: &StoreProc, http: u16, host_metrics: bool) -> String {
     )
 }
 
+fn start_collector(dir: &Path) -> Proc {
+    Proc::obs(
+        "collector",
+        &["collector", "--config", "collector.toml", "--data-dir", "cdata"],
+        dir,
+    )
+}
+
+/// Writes LINES lines (`n=<i>`) to `logs/app.log` and starts a collector that ships the file
+/// (`job="fwd"`) to `store` and to `forwards` (`[[collector.forward]]` entries).
+fn start_forwarding(dir: &Path, store: &StoreProc, http: u16, forwards: &str) -> Proc {
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    let lines: String = (0..LINES)
+        .map(|i| format!("level=info msg=\"order placed\" n={i}\n"))
+        .collect();
+    std::fs::write(dir.join("logs/app.log"), lines).unwrap();
+    let config = format!(
+        "{}\n[[collector.files]]\npaths = [\"{}/logs/*.log\"]\nlabels = {{ job = \"fwd\" }}\n\n{forwards}",
+        collector_head(store, http, false),
+        dir.display()
+    );
+    std::fs::write(dir.join("collector.toml"), config).unwrap();
+    start_collector(dir)
+}
+
+/// The collector's `/metrics` page; it must still be running.
+fn metrics_page(collector: &mut Proc, http: u16) -> String {
+    assert!(
+        collector.wait_timeout(Duration::ZERO).is_none(),
+        "{}",
+        collector.describe()
+    );
+    http_get(&format!("http://127.0.0.1:{http}/metrics")).unwrap().1
+}
+
 fn has_series(store: &StoreProc, query: &str) -> bool {
     let v = store.get_json(&format!("/api/v1/query?query={}", enc(query)));
     v["data"]["result"].as_array().is_some_and(|r| !r.is_empty())
@@ -42,22 +78,9 @@ fn every_forward_gets_every_line_and_a_dead_one_holds_no_one_back() {
         .map(|name| StoreProc::start_on_data(dir, &dir.join(name)))
         .collect();
     let (store, second, loki, otlp_http) = (&stores[0], &stores[1], &stores[2], &stores[3]);
-    std::fs::create_dir_all(dir.join("logs")).unwrap();
-    let lines: String = (0..LINES)
-        .map(|i| format!("level=info msg=\"order placed\" n={i}\n"))
-        .collect();
-    std::fs::write(dir.join("logs/app.log"), lines).unwrap();
     let http = free_port();
-    std::fs::write(
-        dir.join("collector.toml"),
-        format!(
-            r#"{head}
-
-[[collector.files]]
-paths = ["{root}/logs/*.log"]
-labels = {{ job = "fwd" }}
-
-[[collector.forward]]
+    let forwards = format!(
+        r#"[[collector.forward]]
 name = "second"
 protocol = "otlp"
 url = "http://{second_grpc}"
@@ -77,20 +100,12 @@ name = "down"
 protocol = "otlp-http"
 url = "http://127.0.0.1:{down}"
 "#,
-            head = collector_head(store, http, false),
-            root = dir.display(),
-            second_grpc = second.grpc_addr(),
-            loki = loki.port,
-            otlp_http = otlp_http.port,
-            down = free_port(),
-        ),
-    )
-    .unwrap();
-    let mut collector = Proc::obs(
-        "collector",
-        &["collector", "--config", "collector.toml", "--data-dir", "cdata"],
-        dir,
+        second_grpc = second.grpc_addr(),
+        loki = loki.port,
+        otlp_http = otlp_http.port,
+        down = free_port(),
     );
+    let mut collector = start_forwarding(dir, store, http, &forwards);
     for s in &stores {
         let got = s.wait_log_lines(r#"{job="fwd"}"#, LINES, &mut collector);
         let mut ns: Vec<usize> = got
@@ -131,17 +146,9 @@ url = "http://127.0.0.1:{down}"
         "Loki push carries logs only"
     );
 
-    let page = |collector: &mut Proc| {
-        assert!(
-            collector.wait_timeout(Duration::ZERO).is_none(),
-            "{}",
-            collector.describe()
-        );
-        http_get(&format!("http://127.0.0.1:{http}/metrics")).unwrap().1
-    };
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let p = page(&mut collector);
+        let p = metrics_page(&mut collector, http);
         let retries = metric(&p, r#"obs_collector_forward_retries_total{destination="down"}"#);
         let loki_sent = metric(&p, r#"obs_collector_forward_records_total{destination="loki"}"#);
         if retries.is_some_and(|r| r > 0.0) && loki_sent.is_some_and(|n| n > 0.0) {
@@ -296,11 +303,7 @@ url = "{prom_url}/api/v1/write"
         ),
     )
     .unwrap();
-    let mut collector = Proc::obs(
-        "collector",
-        &["collector", "--config", "collector.toml", "--data-dir", "cdata"],
-        dir,
-    );
+    let mut collector = start_collector(dir);
     collector.wait_http_ok(
         &format!("http://127.0.0.1:{http}/metrics"),
         Duration::from_secs(30),
@@ -377,19 +380,9 @@ fn forwards_reach_tls_endpoints_trusting_a_private_ca() {
         StoreProc::start_with_config(&dir.join(name), &tls)
     };
     let (grpc_tls, http_tls) = (tls_store("grpc-tls"), tls_store("loki-tls"));
-    std::fs::create_dir_all(dir.join("logs")).unwrap();
-    let lines: String = (0..LINES).map(|i| format!("level=info n={i}\n")).collect();
-    std::fs::write(dir.join("logs/app.log"), lines).unwrap();
     let http = free_port();
-    std::fs::write(
-        dir.join("collector.toml"),
-        format!(
-            r#"{head}
-[[collector.files]]
-paths = ["{root}/logs/*.log"]
-labels = {{ job = "fwd" }}
-
-[[collector.forward]]
+    let forwards = format!(
+        r#"[[collector.forward]]
 name = "grpc-tls"
 protocol = "otlp"
 url = "https://localhost:{grpc}"
@@ -401,29 +394,16 @@ protocol = "loki"
 url = "https://localhost:{port}/loki/api/v1/push"
 ca_file = {ca:?}
 "#,
-            head = collector_head(&store, http, false),
-            root = dir.display(),
-            grpc = grpc_tls.grpc_port,
-            port = http_tls.port,
-        ),
-    )
-    .unwrap();
-    let mut collector = Proc::obs(
-        "collector",
-        &["collector", "--config", "collector.toml", "--data-dir", "cdata"],
-        dir,
+        grpc = grpc_tls.grpc_port,
+        port = http_tls.port,
     );
+    let mut collector = start_forwarding(dir, &store, http, &forwards);
     store.wait_log_lines(r#"{job="fwd"}"#, LINES, &mut collector);
     // Both forwards are as far through the spool as the store, which has shipped it all.
     let ack = |name: &str| std::fs::read(dir.join("cdata/spool").join(name)).ok();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        assert!(
-            collector.wait_timeout(Duration::ZERO).is_none(),
-            "{}",
-            collector.describe()
-        );
-        let p = http_get(&format!("http://127.0.0.1:{http}/metrics")).unwrap().1;
+        let p = metrics_page(&mut collector, http);
         let all_shipped = metric(&p, "obs_collector_shipped_records_total")
             == metric(&p, "obs_collector_spool_records_total");
         let store_ack = ack("ack");
