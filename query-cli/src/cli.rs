@@ -396,6 +396,10 @@ pub struct OptionalRangeArgs {
 pub struct StatusArgs {
     #[command(flatten)]
     pub client: StoreClientArgs,
+    /// Report a problem when the store's disk has less than this share free, in percent
+    /// (0 turns the check off)
+    #[arg(long, value_name = "PERCENT", default_value_t = 5.0)]
+    pub min_disk_free: f64,
 }
 
 #[derive(Debug, Subcommand)]

@@ -179,7 +179,7 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
         store.get("obs_store_disk_size_bytes").copied(),
     );
     if let (Some(avail), Some(size)) = (avail, size) {
-        if size > 0.0 && avail / size < 0.05 {
+        if size > 0.0 && avail / size * 100.0 < args.min_disk_free {
             problems.push(format!(
                 "store: disk almost full ({} free of {}); shorten retention or add disk",
                 bytes(Some(avail)),

@@ -155,7 +155,11 @@ verify = "sqlite3 {{restore}}/check.db < {{restore}}/app.sql && test \"$(sqlite3
     assert!(query(&base, "obs_backup_next_run_timestamp_seconds").is_some_and(|t| t > 1.7e9));
     let hooks = std::fs::read_to_string(dir.join("hooks.log")).unwrap();
     assert!(hooks.starts_with("before\nafter-success\n"), "{hooks}");
-    let (code, out, err) = Proc::run(obs_bin(), &["status", "--store", &base], dir);
+    let (code, out, err) = Proc::run(
+        obs_bin(),
+        &["status", "--store", &base, "--min-disk-free", "0"],
+        dir,
+    );
     assert_eq!(code, 0, "{out}{err}");
     let row = out
         .lines()
@@ -195,7 +199,11 @@ verify = "sqlite3 {{restore}}/check.db < {{restore}}/app.sql && test \"$(sqlite3
         },
     );
 
-    let (code, out, err) = Proc::run(obs_bin(), &["status", "--store", &base], dir);
+    let (code, out, err) = Proc::run(
+        obs_bin(),
+        &["status", "--store", &base, "--min-disk-free", "0"],
+        dir,
+    );
     assert_eq!(code, 1, "{out}{err}");
     assert!(
         out.contains("problem: backup job app: last restore drill failed"),

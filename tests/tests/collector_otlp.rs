@@ -168,18 +168,21 @@ fn python_sdk_to_the_collector_reaches_the_store_with_host_metrics() {
     // `obs status` lists this collector, seen just now, nothing dropped.
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     let url = store.url("");
-    let (code, out, err) = Proc::run(obs_e2e::obs_bin(), &["status", "--store", &url], dir);
+    // The disk check is off here (this machine's disk may be nearly full); it is
+    // checked on its own just below with a threshold no disk can meet.
+    let status = |extra: &[&str]| {
+        let mut args = vec!["status", "--store", &url];
+        args.extend_from_slice(extra);
+        Proc::run(obs_e2e::obs_bin(), &args, dir)
+    };
+    let (code, out, err) = status(&["--min-disk-free", "0"]);
     assert_eq!(code, 0, "{out}{err}");
     let row = out
         .lines()
         .find(|l| l.trim_start().starts_with(&format!("{} ", hostname.trim())))
         .unwrap_or_else(|| panic!("no row for this host: {out}"));
     assert!(row.contains(" ago") && row.trim_end().ends_with('0'), "{out}");
-    let (code, out, _) = Proc::run(
-        obs_e2e::obs_bin(),
-        &["status", "--store", &url, "--output", "json"],
-        dir,
-    );
+    let (code, out, _) = status(&["--min-disk-free", "0", "--output", "json"]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(
@@ -188,6 +191,10 @@ fn python_sdk_to_the_collector_reaches_the_store_with_host_metrics() {
             .is_some_and(|t| t > 1.7e9),
         "{v}"
     );
+
+    let (code, out, err) = status(&["--min-disk-free", "100"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("problem: store: disk almost full"), "{out}");
 
     let (status, text) = http_get(&format!("http://127.0.0.1:{http}/metrics")).unwrap();
     assert_eq!(status, 200);
