@@ -55,9 +55,10 @@ pub struct ExportStats {
     pub last_success: AtomicU64,
 }
 
-/// Passes bytes through: the spool already holds encoded requests.
+/// Passes bytes through: the spool already holds encoded requests. Public for the
+/// benchmarks' discarding receiver.
 #[derive(Debug, Clone, Copy, Default)]
-struct RawCodec;
+pub struct RawCodec;
 
 impl Codec for RawCodec {
     type Encode = Bytes;

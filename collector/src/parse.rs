@@ -26,36 +26,49 @@ fn severity_of_bytes(level: &[u8]) -> Option<(i32, &'static str)> {
     })
 }
 
-/// The keys that name a level, as one automaton built once (this runs on every line).
-static LEVEL_KEYS: std::sync::LazyLock<aho_corasick::AhoCorasick> = std::sync::LazyLock::new(|| {
-    aho_corasick::AhoCorasick::builder()
-        .match_kind(aho_corasick::MatchKind::LeftmostFirst)
-        .build(["level=", "\"level\":\"", "\"level\": \"", "lvl=", "severity="])
-        .expect("fixed patterns build")
-});
-
-/// Finds a level in the first 256 bytes: `level=x`, `"level":"x"`, or a word like `ERROR`
-/// or `[warn]`.
+/// Finds a level in the first 256 bytes, in one pass over its words (runs of ASCII letters;
+/// this runs on every line). The value of a `level`, `lvl` or `severity` key wins
+/// (`level=x`, `"level":"x"`, `"level": "x"`, `log_level=x`); else the first upper-case word
+/// that names a level (`ERROR`); else the first bracketed one (`[warn]`, `[ notice ]`).
 pub fn detect_severity(line: &[u8]) -> Option<(i32, &'static str)> {
     let head = &line[..line.len().min(256)];
-    for m in LEVEL_KEYS.find_iter(head) {
-        let mut rest = &head[m.end()..];
-        while let Some(r) = rest.strip_prefix(b"\"") {
-            rest = r;
+    let (mut upper, mut bracketed) = (None, None);
+    let mut i = 0;
+    while i < head.len() {
+        if !head[i].is_ascii_alphabetic() {
+            i += 1;
+            continue;
         }
-        let word = rest.iter().take_while(|b| b.is_ascii_alphabetic()).count();
-        if let Some(s) = severity_of_bytes(&rest[..word]) {
-            return Some(s);
+        let start = i;
+        while i < head.len() && head[i].is_ascii_alphabetic() {
+            i += 1;
+        }
+        let word = &head[start..i];
+        if matches!(word, b"level" | b"lvl" | b"severity") {
+            if let Some(found) = value_after_key(&head[i..]).and_then(severity_of_bytes) {
+                return Some(found);
+            }
+        } else if upper.is_none() && word.len() >= 4 && word.iter().all(u8::is_ascii_uppercase) {
+            upper = severity_of_bytes(word);
+        } else if bracketed.is_none()
+            && head[..start].trim_ascii_end().ends_with(b"[")
+            && head[i..].trim_ascii_start().starts_with(b"]")
+        {
+            bracketed = severity_of_bytes(word);
         }
     }
-    head.split(|b| !b.is_ascii_alphabetic())
-        .filter(|w| w.len() >= 4 && w.iter().all(u8::is_ascii_uppercase))
-        .find_map(severity_of_bytes)
-        .or_else(|| {
-            head.split(|&b| b == b'[')
-                .skip(1)
-                .find_map(|w| severity_of_bytes(w.split(|&b| b == b']').next().unwrap_or_default()))
-        })
+    upper.or(bracketed)
+}
+
+/// The word a key's value starts with: after `=` or `:`, spaces and one quote (the key's
+/// own closing quote may come first, as in JSON).
+fn value_after_key(rest: &[u8]) -> Option<&[u8]> {
+    let rest = rest.strip_prefix(b"\"").unwrap_or(rest);
+    let rest = rest.strip_prefix(b"=").or_else(|| rest.strip_prefix(b":"))?;
+    let rest = rest.trim_ascii_start();
+    let rest = rest.strip_prefix(b"\"").unwrap_or(rest);
+    let word = rest.iter().take_while(|b| b.is_ascii_alphabetic()).count();
+    Some(&rest[..word])
 }
 
 fn string_value(s: String) -> Option<AnyValue> {
@@ -170,6 +183,24 @@ mod tests {
         assert_eq!(detect_severity(b"GET /error 200"), None, "a path is not a level");
         assert_eq!(detect_severity(br#"{"level": "Warning"}"#).unwrap().1, "WARN");
         assert_eq!(detect_severity(b"level=extraordinarily x"), None);
+        assert_eq!(detect_severity(b"level=\"error\" x").unwrap().1, "ERROR");
+        assert_eq!(detect_severity(b"log_level=debug").unwrap().1, "DEBUG");
+        assert_eq!(detect_severity(b"loglevel=debug"), None, "not a key of its own");
+        assert_eq!(detect_severity(b"severity: crit").unwrap().1, "FATAL");
+        assert_eq!(detect_severity(b"[ warn ] disk").unwrap().1, "WARN");
+        assert_eq!(
+            detect_severity(b"[warn x] disk"),
+            None,
+            "the whole bracket must be a level"
+        );
+        // A key beats an upper-case word, which beats a bracketed one, wherever they stand.
+        assert_eq!(detect_severity(b"[info] ERROR in lvl=debug").unwrap().1, "DEBUG");
+        assert_eq!(detect_severity(b"[info] ERROR x").unwrap().1, "ERROR");
+        assert_eq!(detect_severity(b"level=bogus WARN").unwrap().1, "WARN");
+        // Only the first 256 bytes are looked at.
+        let mut long = vec![b'x'; 300];
+        long.extend_from_slice(b" ERROR");
+        assert_eq!(detect_severity(&long), None);
     }
 
     #[test]
