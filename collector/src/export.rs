@@ -3,7 +3,7 @@
 //!
 //! Consecutive records of one kind go out as one request: an OTLP `Export*ServiceRequest`
 //! is a repeated field, so concatenated payloads are a valid request and the collector
-//! never decodes what it ships (a pass-through codec hands tonic the bytes). Requests are
+//! never decodes what it ships (`grpc.rs` frames the bytes as they are). Requests are
 //! compressed (zstd by default), carry the bearer token, and are retried with exponential
 //! backoff and jitter until delivered. A request the store calls malformed
 //! (`InvalidArgument`) can never succeed: it is counted, logged and skipped.
@@ -16,15 +16,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes};
+use bytes::Bytes;
 use futures::stream::{FuturesOrdered, StreamExt};
 use prost::Message;
 use tokio::sync::watch;
-use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
-use tonic::codegen::http::uri::PathAndQuery;
-use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
+use crate::grpc::Exporter;
 use crate::spool::{Kind, Position, Record, Spool};
 
 /// Where and how to ship.
@@ -55,49 +53,6 @@ pub struct ExportStats {
     pub last_success: AtomicU64,
 }
 
-/// Passes bytes through: the spool already holds encoded requests. Public for the
-/// benchmarks' discarding receiver.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RawCodec;
-
-impl Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-    fn encoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-    fn decoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-}
-
-impl Encoder for RawCodec {
-    type Item = Bytes;
-    type Error = Status;
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put(item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawCodec {
-    type Item = Bytes;
-    type Error = Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
-        Ok(Some(src.copy_to_bytes(src.remaining())))
-    }
-}
-
-fn path(kind: Kind) -> PathAndQuery {
-    PathAndQuery::from_static(match kind {
-        Kind::Logs => "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
-        Kind::Metrics => "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
-        Kind::Traces => "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-    })
-}
-
 /// (items rejected, message) from an OTLP export response's partial success.
 fn partial_success(kind: Kind, body: &[u8]) -> Option<(i64, String)> {
     use opentelemetry_proto::tonic::collector::{logs, metrics, trace};
@@ -122,67 +77,6 @@ fn partial_success(kind: Kind, body: &[u8]) -> Option<(i64, String)> {
         }
     };
     (n > 0 || !msg.is_empty()).then_some((n, msg))
-}
-
-/// One OTLP/gRPC destination.
-#[derive(Debug, Clone)]
-pub struct Exporter {
-    grpc: tonic::client::Grpc<Channel>,
-    auth: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
-    endpoint: String,
-}
-
-impl Exporter {
-    /// Builds the client; connects lazily, so a store that is down is not an error here.
-    pub fn new(cfg: &ExportConfig) -> anyhow::Result<Exporter> {
-        let mut ep = Endpoint::from_shared(cfg.endpoint.clone())
-            .map_err(|e| anyhow::anyhow!("store endpoint {:?} is not a URL: {e}", cfg.endpoint))?
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(60))
-            .tcp_keepalive(Some(Duration::from_secs(30)));
-        if cfg.endpoint.starts_with("https://") {
-            let mut tls = tonic::transport::ClientTlsConfig::new().with_webpki_roots();
-            if let Some(ca) = &cfg.ca_file {
-                let pem = std::fs::read(ca)
-                    .map_err(|e| anyhow::anyhow!("cannot read the CA file {}: {e}", ca.display()))?;
-                tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
-            }
-            ep = ep.tls_config(tls)?;
-        }
-        let mut grpc = tonic::client::Grpc::new(ep.connect_lazy()).max_decoding_message_size(16 << 20);
-        grpc = match cfg.compression.as_str() {
-            "zstd" => grpc.send_compressed(CompressionEncoding::Zstd),
-            "gzip" => grpc.send_compressed(CompressionEncoding::Gzip),
-            "none" => grpc,
-            other => anyhow::bail!("compression {other:?}: use zstd, gzip or none"),
-        };
-        let auth = match &cfg.token {
-            Some(t) => Some(
-                format!("Bearer {}", t.trim())
-                    .parse()
-                    .map_err(|_| anyhow::anyhow!("the store token has characters a header cannot carry"))?,
-            ),
-            None => None,
-        };
-        Ok(Exporter {
-            grpc,
-            auth,
-            endpoint: cfg.endpoint.clone(),
-        })
-    }
-
-    /// Sends one request; returns the store's answer body.
-    pub async fn send(&self, kind: Kind, body: Bytes) -> Result<Bytes, Status> {
-        let mut grpc = self.grpc.clone();
-        grpc.ready()
-            .await
-            .map_err(|e| Status::unavailable(format!("cannot reach {}: {e}", self.endpoint)))?;
-        let mut req = tonic::Request::new(body);
-        if let Some(a) = &self.auth {
-            req.metadata_mut().insert("authorization", a.clone());
-        }
-        Ok(grpc.unary(req, path(kind), RawCodec).await?.into_inner())
-    }
 }
 
 /// Where a route ships: OTLP/gRPC (the store, or an `otlp` forward) or an HTTP forward.

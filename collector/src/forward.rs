@@ -1,6 +1,6 @@
 //! Forward destinations over HTTP: `[[collector.forward]]` entries with protocol `otlp-http`,
 //! `loki` or `remote-write` (`otlp` forwards use the store's gRPC
-//! [`crate::export::Exporter`]).
+//! [`crate::grpc::Exporter`]).
 //!
 //! Each forward is a consumer of the spool with its own cursor (see `spool`), shipped by the
 //! same pipeline as the store ([`crate::export::ship`]): it reads the spooled OTLP requests,

@@ -31,6 +31,7 @@ mod containers;
 pub mod export;
 pub mod files;
 mod forward;
+mod grpc;
 mod gz;
 pub mod host;
 mod journald;
@@ -96,7 +97,7 @@ fn read_token(file: Option<&PathBuf>, what: &str) -> anyhow::Result<Option<Strin
 /// The store's route (consumer 0) and one per forward, in config order.
 fn routes(cfg: &CollectorConfig, stats: &Stats) -> anyhow::Result<Vec<export::Route>> {
     let max_request_bytes = cfg.max_request_kib.saturating_mul(1024);
-    let store = export::Exporter::new(&export::ExportConfig {
+    let store = grpc::Exporter::new(&export::ExportConfig {
         endpoint: cfg.store.clone(),
         token: read_token(cfg.token_file.as_ref(), "store")?,
         compression: cfg.compression.clone(),
@@ -114,7 +115,7 @@ fn routes(cfg: &CollectorConfig, stats: &Stats) -> anyhow::Result<Vec<export::Ro
         let token = read_token(f.token_file.as_ref(), &format!("forward {}", f.name))?;
         let sink = match f.protocol {
             Protocol::Otlp => export::Sink::Grpc(
-                export::Exporter::new(&export::ExportConfig {
+                grpc::Exporter::new(&export::ExportConfig {
                     endpoint: f.url.clone(),
                     token,
                     compression: f.compression.clone(),
