@@ -1,54 +1,22 @@
 //! A receiver that accepts OTLP/gRPC exports and throws them away, so that
-//! `benches/scripts/collector-throughput` measures the collector and not what it ships to
-//! (Vector's file -> TCP test does the same with a socket that only counts).
+//! `benches/scripts/collector-throughput` measures the collector and not what it ships to.
+//! Vector's file -> TCP test does the same with a socket that only counts bytes.
 //!
-//! It decompresses each request (gzip or zstd, as a real receiver must), does not decode
-//! it, and answers with an empty success. Usage: `otlp-sink 127.0.0.1:PORT`; on SIGTERM or
-//! Ctrl-C it prints the requests and decompressed bytes it received.
+//! Each request's body is read to its end over HTTP/2 and counted, neither decompressed
+//! nor decoded, and answered with an empty message and `grpc-status: 0`. (A real
+//! receiver's work is measured with `SINK=collector`.) Usage: `otlp-sink 127.0.0.1:PORT`;
+//! on SIGTERM or Ctrl-C it prints the requests and bytes it received.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use http_body::Frame;
+use http_body_util::{BodyExt, StreamBody};
 use tonic::body::Body;
-use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::{http, BoxFuture, Bytes, Service};
-use tonic::server::{Grpc, NamedService, UnaryService};
-
-/// Hands over each message as bytes, undecoded; answers are empty messages.
-#[derive(Clone, Copy, Default)]
-struct RawCodec;
-
-impl Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-    fn encoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-    fn decoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-}
-
-impl Encoder for RawCodec {
-    type Item = Bytes;
-    type Error = tonic::Status;
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
-        bytes::BufMut::put(dst, item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawCodec {
-    type Item = Bytes;
-    type Error = tonic::Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, tonic::Status> {
-        Ok(Some(bytes::Buf::copy_to_bytes(src, bytes::Buf::remaining(src))))
-    }
-}
+use tonic::server::NamedService;
 
 #[derive(Default)]
 struct Counts {
@@ -71,16 +39,18 @@ impl<const K: usize> NamedService for Sink<K> {
     const NAME: &'static str = SERVICES[K];
 }
 
-impl<const K: usize> UnaryService<Bytes> for Sink<K> {
-    type Response = Bytes;
-    type Future = BoxFuture<tonic::Response<Bytes>, tonic::Status>;
-    fn call(&mut self, req: tonic::Request<Bytes>) -> Self::Future {
-        self.0.requests.fetch_add(1, Ordering::Relaxed);
-        self.0
-            .bytes
-            .fetch_add(req.get_ref().len() as u64, Ordering::Relaxed);
-        Box::pin(async { Ok(tonic::Response::new(Bytes::new())) })
-    }
+/// A unary gRPC success: one empty message (flag 0, length 0), then the status trailer.
+fn success() -> http::Response<Body> {
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+    let frames = futures::stream::iter([
+        Ok::<_, Infallible>(Frame::data(Bytes::from_static(&[0, 0, 0, 0, 0]))),
+        Ok(Frame::trailers(trailers)),
+    ]);
+    http::Response::builder()
+        .header("content-type", "application/grpc")
+        .body(Body::new(StreamBody::new(frames)))
+        .expect("static parts")
 }
 
 impl<const K: usize> Service<http::Request<Body>> for Sink<K> {
@@ -91,13 +61,16 @@ impl<const K: usize> Service<http::Request<Body>> for Sink<K> {
         Poll::Ready(Ok(()))
     }
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
-        let sink = self.clone();
+        let counts = self.0.clone();
         Box::pin(async move {
-            let mut grpc = Grpc::new(RawCodec)
-                .accept_compressed(CompressionEncoding::Zstd)
-                .accept_compressed(CompressionEncoding::Gzip)
-                .max_decoding_message_size(64 << 20);
-            Ok(grpc.unary(sink, req).await)
+            let mut body = req.into_body();
+            while let Some(Ok(frame)) = body.frame().await {
+                if let Some(data) = frame.data_ref() {
+                    counts.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+            }
+            counts.requests.fetch_add(1, Ordering::Relaxed);
+            Ok(success())
         })
     }
 }
