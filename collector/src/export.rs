@@ -167,9 +167,16 @@ pub async fn ship(spool: Arc<Spool>, route: Route, mut shutdown: watch::Receiver
     let mut cursor = spool.acked(consumer);
     let mut queue: VecDeque<Outgoing> = VecDeque::new();
     let mut in_flight = FuturesOrdered::new();
+    // Deliveries are recorded in the spool off this loop, one write at a time, each for the
+    // latest position (an ack file write is two fsyncs; waiting for each one here held the
+    // pipeline back). A request keeps its place in the pipeline until its delivery is
+    // recorded, so a crash still re-sends at most `max_in_flight` requests.
+    let mut delivered: Option<Position> = None;
+    let (mut unrecorded, mut being_recorded) = (0, 0);
+    let mut recording: Option<tokio::task::JoinHandle<std::io::Result<()>>> = None;
     while !*shutdown.borrow() {
         // Fill the pipeline from the spool.
-        while in_flight.len() < max_in_flight {
+        while in_flight.len() + unrecorded + being_recorded < max_in_flight {
             if queue.is_empty() {
                 let s = spool.clone();
                 match tokio::task::spawn_blocking(move || s.read(cursor, max_bytes)).await {
@@ -191,18 +198,43 @@ pub async fn ship(spool: Arc<Spool>, route: Route, mut shutdown: watch::Receiver
         let idle = in_flight.is_empty();
         tokio::select! {
             Some(done) = in_flight.next(), if !idle => {
-                let Some(end) = done else { return }; // shutdown while retrying
-                let s = spool.clone();
-                match tokio::task::spawn_blocking(move || s.ack(consumer, end)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::error!(error = %e, "cannot record delivery in the spool; those records may be sent again"),
-                    Err(e) => tracing::error!(error = %e, "the spool ack stopped; those records may be sent again"),
-                }
+                let Some(end) = done else { break }; // shutdown while retrying
+                delivered = Some(end);
+                unrecorded += 1;
             }
-            _ = spool.appended.notified(), if in_flight.len() < max_in_flight && queue.is_empty() => {}
+            written = async { recording.as_mut().expect("guarded").await }, if recording.is_some() => {
+                (recording, being_recorded) = (None, 0);
+                report_ack(written);
+            }
+            _ = spool.appended.notified(), if in_flight.len() + unrecorded + being_recorded < max_in_flight && queue.is_empty() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)), if idle => {}
             _ = shutdown.changed() => {}
         }
+        if recording.is_none() {
+            if let Some(end) = delivered.take() {
+                (unrecorded, being_recorded) = (0, unrecorded);
+                let s = spool.clone();
+                recording = Some(tokio::task::spawn_blocking(move || s.ack(consumer, end)));
+            }
+        }
+    }
+    // On the way out, the last delivery is recorded before returning.
+    if let Some(r) = recording {
+        report_ack(r.await);
+    }
+    if let Some(end) = delivered {
+        let s = spool.clone();
+        report_ack(tokio::task::spawn_blocking(move || s.ack(consumer, end)).await);
+    }
+}
+
+fn report_ack(written: Result<std::io::Result<()>, tokio::task::JoinError>) {
+    match written {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot record delivery in the spool; those records may be sent again")
+        }
+        Err(e) => tracing::error!(error = %e, "the spool ack stopped; those records may be sent again"),
     }
 }
 
