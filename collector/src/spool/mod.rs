@@ -164,6 +164,9 @@ pub struct Spool {
     fs: Arc<dyn SpoolFs>,
     cfg: SpoolConfig,
     inner: Mutex<Inner>,
+    /// Per consumer, the position its ack file holds; held while the file is written, so
+    /// that one consumer's writes never cross and the spool lock is not held for them.
+    ack_files: Vec<Mutex<Position>>,
     space: Condvar,
     /// Woken on every append, for the shipper.
     pub appended: tokio::sync::Notify,
@@ -294,6 +297,7 @@ impl Spool {
         Ok(Spool {
             fs,
             cfg,
+            ack_files: acks.iter().map(|&a| Mutex::new(a)).collect(),
             inner: Mutex::new(Inner {
                 segments,
                 active,
@@ -598,12 +602,23 @@ impl Spool {
     /// Records that everything up to `pos` was delivered to `consumer`; deletes the segments
     /// every consumer is done with.
     pub fn ack(&self, consumer: usize, pos: Position) -> io::Result<()> {
+        if pos <= self.acked(consumer) {
+            return Ok(());
+        }
+        {
+            // The file write and its fsyncs happen outside the spool lock: appends go on.
+            let mut written = self.ack_files[consumer].lock().expect("ack file lock");
+            if pos <= *written {
+                return Ok(());
+            }
+            self.fs
+                .write_atomic(&ack_file(&self.cfg, consumer), &encode_ack(pos))?;
+            *written = pos;
+        }
         let mut inner = self.inner.lock().expect("spool lock");
         if pos <= inner.acks[consumer] {
             return Ok(());
         }
-        self.fs
-            .write_atomic(&ack_file(&self.cfg, consumer), &encode_ack(pos))?;
         inner.acks[consumer] = pos;
         let pos = inner.min_ack();
         let done: Vec<u64> = inner
