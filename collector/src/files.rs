@@ -734,10 +734,11 @@ impl FileTailer {
             name: "obs-collector/files".into(),
             ..Default::default()
         };
-        let body = t.batch.finish(&resource, &scope);
+        let header = t.batch.header(&resource, &scope);
         loop {
-            match self.spool.append(Kind::Logs, &body) {
+            match self.spool.append_parts(Kind::Logs, &[&header, t.batch.records()]) {
                 Ok(pos) => {
+                    t.batch.clear();
                     let offset = t.safe_offset();
                     let saved = Saved {
                         id: t.id,

@@ -102,22 +102,31 @@ impl LogRecords {
         self.count += 1;
     }
 
-    /// The batch as an encoded `ExportLogsServiceRequest` with one resource and scope;
-    /// leaves `self` empty.
-    pub fn finish(&mut self, resource: &Resource, scope: &InstrumentationScope) -> Vec<u8> {
+    /// What goes before [`LogRecords::records`] to make the batch an encoded
+    /// `ExportLogsServiceRequest` with one resource and scope. The two parts are written
+    /// to the spool as they are (the batch is not copied once more).
+    pub fn header(&self, resource: &Resource, scope: &InstrumentationScope) -> Vec<u8> {
         let scope_logs_len = len_delimited(scope.encoded_len()) + self.buf.len();
         let resource_logs_len = len_delimited(resource.encoded_len()) + len_delimited(scope_logs_len);
-        let mut out = Vec::with_capacity(len_delimited(resource_logs_len));
+        let mut out = Vec::with_capacity(len_delimited(resource_logs_len) - self.buf.len());
         encode_key(1, WireType::LengthDelimited, &mut out);
         encode_varint(resource_logs_len as u64, &mut out);
         message::encode(1, resource, &mut out);
         encode_key(2, WireType::LengthDelimited, &mut out);
         encode_varint(scope_logs_len as u64, &mut out);
         message::encode(1, scope, &mut out);
-        out.extend_from_slice(&self.buf);
+        out
+    }
+
+    /// The encoded records, after [`LogRecords::header`].
+    pub fn records(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Empties the batch, keeping its buffer.
+    pub fn clear(&mut self) {
         self.buf.clear();
         self.count = 0;
-        out
     }
 }
 
@@ -177,7 +186,8 @@ mod tests {
                 ..Default::default()
             });
         }
-        let bytes = enc.finish(&resource, &scope);
+        let bytes = [enc.header(&resource, &scope), enc.records().to_vec()].concat();
+        enc.clear();
         assert!(enc.is_empty());
         let want = ExportLogsServiceRequest {
             resource_logs: vec![ResourceLogs {

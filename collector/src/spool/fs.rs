@@ -15,8 +15,9 @@ pub trait SpoolFs: Send + Sync + std::fmt::Debug {
     fn len(&self, name: &str) -> io::Result<u64>;
     /// Up to `len` bytes from `offset` (fewer at the end of the file).
     fn read_at(&self, name: &str, offset: u64, len: usize) -> io::Result<Vec<u8>>;
-    /// Appends, creating the file if needed. Not durable until [`SpoolFs::sync`].
-    fn append(&self, name: &str, data: &[u8]) -> io::Result<()>;
+    /// Appends `parts` one after the other, creating the file if needed. Not durable until
+    /// [`SpoolFs::sync`].
+    fn append(&self, name: &str, parts: &[&[u8]]) -> io::Result<()>;
     fn sync(&self, name: &str) -> io::Result<()>;
     fn truncate(&self, name: &str, len: u64) -> io::Result<()>;
     fn remove(&self, name: &str) -> io::Result<()>;
@@ -96,8 +97,8 @@ impl SpoolFs for OsFs {
         Ok(buf)
     }
 
-    fn append(&self, name: &str, data: &[u8]) -> io::Result<()> {
-        self.with_file(name, |f| f.write_all(data))
+    fn append(&self, name: &str, parts: &[&[u8]]) -> io::Result<()> {
+        self.with_file(name, |f| parts.iter().try_for_each(|p| f.write_all(p)))
     }
 
     fn sync(&self, name: &str) -> io::Result<()> {
@@ -192,13 +193,10 @@ impl SpoolFs for MemFs {
         Ok(data[start..(start + len).min(data.len())].to_vec())
     }
 
-    fn append(&self, name: &str, data: &[u8]) -> io::Result<()> {
+    fn append(&self, name: &str, parts: &[&[u8]]) -> io::Result<()> {
         let mut files = self.files.lock().unwrap();
-        files
-            .entry(name.to_string())
-            .or_default()
-            .data
-            .extend_from_slice(data);
+        let file = &mut files.entry(name.to_string()).or_default().data;
+        parts.iter().for_each(|p| file.extend_from_slice(p));
         Ok(())
     }
 

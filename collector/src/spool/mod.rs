@@ -316,14 +316,19 @@ impl Spool {
     /// Appends one record; returns the position after it. Blocks while the spool is full,
     /// up to `full_wait`, then drops the oldest segment to make room.
     pub fn append(&self, kind: Kind, payload: &[u8]) -> io::Result<Position> {
-        let len = (RECORD_HEADER + payload.len()) as u64;
+        self.append_parts(kind, &[payload])
+    }
+
+    /// [`Spool::append`] with the payload in parts, written one after the other.
+    pub fn append_parts(&self, kind: Kind, parts: &[&[u8]]) -> io::Result<Position> {
+        let payload_len: usize = parts.iter().map(|p| p.len()).sum();
+        let len = (RECORD_HEADER + payload_len) as u64;
         if len + HEADER > self.cfg.segment_bytes {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
                     "a {}-byte record does not fit in a {}-byte spool segment",
-                    payload.len(),
-                    self.cfg.segment_bytes
+                    payload_len, self.cfg.segment_bytes
                 ),
             ));
         }
@@ -356,18 +361,20 @@ impl Spool {
         let name = segment_name(inner.active);
         let active = inner.active;
         if let std::collections::btree_map::Entry::Vacant(e) = inner.segments.entry(active) {
-            self.fs.append(&name, MAGIC)?;
+            self.fs.append(&name, &[MAGIC])?;
             e.insert(HEADER);
         }
-        let mut rec = Vec::with_capacity(len as usize);
-        rec.extend_from_slice(&((payload.len() + 1) as u32).to_le_bytes());
         let mut h = crc32fast::Hasher::new();
         h.update(&[kind as u8]);
-        h.update(payload);
-        rec.extend_from_slice(&h.finalize().to_le_bytes());
-        rec.push(kind as u8);
-        rec.extend_from_slice(payload);
-        self.fs.append(&name, &rec)?;
+        parts.iter().for_each(|p| h.update(p));
+        let mut head = [0u8; RECORD_HEADER];
+        head[..4].copy_from_slice(&((payload_len + 1) as u32).to_le_bytes());
+        head[4..8].copy_from_slice(&h.finalize().to_le_bytes());
+        head[8] = kind as u8;
+        let mut all = Vec::with_capacity(parts.len() + 1);
+        all.push(&head[..]);
+        all.extend_from_slice(parts);
+        self.fs.append(&name, &all)?;
         let end = inner.segments.get_mut(&active).expect("segment just ensured");
         *end += len;
         let pos = Position {
