@@ -35,22 +35,32 @@ pub fn detect_severity(line: &[u8]) -> Option<(i32, &'static str)> {
     let (mut upper, mut bracketed) = (None, None);
     let mut i = 0;
     while i < head.len() {
-        if !head[i].is_ascii_alphabetic() {
+        let first = head[i];
+        if !first.is_ascii_alphabetic() {
             i += 1;
             continue;
         }
         let start = i;
+        i += 1;
         while i < head.len() && head[i].is_ascii_alphabetic() {
             i += 1;
         }
         let word = &head[start..i];
-        if matches!(word, b"level" | b"lvl" | b"severity") {
-            if let Some(found) = value_after_key(&head[i..]).and_then(severity_of_bytes) {
-                return Some(found);
+        // Cheap tests on the first byte and length first: most words are none of these.
+        if first.is_ascii_lowercase() {
+            if matches!(word, b"level" | b"lvl" | b"severity") {
+                if let Some(found) = value_after_key(&head[i..]).and_then(severity_of_bytes) {
+                    return Some(found);
+                }
+                continue;
             }
         } else if upper.is_none() && word.len() >= 4 && word.iter().all(u8::is_ascii_uppercase) {
             upper = severity_of_bytes(word);
-        } else if bracketed.is_none()
+            continue;
+        }
+        if bracketed.is_none()
+            && start > 0
+            && matches!(head[start - 1], b'[' | b' ')
             && head[..start].trim_ascii_end().ends_with(b"[")
             && head[i..].trim_ascii_start().starts_with(b"]")
         {
