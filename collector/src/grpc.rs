@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use tonic::codegen::http::{self, header, HeaderValue, StatusCode};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
@@ -116,6 +116,9 @@ fn code_of_http(status: StatusCode) -> Code {
     }
 }
 
+/// An export answer is a few bytes (a partial success at most); more is not read.
+const MAX_ANSWER: usize = 16 << 20;
+
 /// The one response message of a unary call, or the call's error status.
 async fn answer(resp: http::Response<tonic::body::Body>) -> Result<Bytes, Status> {
     let (parts, body) = resp.into_parts();
@@ -129,10 +132,9 @@ async fn answer(resp: http::Response<tonic::body::Body>) -> Result<Bytes, Status
             format!("HTTP {} instead of a gRPC answer", parts.status),
         ));
     }
-    let got = body
-        .collect()
-        .await
-        .map_err(|e| Status::unavailable(format!("the answer broke off: {e}")))?;
+    let got = Limited::new(body, MAX_ANSWER).collect().await.map_err(|e| {
+        Status::unavailable(format!("the answer broke off or passed {MAX_ANSWER} bytes: {e}"))
+    })?;
     match got.trailers().and_then(Status::from_header_map).or(in_headers) {
         Some(s) if s.code() == Code::Ok => {}
         Some(s) => return Err(s),
