@@ -320,6 +320,13 @@ impl S3Server {
 impl Drop for S3Server {
     fn drop(&mut self) {
         if let Some(dir) = &self.started {
+            if std::thread::panicking() {
+                // A failed test shows why the server refused, e.g. a disk it found too full.
+                let log = std::fs::read_to_string(dir.path().join("weed.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                eprintln!("--- last lines of weed.log ---");
+                tail.iter().rev().for_each(|l| eprintln!("{l}"));
+            }
             let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/s3-server");
             let _ = Command::new(script).arg("stop").arg(dir.path()).status();
         }
