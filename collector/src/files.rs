@@ -329,7 +329,7 @@ impl FileTailer {
             let read = self.read_all();
             self.flush_idle_events();
             if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
-                self.checkpoint();
+                self.checkpoint(false);
                 last_checkpoint = Instant::now();
             }
             if read == 0 {
@@ -341,7 +341,7 @@ impl FileTailer {
             self.flush_event(k);
             self.flush_batch(k);
         }
-        self.checkpoint();
+        self.checkpoint(true);
     }
 
     fn scan(&mut self) {
@@ -761,14 +761,18 @@ impl FileTailer {
         }
     }
 
-    /// Makes the spool durable and saves the positions it covers.
-    fn checkpoint(&mut self) {
-        let durable = match self.spool.sync() {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot sync the spool; positions not saved");
-                return;
-            }
+    /// Saves the positions that the spool holds durably. The spool is fsynced in the
+    /// background ([`Spool::sync_in_background`]); with `sync`, here and now (at the end).
+    fn checkpoint(&mut self, sync: bool) {
+        let durable = match sync {
+            false => self.spool.durable(),
+            true => match self.spool.sync() {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot sync the spool; positions not saved");
+                    return;
+                }
+            },
         };
         let mut changed = false;
         while self.pending.front().is_some_and(|p| p.0 <= durable) {

@@ -171,6 +171,7 @@ pub async fn run(
         spool::Spool::open(Arc::new(fs), spool_cfg)
             .map_err(|e| anyhow::anyhow!("cannot open the spool in {}: {e}", data_dir.display()))?,
     );
+    spool.sync_in_background(spool::SYNC_EVERY);
     let host = cfg.host_name.clone().unwrap_or_else(files::host_name);
     let receiver_token = read_token(cfg.otlp_token_file.as_ref(), "OTLP receiver")?;
     let receiver = match receiver::start(

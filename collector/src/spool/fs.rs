@@ -6,7 +6,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// A flat directory of named files.
 pub trait SpoolFs: Send + Sync + std::fmt::Debug {
@@ -31,7 +32,11 @@ pub trait SpoolFs: Send + Sync + std::fmt::Debug {
 #[derive(Debug)]
 pub struct OsFs {
     dir: PathBuf,
-    open: Mutex<Option<(String, File)>>,
+    /// The file being appended to. Shared, so that an fsync runs without this lock and
+    /// appends go on meanwhile.
+    open: Mutex<Option<(String, Arc<File>)>>,
+    /// A file was created since the directory was last fsynced.
+    dir_dirty: AtomicBool,
 }
 
 impl OsFs {
@@ -40,19 +45,25 @@ impl OsFs {
         Ok(OsFs {
             dir: dir.to_path_buf(),
             open: Mutex::new(None),
+            dir_dirty: AtomicBool::new(false),
         })
     }
 
-    fn with_file<T>(&self, name: &str, f: impl FnOnce(&mut File) -> io::Result<T>) -> io::Result<T> {
+    /// The file `name`, kept open for appending.
+    fn file(&self, name: &str) -> io::Result<Arc<File>> {
         let mut open = self.open.lock().expect("spool file lock");
-        if open.as_ref().is_none_or(|(n, _)| n != name) {
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(self.dir.join(name))?;
-            *open = Some((name.to_string(), file));
+        match &*open {
+            Some((n, file)) if n == name => Ok(file.clone()),
+            _ => {
+                let path = self.dir.join(name);
+                if !path.exists() {
+                    self.dir_dirty.store(true, Ordering::Relaxed);
+                }
+                let file = Arc::new(OpenOptions::new().create(true).append(true).open(path)?);
+                *open = Some((name.to_string(), file.clone()));
+                Ok(file)
+            }
         }
-        f(&mut open.as_mut().expect("just opened").1)
     }
 
     fn forget(&self, name: &str) {
@@ -98,14 +109,25 @@ impl SpoolFs for OsFs {
     }
 
     fn append(&self, name: &str, parts: &[&[u8]]) -> io::Result<()> {
-        self.with_file(name, |f| parts.iter().try_for_each(|p| f.write_all(p)))
+        let file = self.file(name)?;
+        parts.iter().try_for_each(|p| (&*file).write_all(p))
     }
 
     fn sync(&self, name: &str) -> io::Result<()> {
-        let created = !self.dir.join(name).exists();
-        self.with_file(name, |f| f.sync_data())?;
-        if created {
-            self.sync_dir()?;
+        let open = self.open.lock().expect("spool file lock").clone();
+        match open {
+            Some((n, file)) if n == name => file.sync_data()?,
+            _ => OpenOptions::new()
+                .append(true)
+                .open(self.dir.join(name))?
+                .sync_data()?,
+        }
+        // A new segment is durable only once its directory entry is.
+        if self.dir_dirty.swap(false, Ordering::Relaxed) {
+            if let Err(e) = self.sync_dir() {
+                self.dir_dirty.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
         }
         Ok(())
     }

@@ -34,9 +34,11 @@
 //!
 //! - A record is written with one `write` and counted only after it; a crash can leave a torn
 //!   record at the end of the newest segment, which `open` truncates (and counts).
-//! - [`Spool::sync`] fsyncs the segment being written and returns the durable [`Position`];
-//!   sources checkpoint only positions at or before it. A segment is fsynced before the next
-//!   one is started, so durability is a single position.
+//! - [`Spool::sync`] fsyncs every segment written since the last sync and returns the durable
+//!   [`Position`]; sources checkpoint only positions at or before it. Segments are synced
+//!   oldest first and the position moves only after all of them, so durability is a single
+//!   position. In the collector a thread syncs every [`SYNC_EVERY`] (`sync_in_background`),
+//!   off the sources' path; the OTLP receiver and journald also sync before they answer.
 //! - Every restart starts a new segment, so nothing is ever appended after a torn tail.
 //! - Segments before the acknowledged position are deleted. When appending would exceed
 //!   `max_bytes`, the writer first waits (backpressure) up to `full_wait` for the shipper to
@@ -59,6 +61,8 @@ const MAGIC: &[u8; 8] = b"OBSSPL01";
 const HEADER: u64 = MAGIC.len() as u64;
 const RECORD_HEADER: usize = 9;
 const ACK_FILE: &str = "ack";
+/// How often the collector's spool is fsynced in the background (fsync on an interval).
+pub const SYNC_EVERY: Duration = Duration::from_millis(200);
 
 /// What a record holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -173,6 +177,24 @@ pub struct Spool {
     pub stats: SpoolStats,
 }
 
+/// How much of a segment holds whole records, by their lengths (checksums are checked when
+/// the records are read).
+fn intact_len(fs: &dyn SpoolFs, name: &str, len: u64) -> io::Result<u64> {
+    let mut at = HEADER;
+    while at < len {
+        let head = fs.read_at(name, at, 4)?;
+        let Ok(head) = <[u8; 4]>::try_from(head.as_slice()) else {
+            break;
+        };
+        let end = at + 8 + u64::from(u32::from_le_bytes(head));
+        if end > len {
+            break;
+        }
+        at = end;
+    }
+    Ok(at.min(len))
+}
+
 fn segment_name(n: u64) -> String {
     format!("{n:020}.seg")
 }
@@ -258,11 +280,44 @@ impl Spool {
         }
         let acked = acks.iter().copied().min().unwrap_or_default();
         let mut segments = BTreeMap::new();
+        let highest = names
+            .iter()
+            .filter_map(|n| parse_segment_name(n))
+            .max()
+            .unwrap_or(0);
         for n in names.iter().filter_map(|n| parse_segment_name(n)) {
             if n < acked.segment {
                 fs.remove(&segment_name(n))?;
             } else {
                 segments.insert(n, fs.len(&segment_name(n))?);
+            }
+        }
+        // A segment whose creation a power cut interrupted holds part of its header at most.
+        let stubs: Vec<(u64, u64)> = segments
+            .iter()
+            .filter(|(_, &l)| l < HEADER)
+            .map(|(&n, &l)| (n, l))
+            .collect();
+        for (n, len) in stubs {
+            let name = segment_name(n);
+            if MAGIC.starts_with(&fs.read_at(&name, 0, len as usize)?) {
+                tracing::warn!(segment = %name, bytes = len, "removing a spool segment a crash interrupted as it was created");
+                fs.remove(&name)?;
+                stats.torn_bytes.fetch_add(len, Ordering::Relaxed);
+                segments.remove(&n);
+            }
+        }
+        // Syncs cover several segments at once, so a power cut can also cut the last record
+        // of a segment before the newest: a walk over record lengths finds it.
+        let older: Vec<(u64, u64)> = segments.iter().rev().skip(1).map(|(&n, &l)| (n, l)).collect();
+        for (n, len) in older {
+            let name = segment_name(n);
+            let intact = intact_len(fs.as_ref(), &name, len)?;
+            if intact < len {
+                tracing::warn!(segment = %name, bytes = len - intact, "truncating a torn write at the end of a spool segment (a power cut interrupted it; it was never acknowledged)");
+                fs.truncate(&name, intact)?;
+                stats.torn_bytes.fetch_add(len - intact, Ordering::Relaxed);
+                segments.insert(n, intact);
             }
         }
         if let Some((&last, &len)) = segments.iter().next_back() {
@@ -293,7 +348,8 @@ impl Spool {
             .keys()
             .next_back()
             .map_or(1, |l| l + 1)
-            .max(acked.segment + 1);
+            .max(acked.segment + 1)
+            .max(highest + 1);
         Ok(Spool {
             fs,
             cfg,
@@ -355,8 +411,7 @@ impl Spool {
         }
         let seg_len = inner.segments.get(&inner.active).copied();
         if seg_len.is_some_and(|l| l + len > self.cfg.segment_bytes) {
-            self.sync_locked(&mut inner)?;
-            inner.active += 1;
+            inner.active += 1; // the next sync covers this segment too
         }
         let name = segment_name(inner.active);
         let active = inner.active;
@@ -444,32 +499,91 @@ impl Spool {
         Ok(())
     }
 
-    fn sync_locked(&self, inner: &mut Inner) -> io::Result<Position> {
+    /// The end of what was appended, and the segments written since the durable position.
+    fn unsynced(inner: &Inner) -> (Position, Vec<u64>) {
         let end = Position {
             segment: inner.active,
             offset: inner.segments.get(&inner.active).copied().unwrap_or(0),
         };
-        if end > inner.durable {
-            if end.offset > 0 {
-                self.fs.sync(&segment_name(inner.active))?;
-            }
-            inner.durable = end;
+        let segments = match end > inner.durable {
+            true => inner
+                .segments
+                .range(inner.durable.segment..=end.segment)
+                .map(|(&s, _)| s)
+                .collect(),
+            false => Vec::new(),
+        };
+        (end, segments)
+    }
+
+    /// [`Spool::sync`] under the lock, for the rare paths that start a segment out of turn.
+    fn sync_locked(&self, inner: &mut Inner) -> io::Result<Position> {
+        let (end, segments) = Self::unsynced(inner);
+        for seg in segments {
+            self.fs.sync(&segment_name(seg))?;
         }
+        inner.durable = inner.durable.max(end);
         Ok(inner.durable)
     }
 
-    /// Makes everything appended so far durable; returns the durable position.
+    /// Makes everything appended so far durable; returns the durable position. The fsyncs
+    /// run outside the lock, so appends and reads go on meanwhile.
     pub fn sync(&self) -> io::Result<Position> {
-        self.sync_locked(&mut self.inner.lock().expect("spool lock"))
+        let (end, segments) = Self::unsynced(&self.inner.lock().expect("spool lock"));
+        for seg in segments {
+            if let Err(e) = self.fs.sync(&segment_name(seg)) {
+                // A segment acknowledged and deleted meanwhile needs no fsync.
+                if self.inner.lock().expect("spool lock").segments.contains_key(&seg) {
+                    return Err(e);
+                }
+            }
+        }
+        let mut inner = self.inner.lock().expect("spool lock");
+        inner.durable = inner.durable.max(end);
+        Ok(inner.durable)
     }
 
     /// Makes `pos` durable, fsyncing only if no one else already has (group commit).
     pub fn sync_to(&self, pos: Position) -> io::Result<()> {
-        let mut inner = self.inner.lock().expect("spool lock");
-        if inner.durable < pos {
-            self.sync_locked(&mut inner)?;
+        if self.durable() < pos {
+            self.sync()?;
         }
         Ok(())
+    }
+
+    /// What is durable: every record that ends at or before this position.
+    pub fn durable(&self) -> Position {
+        self.inner.lock().expect("spool lock").durable
+    }
+
+    /// Fsyncs what was appended every `every`, on a thread of its own, for as long as the
+    /// spool is in use; so a source only reads [`Spool::durable`] and never waits on the disk.
+    pub fn sync_in_background(self: &Arc<Self>, every: Duration) {
+        let spool = Arc::downgrade(self);
+        let spawned = std::thread::Builder::new()
+            .name("obs-spool-sync".into())
+            .spawn(move || {
+                let mut failing = false;
+                while let Some(spool) = {
+                    std::thread::sleep(every);
+                    spool.upgrade()
+                } {
+                    if Self::unsynced(&spool.inner.lock().expect("spool lock")).1.is_empty() {
+                        continue;
+                    }
+                    match spool.sync() {
+                        Ok(_) => failing = false,
+                        Err(e) if !failing => {
+                            failing = true;
+                            tracing::error!(error = %e, "cannot fsync the spool; file positions are not saved until it works again");
+                        }
+                        Err(_) => {}
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the spool's fsync thread; sources sync it themselves");
+        }
     }
 
     /// Where reading resumes for `consumer` (0 = the store): its acknowledged position.

@@ -83,6 +83,58 @@ fn a_torn_tail_is_truncated_and_counted() {
 }
 
 #[test]
+fn a_power_cut_across_unsynced_segments_is_truncated_not_quarantined() {
+    let fs = Arc::new(MemFs::default());
+    let spool = Spool::open(fs.clone(), small()).unwrap();
+    spool.append(Kind::Logs, &payload(1, 10)).unwrap();
+    spool.sync().unwrap();
+    // Three segments' worth, never synced: each file keeps 5 bytes past what was synced.
+    for id in 2..20 {
+        spool.append(Kind::Logs, &payload(id, 30)).unwrap();
+    }
+    let segments = fs.list().unwrap().iter().filter(|n| n.ends_with(".seg")).count();
+    assert!(segments >= 3, "{segments} segments");
+    drop(spool);
+    fs.crash(5);
+    let spool = Spool::open(fs.clone(), small()).unwrap();
+    assert_eq!(
+        spool.stats.torn_bytes.load(Ordering::Relaxed),
+        5 * segments as u64,
+        "the cut record of the first segment and each later segment's stub"
+    );
+    assert_eq!(drain(&spool), [1]);
+    assert_eq!(spool.stats.quarantined_segments.load(Ordering::Relaxed), 0);
+    // Appends go on in a segment numbered after every one seen.
+    spool.append(Kind::Logs, &payload(30, 10)).unwrap();
+    assert_eq!(drain(&spool), [30]);
+}
+
+#[test]
+fn the_background_sync_makes_appends_durable() {
+    let fs = Arc::new(MemFs::default());
+    let spool = Arc::new(Spool::open(fs.clone(), small()).unwrap());
+    spool.sync_in_background(Duration::from_millis(5));
+    let mut end = Position::default();
+    for id in 0..20 {
+        end = spool.append(Kind::Logs, &payload(id, 30)).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while spool.durable() < end {
+        assert!(
+            Instant::now() < deadline,
+            "never synced: {:?} < {end:?}",
+            spool.durable()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // What it reported durable survives a crash.
+    drop(spool);
+    fs.crash(0);
+    let spool = Spool::open(fs.clone(), small()).unwrap();
+    assert_eq!(drain(&spool), (0..20).collect::<Vec<_>>());
+}
+
+#[test]
 fn a_corrupt_segment_is_quarantined_and_shipping_goes_on() {
     let fs = Arc::new(MemFs::default());
     let spool = Spool::open(fs.clone(), small()).unwrap();
@@ -320,6 +372,8 @@ proptest! {
         };
         prop_assert!(firsts.windows(2).all(|w| w[0] < w[1]), "out of order: {delivered:?}");
         prop_assert_eq!(spool.stats.dropped_records.load(Ordering::Relaxed), 0);
+        // A crash is never mistaken for corruption.
+        prop_assert_eq!(spool.stats.quarantined_segments.load(Ordering::Relaxed), 0);
     }
 }
 
