@@ -178,8 +178,10 @@ pub async fn ship(spool: Arc<Spool>, route: Route, mut shutdown: watch::Receiver
         // Fill the pipeline from the spool.
         while in_flight.len() + unrecorded + being_recorded < max_in_flight {
             if queue.is_empty() {
+                // One read for every free slot: a read is a trip to the blocking pool.
+                let free = max_in_flight - (in_flight.len() + unrecorded + being_recorded);
                 let s = spool.clone();
-                match tokio::task::spawn_blocking(move || s.read(cursor, max_bytes)).await {
+                match tokio::task::spawn_blocking(move || s.read(cursor, max_bytes * free)).await {
                     Ok(Ok(batch)) => {
                         let moved = batch.next != cursor;
                         cursor = batch.next;
@@ -193,12 +195,20 @@ pub async fn ship(spool: Arc<Spool>, route: Route, mut shutdown: watch::Receiver
                 }
             }
             let Some(out) = queue.pop_front() else { break };
-            in_flight.push_back(deliver(route.clone(), out, shutdown.clone()));
+            // A task of its own: requests compress in parallel, on any worker.
+            in_flight.push_back(tokio::spawn(deliver(route.clone(), out, shutdown.clone())));
         }
         let idle = in_flight.is_empty();
         tokio::select! {
             Some(done) = in_flight.next(), if !idle => {
-                let Some(end) = done else { break }; // shutdown while retrying
+                let end = match done {
+                    Ok(Some(end)) => end,
+                    Ok(None) => break, // shutdown while retrying
+                    Err(e) => {
+                        tracing::error!(error = %e, to = %route.name, "a delivery failed unexpectedly; shipping to it stops until restart");
+                        break;
+                    }
+                };
                 delivered = Some(end);
                 unrecorded += 1;
             }
