@@ -223,8 +223,7 @@ pub async fn ship(spool: Arc<Spool>, route: Route, mut shutdown: watch::Receiver
         if recording.is_none() {
             if let Some(end) = delivered.take() {
                 (unrecorded, being_recorded) = (0, unrecorded);
-                let s = spool.clone();
-                recording = Some(tokio::task::spawn_blocking(move || s.ack(consumer, end)));
+                recording = Some(record(&spool, consumer, end));
             }
         }
     }
@@ -233,9 +232,18 @@ pub async fn ship(spool: Arc<Spool>, route: Route, mut shutdown: watch::Receiver
         report_ack(r.await);
     }
     if let Some(end) = delivered {
-        let s = spool.clone();
-        report_ack(tokio::task::spawn_blocking(move || s.ack(consumer, end)).await);
+        report_ack(record(&spool, consumer, end).await);
     }
+}
+
+/// Records in the spool, on the blocking pool, that `consumer` has everything before `end`.
+fn record(
+    spool: &Arc<Spool>,
+    consumer: usize,
+    end: Position,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    let s = spool.clone();
+    tokio::task::spawn_blocking(move || s.ack(consumer, end))
 }
 
 fn report_ack(written: Result<std::io::Result<()>, tokio::task::JoinError>) {
