@@ -40,6 +40,7 @@ mod traceql;
 mod traces;
 pub mod tsdb;
 mod wal;
+mod words;
 
 /// Prometheus remote_write 1.0 protobuf messages, for the store's clients: the benches and
 /// end-to-end tests send real remote_write requests with them.

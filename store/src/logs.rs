@@ -16,7 +16,7 @@
 //! | `stream` | u64   | fast, stored            | FNV-1a 64 of the sorted `name=value\0` labels |
 //! | `label`  | text  | raw terms               | one term `name=value` per stream label        |
 //! | `labels` | text  | stored                  | the stream labels as a JSON object            |
-//! | `line`   | text  | `obs_words`, stored     | the line; words lowercased for filtering      |
+//! | `line`   | text  | `obs_words`, stored     | the line; its words for filtering (`words.rs`) |
 //! | `meta`   | text  | stored                  | structured metadata as JSON `[[name, value]]` |
 //! | `bytes`  | u64   | fast                    | length of the line in bytes                   |
 //!
@@ -38,7 +38,6 @@ use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, RangeQuery, RegexQuer
 use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, FAST, STORED, STRING,
 };
-use tantivy::tokenizer::{LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer};
 use tantivy::{DocAddress, Index, Order, Searcher, TantivyDocument, Term};
 
 use crate::model::{Labels, LogBatch};
@@ -83,13 +82,6 @@ fn schema() -> (Schema, Fields) {
     (b.build(), fields)
 }
 
-fn words_analyzer() -> TextAnalyzer {
-    TextAnalyzer::builder(SimpleTokenizer::default())
-        .filter(RemoveLongFilter::limit(256))
-        .filter(LowerCaser)
-        .build()
-}
-
 /// The stable id of a label set (FNV-1a 64 over `name=value\0`, in name order).
 pub(crate) fn stream_id(labels: &Labels) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -132,7 +124,7 @@ pub(crate) struct LogIndex {
 }
 
 fn setup(index: &Index) {
-    index.tokenizers().register(WORDS, words_analyzer());
+    index.tokenizers().register(WORDS, crate::words::analyzer());
 }
 
 impl LogIndex {
@@ -219,7 +211,7 @@ impl LogIndex {
     /// needle must contain; `None` when it gives no hint. Lines still need the substring check.
     pub(crate) fn needle_hint(&self, needle: &str) -> Option<Box<dyn Query>> {
         let mut tokens = Vec::new();
-        let mut analyzer = words_analyzer();
+        let mut analyzer = crate::words::analyzer();
         let mut stream = analyzer.token_stream(needle);
         while let Some(t) = stream.next() {
             tokens.push((t.offset_from, t.offset_to, t.text.clone()));
@@ -594,6 +586,9 @@ mod tests {
             "hints are case-insensitive; the substring check is not"
         );
         assert_eq!(hits("nothere"), 0);
+        assert_eq!(hits("200"), 1, "three-byte words are indexed");
+        assert_eq!(hits("refused by up"), 1, "short words drop out of a hint");
+        assert!(idx.needle_hint("by").is_none(), "a needle of short words gives no hint");
     }
 
     #[test]
