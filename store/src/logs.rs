@@ -588,7 +588,10 @@ mod tests {
         assert_eq!(hits("nothere"), 0);
         assert_eq!(hits("200"), 1, "three-byte words are indexed");
         assert_eq!(hits("refused by up"), 1, "short words drop out of a hint");
-        assert!(idx.needle_hint("by").is_none(), "a needle of short words gives no hint");
+        assert!(
+            idx.needle_hint("by").is_none(),
+            "a needle of short words gives no hint"
+        );
     }
 
     #[test]
