@@ -196,7 +196,11 @@ pub async fn ship(spool: Arc<Spool>, route: Route, mut shutdown: watch::Receiver
             }
             let Some(out) = queue.pop_front() else { break };
             // A task of its own: requests compress in parallel, on any worker.
-            in_flight.push_back(tokio::spawn(deliver(route.clone(), out, shutdown.clone())));
+            in_flight.push_back(Delivery(tokio::spawn(deliver(
+                route.clone(),
+                out,
+                shutdown.clone(),
+            ))));
         }
         let idle = in_flight.is_empty();
         tokio::select! {
@@ -233,6 +237,27 @@ pub async fn ship(spool: Arc<Spool>, route: Route, mut shutdown: watch::Receiver
     }
     if let Some(end) = delivered {
         report_ack(record(&spool, consumer, end).await);
+    }
+}
+
+/// A delivery running as a task of its own. Dropped with the shipping loop (at shutdown), it
+/// is aborted, so no request outlives the loop and holds the connection open.
+struct Delivery(tokio::task::JoinHandle<Option<Position>>);
+
+impl std::future::Future for Delivery {
+    type Output = Result<Option<Position>, tokio::task::JoinError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
