@@ -41,6 +41,7 @@ use tantivy::schema::{
 use tantivy::{DocAddress, Index, Order, Searcher, TantivyDocument, Term};
 
 use crate::model::{Labels, LogBatch};
+use crate::words;
 
 pub(crate) use crate::partitions::IndexError;
 use crate::partitions::Partitions;
@@ -124,12 +125,16 @@ pub(crate) struct LogIndex {
 }
 
 fn setup(index: &Index) {
-    index.tokenizers().register(WORDS, crate::words::analyzer());
+    index.tokenizers().register(WORDS, words::analyzer());
 }
 
 impl LogIndex {
     /// Opens every partition under `<data_dir>/logs/v1`.
     pub(crate) fn open(data_dir: &Path) -> Result<LogIndex, IndexError> {
+        Self::open_with(data_dir, setup)
+    }
+
+    fn open_with(data_dir: &Path, setup: fn(&Index)) -> Result<LogIndex, IndexError> {
         let (schema, fields) = schema();
         let parts = Partitions::open(data_dir.join("logs").join(SCHEMA_VERSION), schema, setup)?;
         Ok(LogIndex { parts, fields })
@@ -211,7 +216,7 @@ impl LogIndex {
     /// needle must contain; `None` when it gives no hint. Lines still need the substring check.
     pub(crate) fn needle_hint(&self, needle: &str) -> Option<Box<dyn Query>> {
         let mut tokens = Vec::new();
-        let mut analyzer = crate::words::analyzer();
+        let mut analyzer = crate::words::words();
         let mut stream = analyzer.token_stream(needle);
         while let Some(t) = stream.next() {
             tokens.push((t.offset_from, t.offset_to, t.text.clone()));
@@ -225,21 +230,89 @@ impl LogIndex {
             // another word narrows the candidates.
             let open_left = from == 0;
             let open_right = to == needle.len();
+            if open_left && several {
+                continue;
+            }
             let escaped = regex_syntax_escape(&text);
-            let regex = |p: String| RegexQuery::from_pattern(&p, self.fields.line).ok();
-            let q: Box<dyn Query> = match (open_left, open_right) {
-                (false, false) => Box::new(TermQuery::new(
-                    Term::from_field_text(self.fields.line, &text),
-                    IndexRecordOption::Basic,
-                )),
-                (false, true) => Box::new(regex(format!("{escaped}.*"))?),
-                (true, _) if several => continue,
-                (true, false) => Box::new(regex(format!(".*{escaped}"))?),
-                (true, true) => Box::new(regex(format!(".*{escaped}.*"))?),
+            let word: Box<dyn Query> = match (open_left, open_right) {
+                (false, false) => Box::new(self.word_term(&text)),
+                (false, true) => Box::new(self.word_regex(&format!("{escaped}.*"))?),
+                (true, false) => Box::new(self.word_regex(&format!(".*{escaped}"))?),
+                (true, true) => Box::new(self.word_regex(&format!(".*{escaped}.*"))?),
+            };
+            // In newer partitions, a line word that is an id holds the needle word in pieces.
+            let id: Option<Box<dyn Query>> = if !words::is_hex(&text) {
+                None
+            } else if !open_left && !open_right {
+                words::is_id(&text).then(|| self.id_pieces(&text))
+            } else {
+                match self.id_fragment(&text, !open_left) {
+                    Some(q) => Some(q),
+                    None => continue,
+                }
+            };
+            let q = match id {
+                None => word,
+                Some(id) => Box::new(BooleanQuery::new(vec![
+                    (Occur::Should, word),
+                    (Occur::Should, id),
+                ])),
             };
             clauses.push((Occur::Must, q));
         }
         (!clauses.is_empty()).then(|| Box::new(BooleanQuery::new(clauses)) as Box<dyn Query>)
+    }
+
+    fn word_term(&self, text: &str) -> TermQuery {
+        TermQuery::new(
+            Term::from_field_text(self.fields.line, text),
+            IndexRecordOption::Basic,
+        )
+    }
+
+    fn word_regex(&self, pattern: &str) -> Option<RegexQuery> {
+        RegexQuery::from_pattern(pattern, self.fields.line).ok()
+    }
+
+    /// Lines holding the whole id `id`: all of its pieces.
+    fn id_pieces(&self, id: &str) -> Box<dyn Query> {
+        let mut analyzer = words::analyzer();
+        let mut stream = analyzer.token_stream(id);
+        let mut pieces: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        while let Some(t) = stream.next() {
+            pieces.push((Occur::Must, Box::new(self.word_term(&t.text))));
+        }
+        Box::new(BooleanQuery::new(pieces))
+    }
+
+    /// Lines that may hold `fragment` inside an id (at its start with `at_start`): for each
+    /// offset of the fragment in a piece, the pieces it covers, whole ones as terms and cut ones
+    /// as short patterns. `None` when some offset leaves nothing to look up.
+    fn id_fragment(&self, fragment: &str, at_start: bool) -> Option<Box<dyn Query>> {
+        let offsets = if at_start { 0..1 } else { 0..words::CHUNK };
+        let mut alternatives: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for offset in offsets {
+            let mut parts: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+            let (mut at, mut skip) = (0, offset);
+            while at < fragment.len() {
+                let take = (words::CHUNK - skip).min(fragment.len() - at);
+                let piece = &fragment[at..at + take];
+                if skip == 0 && take == words::CHUNK {
+                    parts.push((Occur::Must, Box::new(self.word_term(piece))));
+                } else if take >= 2 {
+                    // Hex digits need no escaping.
+                    let pattern = format!("{}{piece}.*", ".".repeat(skip));
+                    parts.push((Occur::Must, Box::new(self.word_regex(&pattern)?)));
+                }
+                at += take;
+                skip = 0;
+            }
+            if parts.is_empty() {
+                return None;
+            }
+            alternatives.push((Occur::Should, Box::new(BooleanQuery::new(parts))));
+        }
+        Some(Box::new(BooleanQuery::new(alternatives)))
     }
 
     /// Up to `limit` matching lines ordered by time (newest first when `backward`), strictly
@@ -592,6 +665,94 @@ mod tests {
             idx.needle_hint("by").is_none(),
             "a needle of short words gives no hint"
         );
+    }
+
+    /// Ids are indexed in pieces now and were indexed whole before: hints find them in both.
+    #[test]
+    fn needle_hints_find_ids_and_id_fragments_in_new_and_old_partitions() {
+        fn old_words(index: &Index) {
+            index.tokenizers().register(WORDS, words::words());
+        }
+        let lines = [
+            (1, "trace_id=4bf92f3577b34da6a3ce929d0e0e4736 done"),
+            (2, "req 0123456789abcdef ok"),
+            (3, "other 4bf92f3577b34da6ffffffffffffffff"),
+            (4, "unrelated text 500 errors added"),
+        ];
+        let fresh: fn(&Index) = setup;
+        for (kind, setup) in [("pieces", fresh), ("whole ids", old_words)] {
+            let dir = tempfile::tempdir().unwrap();
+            let idx = LogIndex::open_with(dir.path(), setup).unwrap();
+            idx.apply(1, &batch(&[("job", "a")], &lines)).unwrap();
+            idx.parts.commit(1).unwrap();
+            let hits = |needle: &str| {
+                let hint = idx.needle_hint(needle).unwrap();
+                let refs = idx
+                    .refs(
+                        &idx.searchers(0, DAY_NS),
+                        &idx.query(0, DAY_NS, vec![(Occur::Must, hint)]),
+                        100,
+                    )
+                    .unwrap()
+                    .unwrap();
+                let mut ts: Vec<i64> = refs.iter().map(|r| r.ts_ns).collect();
+                ts.sort();
+                ts
+            };
+            let cases: &[(&str, &[i64])] = &[
+                ("4bf92f3577b34da6a3ce929d0e0e4736", &[1]),
+                (" 4bf92f3577b34da6a3ce929d0e0e4736 ", &[1]),
+                ("=4bf92f3577b34da6a3ce9", &[1]),
+                ("4bf92f3577b34da6", &[1, 3]),
+                ("92f3577b", &[1, 3]),
+                ("e0e4736", &[1]),
+                ("ce929d0e0e4736 done", &[1]),
+                ("req 0123456789ab", &[2]),
+                ("23456789abcdef ok", &[2]),
+                ("500", &[4]),
+                ("added", &[4]),
+                ("ffffffffff", &[3]),
+            ];
+            for (needle, want) in cases {
+                assert_eq!(hits(needle), *want, "{kind}: needle {needle:?}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// A hint never leaves out a line that holds the needle, whatever ids the lines hold
+        /// and wherever the needle cuts them.
+        #[test]
+        fn needle_hints_keep_every_line_that_holds_the_needle(
+            lines in proptest::collection::vec("(([0-9a-fA-F]{1,40}|[a-z]{1,6}|req|id)[ =:./-]{1,2}){1,6}", 1..40),
+            picks in proptest::collection::vec((0usize..1000, 0usize..1000, 1usize..40), 1..30),
+            old in proptest::bool::ANY,
+        ) {
+            fn old_words(index: &Index) {
+                index.tokenizers().register(WORDS, words::words());
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let idx = LogIndex::open_with(dir.path(), if old { old_words } else { setup }).unwrap();
+            let entries: Vec<(i64, &str)> = lines.iter().enumerate().map(|(i, l)| (i as i64, l.as_str())).collect();
+            idx.apply(1, &batch(&[("job", "a")], &entries)).unwrap();
+            idx.parts.commit(1).unwrap();
+            for (line, from, len) in picks {
+                let line = &lines[line % lines.len()];
+                let from = from % line.len();
+                let needle = &line[from..(from + len).min(line.len())];
+                let Some(hint) = idx.needle_hint(needle) else { continue };
+                let query = idx.query(0, DAY_NS, vec![(Occur::Must, hint)]);
+                let found: std::collections::HashSet<i64> = idx
+                    .refs(&idx.searchers(0, DAY_NS), &query, 1000).unwrap().unwrap()
+                    .iter().map(|r| r.ts_ns).collect();
+                for (ts, l) in &entries {
+                    if l.contains(needle) {
+                        proptest::prop_assert!(found.contains(ts), "needle {needle:?} misses line {l:?}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

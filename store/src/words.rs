@@ -6,6 +6,15 @@
 //! quarter of the indexing work and narrow no search. A hint never uses them either, which
 //! keeps hints safe on every partition: any word that contains a hint word of 3 bytes or more
 //! is itself 3 bytes or more, so it is indexed. Words of 256 bytes or more are not indexed.
+//!
+//! **Ids** — words of [`MIN_ID_BYTES`] or more made only of hex digits (trace and request ids,
+//! hashes, long numbers) — are indexed as their [`CHUNK`]-byte pieces from the start of the
+//! word (`4bf92f35` → `4bf9`, `2f35`; a shorter last piece is kept too). Ids are unique, and a
+//! unique term per line made the term dictionary (an FST, rebuilt at every segment flush and
+//! merge) a quarter of the store's ingest CPU; there are at most 65,536 pieces. A needle still
+//! finds its id: `logs.rs` turns the pieces of a needle word into a hint, for every place the
+//! needle may start inside an id. Partitions written before ids were cut
+//! (2026-12) hold whole ids, so hints also keep the whole-word clause.
 
 use tantivy::tokenizer::{
     LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer, Token, TokenFilter, TokenStream, Tokenizer,
@@ -13,13 +22,132 @@ use tantivy::tokenizer::{
 
 /// Shorter words are left out of the index.
 pub(crate) const MIN_WORD_BYTES: usize = 3;
+/// Hex words this long or longer are ids, indexed in pieces.
+pub(crate) const MIN_ID_BYTES: usize = 8;
+/// The length of an id's pieces.
+pub(crate) const CHUNK: usize = 4;
 
+/// The analyzer of the `line` field: words, with ids cut in pieces.
 pub(crate) fn analyzer() -> TextAnalyzer {
     TextAnalyzer::builder(SimpleTokenizer::default())
         .filter(RemoveLongFilter::limit(256))
         .filter(LowerCaser)
         .filter(RemoveShort)
+        .filter(CutIds)
         .build()
+}
+
+/// Whole words as [`analyzer`] sees them before ids are cut: how needles are read.
+pub(crate) fn words() -> TextAnalyzer {
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(256))
+        .filter(LowerCaser)
+        .filter(RemoveShort)
+        .build()
+}
+
+/// Whether the (lowercased) word is indexed in pieces.
+pub(crate) fn is_id(word: &str) -> bool {
+    word.len() >= MIN_ID_BYTES
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Whether the (lowercased) text can be part of an id.
+pub(crate) fn is_hex(text: &str) -> bool {
+    text.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Cuts ids into pieces (see the module docs).
+#[derive(Clone)]
+struct CutIds;
+
+impl TokenFilter for CutIds {
+    type Tokenizer<T: Tokenizer> = CutIdsTokenizer<T>;
+
+    fn transform<T: Tokenizer>(self, tokenizer: T) -> CutIdsTokenizer<T> {
+        CutIdsTokenizer(tokenizer)
+    }
+}
+
+#[derive(Clone)]
+struct CutIdsTokenizer<T>(T);
+
+impl<T: Tokenizer> Tokenizer for CutIdsTokenizer<T> {
+    type TokenStream<'a> = CutIdsStream<T::TokenStream<'a>>;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> Self::TokenStream<'a> {
+        CutIdsStream {
+            inner: self.0.token_stream(text),
+            id: String::new(),
+            next: None,
+            piece: Token::default(),
+        }
+    }
+}
+
+struct CutIdsStream<S> {
+    inner: S,
+    /// The id being cut, and the offset of its next piece while cutting.
+    id: String,
+    next: Option<usize>,
+    piece: Token,
+}
+
+impl<S: TokenStream> CutIdsStream<S> {
+    /// Emits the piece at `at` of the current id, if any is left.
+    fn cut(&mut self, at: usize) -> bool {
+        if at >= self.id.len() {
+            self.next = None;
+            return false;
+        }
+        let end = (at + CHUNK).min(self.id.len());
+        self.piece.text.clear();
+        self.piece.text.push_str(&self.id[at..end]);
+        self.next = Some(end);
+        true
+    }
+}
+
+impl<S: TokenStream> TokenStream for CutIdsStream<S> {
+    fn advance(&mut self) -> bool {
+        if let Some(at) = self.next {
+            if self.cut(at) {
+                return true;
+            }
+        }
+        if !self.inner.advance() {
+            return false;
+        }
+        let word = self.inner.token();
+        if !is_id(&word.text) {
+            return true;
+        }
+        self.id.clear();
+        self.id.push_str(&word.text);
+        self.piece.offset_from = word.offset_from;
+        self.piece.offset_to = word.offset_to;
+        self.piece.position = word.position;
+        self.cut(0)
+    }
+
+    fn token(&self) -> &Token {
+        if self.next.is_some() {
+            &self.piece
+        } else {
+            self.inner.token()
+        }
+    }
+
+    fn token_mut(&mut self) -> &mut Token {
+        if self.next.is_some() {
+            &mut self.piece
+        } else {
+            self.inner.token_mut()
+        }
+    }
 }
 
 /// Drops words under [`MIN_WORD_BYTES`] (tantivy has a filter for long words only).
@@ -87,5 +215,20 @@ mod tests {
             ("7f3a", 34),
         ];
         assert_eq!(words, expect.map(|(w, o)| (w.to_string(), o)));
+    }
+
+    #[test]
+    fn ids_are_cut_in_pieces_from_their_start() {
+        let mut a = analyzer();
+        let mut s = a.token_stream("t=4BF92F3577B34DA6 abc123 deadbeef 1234567 123456789 x");
+        let mut words = Vec::new();
+        while let Some(t) = s.next() {
+            words.push(t.text.clone());
+        }
+        let expect = [
+            "4bf9", "2f35", "77b3", "4da6", "abc123", "dead", "beef", "1234567", "1234", "5678", "9",
+        ];
+        assert_eq!(words, expect);
+        assert!(is_id("0123456789abcdef") && !is_id("0123456") && !is_id("0123456789abcdeg"));
     }
 }
