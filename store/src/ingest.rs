@@ -165,7 +165,6 @@ impl Engine {
         let traces = TraceIndex::open(data_dir)?;
         let tsdb = Tsdb::open(data_dir)?;
         let min_next = logs
-            .parts
             .max_committed_seq()
             .max(traces.parts.max_committed_seq())
             .max(tsdb.persisted_through())
@@ -292,7 +291,7 @@ impl Engine {
     pub(crate) fn commit(&self) -> Result<(), OpenError> {
         let keep_from = {
             let applied = self.shared.applied.lock().expect("apply lock");
-            self.shared.logs.parts.commit(applied.through)?;
+            self.shared.logs.commit(applied.through)?;
             self.shared.traces.parts.commit(applied.through)?;
             let mut keep = applied.first_failed.unwrap_or(applied.through + 1);
             if let Some(unflushed) = self.shared.tsdb.keep_wal_from() {
@@ -333,7 +332,7 @@ impl Engine {
         std::fs::create_dir_all(&staging).map_err(io(&staging))?;
         {
             let applied = self.shared.applied.lock().expect("apply lock");
-            self.shared.logs.parts.quiesce(applied.through)?;
+            self.shared.logs.quiesce(applied.through)?;
             self.shared.traces.parts.quiesce(applied.through)?;
             link_tree(&self.data_dir, &staging, &root).map_err(|(p, e)| io(&p)(e))?;
         }
@@ -348,11 +347,7 @@ impl Engine {
             .shared
             .tsdb
             .drop_before(cutoff_ns(self.retention.metrics) / 1_000_000);
-        let logs = self
-            .shared
-            .logs
-            .parts
-            .drop_before(cutoff_ns(self.retention.logs))?;
+        let logs = self.shared.logs.drop_before(cutoff_ns(self.retention.logs))?;
         Ok(metrics
             + logs
             + self

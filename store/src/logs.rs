@@ -1,55 +1,70 @@
-//! Logs on disk: one tantivy index per UTC day, fed from the WAL in sequence order.
+//! Logs on disk: tantivy indexes per UTC day, fed from the WAL in sequence order.
 //!
-//! # Layout (version 1)
+//! # Layout (version 2)
 //!
 //! ```text
-//! <data_dir>/logs/v1/<YYYY-MM-DD>/      a tantivy index holding the lines whose time is that day
+//! <data_dir>/logs/v2/<YYYY-MM-DD>/      a tantivy index holding the lines whose time is that day
 //!     meta.json                         tantivy's; its commit payload is {"wal_seq": N}: every WAL
 //!                                       record with seq <= N is in this index
+//! <data_dir>/logs/v1/<YYYY-MM-DD>/      version 1 partitions (before 2026-12): read, never written
 //! ```
 //!
-//! Schema v1, one document per line:
+//! Schema v2, one document per **block**: up to [`BLOCK_LINES`] lines (and about
+//! [`BLOCK_BYTES`]) of one stream from one WAL record, all of one day. Postings are per block,
+//! so a word common to the block's lines is indexed once, not once per line: that was most
+//! of the indexing work when each line was a document.
 //!
-//! | field    | type  | options                 | holds                                         |
-//! |----------|-------|-------------------------|-----------------------------------------------|
-//! | `ts`     | i64   | fast, stored (*)        | time in Unix nanoseconds                      |
-//! | `stream` | u64   | fast, stored            | FNV-1a 64 of the sorted `name=value\0` labels |
-//! | `label`  | text  | raw terms               | one term `name=value` per stream label        |
-//! | `labels` | text  | stored                  | the stream labels as a JSON object            |
-//! | `line`   | text  | `obs_words`, stored     | the line; its words for filtering (`words.rs`) |
-//! | `meta`   | text  | stored                  | structured metadata as JSON `[[name, value]]` |
-//! | `bytes`  | u64   | fast                    | length of the line in bytes                   |
+//! | field    | type  | options                 | holds                                           |
+//! |----------|-------|-------------------------|-------------------------------------------------|
+//! | `ts`     | i64   | fast                    | each line's time in Unix ns, in line order      |
+//! | `stream` | u64   | fast, stored            | FNV-1a 64 of the sorted `name=value\0` labels   |
+//! | `label`  | text  | raw terms               | one term `name=value` per stream label          |
+//! | `labels` | text  | stored                  | the stream labels as a JSON object              |
+//! | `line`   | text  | `obs_block_words`       | the lines, each distinct word indexed once (`words.rs`) |
+//! | `meta`   | text  | (unused; v1's field)    |                                                 |
+//! | `bytes`  | u64   | fast                    | each line's length in bytes, in line order      |
+//! | `lines`  | bytes | stored                  | the lines: postcard `Vec<LogEntry>` (`model.rs`, as in the WAL) |
 //!
-//! (*) Partitions created before 2026-12 also index `ts` (one unique term per line that no
-//! query used: time ranges are read from the fast field). Both kinds open and answer alike;
-//! each partition keeps the schema in its `meta.json`.
+//! Schema v1 was one document per line: `ts` fast and stored (partitions before 2026-12 also
+//! index it), `line` stored as well as indexed, `meta` the structured metadata as JSON
+//! `[[name, value]]`, and no `lines`. The fields both schemas share have the same ids, so one
+//! query answers both; `read.rs` reads a v1 document as a block of one line.
 //!
 //! # Durability
 //!
 //! Partitioning, commit payloads and replay are `partitions.rs`'s: lines are added after their
 //! WAL record is durable, committed every [`COMMIT_INTERVAL`](crate::ingest::COMMIT_INTERVAL),
-//! and replay neither loses nor duplicates them.
+//! and replay neither loses nor duplicates them. Records that v1 partitions already hold are
+//! not replayed into v2 ones.
+
+mod read;
 
 use std::ops::Bound;
 use std::path::Path;
 
-use tantivy::collector::TopDocs;
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, RangeQuery, RegexQuery, TermQuery};
 use tantivy::schema::{
-    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, FAST, STORED, STRING,
+    Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, FAST, STORED, STRING,
 };
-use tantivy::{DocAddress, Index, Order, Searcher, TantivyDocument, Term};
+use tantivy::{Index, Searcher, TantivyDocument, Term};
 
-use crate::model::{Labels, LogBatch};
+use crate::model::{Labels, LogBatch, LogEntry};
 use crate::words;
 
 pub(crate) use crate::partitions::IndexError;
-use crate::partitions::Partitions;
-#[cfg(test)]
-use crate::partitions::DAY_NS;
+use crate::partitions::{Partitions, DAY_NS};
+pub(crate) use read::{LineAddr, LineReader, LineRef, StreamStats};
 
+/// The tokenizer of `line` in v1 partitions (one line per document).
 const WORDS: &str = "obs_words";
-const SCHEMA_VERSION: &str = "v1";
+/// The tokenizer of `line` in v2 partitions (a block of lines per document).
+const BLOCK_WORDS: &str = "obs_block_words";
+const SCHEMA_VERSION: &str = "v2";
+const V1: &str = "v1";
+/// Most lines in a block.
+pub(crate) const BLOCK_LINES: usize = 128;
+/// A block ends once its lines reach this many bytes.
+pub(crate) const BLOCK_BYTES: usize = 32 << 10;
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Fields {
@@ -60,25 +75,35 @@ pub(crate) struct Fields {
     pub(crate) line: Field,
     pub(crate) meta: Field,
     pub(crate) bytes: Field,
+    /// Only in schema v2.
+    pub(crate) lines: Field,
 }
 
-fn schema() -> (Schema, Fields) {
+/// Schema v2 and its fields, or with `v1` the schema of version 1 partitions.
+fn schema(v1: bool) -> (Schema, Fields) {
     let mut b = Schema::builder();
-    let words = TextOptions::default()
-        .set_indexing_options(
-            TextFieldIndexing::default()
-                .set_tokenizer(WORDS)
-                .set_index_option(IndexRecordOption::Basic),
-        )
-        .set_stored();
+    let mut words = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(if v1 { WORDS } else { BLOCK_WORDS })
+            .set_index_option(IndexRecordOption::Basic),
+    );
+    let ts: NumericOptions = if v1 { (FAST | STORED).into() } else { FAST.into() };
+    if v1 {
+        words = words.set_stored();
+    }
     let fields = Fields {
-        ts: b.add_i64_field("ts", FAST | STORED),
+        ts: b.add_i64_field("ts", ts),
         stream: b.add_u64_field("stream", FAST | STORED),
         label: b.add_text_field("label", STRING),
         labels: b.add_text_field("labels", STORED),
         line: b.add_text_field("line", words),
         meta: b.add_text_field("meta", STORED),
         bytes: b.add_u64_field("bytes", FAST),
+        lines: if v1 {
+            Field::from_field_id(u32::MAX)
+        } else {
+            b.add_bytes_field("lines", STORED)
+        },
     };
     (b.build(), fields)
 }
@@ -105,44 +130,69 @@ pub(crate) struct LogHit {
     pub(crate) metadata: Vec<(String, String)>,
 }
 
-/// A lightweight reference to a matching line: what metric queries need without the line.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct LineRef {
-    pub(crate) ts_ns: i64,
-    pub(crate) stream: u64,
-    pub(crate) bytes: u64,
-    pub(crate) doc: DocAddress,
-    /// Index into the searcher list the ref came from.
-    pub(crate) part: usize,
-}
-
 /// Day-partitioned log indexes.
 #[derive(Debug)]
 pub(crate) struct LogIndex {
-    /// Commit, retention and disk usage are the partitions' (the engine calls them directly).
-    pub(crate) parts: Partitions,
+    /// Version 2 partitions: all writes go here.
+    parts: Partitions,
+    /// Version 1 partitions, if any are left, and the last WAL record they hold.
+    v1: Option<(Partitions, u64)>,
     pub(crate) fields: Fields,
 }
 
 fn setup(index: &Index) {
     index.tokenizers().register(WORDS, words::analyzer());
+    index.tokenizers().register(BLOCK_WORDS, words::block_analyzer());
+}
+
+/// The blocks of a stream's entries: runs of at most [`BLOCK_LINES`] lines and about
+/// [`BLOCK_BYTES`], each within one day.
+fn blocks(entries: &[LogEntry]) -> impl Iterator<Item = &[LogEntry]> {
+    let mut rest = entries;
+    std::iter::from_fn(move || {
+        let first = rest.first()?;
+        let day = first.ts_ns.div_euclid(DAY_NS);
+        let mut bytes = 0;
+        let mut n = 0;
+        while n < rest.len().min(BLOCK_LINES)
+            && bytes < BLOCK_BYTES
+            && rest[n].ts_ns.div_euclid(DAY_NS) == day
+        {
+            bytes += rest[n].line.len();
+            n += 1;
+        }
+        let (block, tail) = rest.split_at(n);
+        rest = tail;
+        Some(block)
+    })
 }
 
 impl LogIndex {
-    /// Opens every partition under `<data_dir>/logs/v1`.
+    /// Opens every partition under `<data_dir>/logs`.
     pub(crate) fn open(data_dir: &Path) -> Result<LogIndex, IndexError> {
         Self::open_with(data_dir, setup)
     }
 
     fn open_with(data_dir: &Path, setup: fn(&Index)) -> Result<LogIndex, IndexError> {
-        let (schema, fields) = schema();
-        let parts = Partitions::open(data_dir.join("logs").join(SCHEMA_VERSION), schema, setup)?;
-        Ok(LogIndex { parts, fields })
+        let (schema_v2, fields) = schema(false);
+        let parts = Partitions::open(data_dir.join("logs").join(SCHEMA_VERSION), schema_v2, setup)?;
+        let v1_dir = data_dir.join("logs").join(V1);
+        let v1 = if v1_dir.is_dir() {
+            let parts = Partitions::open(v1_dir, schema(true).0, setup)?;
+            let through = parts.max_committed_seq();
+            Some((parts, through))
+        } else {
+            None
+        };
+        Ok(LogIndex { parts, v1, fields })
     }
 
     /// Adds the lines of WAL record `seq` to their partitions, skipping partitions that
     /// already hold it. Returns how many lines were added.
     pub(crate) fn apply(&self, seq: u64, batch: &LogBatch) -> Result<usize, IndexError> {
+        if self.v1.as_ref().is_some_and(|(_, through)| seq <= *through) {
+            return Ok(0);
+        }
         let f = self.fields;
         let mut adder = self.parts.adder();
         let mut added = 0;
@@ -150,31 +200,77 @@ impl LogIndex {
             let id = stream_id(&stream.labels);
             let labels_json = serde_json::to_string(&stream.labels).expect("labels serialize");
             let label_terms: Vec<String> = stream.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            for e in &stream.entries {
+            for block in blocks(&stream.entries) {
                 let mut doc = TantivyDocument::new();
-                doc.add_i64(f.ts, e.ts_ns);
+                let mut text = String::with_capacity(block.iter().map(|e| e.line.len() + 1).sum());
+                for e in block {
+                    doc.add_i64(f.ts, e.ts_ns);
+                    doc.add_u64(f.bytes, e.line.len() as u64);
+                    text.push_str(&e.line);
+                    text.push('\n');
+                }
                 doc.add_u64(f.stream, id);
                 for term in &label_terms {
                     doc.add_text(f.label, term);
                 }
                 doc.add_text(f.labels, &labels_json);
-                doc.add_text(f.line, &e.line);
-                if !e.metadata.is_empty() {
-                    doc.add_text(
-                        f.meta,
-                        serde_json::to_string(&e.metadata).expect("metadata serializes"),
-                    );
+                doc.add_text(f.line, &text);
+                doc.add_bytes(f.lines, &postcard::to_allocvec(block).expect("lines serialize"));
+                if adder.add(block[0].ts_ns, seq, doc)? {
+                    added += block.len();
                 }
-                doc.add_u64(f.bytes, e.line.len() as u64);
-                added += usize::from(adder.add(e.ts_ns, seq, doc)?);
             }
         }
         Ok(added)
     }
 
-    /// Searchers for the partitions that may hold lines in `[start_ns, end_ns)`, oldest first.
+    /// Commits new lines (see [`Partitions::commit`]).
+    pub(crate) fn commit(&self, applied_through: u64) -> Result<(), IndexError> {
+        self.parts.commit(applied_through)
+    }
+
+    /// Commits and closes writers (see [`Partitions::quiesce`]).
+    pub(crate) fn quiesce(&self, applied_through: u64) -> Result<(), IndexError> {
+        self.parts.quiesce(applied_through)
+    }
+
+    /// Deletes the partitions of days that ended before `cutoff_ns`; returns how many.
+    pub(crate) fn drop_before(&self, cutoff_ns: i64) -> Result<usize, IndexError> {
+        let v1 = match &self.v1 {
+            Some((parts, _)) => parts.drop_before(cutoff_ns)?,
+            None => 0,
+        };
+        Ok(v1 + self.parts.drop_before(cutoff_ns)?)
+    }
+
+    /// The last WAL record the partitions hold.
+    pub(crate) fn max_committed_seq(&self) -> u64 {
+        let v1 = self.v1.as_ref().map_or(0, |(_, through)| *through);
+        self.parts.max_committed_seq().max(v1)
+    }
+
+    /// (partitions, bytes on disk), for `/metrics`.
+    pub(crate) fn disk_usage(&self) -> (usize, u64) {
+        let (n, bytes) = self.parts.disk_usage();
+        let (n1, bytes1) = self.v1.as_ref().map_or((0, 0), |(parts, _)| parts.disk_usage());
+        (n + n1, bytes + bytes1)
+    }
+
+    /// Searchers for the partitions that may hold lines in `[start_ns, end_ns)`, oldest first
+    /// (of one day, the v1 partition first: it was written before the upgrade).
     pub(crate) fn searchers(&self, start_ns: i64, end_ns: i64) -> Vec<Searcher> {
-        self.parts.searchers(start_ns, end_ns)
+        let mut all = match &self.v1 {
+            Some((parts, _)) => parts.day_searchers(start_ns, end_ns),
+            None => Vec::new(),
+        };
+        all.extend(self.parts.day_searchers(start_ns, end_ns));
+        all.sort_by_key(|(day, _)| *day);
+        all.into_iter().map(|(_, s)| s).collect()
+    }
+
+    /// A reader of lines in one of [`searchers`](Self::searchers)'s partitions.
+    pub(crate) fn reader<'a>(&self, searcher: &'a Searcher) -> LineReader<'a> {
+        LineReader::new(self.fields, searcher)
     }
 
     /// A query for `[start_ns, end_ns)` and the given extra clauses (selector, line hints).
@@ -315,64 +411,42 @@ impl LogIndex {
         Some(Box::new(BooleanQuery::new(alternatives)))
     }
 
-    /// Up to `limit` matching lines ordered by time (newest first when `backward`), strictly
-    /// before/after `cursor` nanoseconds.
+    /// Up to `limit` lines in `[lo, hi)` of the documents matching `query`, ordered by time
+    /// (newest first when `backward`).
     pub(crate) fn page(
         &self,
         searcher: &Searcher,
         query: &dyn Query,
+        (lo, hi): (i64, i64),
         backward: bool,
         limit: usize,
-    ) -> Result<Vec<(i64, DocAddress)>, tantivy::TantivyError> {
-        let order = if backward { Order::Desc } else { Order::Asc };
-        searcher.search(
-            query,
-            &TopDocs::with_limit(limit).order_by_fast_field::<i64>("ts", order),
-        )
-    }
-
-    /// Reads one stored line.
-    pub(crate) fn hit(&self, searcher: &Searcher, addr: DocAddress) -> Result<LogHit, tantivy::TantivyError> {
-        let doc: TantivyDocument = searcher.doc(addr)?;
-        let f = self.fields;
-        let text = |field| {
-            doc.get_first(field)
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_string()
+    ) -> Result<Vec<(i64, LineAddr)>, tantivy::TantivyError> {
+        let top = read::TopLines {
+            range: (lo, hi),
+            limit,
+            backward,
         };
-        Ok(LogHit {
-            ts_ns: doc.get_first(f.ts).and_then(|v| v.as_i64()).unwrap_or_default(),
-            stream: doc
-                .get_first(f.stream)
-                .and_then(|v| v.as_u64())
-                .unwrap_or_default(),
-            labels: serde_json::from_str(&text(f.labels)).unwrap_or_default(),
-            line: text(f.line),
-            metadata: doc
-                .get_first(f.meta)
-                .and_then(|v| v.as_str())
-                .and_then(|s| serde_json::from_str(s).ok())
-                .unwrap_or_default(),
-        })
+        searcher.search(query, &top)
     }
 
-    /// Every line matching `query` in the searchers as refs (time, stream, size), at most `max`.
+    /// Every line in `[lo, hi)` of the documents matching `query` as refs (time, stream,
+    /// size); `Err(count)` past `max`.
     pub(crate) fn refs(
         &self,
         searchers: &[Searcher],
         query: &dyn Query,
+        range: (i64, i64),
         max: usize,
     ) -> Result<Result<Vec<LineRef>, usize>, tantivy::TantivyError> {
         let mut out = Vec::new();
         for (part, searcher) in searchers.iter().enumerate() {
-            let found = searcher.search(query, &RefCollector)?;
-            for (ts_ns, stream, bytes, doc) in found {
+            let found = searcher.search(query, &read::AllLines(range))?;
+            for (ts_ns, stream, bytes, addr) in found {
                 out.push(LineRef {
                     ts_ns,
                     stream,
                     bytes,
-                    doc,
+                    addr,
                     part,
                 });
             }
@@ -383,20 +457,22 @@ impl LogIndex {
         Ok(Ok(out))
     }
 
-    /// Streams matching `query` with their line counts and bytes, keyed by (partition, stream).
+    /// Streams with lines in `[lo, hi)` in the documents matching `query`, with their line
+    /// counts and bytes, per (partition, stream).
     pub(crate) fn stream_stats(
         &self,
         searchers: &[Searcher],
         query: &dyn Query,
+        range: (i64, i64),
     ) -> Result<Vec<(u64, StreamStats)>, tantivy::TantivyError> {
         let mut out = Vec::new();
         for (part, searcher) in searchers.iter().enumerate() {
-            for (stream, (doc, lines, bytes)) in searcher.search(query, &StreamCollector)? {
+            for (stream, (addr, lines, bytes)) in searcher.search(query, &read::StreamLines(range))? {
                 out.push((
                     stream,
                     StreamStats {
                         part,
-                        doc,
+                        addr,
                         lines,
                         bytes,
                     },
@@ -454,138 +530,10 @@ pub(crate) fn regex_syntax_escape(s: &str) -> String {
     regex::escape(s)
 }
 
-/// Per stream: one document's address (to read its labels), line count and bytes.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct StreamStats {
-    pub(crate) part: usize,
-    pub(crate) doc: DocAddress,
-    pub(crate) lines: u64,
-    pub(crate) bytes: u64,
-}
-
-struct StreamCollector;
-
-struct StreamSegmentCollector {
-    segment: u32,
-    stream: tantivy::columnar::Column<u64>,
-    bytes: tantivy::columnar::Column<u64>,
-    out: std::collections::HashMap<u64, (DocAddress, u64, u64)>,
-}
-
-impl tantivy::collector::Collector for StreamCollector {
-    type Fruit = std::collections::HashMap<u64, (DocAddress, u64, u64)>;
-    type Child = StreamSegmentCollector;
-
-    fn for_segment(
-        &self,
-        segment: u32,
-        reader: &tantivy::SegmentReader,
-    ) -> tantivy::Result<StreamSegmentCollector> {
-        let ff = reader.fast_fields();
-        Ok(StreamSegmentCollector {
-            segment,
-            stream: ff.u64("stream")?,
-            bytes: ff.u64("bytes")?,
-            out: Default::default(),
-        })
-    }
-
-    fn requires_scoring(&self) -> bool {
-        false
-    }
-
-    fn merge_fruits(&self, fruits: Vec<Self::Fruit>) -> tantivy::Result<Self::Fruit> {
-        let mut all: Self::Fruit = Default::default();
-        for fruit in fruits {
-            for (k, (doc, n, b)) in fruit {
-                let e = all.entry(k).or_insert((doc, 0, 0));
-                e.1 += n;
-                e.2 += b;
-            }
-        }
-        Ok(all)
-    }
-}
-
-impl tantivy::collector::SegmentCollector for StreamSegmentCollector {
-    type Fruit = std::collections::HashMap<u64, (DocAddress, u64, u64)>;
-
-    fn collect(&mut self, doc: tantivy::DocId, _score: tantivy::Score) {
-        let stream = self.stream.first(doc).unwrap_or_default();
-        let bytes = self.bytes.first(doc).unwrap_or_default();
-        let e = self
-            .out
-            .entry(stream)
-            .or_insert((DocAddress::new(self.segment, doc), 0, 0));
-        e.1 += 1;
-        e.2 += bytes;
-    }
-
-    fn harvest(self) -> Self::Fruit {
-        self.out
-    }
-}
-
-/// Collects (ts, stream, bytes, address) of every matching document from fast fields.
-struct RefCollector;
-
-struct RefSegmentCollector {
-    segment: u32,
-    ts: tantivy::columnar::Column<i64>,
-    stream: tantivy::columnar::Column<u64>,
-    bytes: tantivy::columnar::Column<u64>,
-    out: Vec<(i64, u64, u64, DocAddress)>,
-}
-
-impl tantivy::collector::Collector for RefCollector {
-    type Fruit = Vec<(i64, u64, u64, DocAddress)>;
-    type Child = RefSegmentCollector;
-
-    fn for_segment(
-        &self,
-        segment: u32,
-        reader: &tantivy::SegmentReader,
-    ) -> tantivy::Result<RefSegmentCollector> {
-        let ff = reader.fast_fields();
-        Ok(RefSegmentCollector {
-            segment,
-            ts: ff.i64("ts")?,
-            stream: ff.u64("stream")?,
-            bytes: ff.u64("bytes")?,
-            out: Vec::new(),
-        })
-    }
-
-    fn requires_scoring(&self) -> bool {
-        false
-    }
-
-    fn merge_fruits(&self, fruits: Vec<Self::Fruit>) -> tantivy::Result<Self::Fruit> {
-        Ok(fruits.into_iter().flatten().collect())
-    }
-}
-
-impl tantivy::collector::SegmentCollector for RefSegmentCollector {
-    type Fruit = Vec<(i64, u64, u64, DocAddress)>;
-
-    fn collect(&mut self, doc: tantivy::DocId, _score: tantivy::Score) {
-        self.out.push((
-            self.ts.first(doc).unwrap_or_default(),
-            self.stream.first(doc).unwrap_or_default(),
-            self.bytes.first(doc).unwrap_or_default(),
-            DocAddress::new(self.segment, doc),
-        ));
-    }
-
-    fn harvest(self) -> Self::Fruit {
-        self.out
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{LogEntry, LogStream};
+    use crate::model::LogStream;
 
     fn batch(labels: &[(&str, &str)], lines: &[(i64, &str)]) -> LogBatch {
         LogBatch {
@@ -606,8 +554,17 @@ mod tests {
         }
     }
 
+    /// Indexes each line as a block of its own, so hints are checked line by line.
+    fn apply_each(idx: &LogIndex, lines: &[(i64, &str)]) {
+        for (i, line) in lines.iter().enumerate() {
+            idx.apply(i as u64 + 1, &batch(&[("job", "a")], &[*line]))
+                .unwrap();
+        }
+        idx.commit(lines.len() as u64).unwrap();
+    }
+
     fn count(idx: &LogIndex, q: &dyn Query) -> usize {
-        idx.refs(&idx.searchers(0, 10 * DAY_NS), q, 1 << 20)
+        idx.refs(&idx.searchers(0, 10 * DAY_NS), q, (0, 10 * DAY_NS), 1 << 20)
             .unwrap()
             .unwrap()
             .len()
@@ -636,6 +593,65 @@ mod tests {
     }
 
     #[test]
+    fn blocks_keep_each_line_with_its_time_size_and_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = LogIndex::open(dir.path()).unwrap();
+        let entries: Vec<LogEntry> = (0..300)
+            .map(|i| LogEntry {
+                // Lines 150 and later are on the next day.
+                ts_ns: DAY_NS - 150 + i,
+                line: format!("line {i} {}", "x".repeat(i as usize % 7)),
+                metadata: if i % 2 == 0 {
+                    vec![("k".into(), i.to_string())]
+                } else {
+                    vec![]
+                },
+            })
+            .collect();
+        let labels: Labels = [("job".to_string(), "a".to_string())].into();
+        let b = LogBatch {
+            streams: vec![LogStream {
+                labels: labels.clone(),
+                entries: entries.clone(),
+            }],
+        };
+        assert_eq!(idx.apply(1, &b).unwrap(), 300);
+        idx.commit(1).unwrap();
+        let searchers = idx.searchers(0, 10 * DAY_NS);
+        let docs: u64 = searchers.iter().map(|s| s.num_docs()).sum();
+        assert_eq!(docs, 4, "blocks of 128 lines at most, cut at the day's end");
+
+        let all = idx.query(0, 10 * DAY_NS, vec![]);
+        let refs = idx
+            .refs(&searchers, &all, (0, 10 * DAY_NS), 1000)
+            .unwrap()
+            .unwrap();
+        assert_eq!(refs.len(), 300);
+        let mut readers: Vec<_> = searchers.iter().map(|s| idx.reader(s)).collect();
+        for r in &refs {
+            let want = &entries[(r.ts_ns - (DAY_NS - 150)) as usize];
+            assert_eq!(r.bytes, want.line.len() as u64);
+            let hit = readers[r.part].hit(r.addr).unwrap();
+            assert_eq!(
+                (hit.ts_ns, &hit.line, &hit.metadata),
+                (want.ts_ns, &want.line, &want.metadata)
+            );
+            assert_eq!(hit.labels, labels);
+        }
+
+        // Only the lines in range count, though their blocks hold more.
+        let range = (DAY_NS - 10, DAY_NS + 10);
+        let some = idx.query(range.0, range.1, vec![]);
+        let refs = idx.refs(&searchers, &some, range, 1000).unwrap().unwrap();
+        assert_eq!(refs.len(), 20);
+        let stats = idx.stream_stats(&searchers, &some, range).unwrap();
+        assert_eq!(stats.iter().map(|(_, s)| s.lines).sum::<u64>(), 20);
+        let page = idx.page(&searchers[1], &some, range, true, 4).unwrap();
+        let ts: Vec<i64> = page.iter().map(|(ts, _)| ts - DAY_NS).collect();
+        assert_eq!(ts, [9, 8, 7, 6]);
+    }
+
+    #[test]
     fn needle_hints_find_words_and_word_fragments() {
         let dir = tempfile::tempdir().unwrap();
         let idx = LogIndex::open(dir.path()).unwrap();
@@ -644,8 +660,7 @@ mod tests {
             (2, "connection refused by upstream"),
             (3, "ok"),
         ];
-        idx.apply(1, &batch(&[("job", "a")], &lines)).unwrap();
-        idx.parts.commit(1).unwrap();
+        apply_each(&idx, &lines);
         let hits = |needle: &str| {
             let hint = idx.needle_hint(needle).unwrap();
             count(&idx, &idx.query(0, DAY_NS, vec![(Occur::Must, hint)]))
@@ -671,7 +686,9 @@ mod tests {
     #[test]
     fn needle_hints_find_ids_and_id_fragments_in_new_and_old_partitions() {
         fn old_words(index: &Index) {
-            index.tokenizers().register(WORDS, words::words());
+            index
+                .tokenizers()
+                .register(BLOCK_WORDS, words::block_analyzer_whole_ids());
         }
         let lines = [
             (1, "trace_id=4bf92f3577b34da6a3ce929d0e0e4736 done"),
@@ -683,14 +700,14 @@ mod tests {
         for (kind, setup) in [("pieces", fresh), ("whole ids", old_words)] {
             let dir = tempfile::tempdir().unwrap();
             let idx = LogIndex::open_with(dir.path(), setup).unwrap();
-            idx.apply(1, &batch(&[("job", "a")], &lines)).unwrap();
-            idx.parts.commit(1).unwrap();
+            apply_each(&idx, &lines);
             let hits = |needle: &str| {
                 let hint = idx.needle_hint(needle).unwrap();
                 let refs = idx
                     .refs(
                         &idx.searchers(0, DAY_NS),
                         &idx.query(0, DAY_NS, vec![(Occur::Must, hint)]),
+                        (0, DAY_NS),
                         100,
                     )
                     .unwrap()
@@ -730,13 +747,12 @@ mod tests {
             old in proptest::bool::ANY,
         ) {
             fn old_words(index: &Index) {
-                index.tokenizers().register(WORDS, words::words());
+                index.tokenizers().register(BLOCK_WORDS, words::block_analyzer_whole_ids());
             }
             let dir = tempfile::tempdir().unwrap();
             let idx = LogIndex::open_with(dir.path(), if old { old_words } else { setup }).unwrap();
             let entries: Vec<(i64, &str)> = lines.iter().enumerate().map(|(i, l)| (i as i64, l.as_str())).collect();
-            idx.apply(1, &batch(&[("job", "a")], &entries)).unwrap();
-            idx.parts.commit(1).unwrap();
+            apply_each(&idx, &entries);
             for (line, from, len) in picks {
                 let line = &lines[line % lines.len()];
                 let from = from % line.len();
@@ -744,7 +760,7 @@ mod tests {
                 let Some(hint) = idx.needle_hint(needle) else { continue };
                 let query = idx.query(0, DAY_NS, vec![(Occur::Must, hint)]);
                 let found: std::collections::HashSet<i64> = idx
-                    .refs(&idx.searchers(0, DAY_NS), &query, 1000).unwrap().unwrap()
+                    .refs(&idx.searchers(0, DAY_NS), &query, (0, DAY_NS), 1000).unwrap().unwrap()
                     .iter().map(|r| r.ts_ns).collect();
                 for (ts, l) in &entries {
                     if l.contains(needle) {

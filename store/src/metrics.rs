@@ -90,7 +90,7 @@ impl Metrics {
             "Bytes in WAL segments on disk.",
             engine.wal_bytes(),
         );
-        let (parts, bytes) = engine.logs().parts.disk_usage();
+        let (parts, bytes) = engine.logs().disk_usage();
         metric(
             &mut out,
             "obs_store_log_partitions",

@@ -245,6 +245,14 @@ impl Partitions {
     /// Searchers for the partitions that may hold documents in `[start_ns, end_ns)`, oldest
     /// first.
     pub(crate) fn searchers(&self, start_ns: i64, end_ns: i64) -> Vec<Searcher> {
+        self.day_searchers(start_ns, end_ns)
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect()
+    }
+
+    /// [`searchers`](Self::searchers) with their days.
+    pub(crate) fn day_searchers(&self, start_ns: i64, end_ns: i64) -> Vec<(i64, Searcher)> {
         let first = start_ns.div_euclid(DAY_NS);
         let last = (end_ns - 1).div_euclid(DAY_NS);
         if last < first {
@@ -252,7 +260,7 @@ impl Partitions {
         }
         self.lock()
             .range(first..=last)
-            .map(|(_, p)| p.reader.searcher())
+            .map(|(day, p)| (*day, p.reader.searcher()))
             .collect()
     }
 }

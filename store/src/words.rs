@@ -16,6 +16,7 @@
 //! needle may start inside an id. Partitions written before ids were cut
 //! (2026-12) hold whole ids, so hints also keep the whole-word clause.
 
+use rustc_hash::FxHashSet;
 use tantivy::tokenizer::{
     LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer, Token, TokenFilter, TokenStream, Tokenizer,
 };
@@ -34,6 +35,30 @@ pub(crate) fn analyzer() -> TextAnalyzer {
         .filter(LowerCaser)
         .filter(RemoveShort)
         .filter(CutIds)
+        .build()
+}
+
+/// The analyzer of a block of lines (`logs.rs`, schema v2): [`analyzer`]'s words, each
+/// distinct word of the block once. Postings are per block, so repeats are wasted work.
+pub(crate) fn block_analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(256))
+        .filter(LowerCaser)
+        .filter(RemoveShort)
+        .filter(CutIds)
+        .filter(Distinct)
+        .build()
+}
+
+/// [`block_analyzer`] without cutting ids, as partitions written before 2026-12 hold them:
+/// for tests of needle hints against such partitions.
+#[cfg(test)]
+pub(crate) fn block_analyzer_whole_ids() -> TextAnalyzer {
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(256))
+        .filter(LowerCaser)
+        .filter(RemoveShort)
+        .filter(Distinct)
         .build()
 }
 
@@ -58,6 +83,67 @@ pub(crate) fn is_id(word: &str) -> bool {
 pub(crate) fn is_hex(text: &str) -> bool {
     text.bytes()
         .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Passes each distinct word of a text once.
+#[derive(Clone)]
+struct Distinct;
+
+impl TokenFilter for Distinct {
+    type Tokenizer<T: Tokenizer> = DistinctTokenizer<T>;
+
+    fn transform<T: Tokenizer>(self, tokenizer: T) -> DistinctTokenizer<T> {
+        DistinctTokenizer {
+            inner: tokenizer,
+            seen: FxHashSet::default(),
+        }
+    }
+}
+
+/// Keeps the set of words seen between texts, so that its memory is reused.
+#[derive(Clone)]
+struct DistinctTokenizer<T> {
+    inner: T,
+    seen: FxHashSet<String>,
+}
+
+impl<T: Tokenizer> Tokenizer for DistinctTokenizer<T> {
+    type TokenStream<'a> = DistinctStream<'a, T::TokenStream<'a>>;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> Self::TokenStream<'a> {
+        let DistinctTokenizer { inner, seen } = self;
+        seen.clear();
+        DistinctStream {
+            inner: inner.token_stream(text),
+            seen,
+        }
+    }
+}
+
+struct DistinctStream<'a, S> {
+    inner: S,
+    seen: &'a mut FxHashSet<String>,
+}
+
+impl<S: TokenStream> TokenStream for DistinctStream<'_, S> {
+    fn advance(&mut self) -> bool {
+        while self.inner.advance() {
+            let word = &self.inner.token().text;
+            if !self.seen.contains(word.as_str()) {
+                self.seen.insert(word.clone());
+                return true;
+            }
+        }
+        false
+    }
+
+    fn token(&self) -> &Token {
+        self.inner.token()
+    }
+
+    fn token_mut(&mut self) -> &mut Token {
+        self.inner.token_mut()
+    }
 }
 
 /// Cuts ids into pieces (see the module docs).

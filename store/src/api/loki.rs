@@ -322,8 +322,14 @@ fn matching_streams(st: &AppState, selector: &str, start: i64, end: i64) -> Resu
     let searchers = idx.searchers(start, end + 1);
     let query = idx.query(start, end + 1, clauses);
     let mut by_labels: BTreeMap<Labels, (u64, u64)> = BTreeMap::new();
-    for (_, s) in idx.stream_stats(&searchers, &query).map_err(QueryError::from)? {
-        let hit = idx.hit(&searchers[s.part], s.doc).map_err(QueryError::from)?;
+    for (_, s) in idx
+        .stream_stats(&searchers, &query, (start, end + 1))
+        .map_err(QueryError::from)?
+    {
+        let hit = idx
+            .reader(&searchers[s.part])
+            .hit(s.addr)
+            .map_err(QueryError::from)?;
         let e = by_labels.entry(hit.labels).or_default();
         e.0 += s.lines;
         e.1 += s.bytes;

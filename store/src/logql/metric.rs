@@ -166,9 +166,10 @@ fn range_agg(
     let searchers = idx.searchers(lo, hi);
     let query = idx.query(lo, hi, clauses);
     let refs = idx
-        .refs(&searchers, &query, limits.max_lines_scanned)?
+        .refs(&searchers, &query, (lo, hi), limits.max_lines_scanned)?
         .map_err(|_| scan_limit(limits))?;
 
+    let mut readers: Vec<_> = searchers.iter().map(|s| idx.reader(s)).collect();
     // Samples per output series: (ts, value).
     let mut samples: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
     let mut stream_labels: HashMap<(usize, u64), Option<Labels>> = HashMap::new();
@@ -177,14 +178,14 @@ fn range_agg(
             let labels = match stream_labels.get(&(rf.part, rf.stream)) {
                 Some(l) => l.clone(),
                 None => {
-                    let hit = idx.hit(&searchers[rf.part], rf.doc)?;
+                    let hit = readers[rf.part].hit(rf.addr)?;
                     stream_labels.insert((rf.part, rf.stream), Some(hit.labels.clone()));
                     Some(hit.labels)
                 }
             };
             (labels, None)
         } else {
-            let hit = idx.hit(&searchers[rf.part], rf.doc)?;
+            let hit = readers[rf.part].hit(rf.addr)?;
             match pipeline.run(&hit.labels, &hit.metadata, &hit.line) {
                 Some(p) => (Some(p.labels), p.value),
                 None => (None, None),

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashSet};
 use logql::{MatchOp, StreamSelector};
 use tantivy::query::{BooleanQuery, Occur, Query};
 
-use crate::logs::LogIndex;
+use crate::logs::{LineAddr, LogIndex};
 use crate::model::Labels;
 use pipeline::Pipeline;
 
@@ -206,11 +206,12 @@ pub(crate) fn query_logs(
     'parts: for searcher in &searchers {
         // Page through the partition in time order; `lo..hi` shrinks from the far end.
         let (mut lo, mut hi) = (start_ns, end_ns);
-        let mut seen_at_edge: HashSet<tantivy::DocAddress> = HashSet::new();
+        let mut seen_at_edge: HashSet<LineAddr> = HashSet::new();
+        let mut reader = idx.reader(searcher);
         loop {
             let query = BooleanQuery::new(clauses.iter().map(|(o, q)| (*o, q.box_clone())).collect());
             let ranged = idx.query(lo, hi, vec![(Occur::Must, Box::new(query))]);
-            let page = idx.page(searcher, &ranged, backward, page_size)?;
+            let page = idx.page(searcher, &ranged, (lo, hi), backward, page_size)?;
             let full = page.len() == page_size;
             let edge = page.last().map(|(ts, _)| *ts);
             let mut next_seen = HashSet::new();
@@ -225,7 +226,7 @@ pub(crate) fn query_logs(
                 if scanned.lines > limits.max_lines_scanned {
                     return Err(scan_limit(limits));
                 }
-                let hit = idx.hit(searcher, addr)?;
+                let hit = reader.hit(addr)?;
                 scanned.bytes += hit.line.len();
                 if let Some(out) = pipeline.run(&hit.labels, &hit.metadata, &hit.line) {
                     streams.entry(out.labels).or_default().push((hit.ts_ns, out.line));
@@ -291,7 +292,7 @@ mod tests {
             };
             idx.apply(seq as u64 + 1, &batch).unwrap();
         }
-        idx.parts.commit(lines.len() as u64).unwrap();
+        idx.commit(lines.len() as u64).unwrap();
         (dir, idx)
     }
 
@@ -338,6 +339,38 @@ mod tests {
         let (_d, idx) = index_with(&lines);
         let out = logs(&idx, r#"{job="api"}"#, 600, true).unwrap();
         assert_eq!(out[0].entries.len(), 600);
+    }
+
+    #[test]
+    fn paging_inside_blocks_of_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = LogIndex::open(dir.path()).unwrap();
+        // One record: blocks of many lines, several lines per timestamp.
+        let batch = LogBatch {
+            streams: vec![LogStream {
+                labels: [("job".to_string(), "api".to_string())].into(),
+                entries: (0..1000)
+                    .map(|i| LogEntry {
+                        ts_ns: i / 7,
+                        line: format!("line {i}"),
+                        metadata: vec![],
+                    })
+                    .collect(),
+            }],
+        };
+        idx.apply(1, &batch).unwrap();
+        idx.commit(1).unwrap();
+        let back = logs(&idx, r#"{job="api"}"#, 600, true).unwrap();
+        let ts: Vec<i64> = back[0].entries.iter().map(|e| e.0).collect();
+        let want: Vec<i64> = (400..1000).rev().map(|i| i / 7).collect();
+        assert_eq!(ts, want);
+        let fwd = logs(&idx, r#"{job="api"} |= "line 99""#, 100, false).unwrap();
+        let lines: Vec<&str> = fwd[0].entries.iter().map(|e| e.1.as_str()).collect();
+        let want: Vec<String> = (0..1000)
+            .map(|i| format!("line {i}"))
+            .filter(|l| l.contains("line 99"))
+            .collect();
+        assert_eq!(lines, want);
     }
 
     #[test]

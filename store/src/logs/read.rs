@@ -1,0 +1,315 @@
+//! Reading lines back. A document holds one line (schema v1) or a block of lines (v2), so a
+//! line is addressed by its document and its place in it ([`LineAddr`]). Times and sizes come
+//! from the fast fields `ts` and `bytes` (one value per line, in line order; numeric columns
+//! keep the order values were added in), the lines themselves from the stored document.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
+use tantivy::collector::{Collector, SegmentCollector};
+use tantivy::columnar::Column;
+use tantivy::schema::Value;
+use tantivy::{DocAddress, DocId, Score, Searcher, SegmentReader, TantivyDocument, TantivyError};
+
+use super::{Fields, LogHit};
+use crate::model::{Labels, LogEntry};
+
+/// Where a line is: its document, and its place among the document's lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct LineAddr {
+    pub(crate) doc: DocAddress,
+    pub(crate) line: u32,
+}
+
+/// A lightweight reference to a matching line: what metric queries need without the line.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LineRef {
+    pub(crate) ts_ns: i64,
+    pub(crate) stream: u64,
+    pub(crate) bytes: u64,
+    pub(crate) addr: LineAddr,
+    /// Index into the searcher list the ref came from.
+    pub(crate) part: usize,
+}
+
+/// Per stream: one line's address (to read its labels), line count and bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StreamStats {
+    pub(crate) part: usize,
+    pub(crate) addr: LineAddr,
+    pub(crate) lines: u64,
+    pub(crate) bytes: u64,
+}
+
+/// The lines in `[lo, hi)` of one segment's matching documents.
+struct SegmentLines {
+    segment: u32,
+    ts: Column<i64>,
+    stream: Column<u64>,
+    bytes: Column<u64>,
+    lo: i64,
+    hi: i64,
+}
+
+impl SegmentLines {
+    fn open(segment: u32, reader: &SegmentReader, (lo, hi): (i64, i64)) -> tantivy::Result<SegmentLines> {
+        let ff = reader.fast_fields();
+        Ok(SegmentLines {
+            segment,
+            ts: ff.i64("ts")?,
+            stream: ff.u64("stream")?,
+            bytes: ff.u64("bytes")?,
+            lo,
+            hi,
+        })
+    }
+
+    /// Calls `f(ts, stream, bytes, addr)` for each line of `doc` in range.
+    fn each(&self, doc: DocId, mut f: impl FnMut(i64, u64, u64, LineAddr)) {
+        let stream = self.stream.first(doc).unwrap_or_default();
+        let mut sizes = self.bytes.values_for_doc(doc);
+        for (i, ts) in self.ts.values_for_doc(doc).enumerate() {
+            let bytes = sizes.next().unwrap_or_default();
+            if ts >= self.lo && ts < self.hi {
+                let addr = LineAddr {
+                    doc: DocAddress::new(self.segment, doc),
+                    line: i as u32,
+                };
+                f(ts, stream, bytes, addr);
+            }
+        }
+    }
+}
+
+/// Every line in range: (ts, stream, bytes, address).
+pub(super) struct AllLines(pub(super) (i64, i64));
+
+pub(super) struct AllSegment(SegmentLines, Vec<(i64, u64, u64, LineAddr)>);
+
+impl Collector for AllLines {
+    type Fruit = Vec<(i64, u64, u64, LineAddr)>;
+    type Child = AllSegment;
+
+    fn for_segment(&self, segment: u32, reader: &SegmentReader) -> tantivy::Result<AllSegment> {
+        Ok(AllSegment(
+            SegmentLines::open(segment, reader, self.0)?,
+            Vec::new(),
+        ))
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<Self::Fruit>) -> tantivy::Result<Self::Fruit> {
+        Ok(fruits.into_iter().flatten().collect())
+    }
+}
+
+impl SegmentCollector for AllSegment {
+    type Fruit = Vec<(i64, u64, u64, LineAddr)>;
+
+    fn collect(&mut self, doc: DocId, _score: Score) {
+        let out = &mut self.1;
+        self.0
+            .each(doc, |ts, stream, bytes, addr| out.push((ts, stream, bytes, addr)));
+    }
+
+    fn harvest(self) -> Self::Fruit {
+        self.1
+    }
+}
+
+/// The first `limit` lines in range by time (newest first when `backward`), ties broken by
+/// address so that pages are stable.
+pub(super) struct TopLines {
+    pub(super) range: (i64, i64),
+    pub(super) limit: usize,
+    pub(super) backward: bool,
+}
+
+/// Keeps the `limit` best lines: for `backward` the newest, so the heap pops the oldest.
+pub(super) struct TopSegment {
+    lines: SegmentLines,
+    limit: usize,
+    backward: bool,
+    newest: BinaryHeap<Reverse<(i64, LineAddr)>>,
+    oldest: BinaryHeap<(i64, LineAddr)>,
+}
+
+impl Collector for TopLines {
+    type Fruit = Vec<(i64, LineAddr)>;
+    type Child = TopSegment;
+
+    fn for_segment(&self, segment: u32, reader: &SegmentReader) -> tantivy::Result<TopSegment> {
+        Ok(TopSegment {
+            lines: SegmentLines::open(segment, reader, self.range)?,
+            limit: self.limit,
+            backward: self.backward,
+            newest: BinaryHeap::new(),
+            oldest: BinaryHeap::new(),
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<Self::Fruit>) -> tantivy::Result<Self::Fruit> {
+        let mut all: Vec<(i64, LineAddr)> = fruits.into_iter().flatten().collect();
+        all.sort_unstable();
+        if self.backward {
+            all.reverse();
+        }
+        all.truncate(self.limit);
+        Ok(all)
+    }
+}
+
+impl SegmentCollector for TopSegment {
+    type Fruit = Vec<(i64, LineAddr)>;
+
+    fn collect(&mut self, doc: DocId, _score: Score) {
+        let (limit, newest, oldest) = (self.limit, &mut self.newest, &mut self.oldest);
+        if self.backward {
+            self.lines.each(doc, |ts, _, _, addr| {
+                newest.push(Reverse((ts, addr)));
+                if newest.len() > limit {
+                    newest.pop();
+                }
+            });
+        } else {
+            self.lines.each(doc, |ts, _, _, addr| {
+                oldest.push((ts, addr));
+                if oldest.len() > limit {
+                    oldest.pop();
+                }
+            });
+        }
+    }
+
+    fn harvest(self) -> Self::Fruit {
+        let newest = self.newest.into_iter().map(|Reverse(x)| x);
+        newest.chain(self.oldest).collect()
+    }
+}
+
+/// Per stream: (a line's address, lines, bytes) of the lines in range.
+pub(super) struct StreamLines(pub(super) (i64, i64));
+
+pub(super) struct StreamSegment(SegmentLines, HashMap<u64, (LineAddr, u64, u64)>);
+
+impl Collector for StreamLines {
+    type Fruit = HashMap<u64, (LineAddr, u64, u64)>;
+    type Child = StreamSegment;
+
+    fn for_segment(&self, segment: u32, reader: &SegmentReader) -> tantivy::Result<StreamSegment> {
+        Ok(StreamSegment(
+            SegmentLines::open(segment, reader, self.0)?,
+            HashMap::new(),
+        ))
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<Self::Fruit>) -> tantivy::Result<Self::Fruit> {
+        let mut all = Self::Fruit::new();
+        for fruit in fruits {
+            for (k, (addr, n, b)) in fruit {
+                let e = all.entry(k).or_insert((addr, 0, 0));
+                e.1 += n;
+                e.2 += b;
+            }
+        }
+        Ok(all)
+    }
+}
+
+impl SegmentCollector for StreamSegment {
+    type Fruit = HashMap<u64, (LineAddr, u64, u64)>;
+
+    fn collect(&mut self, doc: DocId, _score: Score) {
+        let out = &mut self.1;
+        self.0.each(doc, |_, stream, bytes, addr| {
+            let e = out.entry(stream).or_insert((addr, 0, 0));
+            e.1 += 1;
+            e.2 += bytes;
+        });
+    }
+
+    fn harvest(self) -> Self::Fruit {
+        self.1
+    }
+}
+
+/// Reads lines of one partition, keeping the last document read: lines are mostly read in
+/// document order, and a block holds many.
+pub(crate) struct LineReader<'a> {
+    fields: Fields,
+    searcher: &'a Searcher,
+    last: Option<(DocAddress, Block)>,
+}
+
+struct Block {
+    stream: u64,
+    labels: Labels,
+    lines: Vec<LogEntry>,
+}
+
+impl<'a> LineReader<'a> {
+    pub(super) fn new(fields: Fields, searcher: &'a Searcher) -> LineReader<'a> {
+        LineReader {
+            fields,
+            searcher,
+            last: None,
+        }
+    }
+
+    /// Reads one line.
+    pub(crate) fn hit(&mut self, addr: LineAddr) -> tantivy::Result<LogHit> {
+        let block = match &self.last {
+            Some((doc, block)) if *doc == addr.doc => block,
+            _ => {
+                let block = self.load(addr.doc)?;
+                &self.last.insert((addr.doc, block)).1
+            }
+        };
+        let e = block.lines.get(addr.line as usize).ok_or_else(|| {
+            TantivyError::InternalError(format!("no line {} in document {:?}", addr.line, addr.doc))
+        })?;
+        Ok(LogHit {
+            ts_ns: e.ts_ns,
+            stream: block.stream,
+            labels: block.labels.clone(),
+            line: e.line.clone(),
+            metadata: e.metadata.clone(),
+        })
+    }
+
+    fn load(&self, addr: DocAddress) -> tantivy::Result<Block> {
+        let doc: TantivyDocument = self.searcher.doc(addr)?;
+        let f = self.fields;
+        let text = |field| doc.get_first(field).and_then(|v| v.as_str()).unwrap_or_default();
+        let lines = match doc.get_first(f.lines).and_then(|v| v.as_bytes()) {
+            Some(block) => postcard::from_bytes(block).map_err(|e| {
+                TantivyError::InternalError(format!("undecodable block of lines in {addr:?}: {e}"))
+            })?,
+            // Schema v1: one line per document.
+            None => vec![LogEntry {
+                ts_ns: doc.get_first(f.ts).and_then(|v| v.as_i64()).unwrap_or_default(),
+                line: text(f.line).to_string(),
+                metadata: serde_json::from_str(text(f.meta)).unwrap_or_default(),
+            }],
+        };
+        Ok(Block {
+            stream: doc
+                .get_first(f.stream)
+                .and_then(|v| v.as_u64())
+                .unwrap_or_default(),
+            labels: serde_json::from_str(text(f.labels)).unwrap_or_default(),
+            lines,
+        })
+    }
+}
