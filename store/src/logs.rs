@@ -24,6 +24,10 @@
 //! | `meta`   | text  | (unused; v1's field)    |                                                 |
 //! | `bytes`  | u64   | fast                    | each line's length in bytes, in line order      |
 //! | `lines`  | bytes | stored                  | the lines: postcard `Vec<LogEntry>` (`model.rs`, as in the WAL) |
+//! | `ts_min`, `ts_max` | i64 | fast          | the time of the block's first and last line      |
+//!
+//! A time range selects blocks by `ts_min` and `ts_max` (a scan of one value per block, not one
+//! per line); the lines in range are then picked from `ts`.
 //!
 //! Schema v1 was one document per line: `ts` fast and stored (partitions before 2026-12 also
 //! index it), `line` stored as well as indexed, `meta` the structured metadata as JSON
@@ -39,10 +43,9 @@
 
 mod read;
 
-use std::ops::Bound;
 use std::path::Path;
 
-use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, RangeQuery, RegexQuery, TermQuery};
+use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, RegexQuery, TermQuery};
 use tantivy::schema::{
     Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, FAST, STORED, STRING,
 };
@@ -77,6 +80,9 @@ pub(crate) struct Fields {
     pub(crate) bytes: Field,
     /// Only in schema v2.
     pub(crate) lines: Field,
+    /// The times of a block's first and last line (v2).
+    pub(crate) ts_min: Field,
+    pub(crate) ts_max: Field,
 }
 
 /// Schema v2 and its fields, or with `v1` the schema of version 1 partitions.
@@ -99,13 +105,20 @@ fn schema(v1: bool) -> (Schema, Fields) {
         line: b.add_text_field("line", words),
         meta: b.add_text_field("meta", STORED),
         bytes: b.add_u64_field("bytes", FAST),
-        lines: if v1 {
-            Field::from_field_id(u32::MAX)
-        } else {
-            b.add_bytes_field("lines", STORED)
-        },
+        // Fields of v2 only: placeholders in v1, whose fields are never written.
+        lines: v2_only(v1, || b.add_bytes_field("lines", STORED)),
+        ts_min: v2_only(v1, || b.add_i64_field("ts_min", FAST)),
+        ts_max: v2_only(v1, || b.add_i64_field("ts_max", FAST)),
     };
     (b.build(), fields)
+}
+
+fn v2_only(v1: bool, add: impl FnOnce() -> Field) -> Field {
+    if v1 {
+        Field::from_field_id(u32::MAX)
+    } else {
+        add()
+    }
 }
 
 /// The stable id of a label set (FNV-1a 64 over `name=value\0`, in name order).
@@ -203,6 +216,9 @@ impl LogIndex {
             for block in blocks(&stream.entries) {
                 let mut doc = TantivyDocument::new();
                 let mut text = String::with_capacity(block.iter().map(|e| e.line.len() + 1).sum());
+                let times = block.iter().map(|e| e.ts_ns);
+                doc.add_i64(f.ts_min, times.clone().min().expect("blocks are not empty"));
+                doc.add_i64(f.ts_max, times.max().expect("blocks are not empty"));
                 for e in block {
                     doc.add_i64(f.ts, e.ts_ns);
                     doc.add_u64(f.bytes, e.line.len() as u64);
@@ -280,10 +296,10 @@ impl LogIndex {
         end_ns: i64,
         clauses: Vec<(Occur, Box<dyn Query>)>,
     ) -> BooleanQuery {
-        let range = RangeQuery::new(
-            Bound::Included(Term::from_field_i64(self.fields.ts, start_ns)),
-            Bound::Excluded(Term::from_field_i64(self.fields.ts, end_ns)),
-        );
+        let range = read::TimeRange {
+            lo: start_ns,
+            hi: end_ns,
+        };
         let mut all: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, Box::new(range))];
         if clauses.iter().all(|(o, _)| *o == Occur::MustNot) {
             all.push((Occur::Must, Box::new(AllQuery)));
@@ -382,16 +398,24 @@ impl LogIndex {
     }
 
     /// Lines that may hold `fragment` inside an id (at its start with `at_start`): for each
-    /// offset of the fragment in a piece, the pieces it covers, whole ones as terms and cut ones
-    /// as short patterns. `None` when some offset leaves nothing to look up.
+    /// offset of the fragment from a piece's start, the indexed pieces it overlaps, whole ones
+    /// as terms and cut ones as short patterns, or if it overlaps none, lines with ids at all.
     fn id_fragment(&self, fragment: &str, at_start: bool) -> Option<Box<dyn Query>> {
-        let offsets = if at_start { 0..1 } else { 0..words::CHUNK };
+        let offsets = if at_start { 0..1 } else { 0..words::STRIDE };
         let mut alternatives: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for offset in offsets {
             let mut parts: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+            // `skip`: where the fragment's byte `at` is from the start of its stride.
             let (mut at, mut skip) = (0, offset);
             while at < fragment.len() {
-                let take = (words::CHUNK - skip).min(fragment.len() - at);
+                let left = fragment.len() - at;
+                if skip >= words::CHUNK {
+                    // Between two indexed pieces.
+                    at += (words::STRIDE - skip).min(left);
+                    skip = 0;
+                    continue;
+                }
+                let take = (words::CHUNK - skip).min(left);
                 let piece = &fragment[at..at + take];
                 if skip == 0 && take == words::CHUNK {
                     parts.push((Occur::Must, Box::new(self.word_term(piece))));
@@ -401,10 +425,10 @@ impl LogIndex {
                     parts.push((Occur::Must, Box::new(self.word_regex(&pattern)?)));
                 }
                 at += take;
-                skip = 0;
+                skip += take;
             }
             if parts.is_empty() {
-                return None;
+                parts.push((Occur::Must, Box::new(self.word_term(words::HAS_IDS))));
             }
             alternatives.push((Occur::Should, Box::new(BooleanQuery::new(parts))));
         }
@@ -726,12 +750,16 @@ mod tests {
                 ("ce929d0e0e4736 done", &[1]),
                 ("req 0123456789ab", &[2]),
                 ("23456789abcdef ok", &[2]),
-                ("500", &[4]),
-                ("added", &[4]),
                 ("ffffffffff", &[3]),
             ];
             for (needle, want) in cases {
                 assert_eq!(hits(needle), *want, "{kind}: needle {needle:?}");
+            }
+            // A short needle may lie between two indexed pieces of an id: with pieces, every
+            // line with an id is a candidate.
+            for needle in ["500", "added"] {
+                let want: &[i64] = if kind == "pieces" { &[1, 2, 3, 4] } else { &[4] };
+                assert_eq!(hits(needle), want, "{kind}: needle {needle:?}");
             }
         }
     }

@@ -69,11 +69,12 @@ impl std::fmt::Debug for Partitions {
 }
 
 /// Settings of new partitions: zstd-compressed doc store in 64 KiB blocks (log lines and spans
-/// compress well together). Existing partitions keep the settings in their `meta.json`.
+/// compress well together). Level 1: in `store-bench` the index was as small as with level 3,
+/// for less CPU. Existing partitions keep the settings in their `meta.json`.
 fn index_settings() -> tantivy::IndexSettings {
     tantivy::IndexSettings {
         docstore_compression: tantivy::store::Compressor::Zstd(tantivy::store::ZstdCompressor {
-            compression_level: Some(3),
+            compression_level: Some(1),
         }),
         docstore_blocksize: 64 << 10,
         ..Default::default()

@@ -8,12 +8,15 @@
 //! is itself 3 bytes or more, so it is indexed. Words of 256 bytes or more are not indexed.
 //!
 //! **Ids** — words of [`MIN_ID_BYTES`] or more made only of hex digits (trace and request ids,
-//! hashes, long numbers) — are indexed as their [`CHUNK`]-byte pieces from the start of the
-//! word (`4bf92f35` → `4bf9`, `2f35`; a shorter last piece is kept too). Ids are unique, and a
-//! unique term per line made the term dictionary (an FST, rebuilt at every segment flush and
-//! merge) a quarter of the store's ingest CPU; there are at most 65,536 pieces. A needle still
-//! finds its id: `logs.rs` turns the pieces of a needle word into a hint, for every place the
-//! needle may start inside an id. Partitions written before ids were cut
+//! hashes, long numbers) — are indexed as [`CHUNK`]-byte pieces, one every [`STRIDE`] bytes
+//! from the start of the word (`4bf92f3577b34da6` → `4bf9`, `77b3`; a shorter last piece is kept
+//! too). Ids are unique, and a unique term per line made the term dictionary (an FST, rebuilt
+//! at every segment flush and merge) a quarter of the store's ingest CPU; there are at most
+//! 65,536 pieces. Only every other piece is indexed because pieces were still two thirds of
+//! all postings; any 8 bytes of an id still overlap indexed pieces by 4. A needle finds its id:
+//! `logs.rs` turns the pieces a needle word overlaps into a hint, for every place the needle
+//! may start inside an id; a needle short enough to fall between two pieces can only be
+//! narrowed to the texts that hold an id ([`HAS_IDS`]). Partitions written before ids were cut
 //! (2026-12) hold whole ids, so hints also keep the whole-word clause.
 
 use rustc_hash::FxHashSet;
@@ -27,6 +30,11 @@ pub(crate) const MIN_WORD_BYTES: usize = 3;
 pub(crate) const MIN_ID_BYTES: usize = 8;
 /// The length of an id's pieces.
 pub(crate) const CHUNK: usize = 4;
+/// An id's pieces start this many bytes apart.
+pub(crate) const STRIDE: usize = 2 * CHUNK;
+/// Indexed once for a text with ids: a short needle may lie between two indexed pieces of an
+/// id, and then only this narrows the search. Words never hold `#`.
+pub(crate) const HAS_IDS: &str = "#ids";
 
 /// The analyzer of the `line` field: words, with ids cut in pieces.
 pub(crate) fn analyzer() -> TextAnalyzer {
@@ -170,6 +178,7 @@ impl<T: Tokenizer> Tokenizer for CutIdsTokenizer<T> {
             id: String::new(),
             next: None,
             piece: Token::default(),
+            marked: false,
         }
     }
 }
@@ -180,10 +189,12 @@ struct CutIdsStream<S> {
     id: String,
     next: Option<usize>,
     piece: Token,
+    /// Whether [`HAS_IDS`] was emitted for this text.
+    marked: bool,
 }
 
 impl<S: TokenStream> CutIdsStream<S> {
-    /// Emits the piece at `at` of the current id, if any is left.
+    /// Emits the piece at `at` of the current id, if the id is that long.
     fn cut(&mut self, at: usize) -> bool {
         if at >= self.id.len() {
             self.next = None;
@@ -192,7 +203,7 @@ impl<S: TokenStream> CutIdsStream<S> {
         let end = (at + CHUNK).min(self.id.len());
         self.piece.text.clear();
         self.piece.text.push_str(&self.id[at..end]);
-        self.next = Some(end);
+        self.next = Some(at + STRIDE);
         true
     }
 }
@@ -216,6 +227,13 @@ impl<S: TokenStream> TokenStream for CutIdsStream<S> {
         self.piece.offset_from = word.offset_from;
         self.piece.offset_to = word.offset_to;
         self.piece.position = word.position;
+        if !self.marked {
+            self.marked = true;
+            self.piece.text.clear();
+            self.piece.text.push_str(HAS_IDS);
+            self.next = Some(0);
+            return true;
+        }
         self.cut(0)
     }
 
@@ -311,9 +329,7 @@ mod tests {
         while let Some(t) = s.next() {
             words.push(t.text.clone());
         }
-        let expect = [
-            "4bf9", "2f35", "77b3", "4da6", "abc123", "dead", "beef", "1234567", "1234", "5678", "9",
-        ];
+        let expect = ["#ids", "4bf9", "77b3", "abc123", "dead", "1234567", "1234", "9"];
         assert_eq!(words, expect);
         assert!(is_id("0123456789abcdef") && !is_id("0123456") && !is_id("0123456789abcdeg"));
     }

@@ -202,7 +202,9 @@ pub(crate) fn query_logs(
     let mut streams: BTreeMap<Labels, Vec<(i64, String)>> = BTreeMap::new();
     let mut found = 0;
     let mut scanned = Scanned::default();
-    let page_size = (limit * 2).clamp(256, 10_000);
+    // Each page runs the query again, so pages are large: a page costs memory only for
+    // (time, address) pairs, and lines are read only as far as needed.
+    let page_size = (limit * 2).clamp(4096, 20_000);
     'parts: for searcher in &searchers {
         // Page through the partition in time order; `lo..hi` shrinks from the far end.
         let (mut lo, mut hi) = (start_ns, end_ns);

@@ -6,10 +6,13 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
+use std::ops::Bound;
+
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::Column;
+use tantivy::query::{BooleanQuery, EnableScoring, Occur, Query, RangeQuery, Weight};
 use tantivy::schema::Value;
-use tantivy::{DocAddress, DocId, Score, Searcher, SegmentReader, TantivyDocument, TantivyError};
+use tantivy::{DocAddress, DocId, Score, Searcher, SegmentReader, TantivyDocument, TantivyError, Term};
 
 use super::{Fields, LogHit};
 use crate::model::{Labels, LogEntry};
@@ -39,6 +42,42 @@ pub(crate) struct StreamStats {
     pub(crate) addr: LineAddr,
     pub(crate) lines: u64,
     pub(crate) bytes: u64,
+}
+
+/// Documents with lines in `[lo, hi)`: in v2 partitions, blocks by their first and last
+/// time; in v1 partitions, lines by their time.
+#[derive(Debug, Clone)]
+pub(crate) struct TimeRange {
+    pub(crate) lo: i64,
+    pub(crate) hi: i64,
+}
+
+impl Query for TimeRange {
+    fn weight(&self, scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
+        let schema = scoring.schema();
+        let term = |name: &str, t: i64| schema.get_field(name).map(|f| Term::from_field_i64(f, t));
+        match (term("ts_min", self.hi), term("ts_max", self.lo)) {
+            (Ok(starts_before_hi), Ok(ends_from_lo)) => BooleanQuery::new(vec![
+                (
+                    Occur::Must,
+                    Box::new(RangeQuery::new(
+                        Bound::Unbounded,
+                        Bound::Excluded(starts_before_hi),
+                    )) as Box<dyn Query>,
+                ),
+                (
+                    Occur::Must,
+                    Box::new(RangeQuery::new(Bound::Included(ends_from_lo), Bound::Unbounded)),
+                ),
+            ])
+            .weight(scoring),
+            _ => RangeQuery::new(
+                Bound::Included(term("ts", self.lo)?),
+                Bound::Excluded(term("ts", self.hi)?),
+            )
+            .weight(scoring),
+        }
+    }
 }
 
 /// The lines in `[lo, hi)` of one segment's matching documents.
