@@ -65,9 +65,9 @@ const BLOCK_WORDS: &str = "obs_block_words";
 const SCHEMA_VERSION: &str = "v2";
 const V1: &str = "v1";
 /// Most lines in a block.
-pub(crate) const BLOCK_LINES: usize = 128;
+const BLOCK_LINES: usize = 128;
 /// A block ends once its lines reach this many bytes.
-pub(crate) const BLOCK_BYTES: usize = 32 << 10;
+const BLOCK_BYTES: usize = 32 << 10;
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Fields {
@@ -358,10 +358,7 @@ impl LogIndex {
             } else if !open_left && !open_right {
                 words::is_id(&text).then(|| self.id_pieces(&text))
             } else {
-                match self.id_fragment(&text, !open_left) {
-                    Some(q) => Some(q),
-                    None => continue,
-                }
+                Some(self.id_fragment(&text, !open_left)?)
             };
             let q = match id {
                 None => word,
@@ -400,6 +397,7 @@ impl LogIndex {
     /// Lines that may hold `fragment` inside an id (at its start with `at_start`): for each
     /// offset of the fragment from a piece's start, the indexed pieces it overlaps, whole ones
     /// as terms and cut ones as short patterns, or if it overlaps none, lines with ids at all.
+    /// (`None` only if a pattern does not compile.)
     fn id_fragment(&self, fragment: &str, at_start: bool) -> Option<Box<dyn Query>> {
         let offsets = if at_start { 0..1 } else { 0..words::STRIDE };
         let mut alternatives: Vec<(Occur, Box<dyn Query>)> = Vec::new();

@@ -21,7 +21,8 @@
 
 use rustc_hash::FxHashSet;
 use tantivy::tokenizer::{
-    LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer, Token, TokenFilter, TokenStream, Tokenizer,
+    LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer, TextAnalyzerBuilder, Token, TokenFilter,
+    TokenStream, Tokenizer,
 };
 
 /// Shorter words are left out of the index.
@@ -36,47 +37,36 @@ pub(crate) const STRIDE: usize = 2 * CHUNK;
 /// id, and then only this narrows the search. Words never hold `#`.
 pub(crate) const HAS_IDS: &str = "#ids";
 
-/// The analyzer of the `line` field: words, with ids cut in pieces.
-pub(crate) fn analyzer() -> TextAnalyzer {
+/// Words: alphanumeric runs, lowercased, of [`MIN_WORD_BYTES`] to 255 bytes.
+fn word_builder() -> TextAnalyzerBuilder<impl Tokenizer> {
     TextAnalyzer::builder(SimpleTokenizer::default())
         .filter(RemoveLongFilter::limit(256))
         .filter(LowerCaser)
         .filter(RemoveShort)
-        .filter(CutIds)
-        .build()
+}
+
+/// Words with ids cut in pieces: how a needle that is a whole id is looked up. (Also the
+/// tokenizer of v1 partitions, which are no longer written.)
+pub(crate) fn analyzer() -> TextAnalyzer {
+    word_builder().filter(CutIds).build()
 }
 
 /// The analyzer of a block of lines (`logs.rs`, schema v2): [`analyzer`]'s words, each
 /// distinct word of the block once. Postings are per block, so repeats are wasted work.
 pub(crate) fn block_analyzer() -> TextAnalyzer {
-    TextAnalyzer::builder(SimpleTokenizer::default())
-        .filter(RemoveLongFilter::limit(256))
-        .filter(LowerCaser)
-        .filter(RemoveShort)
-        .filter(CutIds)
-        .filter(Distinct)
-        .build()
+    word_builder().filter(CutIds).filter(Distinct).build()
 }
 
 /// [`block_analyzer`] without cutting ids, as partitions written before 2026-12 hold them:
 /// for tests of needle hints against such partitions.
 #[cfg(test)]
 pub(crate) fn block_analyzer_whole_ids() -> TextAnalyzer {
-    TextAnalyzer::builder(SimpleTokenizer::default())
-        .filter(RemoveLongFilter::limit(256))
-        .filter(LowerCaser)
-        .filter(RemoveShort)
-        .filter(Distinct)
-        .build()
+    word_builder().filter(Distinct).build()
 }
 
 /// Whole words as [`analyzer`] sees them before ids are cut: how needles are read.
 pub(crate) fn words() -> TextAnalyzer {
-    TextAnalyzer::builder(SimpleTokenizer::default())
-        .filter(RemoveLongFilter::limit(256))
-        .filter(LowerCaser)
-        .filter(RemoveShort)
-        .build()
+    word_builder().build()
 }
 
 /// Whether the (lowercased) word is indexed in pieces.
