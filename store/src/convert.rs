@@ -396,12 +396,41 @@ struct JsonStream {
     values: Vec<JsonEntry>,
 }
 
-/// `["<ns>", "line"]` or `["<ns>", "line", {"meta": "value"}]`.
-#[derive(serde::Deserialize)]
-#[serde(untagged)]
-enum JsonEntry {
-    Plain((String, String)),
-    WithMeta((String, String, BTreeMap<String, String>)),
+/// `["<ns>", "line"]` or `["<ns>", "line", {"meta": "value"}]`, read in one pass (an
+/// untagged enum buffered every entry and cost a tenth of the push path).
+struct JsonEntry {
+    ts: String,
+    line: String,
+    meta: BTreeMap<String, String>,
+}
+
+impl<'de> serde::Deserialize<'de> for JsonEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<JsonEntry, D::Error> {
+        use serde::de::{Error, IgnoredAny, SeqAccess, Visitor};
+        struct Entry;
+        impl<'de> Visitor<'de> for Entry {
+            type Value = JsonEntry;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(r#"["<ns>", "<line>"] or ["<ns>", "<line>", {"<name>": "<value>"}]"#)
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<JsonEntry, A::Error> {
+                let ts = seq
+                    .next_element()?
+                    .ok_or_else(|| A::Error::invalid_length(0, &self))?;
+                let line = seq
+                    .next_element()?
+                    .ok_or_else(|| A::Error::invalid_length(1, &self))?;
+                let meta = seq.next_element()?.unwrap_or_default();
+                if seq.next_element::<IgnoredAny>()?.is_some() {
+                    return Err(A::Error::invalid_length(4, &self));
+                }
+                Ok(JsonEntry { ts, line, meta })
+            }
+        }
+        d.deserialize_seq(Entry)
+    }
 }
 
 /// Decodes a JSON Loki push body.
@@ -415,10 +444,7 @@ pub(crate) fn loki_push_json(body: &[u8]) -> Result<LogBatch, String> {
         }
         let mut entries = Vec::with_capacity(s.values.len());
         for (j, v) in s.values.into_iter().enumerate() {
-            let (ts, line, meta) = match v {
-                JsonEntry::Plain((ts, line)) => (ts, line, BTreeMap::new()),
-                JsonEntry::WithMeta((ts, line, meta)) => (ts, line, meta),
-            };
+            let JsonEntry { ts, line, meta } = v;
             let ts_ns = ts.parse::<i64>().map_err(|_| {
                 format!("streams[{i}].values[{j}]: timestamp {ts:?} is not integer nanoseconds")
             })?;
@@ -548,6 +574,19 @@ mod tests {
             loki_push_json(br#"{"streams":[{"stream":{"job":"x"},"values":[["soon","x"]]}]}"#).unwrap_err();
         assert!(err.contains("streams[0].values[0]"), "{err}");
         assert!(loki_push_json(br#"{"streams":[{"stream":{"__x":"y"},"values":[]}]}"#).is_err());
+        for bad in [
+            r#"["1"]"#,
+            r#"["1","a",{},"x"]"#,
+            r#"[1,"a"]"#,
+            r#"["1","a",{"k":1}]"#,
+            r#""1 a""#,
+        ] {
+            let body = format!(r#"{{"streams":[{{"stream":{{"job":"x"}},"values":[{bad}]}}]}}"#);
+            let err = loki_push_json(body.as_bytes()).unwrap_err();
+            assert!(err.starts_with("invalid push JSON: "), "{bad}: {err}");
+        }
+        let err = loki_push_json(br#"{"streams":[{"stream":{"job":"x"},"values":[["1"]]}]}"#).unwrap_err();
+        assert!(err.contains(r#"["<ns>", "<line>"]"#), "{err}");
     }
 
     #[test]

@@ -231,7 +231,12 @@ impl LogIndex {
                 }
                 doc.add_text(f.labels, &labels_json);
                 doc.add_text(f.line, &text);
-                doc.add_bytes(f.lines, &postcard::to_allocvec(block).expect("lines serialize"));
+                // Room for the lines and their times and lengths as varints (metadata may grow it).
+                let room = Vec::with_capacity(text.len() + 12 * block.len());
+                doc.add_bytes(
+                    f.lines,
+                    &postcard::to_extend(block, room).expect("lines serialize"),
+                );
                 if adder.add(block[0].ts_ns, seq, doc)? {
                     added += block.len();
                 }
