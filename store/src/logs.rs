@@ -16,22 +16,25 @@
 //!
 //! | field    | type  | options                 | holds                                           |
 //! |----------|-------|-------------------------|-------------------------------------------------|
-//! | `ts`     | i64   | fast                    | each line's time in Unix ns, in line order      |
+//! | `ts`     | i64   | fast, stored            | each line's time in Unix ns, in line order      |
 //! | `stream` | u64   | fast, stored            | FNV-1a 64 of the sorted `name=value\0` labels   |
 //! | `label`  | text  | raw terms               | one term `name=value` per stream label          |
 //! | `labels` | text  | stored                  | the stream labels as a JSON object              |
 //! | `line`   | text  | `obs_block_words`       | the lines, each distinct word indexed once (`words.rs`) |
-//! | `meta`   | text  | (unused; v1's field)    |                                                 |
+//! | `meta`   | text  | stored                  | each line's structured metadata as JSON `[[name, value]]`, or empty |
 //! | `bytes`  | u64   | fast                    | each line's length in bytes, in line order      |
-//! | `lines`  | bytes | stored                  | the lines: postcard `Vec<LogEntry>` (`model.rs`, as in the WAL) |
+//! | `text`   | text  | stored                  | each line, in line order                         |
 //! | `ts_min`, `ts_max` | i64 | fast          | the time of the block's first and last line      |
 //!
 //! A time range selects blocks by `ts_min` and `ts_max` (a scan of one value per block, not one
 //! per line); the lines in range are then picked from `ts`.
 //!
+//! (The lines are stored as text values rather than one encoded bytes value: tantivy reads a
+//! bytes value back a byte at a time, which was a third of a needle search.)
+//!
 //! Schema v1 was one document per line: `ts` fast and stored (partitions before 2026-12 also
-//! index it), `line` stored as well as indexed, `meta` the structured metadata as JSON
-//! `[[name, value]]`, and no `lines`. The fields both schemas share have the same ids, so one
+//! index it), `line` stored as well as indexed, `meta` only when the line has metadata, and
+//! no `text`, `ts_min` or `ts_max`. The fields both schemas share have the same ids, so one
 //! query answers both; `read.rs` reads a v1 document as a block of one line.
 //!
 //! # Durability
@@ -78,8 +81,8 @@ pub(crate) struct Fields {
     pub(crate) line: Field,
     pub(crate) meta: Field,
     pub(crate) bytes: Field,
-    /// Only in schema v2.
-    pub(crate) lines: Field,
+    /// The lines of a block (v2).
+    pub(crate) text: Field,
     /// The times of a block's first and last line (v2).
     pub(crate) ts_min: Field,
     pub(crate) ts_max: Field,
@@ -93,7 +96,7 @@ fn schema(v1: bool) -> (Schema, Fields) {
             .set_tokenizer(if v1 { WORDS } else { BLOCK_WORDS })
             .set_index_option(IndexRecordOption::Basic),
     );
-    let ts: NumericOptions = if v1 { (FAST | STORED).into() } else { FAST.into() };
+    let ts: NumericOptions = (FAST | STORED).into();
     if v1 {
         words = words.set_stored();
     }
@@ -106,7 +109,7 @@ fn schema(v1: bool) -> (Schema, Fields) {
         meta: b.add_text_field("meta", STORED),
         bytes: b.add_u64_field("bytes", FAST),
         // Fields of v2 only: placeholders in v1, whose fields are never written.
-        lines: v2_only(v1, || b.add_bytes_field("lines", STORED)),
+        text: v2_only(v1, || b.add_text_field("text", STORED)),
         ts_min: v2_only(v1, || b.add_i64_field("ts_min", FAST)),
         ts_max: v2_only(v1, || b.add_i64_field("ts_max", FAST)),
     };
@@ -133,14 +136,14 @@ pub(crate) fn stream_id(labels: &Labels) -> u64 {
     h
 }
 
-/// One line read back from the index.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct LogHit {
+/// One line read back from the index, borrowed from its [`LineReader`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct LogHit<'a> {
     pub(crate) ts_ns: i64,
     pub(crate) stream: u64,
-    pub(crate) labels: Labels,
-    pub(crate) line: String,
-    pub(crate) metadata: Vec<(String, String)>,
+    pub(crate) labels: &'a Labels,
+    pub(crate) line: &'a str,
+    pub(crate) metadata: &'a [(String, String)],
 }
 
 /// Day-partitioned log indexes.
@@ -231,12 +234,14 @@ impl LogIndex {
                 }
                 doc.add_text(f.labels, &labels_json);
                 doc.add_text(f.line, &text);
-                // Room for the lines and their times and lengths as varints (metadata may grow it).
-                let room = Vec::with_capacity(text.len() + 12 * block.len());
-                doc.add_bytes(
-                    f.lines,
-                    &postcard::to_extend(block, room).expect("lines serialize"),
-                );
+                for e in block {
+                    doc.add_text(f.text, &e.line);
+                    let meta = match e.metadata.is_empty() {
+                        true => String::new(),
+                        false => serde_json::to_string(&e.metadata).expect("metadata serializes"),
+                    };
+                    doc.add_text(f.meta, meta);
+                }
                 if adder.add(block[0].ts_ns, seq, doc)? {
                     added += block.len();
                 }
@@ -627,7 +632,11 @@ mod tests {
             .map(|i| LogEntry {
                 // Lines 150 and later are on the next day.
                 ts_ns: DAY_NS - 150 + i,
-                line: format!("line {i} {}", "x".repeat(i as usize % 7)),
+                // Line 7 is empty: values that are empty strings must keep their place.
+                line: match i {
+                    7 => String::new(),
+                    _ => format!("line {i} {}", "x".repeat(i as usize % 7)),
+                },
                 metadata: if i % 2 == 0 {
                     vec![("k".into(), i.to_string())]
                 } else {
@@ -660,10 +669,10 @@ mod tests {
             assert_eq!(r.bytes, want.line.len() as u64);
             let hit = readers[r.part].hit(r.addr).unwrap();
             assert_eq!(
-                (hit.ts_ns, &hit.line, &hit.metadata),
-                (want.ts_ns, &want.line, &want.metadata)
+                (hit.ts_ns, hit.line, hit.metadata),
+                (want.ts_ns, want.line.as_str(), want.metadata.as_slice())
             );
-            assert_eq!(hit.labels, labels);
+            assert_eq!(hit.labels, &labels);
         }
 
         // Only the lines in range count, though their blocks hold more.

@@ -326,11 +326,9 @@ fn matching_streams(st: &AppState, selector: &str, start: i64, end: i64) -> Resu
         .stream_stats(&searchers, &query, (start, end + 1))
         .map_err(QueryError::from)?
     {
-        let hit = idx
-            .reader(&searchers[s.part])
-            .hit(s.addr)
-            .map_err(QueryError::from)?;
-        let e = by_labels.entry(hit.labels).or_default();
+        let mut reader = idx.reader(&searchers[s.part]);
+        let hit = reader.hit(s.addr).map_err(QueryError::from)?;
+        let e = by_labels.entry(hit.labels.clone()).or_default();
         e.0 += s.lines;
         e.1 += s.bytes;
     }

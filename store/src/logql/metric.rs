@@ -178,15 +178,15 @@ fn range_agg(
             let labels = match stream_labels.get(&(rf.part, rf.stream)) {
                 Some(l) => l.clone(),
                 None => {
-                    let hit = readers[rf.part].hit(rf.addr)?;
-                    stream_labels.insert((rf.part, rf.stream), Some(hit.labels.clone()));
-                    Some(hit.labels)
+                    let labels = readers[rf.part].hit(rf.addr)?.labels.clone();
+                    stream_labels.insert((rf.part, rf.stream), Some(labels.clone()));
+                    Some(labels)
                 }
             };
             (labels, None)
         } else {
             let hit = readers[rf.part].hit(rf.addr)?;
-            match pipeline.run(&hit.labels, &hit.metadata, &hit.line) {
+            match pipeline.run(hit.labels, hit.metadata, hit.line) {
                 Some(p) => (Some(p.labels), p.value),
                 None => (None, None),
             }

@@ -230,7 +230,7 @@ pub(crate) fn query_logs(
                 }
                 let hit = reader.hit(addr)?;
                 scanned.bytes += hit.line.len();
-                if let Some(out) = pipeline.run(&hit.labels, &hit.metadata, &hit.line) {
+                if let Some(out) = pipeline.run(hit.labels, hit.metadata, hit.line) {
                     streams.entry(out.labels).or_default().push((hit.ts_ns, out.line));
                     found += 1;
                     if found == limit {

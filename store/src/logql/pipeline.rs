@@ -356,31 +356,24 @@ impl Pipeline {
         metadata: &[(String, String)],
         line: &str,
     ) -> Option<Processed> {
+        // Line filters before any other stage run on the line as read: most lines fail them,
+        // and then nothing needs copying.
+        let leading = self.stages.iter().take_while(|s| s.is_line_filter()).count();
+        for s in &self.stages[..leading] {
+            if keeps(s, line) == Some(false) {
+                return None;
+            }
+        }
         let mut labels = labels.clone();
         for (k, v) in metadata {
             labels.entry(k.clone()).or_insert_with(|| v.clone());
         }
         let mut line = line.to_string();
         let mut value = None;
-        for s in &self.stages {
+        for s in &self.stages[leading..] {
             match s {
-                Stage::Contains(n) => {
-                    if !line.contains(n.as_str()) {
-                        return None;
-                    }
-                }
-                Stage::NotContains(n) => {
-                    if line.contains(n.as_str()) {
-                        return None;
-                    }
-                }
-                Stage::Matches(r) => {
-                    if !r.is_match(&line) {
-                        return None;
-                    }
-                }
-                Stage::NotMatches(r) => {
-                    if r.is_match(&line) {
+                Stage::Contains(_) | Stage::NotContains(_) | Stage::Matches(_) | Stage::NotMatches(_) => {
+                    if keeps(s, &line) == Some(false) {
                         return None;
                     }
                 }
@@ -449,6 +442,26 @@ fn json_path(e: &LabelExtraction) -> (String, Vec<String>) {
         .filter(|p| !p.is_empty())
         .collect();
     (e.name.clone(), path)
+}
+
+impl Stage {
+    fn is_line_filter(&self) -> bool {
+        matches!(
+            self,
+            Stage::Contains(_) | Stage::NotContains(_) | Stage::Matches(_) | Stage::NotMatches(_)
+        )
+    }
+}
+
+/// Whether a line filter stage keeps `line`; `None` for stages that are not line filters.
+fn keeps(stage: &Stage, line: &str) -> Option<bool> {
+    Some(match stage {
+        Stage::Contains(n) => line.contains(n.as_str()),
+        Stage::NotContains(n) => !line.contains(n.as_str()),
+        Stage::Matches(r) => r.is_match(line),
+        Stage::NotMatches(r) => !r.is_match(line),
+        _ => return None,
+    })
 }
 
 fn json_stage(line: &str, paths: &[(String, Vec<String>)], labels: &mut Labels) {

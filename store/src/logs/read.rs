@@ -307,23 +307,20 @@ impl<'a> LineReader<'a> {
     }
 
     /// Reads one line.
-    pub(crate) fn hit(&mut self, addr: LineAddr) -> tantivy::Result<LogHit> {
-        let block = match &self.last {
-            Some((doc, block)) if *doc == addr.doc => block,
-            _ => {
-                let block = self.load(addr.doc)?;
-                &self.last.insert((addr.doc, block)).1
-            }
-        };
+    pub(crate) fn hit(&mut self, addr: LineAddr) -> tantivy::Result<LogHit<'_>> {
+        if self.last.as_ref().map(|(doc, _)| *doc) != Some(addr.doc) {
+            self.last = Some((addr.doc, self.load(addr.doc)?));
+        }
+        let (_, block) = self.last.as_ref().expect("loaded above");
         let e = block.lines.get(addr.line as usize).ok_or_else(|| {
             TantivyError::InternalError(format!("no line {} in document {:?}", addr.line, addr.doc))
         })?;
         Ok(LogHit {
             ts_ns: e.ts_ns,
             stream: block.stream,
-            labels: block.labels.clone(),
-            line: e.line.clone(),
-            metadata: e.metadata.clone(),
+            labels: &block.labels,
+            line: &e.line,
+            metadata: &e.metadata,
         })
     }
 
@@ -331,16 +328,31 @@ impl<'a> LineReader<'a> {
         let doc: TantivyDocument = self.searcher.doc(addr)?;
         let f = self.fields;
         let text = |field| doc.get_first(field).and_then(|v| v.as_str()).unwrap_or_default();
-        let lines = match doc.get_first(f.lines).and_then(|v| v.as_bytes()) {
-            Some(block) => postcard::from_bytes(block).map_err(|e| {
-                TantivyError::InternalError(format!("undecodable block of lines in {addr:?}: {e}"))
-            })?,
+        let metadata = |json: &str| serde_json::from_str(json).unwrap_or_default();
+        let lines: Vec<LogEntry> = if doc.get_first(f.text).is_some() {
+            let times = doc.get_all(f.ts).filter_map(|v| v.as_i64());
+            let metas = doc.get_all(f.meta).filter_map(|v| v.as_str());
+            let texts = doc.get_all(f.text).filter_map(|v| v.as_str());
+            texts
+                .zip(times)
+                .zip(metas)
+                .map(|((line, ts_ns), meta)| LogEntry {
+                    ts_ns,
+                    line: line.to_string(),
+                    metadata: if meta.is_empty() {
+                        Vec::new()
+                    } else {
+                        metadata(meta)
+                    },
+                })
+                .collect()
+        } else {
             // Schema v1: one line per document.
-            None => vec![LogEntry {
+            vec![LogEntry {
                 ts_ns: doc.get_first(f.ts).and_then(|v| v.as_i64()).unwrap_or_default(),
                 line: text(f.line).to_string(),
-                metadata: serde_json::from_str(text(f.meta)).unwrap_or_default(),
-            }],
+                metadata: metadata(text(f.meta)),
+            }]
         };
         Ok(Block {
             stream: doc
