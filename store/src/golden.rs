@@ -149,3 +149,18 @@ async fn a_v1_data_dir_opens_replays_and_answers() {
         ["child", "root"]
     );
 }
+
+#[tokio::test]
+async fn v1_log_partitions_count_on_disk_and_go_with_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&fixture(), dir.path());
+    let (engine, _) = Engine::open(dir.path(), RETENTION).unwrap();
+    let logs = engine.logs();
+    // The committed lines are in a v1 partition; the replayed record went to a v2 one.
+    assert!(dir.path().join("logs/v1/2026-01-01").is_dir());
+    assert!(dir.path().join("logs/v2/2026-01-01").is_dir());
+    assert_eq!(logs.disk_usage().0, 2);
+    assert_eq!(logs.drop_before(T0 + 86_400_000_000_000).unwrap(), 2);
+    assert_eq!(logs.disk_usage().0, 0);
+    assert!(!dir.path().join("logs/v1/2026-01-01").exists());
+}

@@ -5,7 +5,6 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-
 use std::ops::Bound;
 
 use tantivy::collector::{Collector, SegmentCollector};
