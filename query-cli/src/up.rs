@@ -2,6 +2,7 @@
 //! Ctrl-C or SIGTERM (the store drains in-flight requests before exiting).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use obs_store::{BoundStore, Store};
@@ -145,14 +146,26 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<()> {
             ))
         });
         store.serve(stopped(shutdown)).await?;
-        if let Some(s) = scheduler {
-            let _ = s.await;
+        // The scheduler and the collector stop at their next step; a step that hangs (an
+        // upload to an unreachable S3, a delivery to the stopped store) must not hold obs up.
+        let mut rest = vec![collector];
+        rest.extend(scheduler);
+        let aborts: Vec<_> = rest.iter().map(|t| t.abort_handle()).collect();
+        let all = futures::future::join_all(rest);
+        if tokio::time::timeout(STOP_TIMEOUT, all).await.is_err() {
+            eprintln!(
+                "obs up: the collector or the backup scheduler did not stop within {}s; stopped them",
+                STOP_TIMEOUT.as_secs()
+            );
+            aborts.iter().for_each(|a| a.abort());
         }
-        let _ = collector.await;
         println!("obs up: stopped cleanly");
         Ok(())
     })
 }
+
+/// How long `obs up` waits for the collector and the scheduler once the store has stopped.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `obs backup schedule`: the backup scheduler alone.
 pub(crate) fn schedule(args: crate::cli::JobsArgs) -> anyhow::Result<()> {

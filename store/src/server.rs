@@ -15,6 +15,9 @@ use crate::logql::Limits;
 use crate::metrics::Metrics;
 use crate::{Error, StoreSettings};
 
+/// How long a stopping store waits for in-flight requests before closing them.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Entry point of the store.
 #[derive(Debug)]
 pub struct Store;
@@ -156,15 +159,29 @@ impl BoundStore {
         tracing::info!(addr = %self.grpc_addr, tls = self.settings.tls.is_some(), "store otlp/grpc listening");
         shutdown.await;
         let _ = stop_tx.send(true);
-        let served = http_task
-            .await
-            .map_err(|e| Error::Serve(std::io::Error::other(e)))?;
-        let grpc_served = grpc_task
-            .await
-            .map_err(|e| Error::Serve(std::io::Error::other(e)))?;
+        // Drain in-flight requests, but not forever: a client that keeps a connection or a
+        // stream open (a tail, an HTTP/2 connection nobody closes) must not hold the store.
+        let (http_abort, grpc_abort) = (http_task.abort_handle(), grpc_task.abort_handle());
+        let drained = tokio::time::timeout(DRAIN_TIMEOUT, async { (http_task.await, grpc_task.await) }).await;
         let _ = committer.await;
-        served.map_err(Error::Serve)?;
-        grpc_served.map_err(|e| Error::Serve(std::io::Error::other(e)))?;
+        match drained {
+            Ok((served, grpc_served)) => {
+                served
+                    .map_err(|e| Error::Serve(std::io::Error::other(e)))?
+                    .map_err(Error::Serve)?;
+                grpc_served
+                    .map_err(|e| Error::Serve(std::io::Error::other(e)))?
+                    .map_err(|e| Error::Serve(std::io::Error::other(e)))?;
+            }
+            Err(_) => {
+                tracing::warn!(
+                    timeout_secs = DRAIN_TIMEOUT.as_secs(),
+                    "requests still open after the drain timeout were closed"
+                );
+                http_abort.abort();
+                grpc_abort.abort();
+            }
+        }
         tracing::info!(data_dir = %self.engine.data_dir().display(), "store stopped");
         Ok(())
     }

@@ -57,3 +57,46 @@ async fn tail_streams_new_lines_over_a_websocket() {
     stop_tx.send(()).unwrap();
     server.await.unwrap().unwrap();
 }
+
+/// A client that never finishes its request does not keep a stopping store alive: in-flight
+/// requests get a bounded drain, then are closed. (An open tail does not hold it either.)
+#[tokio::test]
+async fn a_stopping_store_closes_requests_left_open() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg: StoreConfig =
+        toml::from_str("http_addr = \"127.0.0.1:0\"\ngrpc_addr = \"127.0.0.1:0\"\n").unwrap();
+    let store = Store::bind(cfg.resolve(dir.path().to_path_buf()).unwrap())
+        .await
+        .unwrap();
+    let port = store.http_addr().port();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(store.serve(async move {
+        let _ = stop_rx.await;
+    }));
+    let query = "%7Bjob%3D%22tail%22%7D";
+    let (_ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/loki/api/v1/tail?query={query}"))
+            .await
+            .unwrap();
+    // A push whose body never arrives in full.
+    let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    slow.write_all(
+        b"POST /loki/api/v1/push HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n{\"streams\":",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), server)
+        .await
+        .expect("the store stops with a request left open")
+        .unwrap()
+        .unwrap();
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(5),
+        "the open request was drained first, {took:?}"
+    );
+}

@@ -213,7 +213,7 @@ verify = "sqlite3 {{restore}}/check.db < {{restore}}/app.sql && test \"$(sqlite3
     up.signal(Signal::SIGTERM);
     let exit = up
         .wait_timeout(Duration::from_secs(30))
-        .expect("obs up stops on SIGTERM");
+        .unwrap_or_else(|| panic!("obs up did not stop within 30 s of SIGTERM: {}", up.describe()));
     assert!(exit.success(), "{}", up.describe());
     let state = std::fs::read_to_string(data.join("backup/backup-state.json")).unwrap();
     assert!(state.contains("\"last_drill\""), "{state}");
