@@ -125,7 +125,8 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<()> {
         .data_dir
         .clone()
         .unwrap_or_else(|| root.join("collector"));
-    runtime()?.block_on(async {
+    let rt = runtime()?;
+    let result = rt.block_on(async {
         let shutdown = shutdown_on_signals();
         let store = Store::bind(settings).await?;
         print_banner(&store, &cfg.collector, jobs);
@@ -161,7 +162,11 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<()> {
         }
         println!("obs up: stopped cleanly");
         Ok(())
-    })
+    });
+    // Blocking work cannot be aborted (a file read, an upload): dropping the runtime would
+    // wait for it without end.
+    rt.shutdown_timeout(STOP_TIMEOUT);
+    result
 }
 
 /// How long `obs up` waits for the collector and the scheduler once the store has stopped.
