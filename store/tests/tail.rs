@@ -6,12 +6,13 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use obs_store::{Store, StoreConfig};
 
-#[tokio::test]
-async fn tail_streams_new_lines_over_a_websocket() {
-    let dir = tempfile::tempdir().unwrap();
+type Server = tokio::task::JoinHandle<Result<(), obs_store::Error>>;
+
+/// A store on loopback ports serving until the sender fires: (HTTP port, stop, server task).
+async fn serve(dir: &std::path::Path) -> (u16, tokio::sync::oneshot::Sender<()>, Server) {
     let cfg: StoreConfig =
         toml::from_str("http_addr = \"127.0.0.1:0\"\ngrpc_addr = \"127.0.0.1:0\"\n").unwrap();
-    let store = Store::bind(cfg.resolve(dir.path().to_path_buf()).unwrap())
+    let store = Store::bind(cfg.resolve(dir.to_path_buf()).unwrap())
         .await
         .unwrap();
     let port = store.http_addr().port();
@@ -19,6 +20,13 @@ async fn tail_streams_new_lines_over_a_websocket() {
     let server = tokio::spawn(store.serve(async move {
         let _ = stop_rx.await;
     }));
+    (port, stop_tx, server)
+}
+
+#[tokio::test]
+async fn tail_streams_new_lines_over_a_websocket() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, stop_tx, server) = serve(dir.path()).await;
 
     let query = "%7Bjob%3D%22tail%22%7D%20%7C%3D%20%22keep%22"; // {job="tail"} |= "keep"
     let (mut ws, _) =
@@ -64,16 +72,7 @@ async fn tail_streams_new_lines_over_a_websocket() {
 async fn a_stopping_store_closes_requests_left_open() {
     use tokio::io::AsyncWriteExt;
     let dir = tempfile::tempdir().unwrap();
-    let cfg: StoreConfig =
-        toml::from_str("http_addr = \"127.0.0.1:0\"\ngrpc_addr = \"127.0.0.1:0\"\n").unwrap();
-    let store = Store::bind(cfg.resolve(dir.path().to_path_buf()).unwrap())
-        .await
-        .unwrap();
-    let port = store.http_addr().port();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(store.serve(async move {
-        let _ = stop_rx.await;
-    }));
+    let (port, stop_tx, server) = serve(dir.path()).await;
     let query = "%7Bjob%3D%22tail%22%7D";
     let (_ws, _) =
         tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/loki/api/v1/tail?query={query}"))
