@@ -19,14 +19,16 @@
 //! narrowed to the texts that hold an id ([`HAS_IDS`]). Partitions written before ids were cut
 //! (2026-12) hold whole ids, so hints also keep the whole-word clause.
 
-use rustc_hash::FxHashSet;
-use tantivy::tokenizer::{
-    LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer, TextAnalyzerBuilder, Token, TokenFilter,
-    TokenStream, Tokenizer,
-};
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+use rustc_hash::FxBuildHasher;
+use tantivy::tokenizer::{TextAnalyzer, Token, TokenStream, Tokenizer};
 
 /// Shorter words are left out of the index.
 pub(crate) const MIN_WORD_BYTES: usize = 3;
+/// Words this long or longer (before lowercasing) are left out of the index.
+const MAX_WORD_BYTES: usize = 256;
 /// Hex words this long or longer are ids, indexed in pieces.
 pub(crate) const MIN_ID_BYTES: usize = 8;
 /// The length of an id's pieces.
@@ -37,44 +39,33 @@ pub(crate) const STRIDE: usize = 2 * CHUNK;
 /// id, and then only this narrows the search. Words never hold `#`.
 pub(crate) const HAS_IDS: &str = "#ids";
 
-/// Words: alphanumeric runs, lowercased, of [`MIN_WORD_BYTES`] to 255 bytes.
-fn word_builder() -> TextAnalyzerBuilder<impl Tokenizer> {
-    TextAnalyzer::builder(SimpleTokenizer::default())
-        .filter(RemoveLongFilter::limit(256))
-        .filter(LowerCaser)
-        .filter(RemoveShort)
-}
-
 /// Words with ids cut in pieces: how a needle that is a whole id is looked up. (Also the
 /// tokenizer of v1 partitions, which are no longer written.)
 pub(crate) fn analyzer() -> TextAnalyzer {
-    word_builder().filter(CutIds).build()
+    TextAnalyzer::from(Words::new(true, false))
 }
 
 /// The analyzer of a block of lines (`logs.rs`, schema v2): [`analyzer`]'s words, each
 /// distinct word of the block once. Postings are per block, so repeats are wasted work.
 pub(crate) fn block_analyzer() -> TextAnalyzer {
-    word_builder().filter(CutIds).filter(Distinct).build()
+    TextAnalyzer::from(Words::new(true, true))
 }
 
 /// [`block_analyzer`] without cutting ids, as partitions written before 2026-12 hold them:
 /// for tests of needle hints against such partitions.
 #[cfg(test)]
 pub(crate) fn block_analyzer_whole_ids() -> TextAnalyzer {
-    word_builder().filter(Distinct).build()
+    TextAnalyzer::from(Words::new(false, true))
 }
 
 /// Whole words as [`analyzer`] sees them before ids are cut: how needles are read.
 pub(crate) fn words() -> TextAnalyzer {
-    word_builder().build()
+    TextAnalyzer::from(Words::new(false, false))
 }
 
 /// Whether the (lowercased) word is indexed in pieces.
 pub(crate) fn is_id(word: &str) -> bool {
-    word.len() >= MIN_ID_BYTES
-        && word
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    word.len() >= MIN_ID_BYTES && is_hex(word)
 }
 
 /// Whether the (lowercased) text can be part of an id.
@@ -83,196 +74,206 @@ pub(crate) fn is_hex(text: &str) -> bool {
         .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// Passes each distinct word of a text once.
+/// The words tokenizer, in one pass over the text (it was a chain of tantivy's
+/// `SimpleTokenizer`, `RemoveLongFilter`, `LowerCaser` and filters of ours, and that chain was a
+/// sixth of ingest CPU). The words are exactly the chain's, as partitions written by it are
+/// still searched with needles cut by this: runs of chars that are `char::is_alphanumeric`,
+/// under [`MAX_WORD_BYTES`] as written, lowercased char by char (no final-sigma rule), at least
+/// [`MIN_WORD_BYTES`] once lowercased; positions count every run. Then, if asked, ids are cut
+/// in pieces and each distinct word of a text is passed once.
 #[derive(Clone)]
-struct Distinct;
+struct Words {
+    cut_ids: bool,
+    distinct: bool,
+    /// The distinct words of the current text, kept between texts so their memory is reused.
+    seen: Seen,
+}
 
-impl TokenFilter for Distinct {
-    type Tokenizer<T: Tokenizer> = DistinctTokenizer<T>;
-
-    fn transform<T: Tokenizer>(self, tokenizer: T) -> DistinctTokenizer<T> {
-        DistinctTokenizer {
-            inner: tokenizer,
-            seen: FxHashSet::default(),
+impl Words {
+    fn new(cut_ids: bool, distinct: bool) -> Words {
+        Words {
+            cut_ids,
+            distinct,
+            seen: Seen::default(),
         }
     }
 }
 
-/// Keeps the set of words seen between texts, so that its memory is reused.
-#[derive(Clone)]
-struct DistinctTokenizer<T> {
-    inner: T,
-    seen: FxHashSet<String>,
+/// A set of words: their bytes are appended to one string, and the table holds their ranges
+/// (a set of `String`s cost an allocation and a free per word).
+#[derive(Clone, Default)]
+struct Seen {
+    table: HashTable<(u32, u32)>,
+    words: String,
 }
 
-impl<T: Tokenizer> Tokenizer for DistinctTokenizer<T> {
-    type TokenStream<'a> = DistinctStream<'a, T::TokenStream<'a>>;
-
-    fn token_stream<'a>(&'a mut self, text: &'a str) -> Self::TokenStream<'a> {
-        let DistinctTokenizer { inner, seen } = self;
-        seen.clear();
-        DistinctStream {
-            inner: inner.token_stream(text),
-            seen,
-        }
-    }
-}
-
-struct DistinctStream<'a, S> {
-    inner: S,
-    seen: &'a mut FxHashSet<String>,
-}
-
-impl<S: TokenStream> TokenStream for DistinctStream<'_, S> {
-    fn advance(&mut self) -> bool {
-        while self.inner.advance() {
-            let word = &self.inner.token().text;
-            if !self.seen.contains(word.as_str()) {
-                self.seen.insert(word.clone());
-                return true;
-            }
-        }
-        false
+impl Seen {
+    fn clear(&mut self) {
+        self.table.clear();
+        self.words.clear();
     }
 
-    fn token(&self) -> &Token {
-        self.inner.token()
-    }
-
-    fn token_mut(&mut self) -> &mut Token {
-        self.inner.token_mut()
-    }
-}
-
-/// Cuts ids into pieces (see the module docs).
-#[derive(Clone)]
-struct CutIds;
-
-impl TokenFilter for CutIds {
-    type Tokenizer<T: Tokenizer> = CutIdsTokenizer<T>;
-
-    fn transform<T: Tokenizer>(self, tokenizer: T) -> CutIdsTokenizer<T> {
-        CutIdsTokenizer(tokenizer)
-    }
-}
-
-#[derive(Clone)]
-struct CutIdsTokenizer<T>(T);
-
-impl<T: Tokenizer> Tokenizer for CutIdsTokenizer<T> {
-    type TokenStream<'a> = CutIdsStream<T::TokenStream<'a>>;
-
-    fn token_stream<'a>(&'a mut self, text: &'a str) -> Self::TokenStream<'a> {
-        CutIdsStream {
-            inner: self.0.token_stream(text),
-            id: String::new(),
-            next: None,
-            piece: Token::default(),
-            marked: false,
-        }
-    }
-}
-
-struct CutIdsStream<S> {
-    inner: S,
-    /// The id being cut, and the offset of its next piece while cutting.
-    id: String,
-    next: Option<usize>,
-    piece: Token,
-    /// Whether [`HAS_IDS`] was emitted for this text.
-    marked: bool,
-}
-
-impl<S: TokenStream> CutIdsStream<S> {
-    /// Emits the piece at `at` of the current id, if the id is that long.
-    fn cut(&mut self, at: usize) -> bool {
-        if at >= self.id.len() {
-            self.next = None;
+    /// Adds `word`; whether it was new.
+    fn insert(&mut self, word: &str) -> bool {
+        let hash = FxBuildHasher.hash_one(word);
+        let words = &self.words;
+        let at = |&(from, len): &(u32, u32)| &words[from as usize..(from + len) as usize];
+        if self.table.find(hash, |r| at(r) == word).is_some() {
             return false;
         }
-        let end = (at + CHUNK).min(self.id.len());
-        self.piece.text.clear();
-        self.piece.text.push_str(&self.id[at..end]);
-        self.next = Some(at + STRIDE);
+        // Texts are far below 4 GiB (a request's size limit).
+        let range = (self.words.len() as u32, word.len() as u32);
+        self.words.push_str(word);
+        let words = &self.words;
+        self.table.insert_unique(hash, range, |r| {
+            FxBuildHasher.hash_one(&words[r.0 as usize..(r.0 + r.1) as usize])
+        });
         true
     }
 }
 
-impl<S: TokenStream> TokenStream for CutIdsStream<S> {
-    fn advance(&mut self) -> bool {
-        if let Some(at) = self.next {
-            if self.cut(at) {
-                return true;
-            }
+impl Tokenizer for Words {
+    type TokenStream<'a> = WordStream<'a>;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> WordStream<'a> {
+        self.seen.clear();
+        WordStream {
+            text,
+            at: 0,
+            token: Token {
+                position: usize::MAX,
+                ..Token::default()
+            },
+            runs: 0,
+            id: self.cut_ids.then(String::new),
+            next_piece: None,
+            marked: false,
+            seen: self.distinct.then_some(&mut self.seen),
         }
-        if !self.inner.advance() {
+    }
+}
+
+struct WordStream<'a> {
+    text: &'a str,
+    /// Where the scan for the next word starts.
+    at: usize,
+    token: Token,
+    /// Runs of word chars seen so far, indexed or not (a word's position).
+    runs: usize,
+    /// With ids cut: the id being cut, and the offset of its next piece while cutting.
+    id: Option<String>,
+    next_piece: Option<usize>,
+    /// Whether [`HAS_IDS`] was emitted for this text.
+    marked: bool,
+    seen: Option<&'a mut Seen>,
+}
+
+/// The char starting at byte `at` of `text`, and whether it is part of a word.
+fn word_char(text: &str, at: usize) -> (usize, bool) {
+    let b = text.as_bytes()[at];
+    if b.is_ascii() {
+        return (1, b.is_ascii_alphanumeric());
+    }
+    let c = text[at..].chars().next().expect("at is a char boundary");
+    (c.len_utf8(), c.is_alphanumeric())
+}
+
+impl WordStream<'_> {
+    /// Reads the next word into the token: false at the end of the text.
+    fn next_word(&mut self) -> bool {
+        let text = self.text;
+        loop {
+            let mut from = self.at;
+            while from < text.len() {
+                let (len, word) = word_char(text, from);
+                if word {
+                    break;
+                }
+                from += len;
+            }
+            if from == text.len() {
+                self.at = from;
+                return false;
+            }
+            let (mut to, mut ascii) = (from, true);
+            while to < text.len() {
+                let (len, word) = word_char(text, to);
+                if !word {
+                    break;
+                }
+                ascii &= len == 1;
+                to += len;
+            }
+            self.at = to;
+            self.runs += 1;
+            if to - from >= MAX_WORD_BYTES {
+                continue;
+            }
+            let word = &text[from..to];
+            let out = &mut self.token.text;
+            out.clear();
+            if ascii {
+                out.push_str(word);
+                out.make_ascii_lowercase();
+            } else {
+                out.extend(word.chars().flat_map(char::to_lowercase));
+            }
+            if out.len() < MIN_WORD_BYTES {
+                continue;
+            }
+            self.token.offset_from = from;
+            self.token.offset_to = to;
+            self.token.position = self.runs - 1;
+            return true;
+        }
+    }
+
+    /// Puts the next piece of the id being cut in the token: false past its end.
+    fn next_piece(&mut self) -> bool {
+        let (Some(at), Some(id)) = (self.next_piece, &self.id) else {
+            return false;
+        };
+        if at >= id.len() {
+            self.next_piece = None;
             return false;
         }
-        let word = self.inner.token();
-        if !is_id(&word.text) {
+        self.token.text.clear();
+        self.token.text.push_str(&id[at..(at + CHUNK).min(id.len())]);
+        self.next_piece = Some(at + STRIDE);
+        true
+    }
+
+    /// The token's next text: a piece of an id, [`HAS_IDS`] or a word.
+    fn next_text(&mut self) -> bool {
+        if self.next_piece() {
             return true;
         }
-        self.id.clear();
-        self.id.push_str(&word.text);
-        self.piece.offset_from = word.offset_from;
-        self.piece.offset_to = word.offset_to;
-        self.piece.position = word.position;
+        if !self.next_word() {
+            return false;
+        }
+        let Some(id) = self.id.as_mut().filter(|_| is_id(&self.token.text)) else {
+            return true;
+        };
+        std::mem::swap(id, &mut self.token.text);
+        self.next_piece = Some(0);
         if !self.marked {
             self.marked = true;
-            self.piece.text.clear();
-            self.piece.text.push_str(HAS_IDS);
-            self.next = Some(0);
+            self.token.text.clear();
+            self.token.text.push_str(HAS_IDS);
             return true;
         }
-        self.cut(0)
-    }
-
-    fn token(&self) -> &Token {
-        if self.next.is_some() {
-            &self.piece
-        } else {
-            self.inner.token()
-        }
-    }
-
-    fn token_mut(&mut self) -> &mut Token {
-        if self.next.is_some() {
-            &mut self.piece
-        } else {
-            self.inner.token_mut()
-        }
+        self.next_piece()
     }
 }
 
-/// Drops words under [`MIN_WORD_BYTES`] (tantivy has a filter for long words only).
-#[derive(Clone)]
-struct RemoveShort;
-
-impl TokenFilter for RemoveShort {
-    type Tokenizer<T: Tokenizer> = RemoveShortTokenizer<T>;
-
-    fn transform<T: Tokenizer>(self, tokenizer: T) -> RemoveShortTokenizer<T> {
-        RemoveShortTokenizer(tokenizer)
-    }
-}
-
-#[derive(Clone)]
-struct RemoveShortTokenizer<T>(T);
-
-impl<T: Tokenizer> Tokenizer for RemoveShortTokenizer<T> {
-    type TokenStream<'a> = RemoveShortStream<T::TokenStream<'a>>;
-
-    fn token_stream<'a>(&'a mut self, text: &'a str) -> Self::TokenStream<'a> {
-        RemoveShortStream(self.0.token_stream(text))
-    }
-}
-
-struct RemoveShortStream<S>(S);
-
-impl<S: TokenStream> TokenStream for RemoveShortStream<S> {
+impl TokenStream for WordStream<'_> {
     fn advance(&mut self) -> bool {
-        while self.0.advance() {
-            if self.0.token().text.len() >= MIN_WORD_BYTES {
+        while self.next_text() {
+            let new = match self.seen.as_mut() {
+                Some(seen) => seen.insert(&self.token.text),
+                None => true,
+            };
+            if new {
                 return true;
             }
         }
@@ -280,11 +281,11 @@ impl<S: TokenStream> TokenStream for RemoveShortStream<S> {
     }
 
     fn token(&self) -> &Token {
-        self.0.token()
+        &self.token
     }
 
     fn token_mut(&mut self) -> &mut Token {
-        self.0.token_mut()
+        &mut self.token
     }
 }
 
@@ -322,5 +323,85 @@ mod tests {
         let expect = ["#ids", "4bf9", "77b3", "abc123", "dead", "1234567", "1234", "9"];
         assert_eq!(words, expect);
         assert!(is_id("0123456789abcdef") && !is_id("0123456") && !is_id("0123456789abcdeg"));
+    }
+}
+
+#[cfg(test)]
+mod same_as_tantivy {
+    //! The one-pass tokenizer against tantivy's filter chain it replaced (partitions written
+    //! with that chain are searched with needles cut by this one) and a plain model of cutting
+    //! ids and passing distinct words.
+
+    use super::*;
+    use tantivy::tokenizer::{LowerCaser, RemoveLongFilter, SimpleTokenizer};
+
+    fn tokens(analyzer: &mut TextAnalyzer, text: &str) -> Vec<(String, usize, usize, usize)> {
+        let mut stream = analyzer.token_stream(text);
+        let mut out = Vec::new();
+        while let Some(t) = stream.next() {
+            out.push((t.text.clone(), t.offset_from, t.offset_to, t.position));
+        }
+        out
+    }
+
+    /// The words as tantivy's chain made them.
+    fn chain(text: &str) -> Vec<(String, usize, usize, usize)> {
+        let mut chain = TextAnalyzer::builder(SimpleTokenizer::default())
+            .filter(RemoveLongFilter::limit(MAX_WORD_BYTES))
+            .filter(LowerCaser)
+            .build();
+        let mut all = tokens(&mut chain, text);
+        all.retain(|(w, ..)| w.len() >= MIN_WORD_BYTES);
+        all
+    }
+
+    /// Ids cut and repeats dropped, one step at a time.
+    fn model(text: &str, cut_ids: bool, distinct: bool) -> Vec<String> {
+        let mut out = Vec::new();
+        for (word, ..) in chain(text) {
+            if cut_ids && is_id(&word) {
+                if !out.iter().any(|w| w == HAS_IDS) {
+                    out.push(HAS_IDS.to_string());
+                }
+                out.extend(
+                    (0..word.len())
+                        .step_by(STRIDE)
+                        .map(|at| word[at..(at + CHUNK).min(word.len())].to_string()),
+                );
+            } else {
+                out.push(word);
+            }
+        }
+        if distinct {
+            let mut seen = std::collections::HashSet::new();
+            out.retain(|w| seen.insert(w.clone()));
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(600))]
+
+        #[test]
+        fn words_are_the_chains_and_cut_and_distinct_as_modelled(
+            parts in proptest::collection::vec(
+                "[a-zA-Z0-9]{0,12}|[0-9a-fA-F]{6,40}|[ .=:/_\"{}-]{1,3}|[ÉéßİıΣσςÅ٣७①ﬁ🙂ǅ]{1,3}|[a-z]{250,260}",
+                0..40,
+            ),
+            texts in 1usize..4,
+        ) {
+            let text: String = parts.concat();
+            proptest::prop_assert_eq!(tokens(&mut words(), &text), chain(&text));
+            let mut a = analyzer();
+            let mut block = block_analyzer();
+            let mut whole = block_analyzer_whole_ids();
+            // The analyzers are reused across texts, as tantivy does.
+            for _ in 0..texts {
+                let texts_of = |a: &mut TextAnalyzer| tokens(a, &text).into_iter().map(|t| t.0).collect::<Vec<_>>();
+                proptest::prop_assert_eq!(texts_of(&mut a), model(&text, true, false));
+                proptest::prop_assert_eq!(texts_of(&mut block), model(&text, true, true));
+                proptest::prop_assert_eq!(texts_of(&mut whole), model(&text, false, true));
+            }
+        }
     }
 }
