@@ -1,6 +1,7 @@
 //! The write path: decoded batch -> WAL append + fsync -> apply to the indexes (on the WAL
 //! writer thread, in sequence order) -> acknowledge. A committer task commits the indexes
-//! every [`COMMIT_INTERVAL`] (which makes new data searchable), then deletes the WAL segments
+//! every [`COMMIT_INTERVAL`] (which makes new data searchable; every few intervals under heavy
+//! ingest, see [`BUSY_BYTES`]), then deletes the WAL segments
 //! the commit made redundant, and applies retention.
 //!
 //! On open, the WAL is replayed into the indexes; each index skips records it already holds
@@ -24,6 +25,13 @@ use crate::wal::{Kind, ReplayReport, Wal, WalError};
 
 /// How often new data is committed (and so becomes searchable).
 pub(crate) const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+/// Under heavy ingest — at least [`BUSY_BYTES`] of log lines since the last commit — commits
+/// come only every [`BUSY_COMMIT_TICKS`] intervals. Each commit writes a segment per indexing thread,
+/// and a segment's flush and its later merges cost nearly as much small as large: every segment
+/// holds most of the vocabulary of numbers and id pieces. (A collector catching up after an
+/// outage pushes this hard.) Search and tail lag by that much more while it lasts.
+const BUSY_BYTES: u64 = 4 << 20;
+const BUSY_COMMIT_TICKS: u32 = 3;
 
 /// Why a write was refused.
 #[derive(Debug, thiserror::Error)]
@@ -390,6 +398,8 @@ impl Engine {
     pub(crate) async fn run_committer(self, mut stop: tokio::sync::watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(COMMIT_INTERVAL);
         let mut ticks: u64 = 0;
+        let log_bytes = || self.shared.stats.log_bytes.load(Ordering::Relaxed);
+        let mut pacer = CommitPacer::new(log_bytes());
         loop {
             let stopping = tokio::select! {
                 _ = tick.tick() => false,
@@ -400,6 +410,10 @@ impl Engine {
             let flush_due = stopping
                 || (ticks > 0 && ticks % FLUSH_INTERVAL.as_secs() == 0)
                 || self.shared.tsdb.needs_flush();
+            ticks += 1;
+            if !pacer.due(log_bytes(), stopping || retention_due || flush_due) {
+                continue;
+            }
             let result = tokio::task::spawn_blocking(move || {
                 let _maintenance = engine.shared.maintenance.lock().expect("maintenance lock");
                 if flush_due {
@@ -420,11 +434,38 @@ impl Engine {
                 Ok(Err(e)) => tracing::error!(error = %e, "commit failed; will retry"),
                 Err(e) => tracing::error!(error = %e, "commit task panicked"),
             }
-            ticks += 1;
             if stopping {
                 break;
             }
         }
+    }
+}
+
+/// Decides at each tick of the committer whether to commit (see [`BUSY_BYTES`]).
+struct CommitPacer {
+    /// Log bytes ingested at the last commit.
+    committed_bytes: u64,
+    /// Ticks since the last commit.
+    waited: u32,
+}
+
+impl CommitPacer {
+    fn new(log_bytes: u64) -> CommitPacer {
+        CommitPacer {
+            committed_bytes: log_bytes,
+            waited: 0,
+        }
+    }
+
+    /// Whether to commit now, given the log bytes ingested so far; `forced` commits anyway.
+    fn due(&mut self, log_bytes: u64, forced: bool) -> bool {
+        self.waited += 1;
+        let busy = log_bytes.saturating_sub(self.committed_bytes) >= BUSY_BYTES;
+        if busy && self.waited < BUSY_COMMIT_TICKS && !forced {
+            return false;
+        }
+        (self.committed_bytes, self.waited) = (log_bytes, 0);
+        true
     }
 }
 
@@ -452,4 +493,34 @@ fn link_tree(from: &Path, to: &Path, skip: &Path) -> Result<(), (PathBuf, std::i
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_every_tick_unless_ingest_is_heavy() {
+        let mut pacer = CommitPacer::new(0);
+        let mut bytes = 0;
+        let mut pattern = Vec::new();
+        // Light: a commit every tick.
+        for _ in 0..3 {
+            bytes += BUSY_BYTES / 2;
+            pattern.push(pacer.due(bytes, false));
+        }
+        assert_eq!(pattern, [true; 3]);
+        // Heavy: a commit every BUSY_COMMIT_TICKS ticks, or when one is forced.
+        pattern.clear();
+        for tick in 0..7 {
+            bytes += BUSY_BYTES;
+            pattern.push(pacer.due(bytes, tick == 5));
+        }
+        assert_eq!(pattern, [false, false, true, false, false, true, false]);
+        // Ingest stops: the heavy bytes left are committed at the end of the period, and then
+        // light ingest is committed every tick again.
+        assert!(!pacer.due(bytes, false));
+        assert!(pacer.due(bytes, false));
+        assert!(pacer.due(bytes + 1, false));
+    }
 }
