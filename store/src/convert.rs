@@ -350,14 +350,11 @@ pub(crate) fn loki_push_proto(body: &[u8]) -> Result<LogBatch, String> {
                         .seconds
                         .saturating_mul(1_000_000_000)
                         .saturating_add(i64::from(ts.nanos)),
-                    metadata: with_detected_level(
-                        &labels,
-                        &e.line,
-                        e.structured_metadata
-                            .into_iter()
-                            .map(|p| (p.name, p.value))
-                            .collect(),
-                    ),
+                    metadata: e
+                        .structured_metadata
+                        .into_iter()
+                        .map(|p| (p.name, p.value))
+                        .collect(),
                     line: e.line,
                 }
             })
@@ -365,22 +362,6 @@ pub(crate) fn loki_push_proto(body: &[u8]) -> Result<LogBatch, String> {
         streams.push(LogStream { labels, entries });
     }
     Ok(LogBatch { streams })
-}
-
-/// Adds `detected_level` (as Loki 3 does) when the stream has no `level` label.
-fn with_detected_level(
-    labels: &Labels,
-    line: &str,
-    mut metadata: Vec<(String, String)>,
-) -> Vec<(String, String)> {
-    if !labels.contains_key("level")
-        && !metadata
-            .iter()
-            .any(|(k, _)| k == "level" || k == "detected_level")
-    {
-        metadata.push(("detected_level".into(), detect_level(line).into()));
-    }
-    metadata
 }
 
 #[derive(serde::Deserialize)]
@@ -448,11 +429,10 @@ pub(crate) fn loki_push_json(body: &[u8]) -> Result<LogBatch, String> {
             let ts_ns = ts.parse::<i64>().map_err(|_| {
                 format!("streams[{i}].values[{j}]: timestamp {ts:?} is not integer nanoseconds")
             })?;
-            let metadata = with_detected_level(&s.stream, &line, meta.into_iter().collect());
             entries.push(LogEntry {
                 ts_ns,
                 line,
-                metadata,
+                metadata: meta.into_iter().collect(),
             });
         }
         streams.push(LogStream {
@@ -565,9 +545,9 @@ mod tests {
         let body = br#"{"streams":[{"stream":{"job":"x"},"values":[["1","level=warn hi"],["2","b",{"trace_id":"t"}]]}]}"#;
         let batch = loki_push_json(body).unwrap();
         let e = &batch.streams[0].entries;
-        assert_eq!(
-            e[0].metadata,
-            [("detected_level".to_string(), "warn".to_string())]
+        assert!(
+            e[0].metadata.is_empty(),
+            "detected_level is added when lines are read"
         );
         assert_eq!(e[1].metadata[0], ("trace_id".to_string(), "t".to_string()));
         let err =

@@ -21,10 +21,13 @@
 //! | `label`  | text  | raw terms               | one term `name=value` per stream label          |
 //! | `labels` | text  | stored                  | the stream labels as a JSON object              |
 //! | `line`   | text  | `obs_block_words`       | the lines, each distinct word indexed once (`words.rs`) |
-//! | `meta`   | text  | stored                  | each line's structured metadata as JSON `[[name, value]]`, or empty |
+//! | `meta`   | text  | stored                  | each line's structured metadata as JSON `[[name, value]]`, or empty (1) |
 //! | `bytes`  | u64   | fast                    | each line's length in bytes, in line order      |
 //! | `text`   | text  | stored                  | each line, in line order                         |
 //! | `ts_min`, `ts_max` | i64 | fast          | the time of the block's first and last line      |
+//!
+//! (1) Without `detected_level`: it is derived from the line when read (`model.rs`). Lines
+//! stored before 2026-12 hold it.
 //!
 //! A time range selects blocks by `ts_min` and `ts_max` (a scan of one value per block, not one
 //! per line); the lines in range are then picked from `ts`.
@@ -637,10 +640,10 @@ mod tests {
                     7 => String::new(),
                     _ => format!("line {i} {}", "x".repeat(i as usize % 7)),
                 },
-                metadata: if i % 2 == 0 {
-                    vec![("k".into(), i.to_string())]
-                } else {
-                    vec![]
+                metadata: match i % 4 {
+                    0 => vec![("k".into(), i.to_string())],
+                    1 => vec![("level".into(), "warn".into())],
+                    _ => vec![],
                 },
             })
             .collect();
@@ -668,9 +671,17 @@ mod tests {
             let want = &entries[(r.ts_ns - (DAY_NS - 150)) as usize];
             assert_eq!(r.bytes, want.line.len() as u64);
             let hit = readers[r.part].hit(r.addr).unwrap();
+            // Lines without a level get one detected when read.
+            let mut meta = want.metadata.clone();
+            if !meta.iter().any(|(k, _)| k == "level") {
+                meta.push((
+                    "detected_level".into(),
+                    crate::model::detect_level(&want.line).into(),
+                ));
+            }
             assert_eq!(
                 (hit.ts_ns, hit.line, hit.metadata),
-                (want.ts_ns, want.line.as_str(), want.metadata.as_slice())
+                (want.ts_ns, want.line.as_str(), meta.as_slice())
             );
             assert_eq!(hit.labels, &labels);
         }

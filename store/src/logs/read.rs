@@ -14,7 +14,7 @@ use tantivy::schema::Value;
 use tantivy::{DocAddress, DocId, Score, Searcher, SegmentReader, TantivyDocument, TantivyError, Term};
 
 use super::{Fields, LogHit};
-use crate::model::{Labels, LogEntry};
+use crate::model::{add_detected_level, Labels, LogEntry};
 
 /// Where a line is: its document, and its place among the document's lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -328,7 +328,7 @@ impl<'a> LineReader<'a> {
         let f = self.fields;
         let text = |field| doc.get_first(field).and_then(|v| v.as_str()).unwrap_or_default();
         let metadata = |json: &str| serde_json::from_str(json).unwrap_or_default();
-        let lines: Vec<LogEntry> = if doc.get_first(f.text).is_some() {
+        let mut lines: Vec<LogEntry> = if doc.get_first(f.text).is_some() {
             let times = doc.get_all(f.ts).filter_map(|v| v.as_i64());
             let metas = doc.get_all(f.meta).filter_map(|v| v.as_str());
             let texts = doc.get_all(f.text).filter_map(|v| v.as_str());
@@ -353,12 +353,16 @@ impl<'a> LineReader<'a> {
                 metadata: metadata(text(f.meta)),
             }]
         };
+        let labels: Labels = serde_json::from_str(text(f.labels)).unwrap_or_default();
+        for line in &mut lines {
+            add_detected_level(&labels, line);
+        }
         Ok(Block {
             stream: doc
                 .get_first(f.stream)
                 .and_then(|v| v.as_u64())
                 .unwrap_or_default(),
-            labels: serde_json::from_str(text(f.labels)).unwrap_or_default(),
+            labels,
             lines,
         })
     }
