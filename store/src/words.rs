@@ -168,14 +168,47 @@ struct WordStream<'a> {
     seen: Option<&'a mut Seen>,
 }
 
+/// ASCII bytes that are word chars (letters and digits).
+static ASCII_WORD: [bool; 128] = {
+    let mut table = [false; 128];
+    let mut b = 0;
+    while b < 128 {
+        table[b] = (b as u8).is_ascii_alphanumeric();
+        b += 1;
+    }
+    table
+};
+
 /// The char starting at byte `at` of `text`, and whether it is part of a word.
 fn word_char(text: &str, at: usize) -> (usize, bool) {
-    let b = text.as_bytes()[at];
-    if b.is_ascii() {
-        return (1, b.is_ascii_alphanumeric());
+    match text.as_bytes()[at] {
+        b @ 0..=127 => (1, ASCII_WORD[b as usize]),
+        _ => {
+            let c = text[at..].chars().next().expect("at is a char boundary");
+            (c.len_utf8(), c.is_alphanumeric())
+        }
     }
-    let c = text[at..].chars().next().expect("at is a char boundary");
-    (c.len_utf8(), c.is_alphanumeric())
+}
+
+/// Where the run of chars starting at `at` that are (`word`) or are not word chars ends, and
+/// whether the run is all ASCII. ASCII bytes are skipped in a tight loop.
+fn run_end(text: &str, mut at: usize, word: bool) -> (usize, bool) {
+    let bytes = text.as_bytes();
+    let mut ascii = true;
+    loop {
+        while at < bytes.len() && bytes[at] < 128 && ASCII_WORD[bytes[at] as usize] == word {
+            at += 1;
+        }
+        if at == bytes.len() || bytes[at] < 128 {
+            return (at, ascii);
+        }
+        let (len, is_word) = word_char(text, at);
+        if is_word != word {
+            return (at, ascii);
+        }
+        ascii = false;
+        at += len;
+    }
 }
 
 impl WordStream<'_> {
@@ -183,30 +216,16 @@ impl WordStream<'_> {
     fn next_word(&mut self) -> bool {
         let text = self.text;
         loop {
-            let mut from = self.at;
-            while from < text.len() {
-                let (len, word) = word_char(text, from);
-                if word {
-                    break;
-                }
-                from += len;
-            }
+            let (from, _) = run_end(text, self.at, false);
             if from == text.len() {
                 self.at = from;
                 return false;
             }
-            let (mut to, mut ascii) = (from, true);
-            while to < text.len() {
-                let (len, word) = word_char(text, to);
-                if !word {
-                    break;
-                }
-                ascii &= len == 1;
-                to += len;
-            }
+            let (to, ascii) = run_end(text, from, true);
             self.at = to;
             self.runs += 1;
-            if to - from >= MAX_WORD_BYTES {
+            // Lowercasing keeps the length of ASCII words.
+            if to - from >= MAX_WORD_BYTES || (ascii && to - from < MIN_WORD_BYTES) {
                 continue;
             }
             let word = &text[from..to];
