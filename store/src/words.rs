@@ -76,7 +76,7 @@ pub(crate) fn is_hex(text: &str) -> bool {
 
 /// The words tokenizer, in one pass over the text (it was a chain of tantivy's
 /// `SimpleTokenizer`, `RemoveLongFilter`, `LowerCaser` and filters of ours, and that chain was a
-/// sixth of ingest CPU). The words are exactly the chain's, as partitions written by it are
+/// seventh of ingest CPU). The words are exactly the chain's, as partitions written by it are
 /// still searched with needles cut by this: runs of chars that are `char::is_alphanumeric`,
 /// under [`MAX_WORD_BYTES`] as written, lowercased char by char (no final-sigma rule), at least
 /// [`MIN_WORD_BYTES`] once lowercased; positions count every run. Then, if asked, ids are cut
@@ -116,20 +116,22 @@ impl Seen {
     /// Adds `word`; whether it was new.
     fn insert(&mut self, word: &str) -> bool {
         let hash = FxBuildHasher.hash_one(word);
-        let words = &self.words;
-        let at = |&(from, len): &(u32, u32)| &words[from as usize..(from + len) as usize];
-        if self.table.find(hash, |r| at(r) == word).is_some() {
+        if self.table.find(hash, |&r| at(&self.words, r) == word).is_some() {
             return false;
         }
         // Texts are far below 4 GiB (a request's size limit).
         let range = (self.words.len() as u32, word.len() as u32);
         self.words.push_str(word);
         let words = &self.words;
-        self.table.insert_unique(hash, range, |r| {
-            FxBuildHasher.hash_one(&words[r.0 as usize..(r.0 + r.1) as usize])
-        });
+        self.table
+            .insert_unique(hash, range, |&r| FxBuildHasher.hash_one(at(words, r)));
         true
     }
+}
+
+/// The word at `(from, len)` of [`Seen::words`].
+fn at(words: &str, (from, len): (u32, u32)) -> &str {
+    &words[from as usize..(from + len) as usize]
 }
 
 impl Tokenizer for Words {
@@ -140,10 +142,7 @@ impl Tokenizer for Words {
         WordStream {
             text,
             at: 0,
-            token: Token {
-                position: usize::MAX,
-                ..Token::default()
-            },
+            token: Token::default(),
             runs: 0,
             id: self.cut_ids.then(String::new),
             next_piece: None,
