@@ -184,6 +184,8 @@ fn range_agg(
                 }
             };
             (labels, None)
+        } else if !pipeline.prefilter(readers[rf.part].line(rf.addr)?) {
+            (None, None)
         } else {
             let hit = readers[rf.part].hit(rf.addr)?;
             match pipeline.run(hit.labels, hit.metadata, hit.line) {

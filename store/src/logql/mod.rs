@@ -228,8 +228,12 @@ pub(crate) fn query_logs(
                 if scanned.lines > limits.max_lines_scanned {
                     return Err(scan_limit(limits));
                 }
+                let line = reader.line(addr)?;
+                scanned.bytes += line.len();
+                if !pipeline.prefilter(line) {
+                    continue;
+                }
                 let hit = reader.hit(addr)?;
-                scanned.bytes += hit.line.len();
                 if let Some(out) = pipeline.run(hit.labels, hit.metadata, hit.line) {
                     streams.entry(out.labels).or_default().push((hit.ts_ns, out.line));
                     found += 1;

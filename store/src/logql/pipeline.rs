@@ -349,6 +349,15 @@ impl Pipeline {
         self.stages.is_empty()
     }
 
+    /// Whether the line passes the line filters the pipeline starts with: a check on the line
+    /// alone, before its labels and metadata are read.
+    pub(crate) fn prefilter(&self, line: &str) -> bool {
+        self.stages
+            .iter()
+            .take_while(|s| s.is_line_filter())
+            .all(|s| keeps(s, line) != Some(false))
+    }
+
     /// Runs the pipeline on one line; `None` when the line is filtered out.
     pub(crate) fn run(
         &self,
@@ -358,12 +367,10 @@ impl Pipeline {
     ) -> Option<Processed> {
         // Line filters before any other stage run on the line as read: most lines fail them,
         // and then nothing needs copying.
-        let leading = self.stages.iter().take_while(|s| s.is_line_filter()).count();
-        for s in &self.stages[..leading] {
-            if keeps(s, line) == Some(false) {
-                return None;
-            }
+        if !self.prefilter(line) {
+            return None;
         }
+        let leading = self.stages.iter().take_while(|s| s.is_line_filter()).count();
         let mut labels = labels.clone();
         for (k, v) in metadata {
             labels.entry(k.clone()).or_insert_with(|| v.clone());

@@ -294,6 +294,9 @@ struct Block {
     stream: u64,
     labels: Labels,
     lines: Vec<LogEntry>,
+    /// Whether `detected_level` was settled for each line: it is derived only for lines that
+    /// are asked for whole, as most lines read are dropped by line filters.
+    leveled: Vec<bool>,
 }
 
 impl<'a> LineReader<'a> {
@@ -307,13 +310,13 @@ impl<'a> LineReader<'a> {
 
     /// Reads one line.
     pub(crate) fn hit(&mut self, addr: LineAddr) -> tantivy::Result<LogHit<'_>> {
-        if self.last.as_ref().map(|(doc, _)| *doc) != Some(addr.doc) {
-            self.last = Some((addr.doc, self.load(addr.doc)?));
+        let block = self.block(addr)?;
+        let at = addr.line as usize;
+        let e = &mut block.lines[at];
+        if !block.leveled[at] {
+            add_detected_level(&block.labels, e);
+            block.leveled[at] = true;
         }
-        let (_, block) = self.last.as_ref().expect("loaded above");
-        let e = block.lines.get(addr.line as usize).ok_or_else(|| {
-            TantivyError::InternalError(format!("no line {} in document {:?}", addr.line, addr.doc))
-        })?;
         Ok(LogHit {
             ts_ns: e.ts_ns,
             stream: block.stream,
@@ -323,12 +326,33 @@ impl<'a> LineReader<'a> {
         })
     }
 
+    /// Reads only the text of one line.
+    pub(crate) fn line(&mut self, addr: LineAddr) -> tantivy::Result<&str> {
+        let block = self.block(addr)?;
+        Ok(&block.lines[addr.line as usize].line)
+    }
+
+    /// The block holding `addr`, loaded if it is not the last one read.
+    fn block(&mut self, addr: LineAddr) -> tantivy::Result<&mut Block> {
+        if self.last.as_ref().map(|(doc, _)| *doc) != Some(addr.doc) {
+            self.last = Some((addr.doc, self.load(addr.doc)?));
+        }
+        let (_, block) = self.last.as_mut().expect("loaded above");
+        if addr.line as usize >= block.lines.len() {
+            return Err(TantivyError::InternalError(format!(
+                "no line {} in document {:?}",
+                addr.line, addr.doc
+            )));
+        }
+        Ok(block)
+    }
+
     fn load(&self, addr: DocAddress) -> tantivy::Result<Block> {
         let doc: TantivyDocument = self.searcher.doc(addr)?;
         let f = self.fields;
         let text = |field| doc.get_first(field).and_then(|v| v.as_str()).unwrap_or_default();
         let metadata = |json: &str| serde_json::from_str(json).unwrap_or_default();
-        let mut lines: Vec<LogEntry> = if doc.get_first(f.text).is_some() {
+        let lines: Vec<LogEntry> = if doc.get_first(f.text).is_some() {
             let times = doc.get_all(f.ts).filter_map(|v| v.as_i64());
             let metas = doc.get_all(f.meta).filter_map(|v| v.as_str());
             let texts = doc.get_all(f.text).filter_map(|v| v.as_str());
@@ -353,16 +377,13 @@ impl<'a> LineReader<'a> {
                 metadata: metadata(text(f.meta)),
             }]
         };
-        let labels: Labels = serde_json::from_str(text(f.labels)).unwrap_or_default();
-        for line in &mut lines {
-            add_detected_level(&labels, line);
-        }
         Ok(Block {
+            leveled: vec![false; lines.len()],
             stream: doc
                 .get_first(f.stream)
                 .and_then(|v| v.as_u64())
                 .unwrap_or_default(),
-            labels,
+            labels: serde_json::from_str(text(f.labels)).unwrap_or_default(),
             lines,
         })
     }
