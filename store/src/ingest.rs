@@ -405,7 +405,6 @@ impl Engine {
                 _ = tick.tick() => false,
                 _ = stop.wait_for(|s| *s) => true,
             };
-            let engine = self.clone();
             let retention_due = ticks % 60 == 0;
             let flush_due = stopping
                 || (ticks > 0 && ticks % FLUSH_INTERVAL.as_secs() == 0)
@@ -414,6 +413,7 @@ impl Engine {
             if !pacer.due(log_bytes(), stopping || retention_due || flush_due) {
                 continue;
             }
+            let engine = self.clone();
             let result = tokio::task::spawn_blocking(move || {
                 let _maintenance = engine.shared.maintenance.lock().expect("maintenance lock");
                 if flush_due {

@@ -294,9 +294,6 @@ struct Block {
     stream: u64,
     labels: Labels,
     lines: Vec<LogEntry>,
-    /// Whether `detected_level` was settled for each line: it is derived only for lines that
-    /// are asked for whole, as most lines read are dropped by line filters.
-    leveled: Vec<bool>,
 }
 
 impl<'a> LineReader<'a> {
@@ -308,15 +305,13 @@ impl<'a> LineReader<'a> {
         }
     }
 
-    /// Reads one line.
+    /// Reads one line. Its `detected_level` is derived here, for lines asked for whole only:
+    /// most lines read are dropped by line filters ([`line`](Self::line)). (Deriving it is
+    /// idempotent: a line that has one is left alone.)
     pub(crate) fn hit(&mut self, addr: LineAddr) -> tantivy::Result<LogHit<'_>> {
         let block = self.block(addr)?;
-        let at = addr.line as usize;
-        let e = &mut block.lines[at];
-        if !block.leveled[at] {
-            add_detected_level(&block.labels, e);
-            block.leveled[at] = true;
-        }
+        let e = &mut block.lines[addr.line as usize];
+        add_detected_level(&block.labels, e);
         Ok(LogHit {
             ts_ns: e.ts_ns,
             stream: block.stream,
@@ -378,7 +373,6 @@ impl<'a> LineReader<'a> {
             }]
         };
         Ok(Block {
-            leveled: vec![false; lines.len()],
             stream: doc
                 .get_first(f.stream)
                 .and_then(|v| v.as_u64())
