@@ -1,10 +1,11 @@
-//! Golden test for the on-disk formats as a whole: `tests/fixtures/store-v1/` is a data dir
-//! written by the first format version (WAL v1, log schema v1, trace schema v1): committed
-//! lines and spans, plus one WAL record written after the last commit. Every later version must
-//! open it, replay that record, and answer the same queries.
+//! Golden tests for the on-disk formats as a whole: `tests/fixtures/store-vN/` is a data dir
+//! written by format version N (`store-v1`: WAL v1, log schema v1, trace schema v1;
+//! `store-v2`: log schema v2): committed lines and spans, plus one WAL record written after the
+//! last commit. Every later version must open each of them, replay that record, and answer the
+//! same queries.
 //!
-//! Regenerate (only when deliberately starting a new format version, keeping the old fixture):
-//! `OBS_REGENERATE_GOLDEN=1 cargo test -p obs-store golden`.
+//! Write the fixture of the current version (only when deliberately starting a new format
+//! version, keeping the old fixtures): `OBS_REGENERATE_GOLDEN=1 cargo test -p obs-store golden`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,8 +24,13 @@ const LONG: Duration = Duration::from_secs(200 * 365 * 86400);
 /// 2026-01-01T00:00:00Z
 const T0: i64 = 1_767_225_600_000_000_000;
 
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-v1")
+/// The fixtures, oldest first; the last is the current version's.
+const FIXTURES: [&str; 2] = ["store-v1", "store-v2"];
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn logs(job: &str, lines: &[&str]) -> LogBatch {
@@ -97,20 +103,27 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 #[tokio::test]
-async fn a_v1_data_dir_opens_replays_and_answers() {
+async fn every_versions_data_dir_opens_replays_and_answers() {
+    let current = FIXTURES[FIXTURES.len() - 1];
     if std::env::var_os("OBS_REGENERATE_GOLDEN").is_some() {
-        let _ = std::fs::remove_dir_all(fixture());
-        write_fixture(&fixture()).await;
+        let _ = std::fs::remove_dir_all(fixture(current));
+        write_fixture(&fixture(current)).await;
     }
+    for name in FIXTURES {
+        opens_replays_and_answers(name);
+    }
+}
+
+fn opens_replays_and_answers(name: &str) {
     assert!(
-        fixture().join("wal").is_dir(),
+        fixture(name).join("wal").is_dir(),
         "fixture missing: {}",
-        fixture().display()
+        fixture(name).display()
     );
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(&fixture(), dir.path());
+    copy_dir(&fixture(name), dir.path());
     let (engine, report) = Engine::open(dir.path(), RETENTION).unwrap();
-    assert!(report.quarantined.is_empty());
+    assert!(report.quarantined.is_empty(), "{name}");
     let q = |sel: &str| {
         let ::logql::Expr::Log(lq) = logql::parse(sel).unwrap() else {
             panic!()
@@ -130,11 +143,13 @@ async fn a_v1_data_dir_opens_replays_and_answers() {
             .flat_map(|s| s.entries.into_iter().map(|e| e.1))
             .collect::<Vec<_>>()
     };
-    assert_eq!(q(r#"{job="committed"}"#), ["first line", "second line"]);
+    assert_eq!(q(r#"{job="committed"}"#), ["first line", "second line"], "{name}");
+    let by_metadata = format!(r#"{{job="committed"}} | trace_id="{}""#, "ab".repeat(16));
+    assert_eq!(q(&by_metadata), ["first line", "second line"], "{name}: metadata");
     assert_eq!(
         q(r#"{job="in-wal-only"}"#),
         ["replayed line"],
-        "the WAL record is replayed"
+        "{name}: the WAL record is replayed"
     );
     let trace = engine.traces().trace(&"ab".repeat(16), 10).unwrap();
     let names: Vec<&str> = trace.iter().map(|s| s.span().name.as_str()).collect();
@@ -153,7 +168,7 @@ async fn a_v1_data_dir_opens_replays_and_answers() {
 #[tokio::test]
 async fn v1_log_partitions_count_on_disk_and_go_with_retention() {
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(&fixture(), dir.path());
+    copy_dir(&fixture("store-v1"), dir.path());
     let (engine, _) = Engine::open(dir.path(), RETENTION).unwrap();
     let logs = engine.logs();
     // The committed lines are in a v1 partition; the replayed record went to a v2 one.
