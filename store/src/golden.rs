@@ -1,7 +1,7 @@
 //! Golden tests for the on-disk formats as a whole: `tests/fixtures/store-vN/` is a data dir
 //! written by format version N (`store-v1`: WAL v1, log schema v1, trace schema v1;
-//! `store-v2`: log schema v2): committed lines and spans, plus one WAL record written after the
-//! last commit. Every later version must open each of them, replay that record, and answer the
+//! `store-v2`: log schema v2; `store-v3`: log schema v3): committed lines and spans, plus one
+//! WAL record written after the last commit. Every later version must open each of them, replay that record, and answer the
 //! same queries.
 //!
 //! Write the fixture of the current version (only when deliberately starting a new format
@@ -25,7 +25,7 @@ const LONG: Duration = Duration::from_secs(200 * 365 * 86400);
 const T0: i64 = 1_767_225_600_000_000_000;
 
 /// The fixtures, oldest first; the last is the current version's.
-const FIXTURES: [&str; 2] = ["store-v1", "store-v2"];
+const FIXTURES: [&str; 3] = ["store-v1", "store-v2", "store-v3"];
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -166,16 +166,19 @@ fn opens_replays_and_answers(name: &str) {
 }
 
 #[tokio::test]
-async fn v1_log_partitions_count_on_disk_and_go_with_retention() {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(&fixture("store-v1"), dir.path());
-    let (engine, _) = Engine::open(dir.path(), RETENTION).unwrap();
-    let logs = engine.logs();
-    // The committed lines are in a v1 partition; the replayed record went to a v2 one.
-    assert!(dir.path().join("logs/v1/2026-01-01").is_dir());
-    assert!(dir.path().join("logs/v2/2026-01-01").is_dir());
-    assert_eq!(logs.disk_usage().0, 2);
-    assert_eq!(logs.drop_before(T0 + 86_400_000_000_000).unwrap(), 2);
-    assert_eq!(logs.disk_usage().0, 0);
-    assert!(!dir.path().join("logs/v1/2026-01-01").exists());
+async fn old_log_partitions_count_on_disk_and_go_with_retention() {
+    for old in ["v1", "v2"] {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(&fixture(&format!("store-{old}")), dir.path());
+        let (engine, _) = Engine::open(dir.path(), RETENTION).unwrap();
+        let logs = engine.logs();
+        // The committed lines are in an old partition; the replayed record went to a v3 one.
+        let old_part = dir.path().join("logs").join(old).join("2026-01-01");
+        assert!(old_part.is_dir(), "{old}");
+        assert!(dir.path().join("logs/v3/2026-01-01").is_dir(), "{old}");
+        assert_eq!(logs.disk_usage().0, 2, "{old}");
+        assert_eq!(logs.drop_before(T0 + 86_400_000_000_000).unwrap(), 2, "{old}");
+        assert_eq!(logs.disk_usage().0, 0, "{old}");
+        assert!(!old_part.exists(), "{old}");
+    }
 }

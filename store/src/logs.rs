@@ -1,29 +1,30 @@
 //! Logs on disk: tantivy indexes per UTC day, fed from the WAL in sequence order.
 //!
-//! # Layout (version 2)
+//! # Layout (version 3)
 //!
 //! ```text
-//! <data_dir>/logs/v2/<YYYY-MM-DD>/      a tantivy index holding the lines whose time is that day
+//! <data_dir>/logs/v3/<YYYY-MM-DD>/      a tantivy index holding the lines whose time is that day
 //!     meta.json                         tantivy's; its commit payload is {"wal_seq": N}: every WAL
 //!                                       record with seq <= N is in this index
+//! <data_dir>/logs/v2/<YYYY-MM-DD>/      version 2 partitions (2026-12-01): read, never written
 //! <data_dir>/logs/v1/<YYYY-MM-DD>/      version 1 partitions (before 2026-12): read, never written
 //! ```
 //!
-//! Schema v2, one document per **block**: up to [`BLOCK_LINES`] lines (and about
+//! Schema v3, one document per **block**: up to [`BLOCK_LINES`] lines (and about
 //! [`BLOCK_BYTES`]) of one stream from one WAL record, all of one day. Postings are per block,
 //! so a word common to the block's lines is indexed once, not once per line: that was most
 //! of the indexing work when each line was a document.
 //!
 //! | field    | type  | options                 | holds                                           |
 //! |----------|-------|-------------------------|-------------------------------------------------|
-//! | `ts`     | i64   | fast, stored            | each line's time in Unix ns, in line order      |
+//! | `ts`     | i64   | fast                    | each line's time in Unix ns, in line order      |
 //! | `stream` | u64   | fast, stored            | FNV-1a 64 of the sorted `name=value\0` labels   |
 //! | `label`  | text  | raw terms               | one term `name=value` per stream label          |
 //! | `labels` | text  | stored                  | the stream labels as a JSON object              |
-//! | `line`   | text  | `obs_block_words`       | the lines, each distinct word indexed once (`words.rs`) |
-//! | `meta`   | text  | stored                  | each line's structured metadata as JSON `[[name, value]]`, or empty (1) |
-//! | `bytes`  | u64   | fast                    | each line's length in bytes, in line order      |
-//! | `text`   | text  | stored                  | each line, in line order                         |
+//! | `line`   | text  | `obs_block_words`, stored | the lines, each followed by `\n`; each distinct word indexed once (`words.rs`) |
+//! | `meta`   | text  | stored                  | absent if no line has structured metadata, else each line's as JSON `[[[name, value]]]` (1) |
+//! | `bytes`  | u64   | fast                    | each line's length in bytes, in line order: where `line` is cut (lines may hold `\n`) |
+//! | `text`   | text  | stored                  | unused (v2's lines)                             |
 //! | `ts_min`, `ts_max` | i64 | fast          | the time of the block's first and last line      |
 //!
 //! (1) Without `detected_level`: it is derived from the line when read (`model.rs`). Lines
@@ -32,20 +33,27 @@
 //! A time range selects blocks by `ts_min` and `ts_max` (a scan of one value per block, not one
 //! per line); the lines in range are then picked from `ts`.
 //!
-//! (The lines are stored as text values rather than one encoded bytes value: tantivy reads a
-//! bytes value back a byte at a time, which was a third of a needle search.)
+//! A block's stored document is its text in one value, its labels and, rarely, metadata: times
+//! and sizes are read from the fast fields. (Schema v2 stored each line, time and metadata as a
+//! value of its own: reading them back was most of a needle search's time per block, and
+//! storing them a tenth of ingest; the times were also an eighth of the index.)
+//!
+//! Schema v2 was v3 but for: `ts` also stored, `line` not stored, each line stored as a `text`
+//! value and each line's metadata as a `meta` value (JSON `[[name, value]]` or empty).
 //!
 //! Schema v1 was one document per line: `ts` fast and stored (partitions before 2026-12 also
 //! index it), `line` stored as well as indexed, `meta` only when the line has metadata, and
-//! no `text`, `ts_min` or `ts_max`. The fields both schemas share have the same ids, so one
-//! query answers both; `read.rs` reads a v1 document as a block of one line.
+//! no `text`, `ts_min` or `ts_max`.
+//!
+//! The fields all schemas share have the same ids, so one query answers all; `read.rs` reads
+//! each version's documents as blocks (a v1 document as a block of one line).
 //!
 //! # Durability
 //!
 //! Partitioning, commit payloads and replay are `partitions.rs`'s: lines are added after their
 //! WAL record is durable, committed every [`COMMIT_INTERVAL`](crate::ingest::COMMIT_INTERVAL),
-//! and replay neither loses nor duplicates them. Records that v1 partitions already hold are
-//! not replayed into v2 ones.
+//! and replay neither loses nor duplicates them. Records that v1 or v2 partitions already hold are
+//! not replayed into v3 ones.
 
 mod read;
 
@@ -66,10 +74,39 @@ pub(crate) use read::{LineAddr, LineReader, LineRef, StreamStats};
 
 /// The tokenizer of `line` in v1 partitions (one line per document).
 const WORDS: &str = "obs_words";
-/// The tokenizer of `line` in v2 partitions (a block of lines per document).
+/// The tokenizer of `line` in v2 and v3 partitions (a block of lines per document).
 const BLOCK_WORDS: &str = "obs_block_words";
-const SCHEMA_VERSION: &str = "v2";
-const V1: &str = "v1";
+
+/// Schema versions, oldest first; new lines go to partitions of the last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Version {
+    V1,
+    V2,
+    V3,
+}
+
+impl Version {
+    const ALL: [Version; 3] = [Version::V1, Version::V2, Version::V3];
+    const CURRENT: Version = Version::V3;
+
+    /// The directory of this version's partitions under `<data_dir>/logs`.
+    fn dir(self) -> &'static str {
+        match self {
+            Version::V1 => "v1",
+            Version::V2 => "v2",
+            Version::V3 => "v3",
+        }
+    }
+
+    /// The version of a partition, from its schema.
+    pub(crate) fn of(schema: &Schema) -> Version {
+        match (schema.get_field("text"), schema.get_field("ts")) {
+            (Err(_), _) => Version::V1,
+            (Ok(_), Ok(ts)) if schema.get_field_entry(ts).is_stored() => Version::V2,
+            _ => Version::V3,
+        }
+    }
+}
 /// Most lines in a block.
 const BLOCK_LINES: usize = 128;
 /// A block ends once its lines reach this many bytes.
@@ -91,16 +128,20 @@ pub(crate) struct Fields {
     pub(crate) ts_max: Field,
 }
 
-/// Schema v2 and its fields, or with `v1` the schema of version 1 partitions.
-fn schema(v1: bool) -> (Schema, Fields) {
+/// The schema of `version`'s partitions and its fields.
+fn schema(version: Version) -> (Schema, Fields) {
+    let v1 = version == Version::V1;
     let mut b = Schema::builder();
     let mut words = TextOptions::default().set_indexing_options(
         TextFieldIndexing::default()
             .set_tokenizer(if v1 { WORDS } else { BLOCK_WORDS })
             .set_index_option(IndexRecordOption::Basic),
     );
-    let ts: NumericOptions = (FAST | STORED).into();
-    if v1 {
+    let ts: NumericOptions = match version {
+        Version::V3 => FAST.into(),
+        Version::V1 | Version::V2 => (FAST | STORED).into(),
+    };
+    if version != Version::V2 {
         words = words.set_stored();
     }
     let fields = Fields {
@@ -111,15 +152,16 @@ fn schema(v1: bool) -> (Schema, Fields) {
         line: b.add_text_field("line", words),
         meta: b.add_text_field("meta", STORED),
         bytes: b.add_u64_field("bytes", FAST),
-        // Fields of v2 only: placeholders in v1, whose fields are never written.
-        text: v2_only(v1, || b.add_text_field("text", STORED)),
-        ts_min: v2_only(v1, || b.add_i64_field("ts_min", FAST)),
-        ts_max: v2_only(v1, || b.add_i64_field("ts_max", FAST)),
+        // Fields since v2 (`text` only in v2): placeholders in v1, whose fields are never
+        // written.
+        text: not_in_v1(v1, || b.add_text_field("text", STORED)),
+        ts_min: not_in_v1(v1, || b.add_i64_field("ts_min", FAST)),
+        ts_max: not_in_v1(v1, || b.add_i64_field("ts_max", FAST)),
     };
     (b.build(), fields)
 }
 
-fn v2_only(v1: bool, add: impl FnOnce() -> Field) -> Field {
+fn not_in_v1(v1: bool, add: impl FnOnce() -> Field) -> Field {
     if v1 {
         Field::from_field_id(u32::MAX)
     } else {
@@ -152,10 +194,10 @@ pub(crate) struct LogHit<'a> {
 /// Day-partitioned log indexes.
 #[derive(Debug)]
 pub(crate) struct LogIndex {
-    /// Version 2 partitions: all writes go here.
+    /// Partitions of the current version: all writes go here.
     parts: Partitions,
-    /// Version 1 partitions, if any are left, and the last WAL record they hold.
-    v1: Option<(Partitions, u64)>,
+    /// Partitions of older versions, if any are left, and the last WAL record they hold.
+    old: Vec<(Partitions, u64)>,
     pub(crate) fields: Fields,
 }
 
@@ -193,23 +235,24 @@ impl LogIndex {
     }
 
     fn open_with(data_dir: &Path, setup: fn(&Index)) -> Result<LogIndex, IndexError> {
-        let (schema_v2, fields) = schema(false);
-        let parts = Partitions::open(data_dir.join("logs").join(SCHEMA_VERSION), schema_v2, setup)?;
-        let v1_dir = data_dir.join("logs").join(V1);
-        let v1 = if v1_dir.is_dir() {
-            let parts = Partitions::open(v1_dir, schema(true).0, setup)?;
-            let through = parts.max_committed_seq();
-            Some((parts, through))
-        } else {
-            None
-        };
-        Ok(LogIndex { parts, v1, fields })
+        let dir = |v: Version| data_dir.join("logs").join(v.dir());
+        let (current, fields) = schema(Version::CURRENT);
+        let parts = Partitions::open(dir(Version::CURRENT), current, setup)?;
+        let mut old = Vec::new();
+        for v in Version::ALL.into_iter().filter(|v| *v != Version::CURRENT) {
+            if dir(v).is_dir() {
+                let parts = Partitions::open(dir(v), schema(v).0, setup)?;
+                let through = parts.max_committed_seq();
+                old.push((parts, through));
+            }
+        }
+        Ok(LogIndex { parts, old, fields })
     }
 
     /// Adds the lines of WAL record `seq` to their partitions, skipping partitions that
     /// already hold it. Returns how many lines were added.
     pub(crate) fn apply(&self, seq: u64, batch: &LogBatch) -> Result<usize, IndexError> {
-        if self.v1.as_ref().is_some_and(|(_, through)| seq <= *through) {
+        if self.old.iter().any(|(_, through)| seq <= *through) {
             return Ok(0);
         }
         let f = self.fields;
@@ -237,13 +280,10 @@ impl LogIndex {
                 }
                 doc.add_text(f.labels, &labels_json);
                 doc.add_text(f.line, &text);
-                for e in block {
-                    doc.add_text(f.text, &e.line);
-                    let meta = match e.metadata.is_empty() {
-                        true => String::new(),
-                        false => serde_json::to_string(&e.metadata).expect("metadata serializes"),
-                    };
-                    doc.add_text(f.meta, meta);
+                if block.iter().any(|e| !e.metadata.is_empty()) {
+                    let metadata: Vec<_> = block.iter().map(|e| &e.metadata).collect();
+                    let json = serde_json::to_string(&metadata).expect("metadata serializes");
+                    doc.add_text(f.meta, json);
                 }
                 if adder.add(block[0].ts_ns, seq, doc)? {
                     added += block.len();
@@ -265,34 +305,35 @@ impl LogIndex {
 
     /// Deletes the partitions of days that ended before `cutoff_ns`; returns how many.
     pub(crate) fn drop_before(&self, cutoff_ns: i64) -> Result<usize, IndexError> {
-        let v1 = match &self.v1 {
-            Some((parts, _)) => parts.drop_before(cutoff_ns)?,
-            None => 0,
-        };
-        Ok(v1 + self.parts.drop_before(cutoff_ns)?)
+        let mut dropped = self.parts.drop_before(cutoff_ns)?;
+        for (parts, _) in &self.old {
+            dropped += parts.drop_before(cutoff_ns)?;
+        }
+        Ok(dropped)
     }
 
     /// The last WAL record the partitions hold.
     pub(crate) fn max_committed_seq(&self) -> u64 {
-        let v1 = self.v1.as_ref().map_or(0, |(_, through)| *through);
-        self.parts.max_committed_seq().max(v1)
+        let old = self.old.iter().map(|(_, through)| *through);
+        old.fold(self.parts.max_committed_seq(), u64::max)
     }
 
     /// (partitions, bytes on disk), for `/metrics`.
     pub(crate) fn disk_usage(&self) -> (usize, u64) {
-        let (n, bytes) = self.parts.disk_usage();
-        let (n1, bytes1) = self.v1.as_ref().map_or((0, 0), |(parts, _)| parts.disk_usage());
-        (n + n1, bytes + bytes1)
+        let all = std::iter::once(&self.parts).chain(self.old.iter().map(|(parts, _)| parts));
+        all.map(Partitions::disk_usage)
+            .fold((0, 0), |(n, bytes), (n1, bytes1)| (n + n1, bytes + bytes1))
     }
 
     /// Searchers for the partitions that may hold lines in `[start_ns, end_ns)`, oldest first
-    /// (of one day, the v1 partition first: it was written before the upgrade).
+    /// (of one day, the oldest version's partition first: it was written before the upgrades).
     pub(crate) fn searchers(&self, start_ns: i64, end_ns: i64) -> Vec<Searcher> {
-        let mut all = match &self.v1 {
-            Some((parts, _)) => parts.day_searchers(start_ns, end_ns),
-            None => Vec::new(),
-        };
+        let mut all = Vec::new();
+        for (parts, _) in &self.old {
+            all.extend(parts.day_searchers(start_ns, end_ns));
+        }
         all.extend(self.parts.day_searchers(start_ns, end_ns));
+        // A stable sort: of one day, old versions stay first.
         all.sort_by_key(|(day, _)| *day);
         all.into_iter().map(|(_, s)| s).collect()
     }
@@ -636,11 +677,15 @@ mod tests {
                 // Lines 150 and later are on the next day.
                 ts_ns: DAY_NS - 150 + i,
                 // Line 7 is empty: values that are empty strings must keep their place.
+                // Lines may hold newlines and any other character.
                 line: match i {
                     7 => String::new(),
+                    _ if i % 11 == 3 => format!("multi\nline\n{i} é\n"),
                     _ => format!("line {i} {}", "x".repeat(i as usize % 7)),
                 },
+                // The last block (lines 278 to 299) has no metadata at all.
                 metadata: match i % 4 {
+                    _ if i >= 278 => vec![],
                     0 => vec![("k".into(), i.to_string())],
                     1 => vec![("level".into(), "warn".into())],
                     _ => vec![],

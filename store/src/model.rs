@@ -106,15 +106,14 @@ pub fn sanitize_label_name(name: &str) -> String {
 /// level, as Loki 3 does. Done when lines are read rather than stored: it is a function of the
 /// line, and storing it cost every line of Loki push two strings and 30 bytes. (Lines stored
 /// before 2026-12 hold it already, which this respects.)
-pub(crate) fn add_detected_level(labels: &Labels, entry: &mut LogEntry) {
+pub(crate) fn add_detected_level(labels: &Labels, line: &str, metadata: &mut Vec<(String, String)>) {
     if !labels.contains_key("level")
-        && !entry
-            .metadata
+        && !metadata
             .iter()
             .any(|(k, _)| k == "level" || k == "detected_level")
     {
-        let level = detect_level(&entry.line);
-        entry.metadata.push(("detected_level".into(), level.into()));
+        let level = detect_level(line);
+        metadata.push(("detected_level".into(), level.into()));
     }
 }
 

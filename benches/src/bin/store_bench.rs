@@ -157,10 +157,20 @@ fn main() {
         mb / cpu.max(1e-9)
     );
 
-    // Wait for the last commit, then measure disk use and search. The CPU figure above stops
-    // when the last push is acknowledged; this one also counts the last segment flushes and
-    // the merges that follow.
-    std::thread::sleep(Duration::from_secs(3));
+    // Wait for the last commit and the merges it starts (until the store is idle for a
+    // second), then measure disk use and search. The CPU figure above stops when the last push
+    // is acknowledged; this one also counts the last segment flushes and the merges.
+    std::thread::sleep(Duration::from_secs(2));
+    let idle_from = Instant::now();
+    let mut last = cpu_seconds(pid);
+    while idle_from.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = cpu_seconds(pid);
+        if now - last < 0.05 {
+            break;
+        }
+        last = now;
+    }
     let cpu_all = cpu_seconds(pid) - cpu0;
     println!(
         "log ingest with the last commit and merges: store CPU {cpu_all:.2} s = {:.1} MB/s per core",

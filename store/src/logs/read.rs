@@ -1,7 +1,8 @@
 //! Reading lines back. A document holds one line (schema v1) or a block of lines (v2), so a
 //! line is addressed by its document and its place in it ([`LineAddr`]). Times and sizes come
 //! from the fast fields `ts` and `bytes` (one value per line, in line order; numeric columns
-//! keep the order values were added in), the lines themselves from the stored document.
+//! keep the order values were added in), the lines themselves from the stored document: in v3
+//! one text cut by the `bytes` of its lines, in v2 one value per line.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -13,8 +14,8 @@ use tantivy::query::{BooleanQuery, EnableScoring, Occur, Query, RangeQuery, Weig
 use tantivy::schema::Value;
 use tantivy::{DocAddress, DocId, Score, Searcher, SegmentReader, TantivyDocument, TantivyError, Term};
 
-use super::{Fields, LogHit};
-use crate::model::{add_detected_level, Labels, LogEntry};
+use super::{Fields, LogHit, Version};
+use crate::model::{add_detected_level, Labels};
 
 /// Where a line is: its document, and its place among the document's lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -287,13 +288,26 @@ impl SegmentCollector for StreamSegment {
 pub(crate) struct LineReader<'a> {
     fields: Fields,
     searcher: &'a Searcher,
+    version: Version,
+    /// Per segment, its `ts` and `bytes` columns once opened (v3 reads lines with them).
+    columns: HashMap<u32, (Column<i64>, Column<u64>)>,
     last: Option<(DocAddress, Block)>,
 }
 
+/// A document's lines.
 struct Block {
     stream: u64,
     labels: Labels,
-    lines: Vec<LogEntry>,
+    /// The lines' text, in which `lines` point.
+    text: String,
+    lines: Vec<BlockLine>,
+}
+
+struct BlockLine {
+    ts_ns: i64,
+    /// Where the line is in [`Block::text`].
+    span: std::ops::Range<usize>,
+    metadata: Vec<(String, String)>,
 }
 
 impl<'a> LineReader<'a> {
@@ -301,6 +315,8 @@ impl<'a> LineReader<'a> {
         LineReader {
             fields,
             searcher,
+            version: Version::of(searcher.schema()),
+            columns: HashMap::new(),
             last: None,
         }
     }
@@ -309,22 +325,28 @@ impl<'a> LineReader<'a> {
     /// most lines read are dropped by line filters ([`line`](Self::line)). (Deriving it is
     /// idempotent: a line that has one is left alone.)
     pub(crate) fn hit(&mut self, addr: LineAddr) -> tantivy::Result<LogHit<'_>> {
-        let block = self.block(addr)?;
-        let e = &mut block.lines[addr.line as usize];
-        add_detected_level(&block.labels, e);
+        let Block {
+            stream,
+            labels,
+            text,
+            lines,
+        } = self.block(addr)?;
+        let l = &mut lines[addr.line as usize];
+        let line = &text[l.span.clone()];
+        add_detected_level(labels, line, &mut l.metadata);
         Ok(LogHit {
-            ts_ns: e.ts_ns,
-            stream: block.stream,
-            labels: &block.labels,
-            line: &e.line,
-            metadata: &e.metadata,
+            ts_ns: l.ts_ns,
+            stream: *stream,
+            labels,
+            line,
+            metadata: &l.metadata,
         })
     }
 
     /// Reads only the text of one line.
     pub(crate) fn line(&mut self, addr: LineAddr) -> tantivy::Result<&str> {
         let block = self.block(addr)?;
-        Ok(&block.lines[addr.line as usize].line)
+        Ok(&block.text[block.lines[addr.line as usize].span.clone()])
     }
 
     /// The block holding `addr`, loaded if it is not the last one read.
@@ -334,51 +356,100 @@ impl<'a> LineReader<'a> {
         }
         let (_, block) = self.last.as_mut().expect("loaded above");
         if addr.line as usize >= block.lines.len() {
-            return Err(TantivyError::InternalError(format!(
-                "no line {} in document {:?}",
-                addr.line, addr.doc
-            )));
+            return Err(corrupt(addr.doc, &format!("no line {}", addr.line)));
         }
         Ok(block)
     }
 
-    fn load(&self, addr: DocAddress) -> tantivy::Result<Block> {
+    fn load(&mut self, addr: DocAddress) -> tantivy::Result<Block> {
         let doc: TantivyDocument = self.searcher.doc(addr)?;
         let f = self.fields;
         let text = |field| doc.get_first(field).and_then(|v| v.as_str()).unwrap_or_default();
-        let metadata = |json: &str| serde_json::from_str(json).unwrap_or_default();
-        let lines: Vec<LogEntry> = if doc.get_first(f.text).is_some() {
-            let times = doc.get_all(f.ts).filter_map(|v| v.as_i64());
-            let metas = doc.get_all(f.meta).filter_map(|v| v.as_str());
-            let texts = doc.get_all(f.text).filter_map(|v| v.as_str());
-            texts
-                .zip(times)
-                .zip(metas)
-                .map(|((line, ts_ns), meta)| LogEntry {
-                    ts_ns,
-                    line: line.to_string(),
-                    metadata: if meta.is_empty() {
-                        Vec::new()
-                    } else {
-                        metadata(meta)
-                    },
-                })
-                .collect()
-        } else {
-            // Schema v1: one line per document.
-            vec![LogEntry {
-                ts_ns: doc.get_first(f.ts).and_then(|v| v.as_i64()).unwrap_or_default(),
-                line: text(f.line).to_string(),
-                metadata: metadata(text(f.meta)),
-            }]
+        let stream = doc.get_first(f.stream).and_then(|v| v.as_u64());
+        let labels = json_or_default(text(f.labels));
+        let (text, lines) = match self.version {
+            Version::V3 => {
+                let (ts, bytes) = self.columns(addr.segment_ord)?;
+                let mut metas: Vec<Vec<(String, String)>> = json_or_default(text(f.meta));
+                metas.resize_with(bytes.values_for_doc(addr.doc_id).count(), Vec::new);
+                let mut start = 0;
+                let lines = (ts.values_for_doc(addr.doc_id))
+                    .zip(bytes.values_for_doc(addr.doc_id))
+                    .zip(metas)
+                    .map(|((ts_ns, len), metadata)| {
+                        let span = start..start + len as usize;
+                        start = span.end + 1;
+                        BlockLine {
+                            ts_ns,
+                            span,
+                            metadata,
+                        }
+                    })
+                    .collect();
+                (text(f.line).to_string(), lines)
+            }
+            Version::V2 => {
+                let times = doc.get_all(f.ts).filter_map(|v| v.as_i64());
+                let metas = doc.get_all(f.meta).filter_map(|v| v.as_str());
+                let texts = doc.get_all(f.text).filter_map(|v| v.as_str());
+                let mut all = String::new();
+                let lines = texts
+                    .zip(times)
+                    .zip(metas)
+                    .map(|((line, ts_ns), meta)| {
+                        all.push_str(line);
+                        BlockLine {
+                            ts_ns,
+                            span: all.len() - line.len()..all.len(),
+                            metadata: json_or_default(meta),
+                        }
+                    })
+                    .collect();
+                (all, lines)
+            }
+            Version::V1 => {
+                // One line per document.
+                let line = text(f.line).to_string();
+                let lines = vec![BlockLine {
+                    ts_ns: doc.get_first(f.ts).and_then(|v| v.as_i64()).unwrap_or_default(),
+                    span: 0..line.len(),
+                    metadata: json_or_default(text(f.meta)),
+                }];
+                (line, lines)
+            }
         };
+        // A damaged document must not take the store down when its lines are sliced.
+        if lines.iter().any(|l| text.get(l.span.clone()).is_none()) {
+            return Err(corrupt(addr, "line sizes do not match the text"));
+        }
         Ok(Block {
-            stream: doc
-                .get_first(f.stream)
-                .and_then(|v| v.as_u64())
-                .unwrap_or_default(),
-            labels: serde_json::from_str(text(f.labels)).unwrap_or_default(),
+            stream: stream.unwrap_or_default(),
+            labels,
+            text,
             lines,
         })
     }
+
+    /// The `ts` and `bytes` columns of segment `segment`.
+    fn columns(&mut self, segment: u32) -> tantivy::Result<(Column<i64>, Column<u64>)> {
+        if let Some(c) = self.columns.get(&segment) {
+            return Ok(c.clone());
+        }
+        let ff = self.searcher.segment_reader(segment).fast_fields();
+        let c = (ff.i64("ts")?, ff.u64("bytes")?);
+        self.columns.insert(segment, c.clone());
+        Ok(c)
+    }
+}
+
+/// Stored JSON, or the default for an empty (or damaged) value.
+fn json_or_default<T: serde::de::DeserializeOwned + Default>(json: &str) -> T {
+    match json {
+        "" => T::default(),
+        json => serde_json::from_str(json).unwrap_or_default(),
+    }
+}
+
+fn corrupt(doc: DocAddress, what: &str) -> TantivyError {
+    TantivyError::InternalError(format!("log block {doc:?} is damaged: {what}"))
 }
