@@ -744,6 +744,41 @@ mod tests {
     }
 
     #[test]
+    fn pages_hold_the_first_lines_by_time_and_address_either_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = LogIndex::open(dir.path()).unwrap();
+        // Times out of order and often shared, in three segments.
+        let range = (10, 440);
+        let (mut seq, mut in_range) = (0, 0);
+        for part in 0..3 {
+            let lines: Vec<(i64, String)> = (0..700)
+                .map(|i| ((i * 7919 + part * 13) % 450, format!("l{part} {i}")))
+                .collect();
+            let lines: Vec<(i64, &str)> = lines.iter().map(|(t, l)| (*t, l.as_str())).collect();
+            in_range += lines
+                .iter()
+                .filter(|(t, _)| (range.0..range.1).contains(t))
+                .count();
+            seq += 1;
+            idx.apply(seq, &batch(&[("job", "a")], &lines)).unwrap();
+            idx.commit(seq).unwrap();
+        }
+        let searchers = idx.searchers(0, DAY_NS);
+        let q = idx.query(range.0, range.1, vec![]);
+        let refs = idx.refs(&searchers, &q, range, 10_000).unwrap().unwrap();
+        let mut all: Vec<(i64, LineAddr)> = refs.iter().map(|r| (r.ts_ns, r.addr)).collect();
+        all.sort_unstable();
+        assert_eq!(all.len(), in_range);
+        for limit in [0, 1, 5, 64, 1000, 1999, 5000] {
+            let forward = idx.page(&searchers[0], &q, range, false, limit).unwrap();
+            assert_eq!(forward, all[..limit.min(all.len())], "forward, limit {limit}");
+            let backward = idx.page(&searchers[0], &q, range, true, limit).unwrap();
+            let newest: Vec<_> = all.iter().rev().take(limit).copied().collect();
+            assert_eq!(backward, newest, "backward, limit {limit}");
+        }
+    }
+
+    #[test]
     fn needle_hints_find_words_and_word_fragments() {
         let dir = tempfile::tempdir().unwrap();
         let idx = LogIndex::open(dir.path()).unwrap();

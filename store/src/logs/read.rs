@@ -4,8 +4,7 @@
 //! keep the order values were added in), the lines themselves from the stored document: in v3
 //! one text cut by the `bytes` of its lines, in v2 one value per line.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::ops::Bound;
 
 use tantivy::collector::{Collector, SegmentCollector};
@@ -167,13 +166,39 @@ pub(super) struct TopLines {
     pub(super) backward: bool,
 }
 
-/// Keeps the `limit` best lines: for `backward` the newest, so the heap pops the oldest.
+/// Keeps the `limit` best lines (for `backward` the newest): candidates are gathered and cut
+/// back to the best `limit` whenever there are twice as many, and lines worse than the last
+/// cut's worst are not gathered at all. (A binary heap of `limit` lines, pushed and popped for
+/// each line, was a sixth of a needle search.)
 pub(super) struct TopSegment {
     lines: SegmentLines,
     limit: usize,
     backward: bool,
-    newest: BinaryHeap<Reverse<(i64, LineAddr)>>,
-    oldest: BinaryHeap<(i64, LineAddr)>,
+    best: Vec<(i64, LineAddr)>,
+    /// The worst line kept by the last cut.
+    bar: Option<(i64, LineAddr)>,
+}
+
+impl TopSegment {
+    /// Orders lines best first.
+    fn order(backward: bool, a: &(i64, LineAddr), b: &(i64, LineAddr)) -> std::cmp::Ordering {
+        if backward {
+            b.cmp(a)
+        } else {
+            a.cmp(b)
+        }
+    }
+
+    fn cut(&mut self) {
+        let order = |a: &_, b: &_| Self::order(self.backward, a, b);
+        if self.best.len() > self.limit {
+            self.best.select_nth_unstable_by(self.limit, order);
+            self.best.truncate(self.limit);
+        }
+        if self.best.len() == self.limit {
+            self.bar = self.best.iter().copied().max_by(order);
+        }
+    }
 }
 
 impl Collector for TopLines {
@@ -185,8 +210,8 @@ impl Collector for TopLines {
             lines: SegmentLines::open(segment, reader, self.range)?,
             limit: self.limit,
             backward: self.backward,
-            newest: BinaryHeap::new(),
-            oldest: BinaryHeap::new(),
+            best: Vec::new(),
+            bar: None,
         })
     }
 
@@ -209,27 +234,23 @@ impl SegmentCollector for TopSegment {
     type Fruit = Vec<(i64, LineAddr)>;
 
     fn collect(&mut self, doc: DocId, _score: Score) {
-        let (limit, newest, oldest) = (self.limit, &mut self.newest, &mut self.oldest);
-        if self.backward {
-            self.lines.each(doc, |ts, _, _, addr| {
-                newest.push(Reverse((ts, addr)));
-                if newest.len() > limit {
-                    newest.pop();
-                }
-            });
-        } else {
-            self.lines.each(doc, |ts, _, _, addr| {
-                oldest.push((ts, addr));
-                if oldest.len() > limit {
-                    oldest.pop();
-                }
-            });
+        if self.limit == 0 {
+            return;
+        }
+        let (backward, bar, best) = (self.backward, self.bar, &mut self.best);
+        self.lines.each(doc, |ts, _, _, addr| {
+            if bar.is_none_or(|bar| Self::order(backward, &(ts, addr), &bar).is_lt()) {
+                best.push((ts, addr));
+            }
+        });
+        if self.best.len() >= 2 * self.limit {
+            self.cut();
         }
     }
 
-    fn harvest(self) -> Self::Fruit {
-        let newest = self.newest.into_iter().map(|Reverse(x)| x);
-        newest.chain(self.oldest).collect()
+    fn harvest(mut self) -> Self::Fruit {
+        self.cut();
+        self.best
     }
 }
 
