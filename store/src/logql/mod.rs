@@ -202,9 +202,11 @@ pub(crate) fn query_logs(
     let mut streams: BTreeMap<Labels, Vec<(i64, String)>> = BTreeMap::new();
     let mut found = 0;
     let mut scanned = Scanned::default();
-    // Each page runs the query again, so pages are large: a page costs memory only for
-    // (time, address) pairs, and lines are read only as far as needed.
-    let page_size = (limit * 2).clamp(4096, 20_000);
+    // Each page runs the query again, so pages are large, and each is twice the last: a
+    // needle's candidates are all the lines of the blocks that may hold it, and few of them
+    // match. A page costs memory only for (time, address) pairs, and lines are read only as
+    // far as needed.
+    let mut page_size = (limit * 2).clamp(4096, 20_000);
     'parts: for searcher in &searchers {
         // Page through the partition in time order; `lo..hi` shrinks from the far end.
         let (mut lo, mut hi) = (start_ns, end_ns);
@@ -243,11 +245,12 @@ pub(crate) fn query_logs(
                 }
             }
             let Some(edge) = edge.filter(|_| full) else { break };
-            if next_seen.len() == page_size {
+            if next_seen.len() == page_size && page_size == MAX_PAGE {
                 return Err(QueryError::Limit(format!(
                     "more than {page_size} lines share the timestamp {edge}ns; narrow the query"
                 )));
             }
+            page_size = (page_size * 2).min(MAX_PAGE);
             // Keep the edge timestamp (more lines may share it) but skip what was seen.
             if backward {
                 hi = edge + 1;
@@ -263,6 +266,9 @@ pub(crate) fn query_logs(
         .collect();
     Ok((out, scanned))
 }
+
+/// The most lines a page of [`query_logs`] may hold (24 bytes each).
+const MAX_PAGE: usize = 1 << 18;
 
 pub(crate) fn scan_limit(limits: &Limits) -> QueryError {
     QueryError::Limit(format!(
@@ -345,6 +351,44 @@ mod tests {
         let (_d, idx) = index_with(&lines);
         let out = logs(&idx, r#"{job="api"}"#, 600, true).unwrap();
         assert_eq!(out[0].entries.len(), 600);
+    }
+
+    #[test]
+    fn pages_grow_past_runs_of_one_timestamp_longer_than_a_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = LogIndex::open(dir.path()).unwrap();
+        // Runs of 5000 lines share a timestamp: more than the first page holds.
+        let lines: Vec<String> = (0..30_000).map(|i| format!("line {i}")).collect();
+        let batch = LogBatch {
+            streams: vec![LogStream {
+                labels: [("job".to_string(), "api".to_string())].into(),
+                entries: (lines.iter().enumerate())
+                    .map(|(i, line)| LogEntry {
+                        ts_ns: i as i64 / 5000,
+                        line: line.clone(),
+                        metadata: vec![],
+                    })
+                    .collect(),
+            }],
+        };
+        idx.apply(1, &batch).unwrap();
+        idx.commit(1).unwrap();
+        let want: Vec<(i64, &str)> = (lines.iter().enumerate())
+            .filter(|(_, l)| l.contains("99"))
+            .map(|(i, l)| (i as i64 / 5000, l.as_str()))
+            .collect();
+        for backward in [false, true] {
+            let out = logs(&idx, r#"{job="api"} |= "99""#, want.len(), backward).unwrap();
+            let got: Vec<(i64, &str)> = out[0].entries.iter().map(|(ts, l)| (*ts, l.as_str())).collect();
+            let mut times: Vec<i64> = got.iter().map(|e| e.0).collect();
+            if backward {
+                times.reverse();
+            }
+            assert!(times.is_sorted(), "in time order");
+            let mut got = got;
+            got.sort_unstable_by_key(|(_, l)| l.split(' ').nth(1).unwrap().parse::<u32>().unwrap());
+            assert_eq!(got, want, "backward: {backward}");
+        }
     }
 
     #[test]

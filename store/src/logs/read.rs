@@ -221,11 +221,12 @@ impl Collector for TopLines {
 
     fn merge_fruits(&self, fruits: Vec<Self::Fruit>) -> tantivy::Result<Self::Fruit> {
         let mut all: Vec<(i64, LineAddr)> = fruits.into_iter().flatten().collect();
-        all.sort_unstable();
-        if self.backward {
-            all.reverse();
+        let order = |a: &_, b: &_| TopSegment::order(self.backward, a, b);
+        if all.len() > self.limit {
+            all.select_nth_unstable_by(self.limit, order);
+            all.truncate(self.limit);
         }
-        all.truncate(self.limit);
+        all.sort_unstable_by(order);
         Ok(all)
     }
 }
