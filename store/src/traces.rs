@@ -24,6 +24,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 use std::path::Path;
 
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 use tantivy::collector::TopDocs;
@@ -127,6 +128,36 @@ impl SpanView for StoredSpan {
     }
 }
 
+/// A stored span's `ResourceSpans` as far as indexing reads it: the resource's and the span's
+/// attributes (tags as in OTLP; prost skips the other fields without building them).
+#[derive(Clone, PartialEq, prost::Message)]
+struct AttributesOnly {
+    #[prost(message, optional, tag = "1")]
+    resource: Option<Attributes>,
+    #[prost(message, repeated, tag = "2")]
+    scope_spans: Vec<ScopeSpansAttributes>,
+}
+
+/// `Resource.attributes` (tag 1).
+#[derive(Clone, PartialEq, prost::Message)]
+struct Attributes {
+    #[prost(message, repeated, tag = "1")]
+    attributes: Vec<KeyValue>,
+}
+
+/// `ScopeSpans.spans` (tag 2), each with `Span.attributes` (tag 9).
+#[derive(Clone, PartialEq, prost::Message)]
+struct ScopeSpansAttributes {
+    #[prost(message, repeated, tag = "2")]
+    spans: Vec<SpanAttributes>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct SpanAttributes {
+    #[prost(message, repeated, tag = "9")]
+    attributes: Vec<KeyValue>,
+}
+
 #[derive(Debug)]
 pub(crate) struct TraceIndex {
     /// Commit, retention and disk usage are the partitions' (the engine calls them directly).
@@ -160,7 +191,7 @@ impl TraceIndex {
             doc.add_u64(f.kind, s.kind.max(0) as u64);
             doc.add_i64(f.start, s.start_ns);
             doc.add_u64(f.duration, (s.end_ns - s.start_ns).max(0) as u64);
-            if let Ok(rs) = ResourceSpans::decode(s.otlp.as_slice()) {
+            if let Ok(rs) = AttributesOnly::decode(s.otlp.as_slice()) {
                 for kv in rs.resource.iter().flat_map(|r| &r.attributes) {
                     doc.add_text(f.attr, format!("resource.{}={}", kv.key, attr_string(kv)));
                 }
