@@ -267,8 +267,13 @@ impl LogIndex {
             let labels_json = serde_json::to_string(&stream.labels).expect("labels serialize");
             let label_terms: Vec<String> = stream.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
             for block in blocks(&stream.entries) {
-                let mut doc = TantivyDocument::new();
                 let mut text = String::with_capacity(block.iter().map(|e| e.line.len() + 1).sum());
+                // Room for the values at once: the document's buffer grew by doubling, copying
+                // the block's text each time. (Numbers take up to 10 bytes, texts 9 plus their
+                // bytes; the label terms are about as long as their JSON.)
+                let room =
+                    text.capacity() + 2 * labels_json.len() + 16 * (2 * block.len() + label_terms.len()) + 64;
+                let mut doc = TantivyDocument::with_capacity(room);
                 let times = block.iter().map(|e| e.ts_ns);
                 doc.add_i64(f.ts_min, times.clone().min().expect("blocks are not empty"));
                 doc.add_i64(f.ts_max, times.max().expect("blocks are not empty"));

@@ -182,7 +182,9 @@ impl TraceIndex {
         let mut adder = self.parts.adder();
         let mut added = 0;
         for s in &batch.spans {
-            let mut doc = TantivyDocument::new();
+            // Room for the values at once (the document's buffer otherwise grows by doubling).
+            let room = s.otlp.len() + s.trace_id.len() + s.name.len() + s.service.len() + 256;
+            let mut doc = TantivyDocument::with_capacity(room);
             doc.add_text(f.trace_id, &s.trace_id);
             doc.add_u64(f.root, u64::from(s.parent_span_id.is_empty()));
             doc.add_text(f.name, &s.name);
