@@ -1,4 +1,4 @@
-//! Reading lines back. A document holds one line (schema v1) or a block of lines (v2), so a
+//! Reading lines back. A document holds one line (schema v1) or a block of lines (v2, v3), so a
 //! line is addressed by its document and its place in it ([`LineAddr`]). Times and sizes come
 //! from the fast fields `ts` and `bytes` (one value per line, in line order; numeric columns
 //! keep the order values were added in), the lines themselves from the stored document: in v3
