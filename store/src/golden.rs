@@ -1,8 +1,8 @@
 //! Golden tests for the on-disk formats as a whole: `tests/fixtures/store-vN/` is a data dir
 //! written by format version N (`store-v1`: WAL v1, log schema v1, trace schema v1;
 //! `store-v2`: log schema v2; `store-v3`: log schema v3): committed lines and spans, plus one
-//! WAL record written after the last commit. Every later version must open each of them, replay that record, and answer the
-//! same queries.
+//! WAL record written after the last commit. Every later version must open each of them,
+//! replay that record, and answer the same queries.
 //!
 //! Write the fixture of the current version (only when deliberately starting a new format
 //! version, keeping the old fixtures): `OBS_REGENERATE_GOLDEN=1 cargo test -p obs-store golden`.
