@@ -55,6 +55,7 @@
 //! and replay neither loses nor duplicates them. Records that v1 or v2 partitions already hold are
 //! not replayed into v3 ones.
 
+mod matched;
 mod read;
 
 use std::path::Path;
@@ -70,6 +71,7 @@ use crate::words;
 
 pub(crate) use crate::partitions::IndexError;
 use crate::partitions::{Partitions, DAY_NS};
+pub(crate) use matched::Matched;
 pub(crate) use read::{LineAddr, LineReader, LineRef, StreamStats};
 
 /// The tokenizer of `line` in v1 partitions (one line per document).
@@ -458,14 +460,16 @@ impl LogIndex {
     }
 
     /// Lines that may hold `fragment` inside an id (at its start with `at_start`): for each
-    /// offset of the fragment from a piece's start, the indexed pieces it overlaps, whole ones
-    /// as terms and cut ones as short patterns, or if it overlaps none, lines with ids at all.
-    /// (`None` only if a pattern does not compile.)
+    /// offset of the fragment from a piece's start, the indexed pieces it holds whole, as
+    /// terms; if none, the pieces it cuts, as short patterns; if none, lines with ids at all.
+    /// (A pattern scans the whole term dictionary and narrows little: any word with those
+    /// letters there matches.) `None` only if a pattern does not compile.
     fn id_fragment(&self, fragment: &str, at_start: bool) -> Option<Box<dyn Query>> {
         let offsets = if at_start { 0..1 } else { 0..words::STRIDE };
         let mut alternatives: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for offset in offsets {
             let mut parts: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+            let mut cut = Vec::new();
             // `skip`: where the fragment's byte `at` is from the start of its stride.
             let (mut at, mut skip) = (0, offset);
             while at < fragment.len() {
@@ -482,11 +486,15 @@ impl LogIndex {
                     parts.push((Occur::Must, Box::new(self.word_term(piece))));
                 } else if take >= 2 {
                     // Hex digits need no escaping.
-                    let pattern = format!("{}{piece}.*", ".".repeat(skip));
-                    parts.push((Occur::Must, Box::new(self.word_regex(&pattern)?)));
+                    cut.push(format!("{}{piece}.*", ".".repeat(skip)));
                 }
                 at += take;
                 skip += take;
+            }
+            if parts.is_empty() {
+                for pattern in cut {
+                    parts.push((Occur::Must, Box::new(self.word_regex(&pattern)?)));
+                }
             }
             if parts.is_empty() {
                 parts.push((Occur::Must, Box::new(self.word_term(words::HAS_IDS))));

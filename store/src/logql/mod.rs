@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashSet};
 use logql::{MatchOp, StreamSelector};
 use tantivy::query::{BooleanQuery, Occur, Query};
 
-use crate::logs::{LineAddr, LogIndex};
+use crate::logs::{LineAddr, LogIndex, Matched};
 use crate::model::Labels;
 use pipeline::Pipeline;
 
@@ -202,19 +202,21 @@ pub(crate) fn query_logs(
     let mut streams: BTreeMap<Labels, Vec<(i64, String)>> = BTreeMap::new();
     let mut found = 0;
     let mut scanned = Scanned::default();
-    // Each page runs the query again, so pages are large, and each is twice the last: a
-    // needle's candidates are all the lines of the blocks that may hold it, and few of them
-    // match. A page costs memory only for (time, address) pairs, and lines are read only as
-    // far as needed.
+    // Each page picks the first lines by time from the blocks the query matched, so pages are
+    // large, and each is twice the last: a needle's candidates are all the lines of the blocks
+    // that may hold it, and few of them match. A page costs memory only for (time, address)
+    // pairs, and lines are read only as far as needed.
     let mut page_size = (limit * 2).clamp(4096, 20_000);
     'parts: for searcher in &searchers {
+        // The blocks the query matches are found once per partition (`Matched`).
+        let clauses = clauses.iter().map(|(o, q)| (*o, q.box_clone())).collect();
+        let matched = Matched::find(searcher, &idx.query(start_ns, end_ns, clauses))?;
         // Page through the partition in time order; `lo..hi` shrinks from the far end.
         let (mut lo, mut hi) = (start_ns, end_ns);
         let mut seen_at_edge: HashSet<LineAddr> = HashSet::new();
         let mut reader = idx.reader(searcher);
         loop {
-            let query = BooleanQuery::new(clauses.iter().map(|(o, q)| (*o, q.box_clone())).collect());
-            let ranged = idx.query(lo, hi, vec![(Occur::Must, Box::new(query))]);
+            let ranged = idx.query(lo, hi, vec![(Occur::Must, Box::new(matched.clone()))]);
             let page = idx.page(searcher, &ranged, (lo, hi), backward, page_size)?;
             let full = page.len() == page_size;
             let edge = page.last().map(|(ts, _)| *ts);
