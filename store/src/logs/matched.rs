@@ -4,15 +4,15 @@
 //! page (`logql::query_logs`). The selector and needle hints are the same for every page, and
 //! a needle that is a bare id or word fragment is hinted by regexes that scan each segment's
 //! whole term dictionary: run per page, those scans were most of such a search's time.
-//! [`Matched::find`] runs the query once and keeps each segment's matching documents, in order;
-//! as a query, it hands them back without touching the index.
+//! [`Matched::find`] runs the query once, on the segments in parallel, and keeps each segment's
+//! matching documents, in order; as a query, it hands them back without touching the index.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use tantivy::index::SegmentId;
 use tantivy::query::{EnableScoring, Explanation, Query, Scorer, Weight};
-use tantivy::{DocId, DocSet, Score, Searcher, SegmentReader, TantivyError, TERMINATED};
+use tantivy::{DocId, DocSet, Executor, Score, Searcher, SegmentReader, TantivyError, TERMINATED};
 
 /// Each segment's documents matching a query, ascending.
 #[derive(Debug, Clone)]
@@ -22,13 +22,15 @@ impl Matched {
     /// Runs `query` over every segment of `searcher`.
     pub(crate) fn find(searcher: &Searcher, query: &dyn Query) -> tantivy::Result<Matched> {
         let weight = query.weight(EnableScoring::disabled_from_searcher(searcher))?;
-        let mut segments = HashMap::new();
-        for reader in searcher.segment_readers() {
-            let mut docs = Vec::new();
-            weight.for_each_no_score(reader, &mut |found| docs.extend_from_slice(found))?;
-            segments.insert(reader.segment_id(), docs.into());
-        }
-        Ok(Matched(Arc::new(segments)))
+        let segments = executor().map(
+            |reader: &SegmentReader| {
+                let mut docs = Vec::new();
+                weight.for_each_no_score(reader, &mut |found| docs.extend_from_slice(found))?;
+                Ok((reader.segment_id(), docs.into()))
+            },
+            searcher.segment_readers().iter(),
+        )?;
+        Ok(Matched(Arc::new(segments.into_iter().collect())))
     }
 
     /// How many documents matched, over all segments.
@@ -36,6 +38,15 @@ impl Matched {
     pub(crate) fn len(&self) -> usize {
         self.0.values().map(|docs| docs.len()).sum()
     }
+}
+
+/// Threads for [`Matched::find`], one per core, shared by all queries (started on first use).
+fn executor() -> &'static Executor {
+    static EXECUTOR: OnceLock<Executor> = OnceLock::new();
+    EXECUTOR.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Executor::multi_thread(cores, "obs-search-").unwrap_or_else(|_| Executor::single_thread())
+    })
 }
 
 impl Query for Matched {
