@@ -461,9 +461,9 @@ impl LogIndex {
 
     /// Lines that may hold `fragment` inside an id (at its start with `at_start`): for each
     /// offset of the fragment from a piece's start, the indexed pieces it holds whole, as
-    /// terms; if none, the pieces it cuts, as short patterns; if none, lines with ids at all.
-    /// (A pattern scans the whole term dictionary and narrows little: any word with those
-    /// letters there matches.) `None` only if a pattern does not compile.
+    /// terms, and those it cuts, as short patterns; if none, lines with ids at all. A piece
+    /// cut to 2 letters is used only when nothing else is there: any word with those 2
+    /// letters there matches, which is most texts. `None` only if a pattern does not compile.
     fn id_fragment(&self, fragment: &str, at_start: bool) -> Option<Box<dyn Query>> {
         let offsets = if at_start { 0..1 } else { 0..words::STRIDE };
         let mut alternatives: Vec<(Occur, Box<dyn Query>)> = Vec::new();
@@ -486,13 +486,14 @@ impl LogIndex {
                     parts.push((Occur::Must, Box::new(self.word_term(piece))));
                 } else if take >= 2 {
                     // Hex digits need no escaping.
-                    cut.push(format!("{}{piece}.*", ".".repeat(skip)));
+                    cut.push((take, format!("{}{piece}.*", ".".repeat(skip))));
                 }
                 at += take;
                 skip += take;
             }
-            if parts.is_empty() {
-                for pattern in cut {
+            let whole = !parts.is_empty();
+            for (take, pattern) in cut {
+                if take > 2 || !whole {
                     parts.push((Occur::Must, Box::new(self.word_regex(&pattern)?)));
                 }
             }
@@ -844,6 +845,10 @@ mod tests {
             (2, "req 0123456789abcdef ok"),
             (3, "other 4bf92f3577b34da6ffffffffffffffff"),
             (4, "unrelated text 500 errors added"),
+            // Holds `f024` where `13579bdf02468ace` one byte into a piece would, but not `135`
+            // where that needle cuts the piece before.
+            (5, "span fedcba98f02400001111111111111111"),
+            (6, "ok 13579bdf02468ace"),
         ];
         let fresh: fn(&Index) = setup;
         for (kind, setup) in [("pieces", fresh), ("whole ids", old_words)] {
@@ -876,6 +881,7 @@ mod tests {
                 ("req 0123456789ab", &[2]),
                 ("23456789abcdef ok", &[2]),
                 ("ffffffffff", &[3]),
+                ("13579bdf02468ace", &[6]),
             ];
             for (needle, want) in cases {
                 assert_eq!(hits(needle), *want, "{kind}: needle {needle:?}");
@@ -883,7 +889,11 @@ mod tests {
             // A short needle may lie between two indexed pieces of an id: with pieces, every
             // line with an id is a candidate.
             for needle in ["500", "added"] {
-                let want: &[i64] = if kind == "pieces" { &[1, 2, 3, 4] } else { &[4] };
+                let want: &[i64] = if kind == "pieces" {
+                    &[1, 2, 3, 4, 5, 6]
+                } else {
+                    &[4]
+                };
                 assert_eq!(hits(needle), want, "{kind}: needle {needle:?}");
             }
         }
