@@ -203,16 +203,21 @@ fn main() {
             now
         );
         let mut times = Vec::new();
+        let mut lines_read = 0;
         for _ in 0..needle_runs {
             let t = Instant::now();
             let (status, body) = http_get(&store.url(&q)).expect("query");
             times.push(t.elapsed().as_secs_f64() * 1000.0);
             assert_eq!(status, 200, "{body}");
             assert!(body.contains(&needle), "{needle} not found");
+            let v: serde_json::Value = serde_json::from_str(&body).expect("query JSON");
+            lines_read = v["data"]["stats"]["summary"]["totalLinesProcessed"]
+                .as_u64()
+                .unwrap_or(0);
         }
         times.sort_by(f64::total_cmp);
         println!(
-            "{what} over {:.1} MB: median {:.1} ms (min {:.1}, max {:.1})",
+            "{what} over {:.1} MB: median {:.1} ms (min {:.1}, max {:.1}); {lines_read} candidate lines read",
             mb,
             times[times.len() / 2],
             times[0],
