@@ -5,7 +5,10 @@
 //! bytes are not indexed: `1`, `05`, `v1`, `id` are in most lines, so their postings cost a
 //! quarter of the indexing work and narrow no search. A hint never uses them either, which
 //! keeps hints safe on every partition: any word that contains a hint word of 3 bytes or more
-//! is itself 3 bytes or more, so it is indexed. Words of 256 bytes or more are not indexed.
+//! is itself 3 bytes or more, so it is indexed. Words of 256 bytes or more (a base64 blob) are
+//! not indexed; a text that has one is marked once with [`HAS_LONG`], and every hint word also
+//! accepts texts so marked, as the needle may be inside such a word. (Partitions written
+//! before 2026-12-02 are not marked: there a needle inside a word that long is not found.)
 //!
 //! **Ids** — words of [`MIN_ID_BYTES`] or more made only of hex digits (trace and request ids,
 //! hashes, long numbers) — are indexed as [`CHUNK`]-byte pieces, one every [`STRIDE`] bytes
@@ -38,6 +41,8 @@ pub(crate) const STRIDE: usize = 2 * CHUNK;
 /// Indexed once for a text with ids: a short needle may lie between two indexed pieces of an
 /// id, and then only this narrows the search. Words never hold `#`.
 pub(crate) const HAS_IDS: &str = "#ids";
+/// Indexed once for a text with a word of [`MAX_WORD_BYTES`] or more, which is not indexed.
+pub(crate) const HAS_LONG: &str = "#long";
 
 /// Words with ids cut in pieces: how a needle that is a whole id is looked up. (Also the
 /// tokenizer of v1 partitions, which are no longer written.)
@@ -147,6 +152,7 @@ impl Tokenizer for Words {
             id: self.cut_ids.then(String::new),
             next_piece: None,
             marked: false,
+            marked_long: false,
             seen: self.distinct.then_some(&mut self.seen),
         }
     }
@@ -164,6 +170,8 @@ struct WordStream<'a> {
     next_piece: Option<usize>,
     /// Whether [`HAS_IDS`] was emitted for this text.
     marked: bool,
+    /// Whether [`HAS_LONG`] was emitted for this text.
+    marked_long: bool,
     seen: Option<&'a mut Seen>,
 }
 
@@ -211,7 +219,7 @@ fn run_end(text: &str, mut at: usize, word: bool) -> (usize, bool) {
 }
 
 impl WordStream<'_> {
-    /// Reads the next word into the token: false at the end of the text.
+    /// Reads the next word (or, once, [`HAS_LONG`]) into the token: false at the end of the text.
     fn next_word(&mut self) -> bool {
         let text = self.text;
         loop {
@@ -223,21 +231,30 @@ impl WordStream<'_> {
             let (to, ascii) = run_end(text, from, true);
             self.at = to;
             self.runs += 1;
-            // Lowercasing keeps the length of ASCII words.
-            if to - from >= MAX_WORD_BYTES || (ascii && to - from < MIN_WORD_BYTES) {
-                continue;
-            }
-            let word = &text[from..to];
             let out = &mut self.token.text;
             out.clear();
-            if ascii {
-                out.push_str(word);
-                out.make_ascii_lowercase();
+            if to - from >= MAX_WORD_BYTES {
+                // Texts are marked where ids are cut: when indexing, not in needles.
+                if self.id.is_none() || self.marked_long {
+                    continue;
+                }
+                self.marked_long = true;
+                out.push_str(HAS_LONG);
             } else {
-                out.extend(word.chars().flat_map(char::to_lowercase));
-            }
-            if out.len() < MIN_WORD_BYTES {
-                continue;
+                // Lowercasing keeps the length of ASCII words.
+                if ascii && to - from < MIN_WORD_BYTES {
+                    continue;
+                }
+                let word = &text[from..to];
+                if ascii {
+                    out.push_str(word);
+                    out.make_ascii_lowercase();
+                } else {
+                    out.extend(word.chars().flat_map(char::to_lowercase));
+                }
+                if out.len() < MIN_WORD_BYTES {
+                    continue;
+                }
             }
             self.token.offset_from = from;
             self.token.offset_to = to;
@@ -373,10 +390,19 @@ mod same_as_tantivy {
         all
     }
 
-    /// Ids cut and repeats dropped, one step at a time.
+    /// Ids cut, texts with long words marked and repeats dropped, one step at a time.
     fn model(text: &str, cut_ids: bool, distinct: bool) -> Vec<String> {
+        let mut simple = TextAnalyzer::from(SimpleTokenizer::default());
+        let long = tokens(&mut simple, text)
+            .into_iter()
+            .find(|(w, ..)| w.len() >= MAX_WORD_BYTES);
+        let mut long_at = long.filter(|_| cut_ids).map(|(_, from, ..)| from);
         let mut out = Vec::new();
-        for (word, ..) in chain(text) {
+        for (word, from, ..) in chain(text) {
+            if long_at.is_some_and(|at| at < from) {
+                out.push(HAS_LONG.to_string());
+                long_at = None;
+            }
             if cut_ids && is_id(&word) {
                 if !out.iter().any(|w| w == HAS_IDS) {
                     out.push(HAS_IDS.to_string());
@@ -389,6 +415,9 @@ mod same_as_tantivy {
             } else {
                 out.push(word);
             }
+        }
+        if long_at.is_some() {
+            out.push(HAS_LONG.to_string());
         }
         if distinct {
             let mut seen = std::collections::HashSet::new();
