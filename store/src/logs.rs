@@ -57,6 +57,7 @@
 
 mod matched;
 mod read;
+mod unmarked;
 
 use std::path::Path;
 
@@ -73,6 +74,7 @@ pub(crate) use crate::partitions::IndexError;
 use crate::partitions::{Partitions, DAY_NS};
 pub(crate) use matched::Matched;
 pub(crate) use read::{LineAddr, LineReader, LineRef, StreamStats};
+use unmarked::Unmarked;
 
 /// The tokenizer of `line` in v1 partitions (one line per document).
 const WORDS: &str = "obs_words";
@@ -417,6 +419,17 @@ impl LogIndex {
                 (true, false) => Box::new(self.word_regex(&format!(".*{escaped}"))?),
                 (true, true) => Box::new(self.word_regex(&format!(".*{escaped}.*"))?),
             };
+            // An id cut on the left may be inside a longer word: where hex runs inside words
+            // are cut too, its pieces find it there, and the pattern (a scan of the whole term
+            // dictionary) is only needed on segments with older documents.
+            let word: Box<dyn Query> = if open_left && words::is_id(&text) {
+                Box::new(Unmarked {
+                    mark: Term::from_field_text(self.fields.line, words::RUNS_CUT),
+                    inner: word,
+                })
+            } else {
+                word
+            };
             // In newer partitions, a line word that is an id holds the needle word in pieces.
             let id: Option<Box<dyn Query>> = if !words::is_hex(&text) {
                 None
@@ -654,6 +667,22 @@ mod tests {
         idx.commit(lines.len() as u64).unwrap();
     }
 
+    /// Partitions as written before: hex runs inside words not cut (before 2026-12-02), ids
+    /// whole too (before 2026-12-01).
+    fn runs_whole(index: &Index) {
+        setup(index);
+        index
+            .tokenizers()
+            .register(BLOCK_WORDS, words::block_analyzer_of_old(true));
+    }
+
+    fn ids_whole(index: &Index) {
+        setup(index);
+        index
+            .tokenizers()
+            .register(BLOCK_WORDS, words::block_analyzer_of_old(false));
+    }
+
     fn count(idx: &LogIndex, q: &dyn Query) -> usize {
         idx.refs(&idx.searchers(0, 10 * DAY_NS), q, (0, 10 * DAY_NS), 1 << 20)
             .unwrap()
@@ -861,14 +890,10 @@ mod tests {
         assert_eq!(hits("other"), [2, 3]);
     }
 
-    /// Ids are indexed in pieces now and were indexed whole before: hints find them in both.
+    /// Ids are indexed in pieces now, and so are hex runs inside words; before, runs were not
+    /// cut, and before that ids were indexed whole: hints find them in all.
     #[test]
     fn needle_hints_find_ids_and_id_fragments_in_new_and_old_partitions() {
-        fn old_words(index: &Index) {
-            index
-                .tokenizers()
-                .register(BLOCK_WORDS, words::block_analyzer_whole_ids());
-        }
         let lines = [
             (1, "trace_id=4bf92f3577b34da6a3ce929d0e0e4736 done"),
             (2, "req 0123456789abcdef ok"),
@@ -878,9 +903,14 @@ mod tests {
             // where that needle cuts the piece before.
             (5, "span fedcba98f02400001111111111111111"),
             (6, "ok 13579bdf02468ace"),
+            (7, "key=user7f3a9c1e5b2d4a60 x"),
         ];
         let fresh: fn(&Index) = setup;
-        for (kind, setup) in [("pieces", fresh), ("whole ids", old_words)] {
+        for (kind, setup) in [
+            ("pieces", fresh),
+            ("runs whole", runs_whole),
+            ("whole ids", ids_whole),
+        ] {
             let dir = tempfile::tempdir().unwrap();
             let idx = LogIndex::open_with(dir.path(), setup).unwrap();
             apply_each(&idx, &lines);
@@ -911,6 +941,10 @@ mod tests {
                 ("23456789abcdef ok", &[2]),
                 ("ffffffffff", &[3]),
                 ("13579bdf02468ace", &[6]),
+                // Inside a longer word: by the run's pieces, or in older partitions by a scan.
+                ("7f3a9c1e5b2d4a60", &[7]),
+                ("9c1e5b2d4a6", &[7]),
+                ("user7f3a9c1e", &[7]),
             ];
             for (needle, want) in cases {
                 assert_eq!(hits(needle), *want, "{kind}: needle {needle:?}");
@@ -918,10 +952,10 @@ mod tests {
             // A short needle may lie between two indexed pieces of an id: with pieces, every
             // line with an id is a candidate.
             for needle in ["500", "added"] {
-                let want: &[i64] = if kind == "pieces" {
-                    &[1, 2, 3, 4, 5, 6]
-                } else {
-                    &[4]
+                let want: &[i64] = match kind {
+                    "pieces" => &[1, 2, 3, 4, 5, 6, 7],
+                    "runs whole" => &[1, 2, 3, 4, 5, 6],
+                    _ => &[4],
                 };
                 assert_eq!(hits(needle), want, "{kind}: needle {needle:?}");
             }
@@ -934,15 +968,12 @@ mod tests {
         /// long to index) the lines hold and wherever the needle cuts them.
         #[test]
         fn needle_hints_keep_every_line_that_holds_the_needle(
-            lines in proptest::collection::vec("(([0-9a-fA-F]{1,40}|[a-z]{1,6}|req|id|[a-z]{250,270})[ =:./-]{1,2}){1,6}", 1..40),
+            lines in proptest::collection::vec("(([0-9a-fA-F]{1,40}|[a-z]{1,6}|req|id|[g-z]{1,3}[0-9a-f]{6,30}[g-z]?|[a-z]{250,270})[ =:./-]{1,2}){1,6}", 1..40),
             picks in proptest::collection::vec((0usize..1000, 0usize..1000, 1usize..40), 1..30),
-            old in proptest::bool::ANY,
+            kind in 0usize..3,
         ) {
-            fn old_words(index: &Index) {
-                index.tokenizers().register(BLOCK_WORDS, words::block_analyzer_whole_ids());
-            }
             let dir = tempfile::tempdir().unwrap();
-            let idx = LogIndex::open_with(dir.path(), if old { old_words } else { setup }).unwrap();
+            let idx = LogIndex::open_with(dir.path(), [setup, runs_whole, ids_whole][kind]).unwrap();
             let entries: Vec<(i64, &str)> = lines.iter().enumerate().map(|(i, l)| (i as i64, l.as_str())).collect();
             apply_each(&idx, &entries);
             for (line, from, len) in picks {
@@ -956,7 +987,7 @@ mod tests {
                     .iter().map(|r| r.ts_ns).collect();
                 for (ts, l) in &entries {
                     // Old partitions do not mark texts with words too long to index.
-                    let unmarked = old && l.split(|c: char| !c.is_alphanumeric()).any(|w| w.len() >= 256);
+                    let unmarked = kind == 2 && l.split(|c: char| !c.is_alphanumeric()).any(|w| w.len() >= 256);
                     if l.contains(needle) && !unmarked {
                         proptest::prop_assert!(found.contains(ts), "needle {needle:?} misses line {l:?}");
                     }

@@ -21,6 +21,13 @@
 //! may start inside an id; a needle short enough to fall between two pieces can only be
 //! narrowed to the texts that hold an id ([`HAS_IDS`]). Partitions written before ids were cut
 //! (2026-12) hold whole ids, so hints also keep the whole-word clause.
+//!
+//! **Hex runs inside longer words** (`req7f3a9c1e5b2d4a60`) of [`MIN_ID_BYTES`] or more are cut
+//! the same way, after the word itself, and every text is marked [`RUNS_CUT`] (since
+//! 2026-12-02). A needle that is an id cut by its edge (a bare trace id) may be inside such a
+//! word: in older documents only a pattern over the whole term dictionary finds it, which was
+//! most of the time of such a search; `logs/unmarked.rs` runs that pattern only on segments
+//! with unmarked documents.
 
 use std::hash::BuildHasher;
 
@@ -43,29 +50,65 @@ pub(crate) const STRIDE: usize = 2 * CHUNK;
 pub(crate) const HAS_IDS: &str = "#ids";
 /// Indexed once for a text with a word of [`MAX_WORD_BYTES`] or more, which is not indexed.
 pub(crate) const HAS_LONG: &str = "#long";
+/// Indexed once for every text whose words' hex runs are cut like ids (since 2026-12-02): a
+/// segment where every document has it needs no scan of its term dictionary for an id inside
+/// a longer word.
+pub(crate) const RUNS_CUT: &str = "#runs";
 
 /// Words with ids cut in pieces: how a needle that is a whole id is looked up. (Also the
 /// tokenizer of v1 partitions, which are no longer written.)
 pub(crate) fn analyzer() -> TextAnalyzer {
-    TextAnalyzer::from(Words::new(true, false))
+    TextAnalyzer::from(Words::new(Cut::Ids, false))
 }
 
 /// The analyzer of a block of lines (`logs.rs`, schema v2): [`analyzer`]'s words, each
-/// distinct word of the block once. Postings are per block, so repeats are wasted work.
+/// distinct word of the block once (postings are per block, so repeats are wasted work), and
+/// the hex runs inside longer words cut like ids.
 pub(crate) fn block_analyzer() -> TextAnalyzer {
-    TextAnalyzer::from(Words::new(true, true))
+    TextAnalyzer::from(Words::new(Cut::IdsAndRuns, true))
 }
 
-/// [`block_analyzer`] without cutting ids, as partitions written before 2026-12 hold them:
-/// for tests of needle hints against such partitions.
+/// [`block_analyzer`] as partitions written before hold words: with ids cut but not runs
+/// inside words (before 2026-12-02), or ids whole too (before 2026-12-01). For tests of
+/// needle hints against such partitions.
 #[cfg(test)]
-pub(crate) fn block_analyzer_whole_ids() -> TextAnalyzer {
-    TextAnalyzer::from(Words::new(false, true))
+pub(crate) fn block_analyzer_of_old(ids_cut: bool) -> TextAnalyzer {
+    TextAnalyzer::from(Words::new(if ids_cut { Cut::Ids } else { Cut::Nothing }, true))
 }
 
 /// Whole words as [`analyzer`] sees them before ids are cut: how needles are read.
 pub(crate) fn words() -> TextAnalyzer {
-    TextAnalyzer::from(Words::new(false, false))
+    TextAnalyzer::from(Words::new(Cut::Nothing, false))
+}
+
+/// What the words tokenizer cuts in pieces.
+#[derive(Clone, Copy, PartialEq)]
+enum Cut {
+    Nothing,
+    /// Ids, and texts with a word too long to index are marked [`HAS_LONG`].
+    Ids,
+    /// Ids and, inside longer words, runs of hex digits as long as an id; and every text is
+    /// marked [`RUNS_CUT`].
+    IdsAndRuns,
+}
+
+/// The next run of at least [`MIN_ID_BYTES`] hex digits in the (lowercased) word from byte
+/// `from` on.
+fn hex_run(word: &str, from: usize) -> Option<(usize, usize)> {
+    let bytes = word.as_bytes();
+    let hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+    let mut at = from;
+    while at < bytes.len() {
+        let start = at;
+        while at < bytes.len() && hex(bytes[at]) {
+            at += 1;
+        }
+        if at - start >= MIN_ID_BYTES {
+            return Some((start, at));
+        }
+        at += 1;
+    }
+    None
 }
 
 /// Whether the (lowercased) word is indexed in pieces.
@@ -88,16 +131,16 @@ pub(crate) fn is_hex(text: &str) -> bool {
 /// in pieces and each distinct word of a text is passed once.
 #[derive(Clone)]
 struct Words {
-    cut_ids: bool,
+    cut: Cut,
     distinct: bool,
     /// The distinct words of the current text, kept between texts so their memory is reused.
     seen: Seen,
 }
 
 impl Words {
-    fn new(cut_ids: bool, distinct: bool) -> Words {
+    fn new(cut: Cut, distinct: bool) -> Words {
         Words {
-            cut_ids,
+            cut,
             distinct,
             seen: Seen::default(),
         }
@@ -149,7 +192,10 @@ impl Tokenizer for Words {
             at: 0,
             token: Token::default(),
             runs: 0,
-            id: self.cut_ids.then(String::new),
+            id: (self.cut != Cut::Nothing).then(String::new),
+            in_word: (self.cut == Cut::IdsAndRuns).then(String::new),
+            in_word_at: 0,
+            mark_runs: self.cut == Cut::IdsAndRuns,
             next_piece: None,
             marked: false,
             marked_long: false,
@@ -165,8 +211,14 @@ struct WordStream<'a> {
     token: Token,
     /// Runs of word chars seen so far, indexed or not (a word's position).
     runs: usize,
-    /// With ids cut: the id being cut, and the offset of its next piece while cutting.
+    /// With ids cut: the id (or run) being cut, and the offset of its next piece while cutting.
     id: Option<String>,
+    /// With runs cut: the word whose runs are being cut (empty if none), and where the search
+    /// for its next run starts.
+    in_word: Option<String>,
+    in_word_at: usize,
+    /// Whether [`RUNS_CUT`] is yet to be emitted for this text.
+    mark_runs: bool,
     next_piece: Option<usize>,
     /// Whether [`HAS_IDS`] was emitted for this text.
     marked: bool,
@@ -278,26 +330,73 @@ impl WordStream<'_> {
         true
     }
 
-    /// The token's next text: a piece of an id, [`HAS_IDS`] or a word.
-    fn next_text(&mut self) -> bool {
-        if self.next_piece() {
-            return true;
-        }
-        if !self.next_word() {
+    /// Puts the next run of the word whose runs are being cut in `id`, to cut: false if none.
+    fn next_run(&mut self) -> bool {
+        let (Some(word), Some(id)) = (&self.in_word, &mut self.id) else {
+            return false;
+        };
+        let Some((from, to)) = hex_run(word, self.in_word_at) else {
+            self.in_word_at = word.len();
+            return false;
+        };
+        id.clear();
+        id.push_str(&word[from..to]);
+        self.in_word_at = to;
+        self.next_piece = Some(0);
+        true
+    }
+
+    /// Puts [`HAS_IDS`] in the token if it was not emitted for this text yet.
+    fn mark_ids(&mut self) -> bool {
+        if self.marked {
             return false;
         }
-        let Some(id) = self.id.as_mut().filter(|_| is_id(&self.token.text)) else {
-            return true;
-        };
-        std::mem::swap(id, &mut self.token.text);
-        self.next_piece = Some(0);
-        if !self.marked {
-            self.marked = true;
+        self.marked = true;
+        self.token.text.clear();
+        self.token.text.push_str(HAS_IDS);
+        true
+    }
+
+    /// The token's next text: [`RUNS_CUT`] first, then a piece of an id or run, [`HAS_IDS`] or
+    /// a word.
+    fn next_text(&mut self) -> bool {
+        if std::mem::take(&mut self.mark_runs) {
             self.token.text.clear();
-            self.token.text.push_str(HAS_IDS);
+            self.token.text.push_str(RUNS_CUT);
+            // Before any word (a new token's position is `usize::MAX`).
+            self.token.position = 0;
             return true;
         }
-        self.next_piece()
+        loop {
+            if self.next_piece() {
+                return true;
+            }
+            if self.next_run() {
+                if self.mark_ids() {
+                    return true;
+                }
+                continue;
+            }
+            if !self.next_word() {
+                return false;
+            }
+            let Some(id) = self.id.as_mut().filter(|_| is_id(&self.token.text)) else {
+                // A longer word may hold runs to cut after it.
+                if let Some(word) = self.in_word.as_mut() {
+                    if self.token.text.len() > MIN_ID_BYTES && hex_run(&self.token.text, 0).is_some() {
+                        word.clear();
+                        word.push_str(&self.token.text);
+                        self.in_word_at = 0;
+                    }
+                }
+                return true;
+            };
+            std::mem::swap(id, &mut self.token.text);
+            self.next_piece = Some(0);
+            if self.mark_ids() {
+                return true;
+            }
+        }
     }
 }
 
@@ -359,6 +458,29 @@ mod tests {
         assert_eq!(words, expect);
         assert!(is_id("0123456789abcdef") && !is_id("0123456") && !is_id("0123456789abcdeg"));
     }
+
+    #[test]
+    fn blocks_cut_hex_runs_inside_words_and_are_marked() {
+        let mut a = block_analyzer();
+        let mut s = a.token_stream("x=Req0123456789ABCDEFz ok beef-1234 g12345678h87654321x");
+        let mut words = Vec::new();
+        while let Some(t) = s.next() {
+            words.push(t.text.clone());
+        }
+        let expect = [
+            "#runs",
+            "req0123456789abcdefz",
+            "#ids",
+            "0123",
+            "89ab",
+            "beef",
+            "1234",
+            "g12345678h87654321x",
+            // `1234` again is left out: each distinct word once.
+            "8765",
+        ];
+        assert_eq!(words, expect);
+    }
 }
 
 #[cfg(test)]
@@ -390,14 +512,24 @@ mod same_as_tantivy {
         all
     }
 
-    /// Ids cut, texts with long words marked and repeats dropped, one step at a time.
-    fn model(text: &str, cut_ids: bool, distinct: bool) -> Vec<String> {
+    /// Ids and runs cut, texts marked and repeats dropped, one step at a time.
+    fn model(text: &str, cut: Cut, distinct: bool) -> Vec<String> {
+        let cut_ids = cut != Cut::Nothing;
+        let pieces = |id: &str| -> Vec<String> {
+            (0..id.len())
+                .step_by(STRIDE)
+                .map(|at| id[at..(at + CHUNK).min(id.len())].to_string())
+                .collect()
+        };
         let mut simple = TextAnalyzer::from(SimpleTokenizer::default());
         let long = tokens(&mut simple, text)
             .into_iter()
             .find(|(w, ..)| w.len() >= MAX_WORD_BYTES);
         let mut long_at = long.filter(|_| cut_ids).map(|(_, from, ..)| from);
         let mut out = Vec::new();
+        if cut == Cut::IdsAndRuns {
+            out.push(RUNS_CUT.to_string());
+        }
         for (word, from, ..) in chain(text) {
             if long_at.is_some_and(|at| at < from) {
                 out.push(HAS_LONG.to_string());
@@ -407,13 +539,18 @@ mod same_as_tantivy {
                 if !out.iter().any(|w| w == HAS_IDS) {
                     out.push(HAS_IDS.to_string());
                 }
-                out.extend(
-                    (0..word.len())
-                        .step_by(STRIDE)
-                        .map(|at| word[at..(at + CHUNK).min(word.len())].to_string()),
-                );
+                out.extend(pieces(&word));
             } else {
-                out.push(word);
+                out.push(word.clone());
+                let hex = |c: char| c.is_ascii_digit() || ('a'..='f').contains(&c);
+                for run in word.split(|c| !hex(c)).filter(|run| run.len() >= MIN_ID_BYTES) {
+                    if cut == Cut::IdsAndRuns {
+                        if !out.iter().any(|w| w == HAS_IDS) {
+                            out.push(HAS_IDS.to_string());
+                        }
+                        out.extend(pieces(run));
+                    }
+                }
             }
         }
         if long_at.is_some() {
@@ -432,7 +569,7 @@ mod same_as_tantivy {
         #[test]
         fn words_are_the_chains_and_cut_and_distinct_as_modelled(
             parts in proptest::collection::vec(
-                "[a-zA-Z0-9]{0,12}|[0-9a-fA-F]{6,40}|[ .=:/_\"{}-]{1,3}|[ÉéßİıΣσςÅ٣७①ﬁ🙂ǅ]{1,3}|[a-z]{250,260}",
+                "[a-zA-Z0-9]{0,12}|[0-9a-fA-F]{6,40}|[g-z][0-9a-fA-F]{6,20}|[ .=:/_\"{}-]{1,3}|[ÉéßİıΣσςÅ٣७①ﬁ🙂ǅ]{1,3}|[a-z]{250,260}",
                 0..40,
             ),
             texts in 1usize..4,
@@ -441,13 +578,15 @@ mod same_as_tantivy {
             proptest::prop_assert_eq!(tokens(&mut words(), &text), chain(&text));
             let mut a = analyzer();
             let mut block = block_analyzer();
-            let mut whole = block_analyzer_whole_ids();
+            let mut before_runs = block_analyzer_of_old(true);
+            let mut whole = block_analyzer_of_old(false);
             // The analyzers are reused across texts, as tantivy does.
             for _ in 0..texts {
                 let texts_of = |a: &mut TextAnalyzer| tokens(a, &text).into_iter().map(|t| t.0).collect::<Vec<_>>();
-                proptest::prop_assert_eq!(texts_of(&mut a), model(&text, true, false));
-                proptest::prop_assert_eq!(texts_of(&mut block), model(&text, true, true));
-                proptest::prop_assert_eq!(texts_of(&mut whole), model(&text, false, true));
+                proptest::prop_assert_eq!(texts_of(&mut a), model(&text, Cut::Ids, false));
+                proptest::prop_assert_eq!(texts_of(&mut block), model(&text, Cut::IdsAndRuns, true));
+                proptest::prop_assert_eq!(texts_of(&mut before_runs), model(&text, Cut::Ids, true));
+                proptest::prop_assert_eq!(texts_of(&mut whole), model(&text, Cut::Nothing, true));
             }
         }
     }
