@@ -683,6 +683,16 @@ mod tests {
             .register(BLOCK_WORDS, words::block_analyzer_of_old(false));
     }
 
+    /// The times of the lines of day 0 that the hint of `needle` leaves as candidates.
+    fn candidates(idx: &LogIndex, needle: &str) -> Vec<i64> {
+        let hint = idx.needle_hint(needle).expect("a hint");
+        let query = idx.query(0, DAY_NS, vec![(Occur::Must, hint)]);
+        let refs = idx.refs(&idx.searchers(0, DAY_NS), &query, (0, DAY_NS), 1000);
+        let mut ts: Vec<i64> = refs.unwrap().unwrap().iter().map(|r| r.ts_ns).collect();
+        ts.sort();
+        ts
+    }
+
     fn count(idx: &LogIndex, q: &dyn Query) -> usize {
         idx.refs(&idx.searchers(0, 10 * DAY_NS), q, (0, 10 * DAY_NS), 1 << 20)
             .unwrap()
@@ -871,18 +881,7 @@ mod tests {
             (3, "other"),
         ];
         apply_each(&idx, &lines);
-        let hits = |needle: &str| {
-            let hint = idx.needle_hint(needle).unwrap();
-            let refs = idx.refs(
-                &idx.searchers(0, DAY_NS),
-                &idx.query(0, DAY_NS, vec![(Occur::Must, hint)]),
-                (0, DAY_NS),
-                100,
-            );
-            let mut ts: Vec<i64> = refs.unwrap().unwrap().iter().map(|r| r.ts_ns).collect();
-            ts.sort();
-            ts
-        };
+        let hits = |needle: &str| candidates(&idx, needle);
         assert_eq!(hits("xyzzy"), [2]);
         assert_eq!(hits("qqqxyzzyqqq"), [2]);
         assert_eq!(hits("refused"), [1, 2]);
@@ -914,21 +913,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let idx = LogIndex::open_with(dir.path(), setup).unwrap();
             apply_each(&idx, &lines);
-            let hits = |needle: &str| {
-                let hint = idx.needle_hint(needle).unwrap();
-                let refs = idx
-                    .refs(
-                        &idx.searchers(0, DAY_NS),
-                        &idx.query(0, DAY_NS, vec![(Occur::Must, hint)]),
-                        (0, DAY_NS),
-                        100,
-                    )
-                    .unwrap()
-                    .unwrap();
-                let mut ts: Vec<i64> = refs.iter().map(|r| r.ts_ns).collect();
-                ts.sort();
-                ts
-            };
+            let hits = |needle: &str| candidates(&idx, needle);
             let cases: &[(&str, &[i64])] = &[
                 ("4bf92f3577b34da6a3ce929d0e0e4736", &[1]),
                 (" 4bf92f3577b34da6a3ce929d0e0e4736 ", &[1]),
@@ -980,11 +965,10 @@ mod tests {
                 let line = &lines[line % lines.len()];
                 let from = from % line.len();
                 let needle = &line[from..(from + len).min(line.len())];
-                let Some(hint) = idx.needle_hint(needle) else { continue };
-                let query = idx.query(0, DAY_NS, vec![(Occur::Must, hint)]);
-                let found: std::collections::HashSet<i64> = idx
-                    .refs(&idx.searchers(0, DAY_NS), &query, (0, DAY_NS), 1000).unwrap().unwrap()
-                    .iter().map(|r| r.ts_ns).collect();
+                if idx.needle_hint(needle).is_none() {
+                    continue;
+                }
+                let found = candidates(&idx, needle);
                 for (ts, l) in &entries {
                     // Old partitions do not mark texts with words too long to index.
                     let unmarked = kind == 2 && l.split(|c: char| !c.is_alphanumeric()).any(|w| w.len() >= 256);
