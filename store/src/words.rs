@@ -446,14 +446,21 @@ mod tests {
         assert_eq!(words, expect.map(|(w, o)| (w.to_string(), o)));
     }
 
+    fn texts(mut analyzer: TextAnalyzer, text: &str) -> Vec<String> {
+        let mut stream = analyzer.token_stream(text);
+        let mut out = Vec::new();
+        while let Some(t) = stream.next() {
+            out.push(t.text.clone());
+        }
+        out
+    }
+
     #[test]
     fn ids_are_cut_in_pieces_from_their_start() {
-        let mut a = analyzer();
-        let mut s = a.token_stream("t=4BF92F3577B34DA6 abc123 deadbeef 1234567 123456789 x");
-        let mut words = Vec::new();
-        while let Some(t) = s.next() {
-            words.push(t.text.clone());
-        }
+        let words = texts(
+            analyzer(),
+            "t=4BF92F3577B34DA6 abc123 deadbeef 1234567 123456789 x",
+        );
         let expect = ["#ids", "4bf9", "77b3", "abc123", "dead", "1234567", "1234", "9"];
         assert_eq!(words, expect);
         assert!(is_id("0123456789abcdef") && !is_id("0123456") && !is_id("0123456789abcdeg"));
@@ -461,12 +468,10 @@ mod tests {
 
     #[test]
     fn blocks_cut_hex_runs_inside_words_and_are_marked() {
-        let mut a = block_analyzer();
-        let mut s = a.token_stream("x=Req0123456789ABCDEFz ok beef-1234 g12345678h87654321x");
-        let mut words = Vec::new();
-        while let Some(t) = s.next() {
-            words.push(t.text.clone());
-        }
+        let words = texts(
+            block_analyzer(),
+            "x=Req0123456789ABCDEFz ok beef-1234 g12345678h87654321x",
+        );
         let expect = [
             "#runs",
             "req0123456789abcdefz",
