@@ -14,6 +14,7 @@ use std::fs::File;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -83,8 +84,30 @@ fn newest_mtime(path: &Path) -> Option<std::time::SystemTime> {
         .max()
 }
 
-/// A free TCP port on 127.0.0.1 (bound then released; the OS does not hand it out again soon).
+/// A free TCP port on 127.0.0.1, checked by binding it, for a process started next to bind.
+///
+/// It is taken below the kernel's ephemeral range (`ip_local_port_range`, 32768 and up by
+/// default), where ports bound to `:0` and the local ends of outgoing connections come from:
+/// a port found free by binding `:0` was sometimes taken by another test's connection before
+/// the process that was to listen on it started ("Address already in use"). Each test binary
+/// walks its own stretch of the range below (from its pid), and never hands a port out twice.
 pub fn free_port() -> u16 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_from = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let (low, span) = (10_000, ephemeral_from.saturating_sub(10_000));
+    if span >= 1_000 {
+        let start = std::process::id().wrapping_mul(97) % span;
+        for _ in 0..span {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let port = (low + (start + n) % span) as u16;
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("bind 127.0.0.1:0")
