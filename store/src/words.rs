@@ -96,11 +96,10 @@ enum Cut {
 /// `from` on.
 fn hex_run(word: &str, from: usize) -> Option<(usize, usize)> {
     let bytes = word.as_bytes();
-    let hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
     let mut at = from;
     while at < bytes.len() {
         let start = at;
-        while at < bytes.len() && hex(bytes[at]) {
+        while at < bytes.len() && is_hex_byte(bytes[at]) {
             at += 1;
         }
         if at - start >= MIN_ID_BYTES {
@@ -118,8 +117,12 @@ pub(crate) fn is_id(word: &str) -> bool {
 
 /// Whether the (lowercased) text can be part of an id.
 pub(crate) fn is_hex(text: &str) -> bool {
-    text.bytes()
-        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    text.bytes().all(is_hex_byte)
+}
+
+/// Whether the (lowercased) byte is a hex digit.
+fn is_hex_byte(b: u8) -> bool {
+    b.is_ascii_digit() || (b'a'..=b'f').contains(&b)
 }
 
 /// The words tokenizer, in one pass over the text (it was a chain of tantivy's

@@ -202,10 +202,10 @@ pub(crate) fn query_logs(
     let mut streams: BTreeMap<Labels, Vec<(i64, String)>> = BTreeMap::new();
     let mut found = 0;
     let mut scanned = Scanned::default();
-    // Each page picks the first lines by time from the blocks the query matched, so pages are
-    // large, and each is twice the last: a needle's candidates are all the lines of the blocks
-    // that may hold it, and few of them match. A page costs memory only for (time, address)
-    // pairs, and lines are read only as far as needed.
+    // Each page reads the time of every line of the blocks the query matched again, so pages
+    // are large, and each is twice the last: a needle's candidates are all the lines of the
+    // blocks that may hold it, and few of them match. A page costs memory only for (time,
+    // address) pairs, and lines are read only as far as needed.
     let mut page_size = (limit * 2).clamp(4096, 20_000);
     'parts: for searcher in &searchers {
         // The blocks the query matches are found once per partition (`Matched`).
