@@ -55,6 +55,7 @@
 //! and replay neither loses nor duplicates them. Records that v1 or v2 partitions already hold are
 //! not replayed into v3 ones.
 
+mod bloom;
 mod matched;
 mod read;
 mod unmarked;
@@ -80,6 +81,8 @@ use unmarked::Unmarked;
 const WORDS: &str = "obs_words";
 /// The tokenizer of `line` in v2 and v3 partitions (a block of lines per document).
 const BLOCK_WORDS: &str = "obs_block_words";
+/// The tokenizer of `line` in v4 partitions (ids' pieces in bloom filters, not postings).
+const BLOCK_WORDS_V4: &str = "obs_block_words_v4";
 
 /// Schema versions, oldest first; new lines go to partitions of the last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -87,11 +90,12 @@ pub(crate) enum Version {
     V1,
     V2,
     V3,
+    V4,
 }
 
 impl Version {
-    const ALL: [Version; 3] = [Version::V1, Version::V2, Version::V3];
-    const CURRENT: Version = Version::V3;
+    const ALL: [Version; 4] = [Version::V1, Version::V2, Version::V3, Version::V4];
+    const CURRENT: Version = Version::V4;
 
     /// The directory of this version's partitions under `<data_dir>/logs`.
     fn dir(self) -> &'static str {
@@ -99,6 +103,7 @@ impl Version {
             Version::V1 => "v1",
             Version::V2 => "v2",
             Version::V3 => "v3",
+            Version::V4 => "v4",
         }
     }
 
@@ -107,6 +112,7 @@ impl Version {
         match (schema.get_field("text"), schema.get_field("ts")) {
             (Err(_), _) => Version::V1,
             (Ok(_), Ok(ts)) if schema.get_field_entry(ts).is_stored() => Version::V2,
+            _ if schema.get_field(bloom::FIELD).is_ok() => Version::V4,
             _ => Version::V3,
         }
     }
@@ -134,19 +140,26 @@ pub(crate) struct Fields {
     /// The times of a block's first and last line (v2).
     pub(crate) ts_min: Field,
     pub(crate) ts_max: Field,
+    /// The bloom filter of the block's id pieces (v4).
+    pub(crate) bloom: Field,
 }
 
 /// The schema of `version`'s partitions and its fields.
 fn schema(version: Version) -> (Schema, Fields) {
     let v1 = version == Version::V1;
     let mut b = Schema::builder();
+    let tokenizer = match version {
+        Version::V1 => WORDS,
+        Version::V2 | Version::V3 => BLOCK_WORDS,
+        Version::V4 => BLOCK_WORDS_V4,
+    };
     let mut words = TextOptions::default().set_indexing_options(
         TextFieldIndexing::default()
-            .set_tokenizer(if v1 { WORDS } else { BLOCK_WORDS })
+            .set_tokenizer(tokenizer)
             .set_index_option(IndexRecordOption::Basic),
     );
     let ts: NumericOptions = match version {
-        Version::V3 => FAST.into(),
+        Version::V3 | Version::V4 => FAST.into(),
         Version::V1 | Version::V2 => (FAST | STORED).into(),
     };
     if version != Version::V2 {
@@ -165,15 +178,21 @@ fn schema(version: Version) -> (Schema, Fields) {
         text: not_in_v1(v1, || b.add_text_field("text", STORED)),
         ts_min: not_in_v1(v1, || b.add_i64_field("ts_min", FAST)),
         ts_max: not_in_v1(v1, || b.add_i64_field("ts_max", FAST)),
+        bloom: only_if(version >= Version::V4, || b.add_u64_field(bloom::FIELD, FAST)),
     };
     (b.build(), fields)
 }
 
 fn not_in_v1(v1: bool, add: impl FnOnce() -> Field) -> Field {
-    if v1 {
-        Field::from_field_id(u32::MAX)
-    } else {
+    only_if(!v1, add)
+}
+
+/// The field `add` adds, or if not `present` a placeholder (never written).
+fn only_if(present: bool, add: impl FnOnce() -> Field) -> Field {
+    if present {
         add()
+    } else {
+        Field::from_field_id(u32::MAX)
     }
 }
 
@@ -207,11 +226,18 @@ pub(crate) struct LogIndex {
     /// Partitions of older versions, if any are left, and the last WAL record they hold.
     old: Vec<(Partitions, u64)>,
     pub(crate) fields: Fields,
+    /// Whether blocks get bloom filters of their id pieces (v4).
+    filters: bool,
 }
 
 fn setup(index: &Index) {
     index.tokenizers().register(WORDS, words::analyzer());
-    index.tokenizers().register(BLOCK_WORDS, words::block_analyzer());
+    index
+        .tokenizers()
+        .register(BLOCK_WORDS, words::block_analyzer_v3());
+    index
+        .tokenizers()
+        .register(BLOCK_WORDS_V4, words::block_analyzer());
 }
 
 /// The blocks of a stream's entries: runs of at most [`BLOCK_LINES`] lines and about
@@ -239,22 +265,28 @@ fn blocks(entries: &[LogEntry]) -> impl Iterator<Item = &[LogEntry]> {
 impl LogIndex {
     /// Opens every partition under `<data_dir>/logs`.
     pub(crate) fn open(data_dir: &Path) -> Result<LogIndex, IndexError> {
-        Self::open_with(data_dir, setup)
+        Self::open_with(data_dir, setup, Version::CURRENT)
     }
 
-    fn open_with(data_dir: &Path, setup: fn(&Index)) -> Result<LogIndex, IndexError> {
+    /// Opens the partitions, writing those of `current` (tests write older versions too).
+    fn open_with(data_dir: &Path, setup: fn(&Index), current: Version) -> Result<LogIndex, IndexError> {
         let dir = |v: Version| data_dir.join("logs").join(v.dir());
-        let (current, fields) = schema(Version::CURRENT);
-        let parts = Partitions::open(dir(Version::CURRENT), current, setup)?;
+        let (schema_now, fields) = schema(current);
+        let parts = Partitions::open(dir(current), schema_now, setup)?;
         let mut old = Vec::new();
-        for v in Version::ALL.into_iter().filter(|v| *v != Version::CURRENT) {
+        for v in Version::ALL.into_iter().filter(|v| *v != current) {
             if dir(v).is_dir() {
                 let parts = Partitions::open(dir(v), schema(v).0, setup)?;
                 let through = parts.max_committed_seq();
                 old.push((parts, through));
             }
         }
-        Ok(LogIndex { parts, old, fields })
+        Ok(LogIndex {
+            parts,
+            old,
+            fields,
+            filters: current >= Version::V4,
+        })
     }
 
     /// Adds the lines of WAL record `seq` to their partitions, skipping partitions that
@@ -266,17 +298,26 @@ impl LogIndex {
         let f = self.fields;
         let mut adder = self.parts.adder();
         let mut added = 0;
+        let mut hashes = Vec::new();
         for stream in &batch.streams {
             let id = stream_id(&stream.labels);
             let labels_json = serde_json::to_string(&stream.labels).expect("labels serialize");
             let label_terms: Vec<String> = stream.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
             for block in blocks(&stream.entries) {
                 let mut text = String::with_capacity(block.iter().map(|e| e.line.len() + 1).sum());
+                for e in block {
+                    text.push_str(&e.line);
+                    text.push('\n');
+                }
+                let filter = match self.filters {
+                    true => bloom::build(&text, &mut hashes),
+                    false => Vec::new(),
+                };
                 // Room for the values at once: the document's buffer grew by doubling, copying
                 // the block's text each time. (Numbers take up to 10 bytes, texts 9 plus their
                 // bytes; the label terms are about as long as their JSON.)
-                let room =
-                    text.capacity() + 2 * labels_json.len() + 16 * (2 * block.len() + label_terms.len()) + 64;
+                let numbers = 2 * block.len() + label_terms.len() + filter.len();
+                let room = text.len() + 2 * labels_json.len() + 16 * numbers + 64;
                 let mut doc = TantivyDocument::with_capacity(room);
                 let times = block.iter().map(|e| e.ts_ns);
                 doc.add_i64(f.ts_min, times.clone().min().expect("blocks are not empty"));
@@ -284,14 +325,15 @@ impl LogIndex {
                 for e in block {
                     doc.add_i64(f.ts, e.ts_ns);
                     doc.add_u64(f.bytes, e.line.len() as u64);
-                    text.push_str(&e.line);
-                    text.push('\n');
                 }
                 doc.add_u64(f.stream, id);
                 for term in &label_terms {
                     doc.add_text(f.label, term);
                 }
                 doc.add_text(f.labels, &labels_json);
+                for word in filter {
+                    doc.add_u64(f.bloom, word);
+                }
                 doc.add_text(f.line, &text);
                 if block.iter().any(|e| !e.metadata.is_empty()) {
                     let metadata: Vec<_> = block.iter().map(|e| &e.metadata).collect();
@@ -466,7 +508,19 @@ impl LogIndex {
         while let Some(t) = stream.next() {
             pieces.push((Occur::Must, Box::new(self.word_term(&t.text))));
         }
-        Box::new(BooleanQuery::new(pieces))
+        self.pieces(id, true, Box::new(BooleanQuery::new(pieces)))
+    }
+
+    /// `postings` (pieces as v3 partitions index them) on segments without bloom filters; on
+    /// those with, the blocks whose filter may hold the whole pieces of `fragment` at some
+    /// offset from a piece's start (only 0 with `at_start`) or, if at some offset it holds
+    /// none, the blocks with ids at all.
+    fn pieces(&self, fragment: &str, at_start: bool, postings: Box<dyn Query>) -> Box<dyn Query> {
+        let filters: Box<dyn Query> = match bloom::Bloom::of_fragment(fragment, at_start) {
+            Some(bloom) => Box::new(bloom),
+            None => Box::new(self.word_term(words::HAS_IDS)),
+        };
+        Box::new(bloom::Pieces { filters, postings })
     }
 
     /// Lines that may hold `fragment` inside an id (at its start with `at_start`): for each
@@ -512,7 +566,7 @@ impl LogIndex {
             }
             alternatives.push((Occur::Should, Box::new(BooleanQuery::new(parts))));
         }
-        Some(Box::new(BooleanQuery::new(alternatives)))
+        Some(self.pieces(fragment, at_start, Box::new(BooleanQuery::new(alternatives))))
     }
 
     /// Up to `limit` lines in `[lo, hi)` of the documents matching `query`, ordered by time
@@ -667,8 +721,16 @@ mod tests {
         idx.commit(lines.len() as u64).unwrap();
     }
 
-    /// Partitions as written before: hex runs inside words not cut (before 2026-12-02), ids
-    /// whole too (before 2026-12-01).
+    /// Partitions of each version and tokenizer era, newest first: v4 (pieces in bloom
+    /// filters), v3 (pieces in postings), v3 with hex runs inside words not cut (before
+    /// 2026-12-02), v3 with ids whole too (before 2026-12-01).
+    const ERAS: [(&str, Version, fn(&Index)); 4] = [
+        ("bloom", Version::V4, setup),
+        ("pieces", Version::V3, setup),
+        ("runs whole", Version::V3, runs_whole),
+        ("whole ids", Version::V3, ids_whole),
+    ];
+
     fn runs_whole(index: &Index) {
         setup(index);
         index
@@ -889,8 +951,9 @@ mod tests {
         assert_eq!(hits("other"), [2, 3]);
     }
 
-    /// Ids are indexed in pieces now, and so are hex runs inside words; before, runs were not
-    /// cut, and before that ids were indexed whole: hints find them in all.
+    /// Ids and hex runs inside words are kept in pieces, in bloom filters now and in postings
+    /// before; before that, runs were not cut, and before that ids were indexed whole: hints
+    /// find them in all.
     #[test]
     fn needle_hints_find_ids_and_id_fragments_in_new_and_old_partitions() {
         let lines = [
@@ -904,14 +967,9 @@ mod tests {
             (6, "ok 13579bdf02468ace"),
             (7, "key=user7f3a9c1e5b2d4a60 x"),
         ];
-        let fresh: fn(&Index) = setup;
-        for (kind, setup) in [
-            ("pieces", fresh),
-            ("runs whole", runs_whole),
-            ("whole ids", ids_whole),
-        ] {
+        for (kind, version, setup) in ERAS {
             let dir = tempfile::tempdir().unwrap();
-            let idx = LogIndex::open_with(dir.path(), setup).unwrap();
+            let idx = LogIndex::open_with(dir.path(), setup, version).unwrap();
             apply_each(&idx, &lines);
             let hits = |needle: &str| candidates(&idx, needle);
             let cases: &[(&str, &[i64])] = &[
@@ -938,7 +996,7 @@ mod tests {
             // line with an id is a candidate.
             for needle in ["500", "added"] {
                 let want: &[i64] = match kind {
-                    "pieces" => &[1, 2, 3, 4, 5, 6, 7],
+                    "bloom" | "pieces" => &[1, 2, 3, 4, 5, 6, 7],
                     "runs whole" => &[1, 2, 3, 4, 5, 6],
                     _ => &[4],
                 };
@@ -955,10 +1013,11 @@ mod tests {
         fn needle_hints_keep_every_line_that_holds_the_needle(
             lines in proptest::collection::vec("(([0-9a-fA-F]{1,40}|[a-z]{1,6}|req|id|[g-z]{1,3}[0-9a-f]{6,30}[g-z]?|[a-z]{250,270})[ =:./-]{1,2}){1,6}", 1..40),
             picks in proptest::collection::vec((0usize..1000, 0usize..1000, 1usize..40), 1..30),
-            kind in 0usize..3,
+            kind in 0usize..ERAS.len(),
         ) {
             let dir = tempfile::tempdir().unwrap();
-            let idx = LogIndex::open_with(dir.path(), [setup, runs_whole, ids_whole][kind]).unwrap();
+            let (_, version, setup) = ERAS[kind];
+            let idx = LogIndex::open_with(dir.path(), setup, version).unwrap();
             let entries: Vec<(i64, &str)> = lines.iter().enumerate().map(|(i, l)| (i as i64, l.as_str())).collect();
             apply_each(&idx, &entries);
             for (line, from, len) in picks {
@@ -971,7 +1030,7 @@ mod tests {
                 let found = candidates(&idx, needle);
                 for (ts, l) in &entries {
                     // Old partitions do not mark texts with words too long to index.
-                    let unmarked = kind == 2 && l.split(|c: char| !c.is_alphanumeric()).any(|w| w.len() >= 256);
+                    let unmarked = kind == 3 && l.split(|c: char| !c.is_alphanumeric()).any(|w| w.len() >= 256);
                     if l.contains(needle) && !unmarked {
                         proptest::prop_assert!(found.contains(ts), "needle {needle:?} misses line {l:?}");
                     }

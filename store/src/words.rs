@@ -22,6 +22,13 @@
 //! narrowed to the texts that hold an id ([`HAS_IDS`]). Partitions written before ids were cut
 //! (2026-12) hold whole ids, so hints also keep the whole-word clause.
 //!
+//! **Pieces in bloom filters** (v4 partitions, since 2026-12-02): even in pieces, ids were most
+//! of the postings, and adding them most of the store's ingest CPU (each a lookup in a hash
+//! table too large for the cache). v4 postings hold the marks but no pieces; every piece of an
+//! id — one every [`BLOOM_STRIDE`] = [`CHUNK`] bytes — goes to the block's bloom filter
+//! instead ([`bloom_pieces`], `logs/bloom.rs`), where a needle of 7 hex digits or more holds
+//! a whole piece wherever it starts.
+//!
 //! **Hex runs inside longer words** (`req7f3a9c1e5b2d4a60`) of [`MIN_ID_BYTES`] or more are cut
 //! the same way, after the word itself, and every text is marked [`RUNS_CUT`] (since
 //! 2026-12-02). A needle that is an id cut by its edge (a bare trace id) may be inside such a
@@ -43,8 +50,10 @@ const MAX_WORD_BYTES: usize = 256;
 pub(crate) const MIN_ID_BYTES: usize = 8;
 /// The length of an id's pieces.
 pub(crate) const CHUNK: usize = 4;
-/// An id's pieces start this many bytes apart.
+/// An id's pieces start this many bytes apart (in v3 partitions' postings).
 pub(crate) const STRIDE: usize = 2 * CHUNK;
+/// An id's pieces start this many bytes apart in a v4 block's bloom filter: every piece.
+pub(crate) const BLOOM_STRIDE: usize = CHUNK;
 /// Indexed once for a text with ids: a short needle may lie between two indexed pieces of an
 /// id, and then only this narrows the search. Words never hold `#`.
 pub(crate) const HAS_IDS: &str = "#ids";
@@ -61,10 +70,17 @@ pub(crate) fn analyzer() -> TextAnalyzer {
     TextAnalyzer::from(Words::new(Cut::Ids, false))
 }
 
-/// The analyzer of a block of lines (`logs.rs`, schema v2): [`analyzer`]'s words, each
+/// The analyzer of a block of lines in v4 partitions (`logs.rs`): [`analyzer`]'s words, each
 /// distinct word of the block once (postings are per block, so repeats are wasted work), and
-/// the hex runs inside longer words cut like ids.
+/// ids and hex runs inside longer words left out but for the marks: their pieces are in the
+/// block's bloom filter ([`bloom_pieces`]).
 pub(crate) fn block_analyzer() -> TextAnalyzer {
+    TextAnalyzer::from(Words::new(Cut::IdsAndRuns, true).without_pieces())
+}
+
+/// The analyzer of a block of lines in v2 and v3 partitions: [`block_analyzer`] with the
+/// pieces of ids and runs indexed too.
+pub(crate) fn block_analyzer_v3() -> TextAnalyzer {
     TextAnalyzer::from(Words::new(Cut::IdsAndRuns, true))
 }
 
@@ -125,6 +141,49 @@ fn is_hex_byte(b: u8) -> bool {
     b.is_ascii_digit() || (b'a'..=b'f').contains(&b)
 }
 
+/// Calls `piece` with each [`CHUNK`]-byte piece, lowercased, that starts a multiple of
+/// [`BLOOM_STRIDE`] bytes into an id or a hex run inside a longer word of `text` (the ids and
+/// runs [`block_analyzer_v3`] cuts, pieces left out only where shorter than a chunk), in text
+/// order, repeats included. These go to a v4 block's bloom filter (`logs/bloom.rs`).
+///
+/// A scan of its own rather than the tokenizer's: it looks for runs of hex digits, and at
+/// words only around runs as long as an id, to leave out those in words too long to index.
+/// The runs are the tokenizer's: a hex run of a lowercased word is a run of ASCII hex digits
+/// as written (no other char lowercases to one), and a word holds the hex runs it touches.
+pub(crate) fn bloom_pieces(text: &str, mut piece: impl FnMut(&[u8; CHUNK])) {
+    let bytes = text.as_bytes();
+    // The word of the last run as long as an id: where it ends, and whether it is indexed.
+    let (mut word_end, mut indexed) = (0, false);
+    let mut at = 0;
+    while at < bytes.len() {
+        while at < bytes.len() && !bytes[at].is_ascii_hexdigit() {
+            at += 1;
+        }
+        let from = at;
+        while at < bytes.len() && bytes[at].is_ascii_hexdigit() {
+            at += 1;
+        }
+        if at - from < MIN_ID_BYTES {
+            continue;
+        }
+        if from >= word_end {
+            // A new word: each byte is looked at once more, at most.
+            let before = text[..from].chars().rev().take_while(|c| c.is_alphanumeric());
+            let word_start = from - before.map(char::len_utf8).sum::<usize>();
+            word_end = run_end(text, at, true).0;
+            indexed = word_end - word_start < MAX_WORD_BYTES;
+        }
+        if indexed {
+            for start in (from..=at - CHUNK).step_by(BLOOM_STRIDE) {
+                let mut lower = [0; CHUNK];
+                lower.copy_from_slice(&bytes[start..start + CHUNK]);
+                lower.make_ascii_lowercase();
+                piece(&lower);
+            }
+        }
+    }
+}
+
 /// The words tokenizer, in one pass over the text (it was a chain of tantivy's
 /// `SimpleTokenizer`, `RemoveLongFilter`, `LowerCaser` and filters of ours, and that chain was a
 /// seventh of ingest CPU). The words are exactly the chain's, as partitions written by it are
@@ -136,6 +195,8 @@ fn is_hex_byte(b: u8) -> bool {
 struct Words {
     cut: Cut,
     distinct: bool,
+    /// Whether the pieces of ids and runs are passed (else only the marks).
+    pieces: bool,
     /// The distinct words of the current text, kept between texts so their memory is reused.
     seen: Seen,
 }
@@ -145,7 +206,15 @@ impl Words {
         Words {
             cut,
             distinct,
+            pieces: true,
             seen: Seen::default(),
+        }
+    }
+
+    fn without_pieces(self) -> Words {
+        Words {
+            pieces: false,
+            ..self
         }
     }
 }
@@ -199,6 +268,7 @@ impl Tokenizer for Words {
             in_word: (self.cut == Cut::IdsAndRuns).then(String::new),
             in_word_at: 0,
             mark_runs: self.cut == Cut::IdsAndRuns,
+            pieces: self.pieces,
             next_piece: None,
             marked: false,
             marked_long: false,
@@ -222,6 +292,8 @@ struct WordStream<'a> {
     in_word_at: usize,
     /// Whether [`RUNS_CUT`] is yet to be emitted for this text.
     mark_runs: bool,
+    /// Whether pieces are passed.
+    pieces: bool,
     next_piece: Option<usize>,
     /// Whether [`HAS_IDS`] was emitted for this text.
     marked: bool,
@@ -323,7 +395,7 @@ impl WordStream<'_> {
         let (Some(at), Some(id)) = (self.next_piece, &self.id) else {
             return false;
         };
-        if at >= id.len() {
+        if at >= id.len() || !self.pieces {
             self.next_piece = None;
             return false;
         }
@@ -471,10 +543,8 @@ mod tests {
 
     #[test]
     fn blocks_cut_hex_runs_inside_words_and_are_marked() {
-        let words = texts(
-            block_analyzer(),
-            "x=Req0123456789ABCDEFz ok beef-1234 g12345678h87654321x",
-        );
+        let text = "x=Req0123456789ABCDEFz ok beef-1234 g12345678h87654321x";
+        let words = texts(block_analyzer_v3(), text);
         let expect = [
             "#runs",
             "req0123456789abcdefz",
@@ -488,6 +558,36 @@ mod tests {
             "8765",
         ];
         assert_eq!(words, expect);
+        // v4 keeps the marks; the pieces, one every 4 bytes, go to the bloom filter.
+        let words = texts(block_analyzer(), text);
+        let expect = [
+            "#runs",
+            "req0123456789abcdefz",
+            "#ids",
+            "beef",
+            "1234",
+            "g12345678h87654321x",
+        ];
+        assert_eq!(words, expect);
+        let mut pieces = Vec::new();
+        bloom_pieces(text, |p| pieces.push(String::from_utf8(p.to_vec()).unwrap()));
+        let expect = ["0123", "4567", "89ab", "cdef", "1234", "5678", "8765", "4321"];
+        assert_eq!(pieces, expect);
+    }
+
+    #[test]
+    fn bloom_pieces_leave_out_words_too_long_to_index() {
+        let pieces = |text: &str| {
+            let mut out = Vec::new();
+            bloom_pieces(text, |p| out.push(String::from_utf8(p.to_vec()).unwrap()));
+            out
+        };
+        // Runs in words of 255 bytes and of 256, the first cut short by a non-ASCII letter.
+        let word = |len: usize| format!("é{}0123456789ab", "x".repeat(len - 14));
+        assert_eq!(pieces(&format!("a {} b", word(255))), ["0123", "4567", "89ab"]);
+        assert!(pieces(&format!("a {} b", word(256))).is_empty());
+        let long = format!("{}-deadbeef", "0123456789g".repeat(40));
+        assert_eq!(pieces(&long), ["dead", "beef"]);
     }
 }
 
@@ -520,12 +620,14 @@ mod same_as_tantivy {
         all
     }
 
-    /// Ids and runs cut, texts marked and repeats dropped, one step at a time.
-    fn model(text: &str, cut: Cut, distinct: bool) -> Vec<String> {
+    /// Ids and runs cut (their pieces passed if `pieces`), texts marked and repeats dropped,
+    /// one step at a time.
+    fn model(text: &str, cut: Cut, distinct: bool, pieces: bool) -> Vec<String> {
         let cut_ids = cut != Cut::Nothing;
         let pieces = |id: &str| -> Vec<String> {
             (0..id.len())
                 .step_by(STRIDE)
+                .filter(|_| pieces)
                 .map(|at| id[at..(at + CHUNK).min(id.len())].to_string())
                 .collect()
         };
@@ -571,6 +673,20 @@ mod same_as_tantivy {
         out
     }
 
+    /// The pieces of a v4 block's bloom filter: every whole piece of the hex runs of at least
+    /// an id's length in the chain's words (an id is a run).
+    fn bloom_model(text: &str) -> Vec<String> {
+        let hex = |c: char| c.is_ascii_digit() || ('a'..='f').contains(&c);
+        let mut out = Vec::new();
+        for (word, ..) in chain(text) {
+            for run in word.split(|c| !hex(c)).filter(|run| run.len() >= MIN_ID_BYTES) {
+                let starts = (0..=run.len() - CHUNK).step_by(BLOOM_STRIDE);
+                out.extend(starts.map(|at| run[at..at + CHUNK].to_string()));
+            }
+        }
+        out
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(600))]
 
@@ -584,17 +700,22 @@ mod same_as_tantivy {
         ) {
             let text: String = parts.concat();
             proptest::prop_assert_eq!(tokens(&mut words(), &text), chain(&text));
+            let mut pieces = Vec::new();
+            bloom_pieces(&text, |p| pieces.push(String::from_utf8(p.to_vec()).unwrap()));
+            proptest::prop_assert_eq!(pieces, bloom_model(&text));
             let mut a = analyzer();
             let mut block = block_analyzer();
+            let mut v3 = block_analyzer_v3();
             let mut before_runs = block_analyzer_of_old(true);
             let mut whole = block_analyzer_of_old(false);
             // The analyzers are reused across texts, as tantivy does.
             for _ in 0..texts {
                 let texts_of = |a: &mut TextAnalyzer| tokens(a, &text).into_iter().map(|t| t.0).collect::<Vec<_>>();
-                proptest::prop_assert_eq!(texts_of(&mut a), model(&text, Cut::Ids, false));
-                proptest::prop_assert_eq!(texts_of(&mut block), model(&text, Cut::IdsAndRuns, true));
-                proptest::prop_assert_eq!(texts_of(&mut before_runs), model(&text, Cut::Ids, true));
-                proptest::prop_assert_eq!(texts_of(&mut whole), model(&text, Cut::Nothing, true));
+                proptest::prop_assert_eq!(texts_of(&mut a), model(&text, Cut::Ids, false, true));
+                proptest::prop_assert_eq!(texts_of(&mut block), model(&text, Cut::IdsAndRuns, true, false));
+                proptest::prop_assert_eq!(texts_of(&mut v3), model(&text, Cut::IdsAndRuns, true, true));
+                proptest::prop_assert_eq!(texts_of(&mut before_runs), model(&text, Cut::Ids, true, true));
+                proptest::prop_assert_eq!(texts_of(&mut whole), model(&text, Cut::Nothing, true, true));
             }
         }
     }

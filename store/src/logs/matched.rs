@@ -62,11 +62,7 @@ impl Weight for Matched {
             .get(&reader.segment_id())
             .cloned()
             .unwrap_or_else(|| Arc::new([]));
-        Ok(Box::new(Docs {
-            docs,
-            at: 0,
-            score: boost,
-        }))
+        Ok(Box::new(Docs::new(docs, boost)))
     }
 
     fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
@@ -79,11 +75,17 @@ impl Weight for Matched {
     }
 }
 
-/// The scorer of one segment's [`Matched`] documents.
-struct Docs {
+/// A scorer of documents found beforehand, ascending: one segment's [`Matched`] documents.
+pub(super) struct Docs {
     docs: Arc<[DocId]>,
     at: usize,
     score: Score,
+}
+
+impl Docs {
+    pub(super) fn new(docs: Arc<[DocId]>, score: Score) -> Docs {
+        Docs { docs, at: 0, score }
+    }
 }
 
 impl DocSet for Docs {

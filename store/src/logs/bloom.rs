@@ -1,0 +1,263 @@
+//! Bloom filters of the id pieces of v4 blocks, and the queries that read them.
+//!
+//! Ids are unique, so their pieces were most of the postings, and adding each a lookup in a
+//! term table too large for the cache: most of the store's ingest CPU. A needle only ever asks
+//! whether a block holds a piece, which a filter of the block's own answers at a fraction of
+//! the cost to write, with a few false positives that the substring check drops.
+//!
+//! # Format (log schema v4)
+//!
+//! A block's filter is its `bloom` fast field: `n` u64 values, in order, of `m = 64 n` bits;
+//! bit `b` is bit `b % 64` of value `b / 64`. `n = ceil(p * BITS_PER_PIECE / 64)` for the
+//! block's `p` pieces ([`words::bloom_pieces`], repeats counted); a block without pieces has no
+//! values. A piece's hash is `h = xxh3_64(piece)` (its 4 bytes, lowercased); its [`K`] bits are
+//! `b_i = (b_0 + i * step) % m` for `i` in `0..K`, where `b_0 = (h1 * m) >> 32`,
+//! `step = ((h2 * (m - 1)) >> 32) + 1`, `h1 = h & 0xffff_ffff` and `h2 = h >> 32` (double
+//! hashing, each hash mapped into `0..m` by a multiply: no division, and no step of 0).
+//!
+//! With [`BITS_PER_PIECE`] = 10 and [`K`] = 7, about 0.8% of blocks without a piece pass for
+//! it; a needle of 11 hex digits or more holds two pieces, wherever it starts in an id.
+
+use tantivy::query::{EnableScoring, Explanation, Query, Scorer, Weight};
+use tantivy::{DocId, Score, SegmentReader};
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::matched::Docs;
+use crate::words;
+
+/// The fast field holding a block's filter.
+pub(crate) const FIELD: &str = "bloom";
+/// Filter bits per piece.
+const BITS_PER_PIECE: usize = 10;
+/// Bits set per piece.
+const K: usize = 7;
+
+/// The hash of a piece.
+pub(crate) fn hash(piece: &[u8]) -> u64 {
+    xxh3_64(piece)
+}
+
+/// The bits of the piece hashed `h` in a filter of `m` bits (`m` a multiple of 64).
+fn bits(h: u64, m: u64) -> impl Iterator<Item = u64> {
+    let (h1, h2) = (h & 0xffff_ffff, h >> 32);
+    let step = ((h2 * (m - 1)) >> 32) + 1;
+    // `b + step < 2m`: a subtraction wraps it.
+    let next = move |b: &u64| Some(if b + step >= m { b + step - m } else { b + step });
+    std::iter::successors(Some((h1 * m) >> 32), next).take(K)
+}
+
+/// The filter of the pieces in `text`, as its `bloom` values. `hashes` is scratch space,
+/// kept by the caller so its memory is reused.
+pub(crate) fn build(text: &str, hashes: &mut Vec<u64>) -> Vec<u64> {
+    hashes.clear();
+    words::bloom_pieces(text, |piece| hashes.push(hash(piece)));
+    let mut words = vec![0u64; (hashes.len() * BITS_PER_PIECE).div_ceil(64)];
+    let m = 64 * words.len() as u64;
+    for &h in hashes.iter() {
+        for b in bits(h, m) {
+            words[(b / 64) as usize] |= 1 << (b % 64);
+        }
+    }
+    words
+}
+
+/// Whether the filter of `n` values, read by `word`, may hold every piece of `hashes`.
+fn may_hold(n: u32, word: impl Fn(u32) -> u64, hashes: &[u64]) -> bool {
+    let m = 64 * u64::from(n);
+    n > 0
+        && hashes
+            .iter()
+            .all(|&h| bits(h, m).all(|b| word((b / 64) as u32) & (1 << (b % 64)) != 0))
+}
+
+/// Blocks whose filter may hold all the pieces of one of the `alternatives` (piece hashes).
+#[derive(Debug, Clone)]
+pub(crate) struct Bloom {
+    alternatives: Vec<Vec<u64>>,
+}
+
+impl Bloom {
+    /// Blocks that may hold `fragment` inside an id or hex run (at its start with `at_start`):
+    /// for each offset of the fragment from a piece's start, the whole pieces it holds. `None`
+    /// if at some offset it holds none.
+    pub(crate) fn of_fragment(fragment: &str, at_start: bool) -> Option<Bloom> {
+        let offsets = if at_start { 0..1 } else { 0..words::BLOOM_STRIDE };
+        let mut alternatives = Vec::new();
+        for offset in offsets {
+            let first = (words::BLOOM_STRIDE - offset) % words::BLOOM_STRIDE;
+            let starts = (first..).step_by(words::BLOOM_STRIDE);
+            let hashes: Vec<u64> = starts
+                .take_while(|at| at + words::CHUNK <= fragment.len())
+                .map(|at| hash(&fragment.as_bytes()[at..at + words::CHUNK]))
+                .collect();
+            if hashes.is_empty() {
+                return None;
+            }
+            alternatives.push(hashes);
+        }
+        Some(Bloom { alternatives })
+    }
+
+    fn docs(&self, reader: &SegmentReader) -> tantivy::Result<Vec<DocId>> {
+        let Some(column) = reader.fast_fields().column_opt::<u64>(FIELD)? else {
+            // No block of the segment has pieces.
+            return Ok(Vec::new());
+        };
+        let mut docs = Vec::new();
+        for doc in 0..reader.max_doc() {
+            let rows = column.index.value_row_ids(doc);
+            let n = rows.end - rows.start;
+            let word = |i: u32| column.values.get_val(rows.start + i);
+            if self.alternatives.iter().any(|hashes| may_hold(n, word, hashes)) {
+                docs.push(doc);
+            }
+        }
+        Ok(docs)
+    }
+}
+
+impl Query for Bloom {
+    fn weight(&self, _: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
+        Ok(Box::new(self.clone()))
+    }
+}
+
+impl Weight for Bloom {
+    fn scorer(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
+        Ok(Box::new(Docs::new(self.docs(reader)?.into(), boost)))
+    }
+
+    fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
+        if self.docs(reader)?.contains(&doc) {
+            Ok(Explanation::new("its bloom filter may hold the pieces", 1.0))
+        } else {
+            Err(tantivy::TantivyError::InvalidArgument(format!(
+                "document {doc} does not match: its bloom filter holds none of the alternatives"
+            )))
+        }
+    }
+}
+
+/// A query for the pieces of ids: `filters` on segments of v4 partitions, which keep pieces in
+/// bloom filters, and `postings` on older ones, which index them as words.
+#[derive(Debug)]
+pub(crate) struct Pieces {
+    pub(crate) filters: Box<dyn Query>,
+    pub(crate) postings: Box<dyn Query>,
+}
+
+impl Clone for Pieces {
+    fn clone(&self) -> Pieces {
+        Pieces {
+            filters: self.filters.box_clone(),
+            postings: self.postings.box_clone(),
+        }
+    }
+}
+
+impl Query for Pieces {
+    fn weight(&self, scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
+        Ok(Box::new(PiecesWeight {
+            filters: self.filters.weight(scoring)?,
+            postings: self.postings.weight(scoring)?,
+        }))
+    }
+}
+
+struct PiecesWeight {
+    filters: Box<dyn Weight>,
+    postings: Box<dyn Weight>,
+}
+
+impl PiecesWeight {
+    fn of(&self, reader: &SegmentReader) -> &dyn Weight {
+        match reader.schema().get_field(FIELD) {
+            Ok(_) => &*self.filters,
+            Err(_) => &*self.postings,
+        }
+    }
+}
+
+impl Weight for PiecesWeight {
+    fn scorer(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
+        self.of(reader).scorer(reader, boost)
+    }
+
+    fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
+        self.of(reader).explain(reader, doc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter_of(pieces: &[&[u8; 4]]) -> Vec<u64> {
+        let text: Vec<String> = pieces
+            .iter()
+            .map(|p| format!("{}0000", std::str::from_utf8(&p[..]).unwrap()))
+            .collect();
+        let mut scratch = Vec::new();
+        build(&text.join(" "), &mut scratch)
+    }
+
+    fn holds(filter: &[u64], pieces: &[&[u8]]) -> bool {
+        let hashes: Vec<u64> = pieces.iter().map(|p| hash(p)).collect();
+        may_hold(filter.len() as u32, |i| filter[i as usize], &hashes)
+    }
+
+    #[test]
+    fn a_filter_holds_its_pieces_and_few_others() {
+        // 500 ids of 8 hex digits: 1000 pieces.
+        let ids: Vec<String> = (0..500u32)
+            .map(|i| format!("{:08x}", i.wrapping_mul(2_654_435_761)))
+            .collect();
+        let mut scratch = Vec::new();
+        let filter = build(&ids.join(" "), &mut scratch);
+        assert_eq!(filter.len(), (1000 * BITS_PER_PIECE).div_ceil(64));
+        for id in &ids {
+            assert!(
+                holds(&filter, &[&id.as_bytes()[..4], &id.as_bytes()[4..]]),
+                "{id}"
+            );
+        }
+        let others = (0..65_536u32)
+            .map(|p| format!("{p:04x}"))
+            .filter(|p| {
+                !ids.iter()
+                    .any(|id| id.starts_with(p.as_str()) || id.ends_with(p.as_str()))
+            })
+            .collect::<Vec<_>>();
+        let passed = others.iter().filter(|p| holds(&filter, &[p.as_bytes()])).count();
+        let rate = passed as f64 / others.len() as f64;
+        assert!(rate < 0.015, "false positive rate {rate}");
+    }
+
+    #[test]
+    fn a_block_without_pieces_holds_none() {
+        let mut scratch = Vec::new();
+        assert!(build("no ids here 1234567", &mut scratch).is_empty());
+        assert!(!holds(&[], &[b"1234"]));
+        let filter = filter_of(&[b"beef"]);
+        assert!(holds(&filter, &[b"beef"]) && holds(&filter, &[b"0000"]));
+    }
+
+    /// The hash and bit positions are part of the on-disk format: pinned (the values were
+    /// computed apart, with Python's `xxhash` package).
+    #[test]
+    fn the_bits_of_pieces_are_pinned() {
+        assert_eq!(hash(b"4bf9"), 0x0021_f20f_a699_1382);
+        let mut scratch = Vec::new();
+        assert_eq!(build("x 4BF90000 y", &mut scratch), [0x0040_ff01_0404_0010]);
+        let ids = "9e3779b1 3c6ef362 daa66d13 78dde6c4 17156075 b54cda26 538453d7";
+        let filter = build(ids, &mut scratch);
+        assert_eq!(
+            filter,
+            [
+                0x3484_d029_23f1_652e,
+                0x247c_1271_812d_8682,
+                0x1917_f426_cf5e_6b00
+            ]
+        );
+    }
+}
