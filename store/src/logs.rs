@@ -1,16 +1,17 @@
 //! Logs on disk: tantivy indexes per UTC day, fed from the WAL in sequence order.
 //!
-//! # Layout (version 3)
+//! # Layout (version 4)
 //!
 //! ```text
-//! <data_dir>/logs/v3/<YYYY-MM-DD>/      a tantivy index holding the lines whose time is that day
+//! <data_dir>/logs/v4/<YYYY-MM-DD>/      a tantivy index holding the lines whose time is that day
 //!     meta.json                         tantivy's; its commit payload is {"wal_seq": N}: every WAL
 //!                                       record with seq <= N is in this index
+//! <data_dir>/logs/v3/<YYYY-MM-DD>/      version 3 partitions (2026-12-01 to 02): read, never written
 //! <data_dir>/logs/v2/<YYYY-MM-DD>/      version 2 partitions (2026-12-01): read, never written
 //! <data_dir>/logs/v1/<YYYY-MM-DD>/      version 1 partitions (before 2026-12): read, never written
 //! ```
 //!
-//! Schema v3, one document per **block**: up to [`BLOCK_LINES`] lines (and about
+//! Schema v4, one document per **block**: up to [`BLOCK_LINES`] lines (and about
 //! [`BLOCK_BYTES`]) of one stream from one WAL record, all of one day. Postings are per block,
 //! so a word common to the block's lines is indexed once, not once per line: that was most
 //! of the indexing work when each line was a document.
@@ -21,11 +22,12 @@
 //! | `stream` | u64   | fast, stored            | FNV-1a 64 of the sorted `name=value\0` labels   |
 //! | `label`  | text  | raw terms               | one term `name=value` per stream label          |
 //! | `labels` | text  | stored                  | the stream labels as a JSON object              |
-//! | `line`   | text  | `obs_block_words`, stored | the lines, each followed by `\n`; each distinct word indexed once (`words.rs`) |
+//! | `line`   | text  | `obs_block_words_v4`, stored | the lines, each followed by `\n`; each distinct word indexed once, ids only by marks (`words.rs`) |
 //! | `meta`   | text  | stored                  | absent if no line has structured metadata, else each line's as JSON `[[[name, value]]]` (1) |
 //! | `bytes`  | u64   | fast                    | each line's length in bytes, in line order: where `line` is cut (lines may hold `\n`) |
 //! | `text`   | text  | stored                  | unused (v2's lines)                             |
 //! | `ts_min`, `ts_max` | i64 | fast          | the time of the block's first and last line      |
+//! | `bloom`  | u64   | fast                    | the bloom filter of the pieces of the block's ids (`logs/bloom.rs`) |
 //!
 //! (1) Without `detected_level`: it is derived from the line when read (`model.rs`). Lines
 //! stored before 2026-12 hold it.
@@ -38,6 +40,9 @@
 //! value of its own: reading them back was most of a needle search's time per block, and
 //! storing them a tenth of ingest; the times were also an eighth of the index.)
 //!
+//! Schema v3 was v4 but for: no `bloom`, and `line` tokenized by `obs_block_words`, which
+//! indexes the pieces of ids as words.
+//!
 //! Schema v2 was v3 but for: `ts` also stored, `line` not stored, each line stored as a `text`
 //! value and each line's metadata as a `meta` value (JSON `[[name, value]]` or empty).
 //!
@@ -45,15 +50,16 @@
 //! index it), `line` stored as well as indexed, `meta` only when the line has metadata, and
 //! no `text`, `ts_min` or `ts_max`.
 //!
-//! The fields all schemas share have the same ids, so one query answers all; `read.rs` reads
-//! each version's documents as blocks (a v1 document as a block of one line).
+//! The fields all schemas share have the same ids, so one query answers all (the pieces of a
+//! needle's ids are looked up in filters or postings, per segment: `logs/bloom.rs`); `read.rs`
+//! reads each version's documents as blocks (a v1 document as a block of one line).
 //!
 //! # Durability
 //!
 //! Partitioning, commit payloads and replay are `partitions.rs`'s: lines are added after their
 //! WAL record is durable, committed every [`COMMIT_INTERVAL`](crate::ingest::COMMIT_INTERVAL),
-//! and replay neither loses nor duplicates them. Records that v1 or v2 partitions already hold are
-//! not replayed into v3 ones.
+//! and replay neither loses nor duplicates them. Records that partitions of older versions
+//! already hold are not replayed into v4 ones.
 
 mod bloom;
 mod matched;
