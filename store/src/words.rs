@@ -150,19 +150,32 @@ fn is_hex_byte(b: u8) -> bool {
 /// words only around runs as long as an id, to leave out those in words too long to index.
 /// The runs are the tokenizer's: a hex run of a lowercased word is a run of ASCII hex digits
 /// as written (no other char lowercases to one), and a word holds the hex runs it touches.
+///
+/// Most bytes are not looked at: a run as long as an id holds one of every [`MIN_ID_BYTES`]
+/// bytes, so only those are, and runs are grown from the ones that are hex digits.
 pub(crate) fn bloom_pieces(text: &str, mut piece: impl FnMut(&[u8; CHUNK])) {
     let bytes = text.as_bytes();
+    let hex = |at: usize| bytes[at].is_ascii_hexdigit();
     // The word of the last run as long as an id: where it ends, and whether it is indexed.
     let (mut word_end, mut indexed) = (0, false);
-    let mut at = 0;
-    while at < bytes.len() {
-        while at < bytes.len() && !bytes[at].is_ascii_hexdigit() {
+    // Every byte before `probe` not yet grown into a run is not in a run as long as an id.
+    let mut probe = 0;
+    while probe < bytes.len() {
+        if !hex(probe) {
+            probe += MIN_ID_BYTES;
+            continue;
+        }
+        // The byte before the last probe was not hex, or ended a run: growing stops there.
+        let mut from = probe;
+        while from > 0 && hex(from - 1) {
+            from -= 1;
+        }
+        let mut at = probe + 1;
+        while at < bytes.len() && hex(at) {
             at += 1;
         }
-        let from = at;
-        while at < bytes.len() && bytes[at].is_ascii_hexdigit() {
-            at += 1;
-        }
+        // `at` is not hex: the next run starts after it.
+        probe = at + 1;
         if at - from < MIN_ID_BYTES {
             continue;
         }
