@@ -727,10 +727,13 @@ mod tests {
         idx.commit(lines.len() as u64).unwrap();
     }
 
+    /// A kind of partition: its name, version and tokenizer setup.
+    type Era = (&'static str, Version, fn(&Index));
+
     /// Partitions of each version and tokenizer era, newest first: v4 (pieces in bloom
     /// filters), v3 (pieces in postings), v3 with hex runs inside words not cut (before
     /// 2026-12-02), v3 with ids whole too (before 2026-12-01).
-    const ERAS: [(&str, Version, fn(&Index)); 4] = [
+    const ERAS: [Era; 4] = [
         ("bloom", Version::V4, setup),
         ("pieces", Version::V3, setup),
         ("runs whole", Version::V3, runs_whole),
