@@ -1014,6 +1014,27 @@ mod tests {
         }
     }
 
+    /// After an upgrade, a day has a v3 partition (pieces in postings) and a v4 one (pieces in
+    /// filters): one hint finds ids in both.
+    #[test]
+    fn needle_hints_find_ids_across_v3_and_v4_partitions_of_a_day() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = LogIndex::open_with(dir.path(), setup, Version::V3).unwrap();
+        apply_each(&old, &[(1, "a 4bf92f3577b34da6 x"), (2, "b 0123456789abcdef")]);
+        drop(old);
+        let idx = LogIndex::open(dir.path()).unwrap();
+        let lines = [(3, "c 4bf92f3577b34da6 y"), (4, "d fedcba9876543210")];
+        for (i, line) in lines.iter().enumerate() {
+            idx.apply(3 + i as u64, &batch(&[("job", "a")], &[*line]))
+                .unwrap();
+        }
+        idx.commit(4).unwrap();
+        assert_eq!(idx.searchers(0, DAY_NS).len(), 2);
+        assert_eq!(candidates(&idx, "92f3577b34d"), [1, 3]);
+        assert_eq!(candidates(&idx, "0123456789abcdef"), [2]);
+        assert_eq!(candidates(&idx, "ba98765432"), [4]);
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
         /// A hint never leaves out a line that holds the needle, whatever ids (or words too
