@@ -64,6 +64,11 @@ pub(crate) fn build(text: &str, hashes: &mut Vec<u64>) -> Vec<u64> {
 /// Whether the filter of `n` values, read by `word`, may hold every piece of `hashes`.
 fn may_hold(n: u32, word: impl Fn(u32) -> u64, hashes: &[u64]) -> bool {
     let m = 64 * u64::from(n);
+    if m > u64::from(u32::MAX) {
+        // Past what a block of a request's size gets (bits are computed in 64 bits from 32-bit
+        // hashes): a damaged index. Keep the block; its lines are still checked.
+        return true;
+    }
     n > 0
         && hashes
             .iter()
