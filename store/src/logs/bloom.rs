@@ -247,6 +247,13 @@ mod tests {
         assert!(holds(&filter, &[b"beef"]) && holds(&filter, &[b"0000"]));
     }
 
+    #[test]
+    fn a_filter_longer_than_any_block_gets_holds_everything() {
+        let empty = |_| 0;
+        assert!(!may_hold(1 << 20, empty, &[hash(b"beef")]));
+        assert!(may_hold(1 << 26, empty, &[hash(b"beef")]));
+    }
+
     /// The hash and bit positions are part of the on-disk format: pinned (the values were
     /// computed apart, with Python's `xxhash` package).
     #[test]
