@@ -1,7 +1,7 @@
 //! Bloom filters of the id pieces of v4 blocks, and the queries that read them.
 //!
-//! Ids are unique, so their pieces were most of the postings, and adding each a lookup in a
-//! term table too large for the cache: most of the store's ingest CPU. A needle only ever asks
+//! Ids are unique, so their pieces were most of the postings, and adding each posting meant a
+//! lookup in a term table too large for the cache: most of the store's ingest CPU. A needle only ever asks
 //! whether a block holds a piece, which a filter of the block's own answers at a fraction of
 //! the cost to write, with a few false positives that the substring check drops.
 //!
@@ -16,7 +16,10 @@
 //! hashing, each hash mapped into `0..m` by a multiply: no division, and no step of 0).
 //!
 //! With [`BITS_PER_PIECE`] = 10 and [`K`] = 7, about 0.8% of blocks without a piece pass for
-//! it; a needle of 11 hex digits or more holds two pieces, wherever it starts in an id.
+//! it; a needle of 11 hex digits or more holds two pieces, wherever it starts in an id. A
+//! reader takes `m` from the number of values, so `BITS_PER_PIECE` may change without a new
+//! version; `K`, the hash and the bits may not (`the_bits_of_pieces_are_pinned`, and the
+//! `store-v4` golden fixture).
 
 use tantivy::query::{EnableScoring, Explanation, Query, Scorer, Weight};
 use tantivy::{DocId, Score, SegmentReader};
