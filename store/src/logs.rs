@@ -181,16 +181,12 @@ fn schema(version: Version) -> (Schema, Fields) {
         bytes: b.add_u64_field("bytes", FAST),
         // Fields since v2 (`text` only in v2): placeholders in v1, whose fields are never
         // written.
-        text: not_in_v1(v1, || b.add_text_field("text", STORED)),
-        ts_min: not_in_v1(v1, || b.add_i64_field("ts_min", FAST)),
-        ts_max: not_in_v1(v1, || b.add_i64_field("ts_max", FAST)),
+        text: only_if(!v1, || b.add_text_field("text", STORED)),
+        ts_min: only_if(!v1, || b.add_i64_field("ts_min", FAST)),
+        ts_max: only_if(!v1, || b.add_i64_field("ts_max", FAST)),
         bloom: only_if(version >= Version::V4, || b.add_u64_field(bloom::FIELD, FAST)),
     };
     (b.build(), fields)
-}
-
-fn not_in_v1(v1: bool, add: impl FnOnce() -> Field) -> Field {
-    only_if(!v1, add)
 }
 
 /// The field `add` adds, or if not `present` a placeholder (never written).

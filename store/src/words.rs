@@ -582,25 +582,25 @@ mod tests {
             "g12345678h87654321x",
         ];
         assert_eq!(words, expect);
-        let mut pieces = Vec::new();
-        bloom_pieces(text, |p| pieces.push(String::from_utf8(p.to_vec()).unwrap()));
         let expect = ["0123", "4567", "89ab", "cdef", "1234", "5678", "8765", "4321"];
-        assert_eq!(pieces, expect);
+        assert_eq!(pieces_of(text), expect);
+    }
+
+    /// [`bloom_pieces`] of `text`, in order.
+    pub(super) fn pieces_of(text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        bloom_pieces(text, |p| out.push(String::from_utf8(p.to_vec()).unwrap()));
+        out
     }
 
     #[test]
     fn bloom_pieces_leave_out_words_too_long_to_index() {
-        let pieces = |text: &str| {
-            let mut out = Vec::new();
-            bloom_pieces(text, |p| out.push(String::from_utf8(p.to_vec()).unwrap()));
-            out
-        };
         // Runs in words of 255 bytes and of 256, the first cut short by a non-ASCII letter.
         let word = |len: usize| format!("é{}0123456789ab", "x".repeat(len - 14));
-        assert_eq!(pieces(&format!("a {} b", word(255))), ["0123", "4567", "89ab"]);
-        assert!(pieces(&format!("a {} b", word(256))).is_empty());
+        assert_eq!(pieces_of(&format!("a {} b", word(255))), ["0123", "4567", "89ab"]);
+        assert!(pieces_of(&format!("a {} b", word(256))).is_empty());
         let long = format!("{}-deadbeef", "0123456789g".repeat(40));
-        assert_eq!(pieces(&long), ["dead", "beef"]);
+        assert_eq!(pieces_of(&long), ["dead", "beef"]);
     }
 }
 
@@ -713,9 +713,7 @@ mod same_as_tantivy {
         ) {
             let text: String = parts.concat();
             proptest::prop_assert_eq!(tokens(&mut words(), &text), chain(&text));
-            let mut pieces = Vec::new();
-            bloom_pieces(&text, |p| pieces.push(String::from_utf8(p.to_vec()).unwrap()));
-            proptest::prop_assert_eq!(pieces, bloom_model(&text));
+            proptest::prop_assert_eq!(super::tests::pieces_of(&text), bloom_model(&text));
             let mut a = analyzer();
             let mut block = block_analyzer();
             let mut v3 = block_analyzer_v3();
