@@ -1,7 +1,8 @@
 //! Golden tests for the on-disk formats as a whole: `tests/fixtures/store-vN/` is a data dir
 //! written by format version N (`store-v1`: WAL v1, log schema v1, trace schema v1;
 //! `store-v2`: log schema v2; `store-v3`: log schema v3; `store-v4`: log schema v4, and lines
-//! with an id, found by a needle through the bloom filters): committed lines and spans, plus one
+//! with an id, found by a needle through the bloom filters; `store-v5`: log schema v5, and a
+//! line with numbers, found through the filters too): committed lines and spans, plus one
 //! WAL record written after the last commit. Every later version must open each of them,
 //! replay that record, and answer the same queries.
 //!
@@ -26,9 +27,11 @@ const LONG: Duration = Duration::from_secs(200 * 365 * 86400);
 const T0: i64 = 1_767_225_600_000_000_000;
 
 /// The fixtures, oldest first; the last is the current version's.
-const FIXTURES: [&str; 4] = ["store-v1", "store-v2", "store-v3", "store-v4"];
+const FIXTURES: [&str; 5] = ["store-v1", "store-v2", "store-v3", "store-v4", "store-v5"];
 /// A line with an id, in fixtures from `store-v4` on.
 const ID_LINE: &str = "req 4bf92f3577b34da6a3ce929d0e0e4736 done";
+/// A line with numbers, in fixtures from `store-v5` on.
+const NUMBER_LINE: &str = "took 48213 us for user 7395061";
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -85,7 +88,7 @@ async fn write_fixture(dir: &Path) {
         .await
         .unwrap();
     engine
-        .ingest_logs(logs("ids", &[ID_LINE, "req other"]))
+        .ingest_logs(logs("ids", &[ID_LINE, "req other", NUMBER_LINE]))
         .await
         .unwrap();
     engine.ingest_spans(spans()).await.unwrap();
@@ -166,6 +169,14 @@ fn opens_replays_and_answers(name: &str) {
             assert_eq!(found, [ID_LINE], "{name}: needle {needle}");
         }
     }
+    if name >= "store-v5" {
+        // Numbers are found by their windows in the filters (needles that start at a word's
+        // start: no fallback to every block with ids).
+        for needle in ["took 48213 us", "user 739506", " 7395061"] {
+            let found = q(&format!(r#"{{job="ids"}} |= "{needle}""#));
+            assert_eq!(found, [NUMBER_LINE], "{name}: needle {needle}");
+        }
+    }
     let trace = engine.traces().trace(&"ab".repeat(16), 10).unwrap();
     let names: Vec<&str> = trace.iter().map(|s| s.span().name.as_str()).collect();
     assert_eq!(names.len(), 2);
@@ -182,15 +193,15 @@ fn opens_replays_and_answers(name: &str) {
 
 #[tokio::test]
 async fn old_log_partitions_count_on_disk_and_go_with_retention() {
-    for old in ["v1", "v2", "v3"] {
+    for old in ["v1", "v2", "v3", "v4"] {
         let dir = tempfile::tempdir().unwrap();
         copy_dir(&fixture(&format!("store-{old}")), dir.path());
         let (engine, _) = Engine::open(dir.path(), RETENTION).unwrap();
         let logs = engine.logs();
-        // The committed lines are in an old partition; the replayed record went to a v4 one.
+        // The committed lines are in an old partition; the replayed record went to a v5 one.
         let old_part = dir.path().join("logs").join(old).join("2026-01-01");
         assert!(old_part.is_dir(), "{old}");
-        assert!(dir.path().join("logs/v4/2026-01-01").is_dir(), "{old}");
+        assert!(dir.path().join("logs/v5/2026-01-01").is_dir(), "{old}");
         assert_eq!(logs.disk_usage().0, 2, "{old}");
         assert_eq!(logs.drop_before(T0 + 86_400_000_000_000).unwrap(), 2, "{old}");
         assert_eq!(logs.disk_usage().0, 0, "{old}");

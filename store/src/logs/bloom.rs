@@ -1,32 +1,36 @@
-//! Bloom filters of the id pieces of v4 blocks, and the queries that read them.
+//! Bloom filters of the id pieces of v4 blocks (and the numbers' windows of v5 blocks), and the
+//! queries that read them.
 //!
 //! Ids are unique, so their pieces were most of the postings, and adding each posting meant a
-//! lookup in a term table too large for the cache: most of the store's ingest CPU. A needle only ever asks
+//! lookup in a term table too large for the cache: most of the store's ingest CPU. Numbers of
+//! 4 to 7 digits (sizes, durations, user ids) were the next largest part. A needle only ever asks
 //! whether a block holds a piece, which a filter of the block's own answers at a fraction of
 //! the cost to write, with a few false positives that the substring check drops.
 //!
-//! # Format (log schema v4)
+//! # Format (log schema v4 and v5)
 //!
 //! A block's filter is its `bloom` fast field: `n` u64 values, in order, of `m = 64 n` bits;
 //! bit `b` is bit `b % 64` of value `b / 64`. `n = ceil(p * BITS_PER_PIECE / 64)` for the
-//! block's `p` pieces ([`words::bloom_pieces`], repeats counted); a block without pieces has no
-//! values. A piece's hash is `h = xxh3_64(piece)` (its 4 bytes, lowercased); its [`K`] bits are
+//! block's `p` distinct piece hashes ([`words::bloom_pieces`]: in v5 also every 4-byte window
+//! of every number); a block without pieces has no values. (The first v4 stores counted
+//! repeated pieces too.) A piece's hash is `h = xxh3_64(piece)` (its 4 bytes, lowercased), a number's window's
+//! `xxh3_64` with seed 1 (so no id piece shares it); its [`K`] bits are
 //! `b_i = (b_0 + i * step) % m` for `i` in `0..K`, where `b_0 = (h1 * m) >> 32`,
 //! `step = ((h2 * (m - 1)) >> 32) + 1`, `h1 = h & 0xffff_ffff` and `h2 = h >> 32` (double
 //! hashing, each hash mapped into `0..m` by a multiply: no division, and no step of 0).
 //!
 //! With [`BITS_PER_PIECE`] = 10 and [`K`] = 7, about 0.8% of blocks without a piece pass for
 //! it; a needle of 11 hex digits or more holds two pieces, wherever it starts in an id. A
-//! reader takes `m` from the number of values, so `BITS_PER_PIECE` may change without a new
-//! version; `K`, the hash and the bits may not (`the_bits_of_pieces_are_pinned`, and the
-//! `store-v4` golden fixture).
+//! reader takes `m` from the number of values, so `BITS_PER_PIECE` and how pieces are counted
+//! may change without a new version; `K`, the hash and the bits may not
+//! (`the_bits_of_pieces_are_pinned`, and the `store-v4` and `store-v5` golden fixtures).
 
 use tantivy::query::{EnableScoring, Explanation, Query, Scorer, Weight};
 use tantivy::{DocId, Score, SegmentReader};
-use xxhash_rust::xxh3::xxh3_64;
+use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use super::matched::Docs;
-use crate::words;
+use crate::words::{self, Piece};
 
 /// The fast field holding a block's filter.
 pub(crate) const FIELD: &str = "bloom";
@@ -34,10 +38,18 @@ pub(crate) const FIELD: &str = "bloom";
 const BITS_PER_PIECE: usize = 10;
 /// Bits set per piece.
 const K: usize = 7;
+/// The hash seed of numbers' windows.
+const NUMBER_SEED: u64 = 1;
 
-/// The hash of a piece.
+/// The hash of a piece of an id.
 pub(crate) fn hash(piece: &[u8]) -> u64 {
     xxh3_64(piece)
+}
+
+/// The hash of a window of a number: seeded apart from ids' pieces, so that a needle looked up
+/// in ids does not pass every block with a number that shares 4 digits with it.
+fn hash_window(window: &[u8]) -> u64 {
+    xxh3_64_with_seed(window, NUMBER_SEED)
 }
 
 /// The bits of the piece hashed `h` in a filter of `m` bits (`m` a multiple of 64).
@@ -49,11 +61,20 @@ fn bits(h: u64, m: u64) -> impl Iterator<Item = u64> {
     std::iter::successors(Some((h1 * m) >> 32), next).take(K)
 }
 
-/// The filter of the pieces in `text`, as its `bloom` values. `hashes` is scratch space,
-/// kept by the caller so its memory is reused.
-pub(crate) fn build(text: &str, hashes: &mut Vec<u64>) -> Vec<u64> {
+/// The filter of the pieces in `text` (and with `numbers`, its numbers' windows), as its
+/// `bloom` values. `hashes` is scratch space, kept by the caller so its memory is reused.
+pub(crate) fn build(text: &str, numbers: bool, hashes: &mut Vec<u64>) -> Vec<u64> {
     hashes.clear();
-    words::bloom_pieces(text, |piece| hashes.push(hash(piece)));
+    words::bloom_pieces(text, numbers, |piece, of| {
+        hashes.push(match of {
+            Piece::Id => hash(piece),
+            Piece::Number => hash_window(piece),
+        })
+    });
+    // A number such as a year is in most lines of a block: sized by the repeats, its filter
+    // was several times larger than it needs.
+    hashes.sort_unstable();
+    hashes.dedup();
     let mut words = vec![0u64; (hashes.len() * BITS_PER_PIECE).div_ceil(64)];
     let m = 64 * words.len() as u64;
     for &h in hashes.iter() {
@@ -85,6 +106,15 @@ pub(crate) struct Bloom {
 }
 
 impl Bloom {
+    /// Blocks that may hold `digits` (of [`words::CHUNK`] or more) inside a number: all its
+    /// windows.
+    pub(crate) fn of_number(digits: &str) -> Bloom {
+        let windows = digits.as_bytes().windows(words::CHUNK);
+        Bloom {
+            alternatives: vec![windows.map(hash_window).collect()],
+        }
+    }
+
     /// Blocks that may hold `fragment` inside an id or hex run (at its start with `at_start`):
     /// for each offset of the fragment from a piece's start, the whole pieces it holds. `None`
     /// if at some offset it holds none.
@@ -206,7 +236,7 @@ mod tests {
             .map(|p| format!("{}0000", std::str::from_utf8(&p[..]).unwrap()))
             .collect();
         let mut scratch = Vec::new();
-        build(&text.join(" "), &mut scratch)
+        build(&text.join(" "), false, &mut scratch)
     }
 
     fn holds(filter: &[u64], pieces: &[&[u8]]) -> bool {
@@ -221,7 +251,7 @@ mod tests {
             .map(|i| format!("{:08x}", i.wrapping_mul(2_654_435_761)))
             .collect();
         let mut scratch = Vec::new();
-        let filter = build(&ids.join(" "), &mut scratch);
+        let filter = build(&ids.join(" "), false, &mut scratch);
         assert_eq!(filter.len(), (1000 * BITS_PER_PIECE).div_ceil(64));
         for id in &ids {
             assert!(
@@ -244,7 +274,8 @@ mod tests {
     #[test]
     fn a_block_without_pieces_holds_none() {
         let mut scratch = Vec::new();
-        assert!(build("no ids here 1234567", &mut scratch).is_empty());
+        assert!(build("no ids here 1234567", false, &mut scratch).is_empty());
+        assert!(build("no numbers here 123 x1234", true, &mut scratch).is_empty());
         assert!(!holds(&[], &[b"1234"]));
         let filter = filter_of(&[b"beef"]);
         assert!(holds(&filter, &[b"beef"]) && holds(&filter, &[b"0000"]));
@@ -263,9 +294,16 @@ mod tests {
     fn the_bits_of_pieces_are_pinned() {
         assert_eq!(hash(b"4bf9"), 0x0021_f20f_a699_1382);
         let mut scratch = Vec::new();
-        assert_eq!(build("x 4BF90000 y", &mut scratch), [0x0040_ff01_0404_0010]);
+        assert_eq!(
+            build("x 4BF90000 y", false, &mut scratch),
+            [0x0040_ff01_0404_0010]
+        );
+        assert_eq!(hash_window(b"2026"), 0xb642_724c_05b9_1b38);
+        // v5: numbers' windows too, and each distinct piece once (5 pieces: 50 bits, 1 value).
+        let text = "t=2026 2026 n=12345 id=4BF90000";
+        assert_eq!(build(text, true, &mut scratch), [0xa860_ff25_2e24_9132]);
         let ids = "9e3779b1 3c6ef362 daa66d13 78dde6c4 17156075 b54cda26 538453d7";
-        let filter = build(ids, &mut scratch);
+        let filter = build(ids, false, &mut scratch);
         assert_eq!(
             filter,
             [

@@ -390,7 +390,7 @@ impl<'a> LineReader<'a> {
         let stream = doc.get_first(f.stream).and_then(|v| v.as_u64());
         let labels = json_or_default(text(f.labels));
         let (text, lines) = match self.version {
-            Version::V3 | Version::V4 => {
+            Version::V3 | Version::V4 | Version::V5 => {
                 let (ts, bytes) = self.columns(addr.segment_ord)?;
                 let mut metas: Vec<Vec<(String, String)>> = json_or_default(text(f.meta));
                 metas.resize_with(bytes.values_for_doc(addr.doc_id).count(), Vec::new);
