@@ -7,7 +7,7 @@
 //!
 //! Reports: log ingest MB/s (wall) and MB/s per core (the store process's own user+system CPU
 //! time, from /proc), bytes on disk per raw byte, needle-search latency over everything
-//! ingested (a rare word, a request id and a trace id), and spans ingested per second. Targets (design.md): ≥ 25 MB/s/core, < 100 ms needle
+//! ingested (a rare word, a request id, a trace id and a user id), and spans ingested per second. Targets (design.md): ≥ 25 MB/s/core, < 100 ms needle
 //! search over 1 GB, ≥ 100k spans/s on 2 cores.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -105,8 +105,9 @@ fn main() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut pushes: Vec<(Vec<u8>, usize)> = Vec::new();
     let (mut raw, mut n) = (0usize, 0usize);
-    // A request id (16 hex digits) and a trace id (32) from lines a third of the way in.
-    let (mut request_id, mut trace_id) = (None, None);
+    // A request id (16 hex digits), a trace id (32) and a user id (a number) from lines a
+    // third of the way in.
+    let (mut request_id, mut trace_id, mut user_id) = (None, None, None);
     let id_after =
         |l: &str, key: &str, len: usize| l.find(key).map(|at| l[at + key.len()..][..len].to_string());
     while raw < target {
@@ -120,6 +121,10 @@ fn main() {
             if n >= target / 400 {
                 request_id = request_id.or_else(|| id_after(&l, "request_id=", 16));
                 trace_id = trace_id.or_else(|| id_after(&l, r#""trace_id":""#, 32));
+                user_id = user_id.or_else(|| {
+                    let digits = l.split_once("user_id=")?.1.split(' ').next()?;
+                    Some(format!("user_id={digits}"))
+                });
             }
             bytes += l.len();
             values.push(serde_json::json!([(base + n as i64 * 1000).to_string(), l]));
@@ -194,6 +199,7 @@ fn main() {
         ("needle search", NEEDLE.to_string()),
         ("request id (16 hex) search", request_id.expect("a logfmt line")),
         ("trace id (32 hex) search", trace_id.expect("a JSON line")),
+        ("user id (number) search", user_id.expect("a logfmt line")),
     ];
     for (what, needle) in needles {
         let q = format!(
