@@ -164,7 +164,12 @@ fn opens_replays_and_answers(name: &str) {
     if name >= "store-v4" {
         // The hint of an id fragment looks only at blocks whose filter may hold its pieces: a
         // filter read differently than it was written would miss the line.
-        for needle in ["77b34da6a3ce", "4bf92f3577b34da6a3ce929d0e0e4736", "e0e4736 done"] {
+        for needle in [
+            "77b34da6a3ce",
+            "4bf92f3577b34da6a3ce929d0e0e4736",
+            "e0e4736 done",
+            "req 4bf92f",
+        ] {
             let found = q(&format!(r#"{{job="ids"}} |= "{needle}""#));
             assert_eq!(found, [ID_LINE], "{name}: needle {needle}");
         }

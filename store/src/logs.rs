@@ -1098,6 +1098,7 @@ mod tests {
             (5, "x 12345678 y"),
             (6, "status 500 unrelated"),
             (7, "v482 abc"),
+            (8, "span 00004821aaaabbbb"),
         ];
         for (kind, version, setup) in ERAS {
             let dir = tempfile::tempdir().unwrap();
@@ -1106,20 +1107,23 @@ mod tests {
             let hits = |needle: &str| candidates(&idx, needle);
             // Every era finds the lines; v5's hints are these exactly (older ones may keep a
             // few more, from the patterns of cut pieces). Fewer than 7 digits cut on the left
-            // may lie between two pieces of an id, so lines with ids (5) are candidates for them.
+            // may lie between two pieces of an id, so lines with ids (5, 8) are candidates for them.
             let cases: &[(&str, &[i64])] = &[
-                ("48213", &[1, 5]),
-                ("95061", &[2, 5]),
-                ("8443", &[3, 5]),
+                ("48213", &[1, 5, 8]),
+                ("95061", &[2, 5, 8]),
+                ("8443", &[3, 5, 8]),
+                // At a word's start: in v5, only ids that start with it (by their starts).
+                ("bytes=48213", &[1]),
+                ("=4821aa", &[]),
                 (" 8443 ", &[3]),
                 ("port 8443", &[3]),
                 ("year 2026", &[4]),
                 ("7395061", &[2]),
                 ("=739506", &[2]),
                 ("=7395", &[2]),
-                ("3456", &[5]),
+                ("3456", &[5, 8]),
                 ("1234ms", &[1]),
-                ("99999", &[5]),
+                ("99999", &[5, 8]),
                 ("=99999", &[]),
             ];
             let holding = |needle: &str| -> Vec<i64> {

@@ -34,7 +34,10 @@
 //! the indexing work. v5 postings hold a mark, [`HAS_NUMBERS`], instead; every 4-byte window
 //! of a number goes to the block's filter. A needle of 4 digits or more finds the numbers
 //! that hold it by its windows; one of 3 digits cut by the needle's edge, only by the mark.
-//! Numbers of 3 digits (status codes) are few and stay words.
+//! Numbers of 3 digits (status codes) are few and stay words. v5 filters also hold the first
+//! 5 bytes of each id and run (its start): a needle of 5 to 7 hex digits that starts a word
+//! (`user_id=48213`) holds only one whole piece, which a block's filter holds by chance far more
+//! often than that piece and the start together.
 //!
 //! **Hex runs inside longer words** (`req7f3a9c1e5b2d4a60`) of [`MIN_ID_BYTES`] or more are cut
 //! the same way, after the word itself, and every text is marked [`RUNS_CUT`] (since
@@ -176,13 +179,20 @@ pub(crate) enum Piece {
     Id,
     /// A number: the piece is one of its windows.
     Number,
+    /// The first [`START_BYTES`] bytes of an id or run (v5): with the first piece, they narrow
+    /// a needle that starts a word to the blocks with an id that starts with it.
+    Start,
 }
+
+/// The length of a [`Piece::Start`].
+pub(crate) const START_BYTES: usize = CHUNK + 1;
 
 /// Calls `piece` with each [`CHUNK`]-byte piece, lowercased, that starts a multiple of
 /// [`BLOOM_STRIDE`] bytes into an id or a hex run inside a longer word of `text` (the ids and
 /// runs [`block_analyzer_v3`] cuts, pieces left out only where shorter than a chunk), and with
-/// `numbers`, each [`CHUNK`]-byte window of each number ([`is_number`]), in text order, repeats
-/// included. These go to a v4 (v5 with `numbers`) block's bloom filter (`logs/bloom.rs`).
+/// `v5`, the [`Piece::Start`] of each (before its pieces) and each [`CHUNK`]-byte window of each
+/// number ([`is_number`]), in text order, repeats included. These go to a v4 (v5) block's bloom
+/// filter (`logs/bloom.rs`).
 ///
 /// A scan of its own rather than the tokenizer's: it looks for runs of hex digits, and at
 /// words only around runs as long as an id or a number, to leave out those in words too long
@@ -193,10 +203,10 @@ pub(crate) enum Piece {
 /// Most bytes are not looked at: a run as long as an id holds one of every [`MIN_ID_BYTES`]
 /// bytes (a number one of every [`MIN_NUMBER_BYTES`]), so only those are, and runs are grown
 /// from the ones that are hex digits.
-pub(crate) fn bloom_pieces(text: &str, numbers: bool, mut piece: impl FnMut(&[u8; CHUNK], Piece)) {
+pub(crate) fn bloom_pieces(text: &str, v5: bool, mut piece: impl FnMut(&[u8], Piece)) {
     let bytes = text.as_bytes();
     let hex = |at: usize| bytes[at].is_ascii_hexdigit();
-    let step = if numbers { MIN_NUMBER_BYTES } else { MIN_ID_BYTES };
+    let step = if v5 { MIN_NUMBER_BYTES } else { MIN_ID_BYTES };
     // The word of the last run as long as an id: where it ends, and whether it is indexed.
     let (mut word_end, mut indexed) = (0, false);
     // Every byte before `probe` not yet grown into a run is not in a run as long as an id.
@@ -219,13 +229,13 @@ pub(crate) fn bloom_pieces(text: &str, numbers: bool, mut piece: impl FnMut(&[u8
         probe = at + 1;
         if at - from < MIN_ID_BYTES {
             let run = &bytes[from..at];
-            if numbers
+            if v5
                 && run.len() >= MIN_NUMBER_BYTES
                 && run.iter().all(u8::is_ascii_digit)
                 && whole_word(text, from, at)
             {
                 for window in run.windows(CHUNK) {
-                    piece(window.try_into().expect("windows of CHUNK bytes"), Piece::Number);
+                    piece(window, Piece::Number);
                 }
             }
             continue;
@@ -236,6 +246,12 @@ pub(crate) fn bloom_pieces(text: &str, numbers: bool, mut piece: impl FnMut(&[u8
             let word_start = from - before.map(char::len_utf8).sum::<usize>();
             word_end = run_end(text, at, true).0;
             indexed = word_end - word_start < MAX_WORD_BYTES;
+        }
+        if indexed && v5 {
+            let mut lower = [0; START_BYTES];
+            lower.copy_from_slice(&bytes[from..from + START_BYTES]);
+            lower.make_ascii_lowercase();
+            piece(&lower, Piece::Start);
         }
         if indexed {
             for start in (from..=at - CHUNK).step_by(BLOOM_STRIDE) {
@@ -681,16 +697,26 @@ mod tests {
         assert_eq!(words, expect);
         let windows = ["#1234", "#2345", "#2026", "#1234", "#2345", "#3456", "#4567"];
         let pieces = ["1234", "5678"];
-        let all: Vec<&str> = windows.iter().chain(&pieces).copied().collect();
+        let all: Vec<&str> = windows
+            .iter()
+            .chain(&["^12345"])
+            .chain(&pieces)
+            .copied()
+            .collect();
         assert_eq!(pieces_of(text, true), all);
         assert_eq!(pieces_of(text, false), pieces);
     }
 
-    /// [`bloom_pieces`] of `text`, in order, a number's windows marked with a `#` before.
-    pub(super) fn pieces_of(text: &str, numbers: bool) -> Vec<String> {
+    /// [`bloom_pieces`] of `text`, in order, a number's windows marked with a `#` before and
+    /// starts with a `^`.
+    pub(super) fn pieces_of(text: &str, v5: bool) -> Vec<String> {
         let mut out = Vec::new();
-        bloom_pieces(text, numbers, |p, of| {
-            let mark = if of == Piece::Number { "#" } else { "" };
+        bloom_pieces(text, v5, |p, of| {
+            let mark = match of {
+                Piece::Id => "",
+                Piece::Number => "#",
+                Piece::Start => "^",
+            };
             out.push(format!("{mark}{}", std::str::from_utf8(p).unwrap()));
         });
         out
@@ -701,12 +727,12 @@ mod tests {
         // Runs in words of 255 bytes and of 256, the first cut short by a non-ASCII letter.
         let word = |len: usize| format!("é{}0123456789ab", "x".repeat(len - 14));
         assert_eq!(
-            pieces_of(&format!("a {} b", word(255)), true),
+            pieces_of(&format!("a {} b", word(255)), false),
             ["0123", "4567", "89ab"]
         );
         assert!(pieces_of(&format!("a {} b", word(256)), true).is_empty());
         let long = format!("{}-deadbeef", "0123456789g".repeat(40));
-        assert_eq!(pieces_of(&long, true), ["dead", "beef"]);
+        assert_eq!(pieces_of(&long, true), ["^deadb", "dead", "beef"]);
     }
 }
 
@@ -801,16 +827,19 @@ mod same_as_tantivy {
     }
 
     /// The pieces of a v4 block's bloom filter: every whole piece of the hex runs of at least
-    /// an id's length in the chain's words (an id is a run); with `numbers` (v5), also every
-    /// 4-byte window of the words of 4 to 7 ASCII digits.
-    fn bloom_model(text: &str, numbers: bool) -> Vec<String> {
+    /// an id's length in the chain's words (an id is a run); with `v5`, also each run's first 5
+    /// bytes and every 4-byte window of the words of 4 to 7 ASCII digits.
+    fn bloom_model(text: &str, v5: bool) -> Vec<String> {
         let hex = |c: char| c.is_ascii_digit() || ('a'..='f').contains(&c);
         let mut out = Vec::new();
         for (word, ..) in chain(text) {
-            if numbers && (4..8).contains(&word.len()) && word.chars().all(|c| c.is_ascii_digit()) {
+            if v5 && (4..8).contains(&word.len()) && word.chars().all(|c| c.is_ascii_digit()) {
                 out.extend((0..=word.len() - 4).map(|at| format!("#{}", &word[at..at + 4])));
             }
             for run in word.split(|c| !hex(c)).filter(|run| run.len() >= MIN_ID_BYTES) {
+                if v5 {
+                    out.push(format!("^{}", &run[..5]));
+                }
                 let starts = (0..=run.len() - CHUNK).step_by(BLOOM_STRIDE);
                 out.extend(starts.map(|at| run[at..at + CHUNK].to_string()));
             }

@@ -223,7 +223,7 @@ fn main() {
         }
         times.sort_by(f64::total_cmp);
         println!(
-            "{what} over {:.1} MB: median {:.1} ms (min {:.1}, max {:.1}); {lines_read} candidate lines read",
+            "{what} `{needle}` over {:.1} MB: median {:.1} ms (min {:.1}, max {:.1}); {lines_read} candidate lines read",
             mb,
             times[times.len() / 2],
             times[0],

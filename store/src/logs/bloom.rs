@@ -1,5 +1,5 @@
-//! Bloom filters of the id pieces of v4 blocks (and the numbers' windows of v5 blocks), and the
-//! queries that read them.
+//! Bloom filters of the id pieces of v4 blocks (and of the ids' starts and numbers' windows of
+//! v5 blocks), and the queries that read them.
 //!
 //! Ids are unique, so their pieces were most of the postings, and adding each posting meant a
 //! lookup in a term table too large for the cache: most of the store's ingest CPU. Numbers of
@@ -11,16 +11,18 @@
 //!
 //! A block's filter is its `bloom` fast field: `n` u64 values, in order, of `m = 64 n` bits;
 //! bit `b` is bit `b % 64` of value `b / 64`. `n = ceil(p * BITS_PER_PIECE / 64)` for the
-//! block's `p` distinct piece hashes ([`words::bloom_pieces`]: in v5 also every 4-byte window
-//! of every number); a block without pieces has no values. (The first v4 stores counted
-//! repeated pieces too.) A piece's hash is `h = xxh3_64(piece)` (its 4 bytes, lowercased), a number's window's
-//! `xxh3_64` with seed 1 (so no id piece shares it); its [`K`] bits are
+//! block's `p` distinct piece hashes ([`words::bloom_pieces`]: in v5 also the first 5 bytes of
+//! every id and every 4-byte window of every number); a block without pieces has no values.
+//! (The first v4 stores counted repeated pieces too.) A piece's hash is `h = xxh3_64(piece)`
+//! (its 4 bytes, lowercased), a number's window's `xxh3_64` with seed 1 and an id's start's
+//! with seed 2 (so that no two kinds share hashes); its [`K`] bits are
 //! `b_i = (b_0 + i * step) % m` for `i` in `0..K`, where `b_0 = (h1 * m) >> 32`,
 //! `step = ((h2 * (m - 1)) >> 32) + 1`, `h1 = h & 0xffff_ffff` and `h2 = h >> 32` (double
 //! hashing, each hash mapped into `0..m` by a multiply: no division, and no step of 0).
 //!
 //! With [`BITS_PER_PIECE`] = 10 and [`K`] = 7, about 0.8% of blocks without a piece pass for
-//! it; a needle of 11 hex digits or more holds two pieces, wherever it starts in an id. A
+//! it; a needle of 11 hex digits or more holds two pieces, wherever it starts in an id, and one
+//! of 5 or more that starts a word holds a piece and a start. A
 //! reader takes `m` from the number of values, so `BITS_PER_PIECE` and how pieces are counted
 //! may change without a new version; `K`, the hash and the bits may not
 //! (`the_bits_of_pieces_are_pinned`, and the `store-v4` and `store-v5` golden fixtures).
@@ -30,6 +32,7 @@ use tantivy::{DocId, Score, SegmentReader};
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use super::matched::Docs;
+use super::Version;
 use crate::words::{self, Piece};
 
 /// The fast field holding a block's filter.
@@ -40,6 +43,8 @@ const BITS_PER_PIECE: usize = 10;
 const K: usize = 7;
 /// The hash seed of numbers' windows.
 const NUMBER_SEED: u64 = 1;
+/// The hash seed of ids' starts.
+const START_SEED: u64 = 2;
 
 /// The hash of a piece of an id.
 pub(crate) fn hash(piece: &[u8]) -> u64 {
@@ -52,6 +57,11 @@ fn hash_window(window: &[u8]) -> u64 {
     xxh3_64_with_seed(window, NUMBER_SEED)
 }
 
+/// The hash of the start of an id ([`Piece::Start`]).
+fn hash_start(start: &[u8]) -> u64 {
+    xxh3_64_with_seed(start, START_SEED)
+}
+
 /// The bits of the piece hashed `h` in a filter of `m` bits (`m` a multiple of 64).
 fn bits(h: u64, m: u64) -> impl Iterator<Item = u64> {
     let (h1, h2) = (h & 0xffff_ffff, h >> 32);
@@ -61,14 +71,15 @@ fn bits(h: u64, m: u64) -> impl Iterator<Item = u64> {
     std::iter::successors(Some((h1 * m) >> 32), next).take(K)
 }
 
-/// The filter of the pieces in `text` (and with `numbers`, its numbers' windows), as its
-/// `bloom` values. `hashes` is scratch space, kept by the caller so its memory is reused.
-pub(crate) fn build(text: &str, numbers: bool, hashes: &mut Vec<u64>) -> Vec<u64> {
+/// The filter of the pieces in `text` (with `v5`, of its ids' starts and numbers' windows too),
+/// as its `bloom` values. `hashes` is scratch space, kept by the caller so its memory is reused.
+pub(crate) fn build(text: &str, v5: bool, hashes: &mut Vec<u64>) -> Vec<u64> {
     hashes.clear();
-    words::bloom_pieces(text, numbers, |piece, of| {
+    words::bloom_pieces(text, v5, |piece, of| {
         hashes.push(match of {
             Piece::Id => hash(piece),
             Piece::Number => hash_window(piece),
+            Piece::Start => hash_start(piece),
         })
     });
     // A number such as a year is in most lines of a block: sized by the repeats, its filter
@@ -103,6 +114,9 @@ fn may_hold(n: u32, word: impl Fn(u32) -> u64, hashes: &[u64]) -> bool {
 #[derive(Debug, Clone)]
 pub(crate) struct Bloom {
     alternatives: Vec<Vec<u64>>,
+    /// Also needed in v5 filters, which hold ids' starts: the start of a fragment at an id's
+    /// start.
+    start: Option<u64>,
 }
 
 impl Bloom {
@@ -112,6 +126,7 @@ impl Bloom {
         let windows = digits.as_bytes().windows(words::CHUNK);
         Bloom {
             alternatives: vec![windows.map(hash_window).collect()],
+            start: None,
         }
     }
 
@@ -133,7 +148,11 @@ impl Bloom {
             }
             alternatives.push(hashes);
         }
-        Some(Bloom { alternatives })
+        let start = fragment.as_bytes().get(..words::START_BYTES).filter(|_| at_start);
+        Some(Bloom {
+            alternatives,
+            start: start.map(hash_start),
+        })
     }
 
     fn docs(&self, reader: &SegmentReader) -> tantivy::Result<Vec<DocId>> {
@@ -141,12 +160,18 @@ impl Bloom {
             // No block of the segment has pieces.
             return Ok(Vec::new());
         };
+        let start = self.start.filter(|_| Version::of(reader.schema()) >= Version::V5);
+        let alternatives: Vec<Vec<u64>> = self
+            .alternatives
+            .iter()
+            .map(|hashes| hashes.iter().copied().chain(start).collect())
+            .collect();
         let mut docs = Vec::new();
         for doc in 0..reader.max_doc() {
             let rows = column.index.value_row_ids(doc);
             let n = rows.end - rows.start;
             let word = |i: u32| column.values.get_val(rows.start + i);
-            if self.alternatives.iter().any(|hashes| may_hold(n, word, hashes)) {
+            if alternatives.iter().any(|hashes| may_hold(n, word, hashes)) {
                 docs.push(doc);
             }
         }
@@ -299,9 +324,11 @@ mod tests {
             [0x0040_ff01_0404_0010]
         );
         assert_eq!(hash_window(b"2026"), 0xb642_724c_05b9_1b38);
-        // v5: numbers' windows too, and each distinct piece once (5 pieces: 50 bits, 1 value).
+        assert_eq!(hash_start(b"4bf90"), 0xc634_73ef_8390_80a4);
+        // v5: ids' starts and numbers' windows too, and each distinct piece once (6 pieces: 60
+        // bits, 1 value).
         let text = "t=2026 2026 n=12345 id=4BF90000";
-        assert_eq!(build(text, true, &mut scratch), [0xa860_ff25_2e24_9132]);
+        assert_eq!(build(text, true, &mut scratch), [0xa868_ff35_2e26_9176]);
         let ids = "9e3779b1 3c6ef362 daa66d13 78dde6c4 17156075 b54cda26 538453d7";
         let filter = build(ids, false, &mut scratch);
         assert_eq!(
