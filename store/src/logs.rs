@@ -85,7 +85,7 @@ use crate::words;
 pub(crate) use crate::partitions::IndexError;
 use crate::partitions::{Partitions, DAY_NS};
 pub(crate) use matched::Matched;
-pub(crate) use read::{LineAddr, LineReader, LineRef, StreamStats};
+pub(crate) use read::{BlocksInOrder, LineAddr, LineReader, LineRef, StreamStats};
 use unmarked::Unmarked;
 
 /// The tokenizer of `line` in v1 partitions (one line per document).
@@ -425,6 +425,18 @@ impl LogIndex {
         LineReader::new(self.fields, searcher)
     }
 
+    /// The blocks of `matched` in `searcher`'s partition in the order a query for the lines in
+    /// `range` reads them (see [`BlocksInOrder`]).
+    pub(crate) fn blocks_in_order(
+        &self,
+        searcher: &Searcher,
+        matched: &Matched,
+        range: (i64, i64),
+        backward: bool,
+    ) -> tantivy::Result<BlocksInOrder> {
+        BlocksInOrder::open(searcher, matched, range, backward)
+    }
+
     /// A query for `[start_ns, end_ns)` and the given extra clauses (selector, line hints).
     pub(crate) fn query(
         &self,
@@ -616,24 +628,6 @@ impl LogIndex {
             alternatives.push((Occur::Should, Box::new(BooleanQuery::new(parts))));
         }
         Some(self.pieces(fragment, at_start, Box::new(BooleanQuery::new(alternatives))))
-    }
-
-    /// Up to `limit` lines in `[lo, hi)` of the documents matching `query`, ordered by time
-    /// (newest first when `backward`).
-    pub(crate) fn page(
-        &self,
-        searcher: &Searcher,
-        query: &dyn Query,
-        (lo, hi): (i64, i64),
-        backward: bool,
-        limit: usize,
-    ) -> Result<Vec<(i64, LineAddr)>, tantivy::TantivyError> {
-        let top = read::TopLines {
-            range: (lo, hi),
-            limit,
-            backward,
-        };
-        searcher.search(query, &top)
     }
 
     /// Every line in `[lo, hi)` of the documents matching `query` as refs (time, stream,
@@ -912,13 +906,20 @@ mod tests {
         assert_eq!(refs.len(), 20);
         let stats = idx.stream_stats(&searchers, &some, range).unwrap();
         assert_eq!(stats.iter().map(|(_, s)| s.lines).sum::<u64>(), 20);
-        let page = idx.page(&searchers[1], &some, range, true, 4).unwrap();
-        let ts: Vec<i64> = page.iter().map(|(ts, _)| ts - DAY_NS).collect();
-        assert_eq!(ts, [9, 8, 7, 6]);
+        let matched = Matched::find(&searchers[1], &some).unwrap();
+        let mut blocks = idx.blocks_in_order(&searchers[1], &matched, range, true).unwrap();
+        let mut lines = Vec::new();
+        while blocks.next_block(&mut lines) {}
+        let mut ts: Vec<i64> = lines.iter().map(|(ts, _)| ts - DAY_NS).collect();
+        ts.sort_unstable();
+        assert_eq!(ts, (0..10).collect::<Vec<_>>());
     }
 
+    /// Blocks come newest first by their last line (oldest first by their first): no line of a
+    /// block is newer (older) than its bound, bounds only fall (rise), and every line in range
+    /// comes once.
     #[test]
-    fn pages_hold_the_first_lines_by_time_and_address_either_way() {
+    fn blocks_in_order_bound_their_lines_and_hold_every_line_once() {
         let dir = tempfile::tempdir().unwrap();
         let idx = LogIndex::open(dir.path()).unwrap();
         // Times out of order and often shared, in three segments.
@@ -943,12 +944,27 @@ mod tests {
         let mut all: Vec<(i64, LineAddr)> = refs.iter().map(|r| (r.ts_ns, r.addr)).collect();
         all.sort_unstable();
         assert_eq!(all.len(), in_range);
-        for limit in [0, 1, 5, 64, 1000, 1999, 5000] {
-            let forward = idx.page(&searchers[0], &q, range, false, limit).unwrap();
-            assert_eq!(forward, all[..limit.min(all.len())], "forward, limit {limit}");
-            let backward = idx.page(&searchers[0], &q, range, true, limit).unwrap();
-            let newest: Vec<_> = all.iter().rev().take(limit).copied().collect();
-            assert_eq!(backward, newest, "backward, limit {limit}");
+        let matched = Matched::find(&searchers[0], &q).unwrap();
+        for backward in [false, true] {
+            let mut blocks = idx
+                .blocks_in_order(&searchers[0], &matched, range, backward)
+                .unwrap();
+            let (mut read, mut block, mut last_bound) = (Vec::new(), Vec::new(), None);
+            while let Some(bound) = blocks.bound() {
+                if let Some(last) = last_bound {
+                    assert!(if backward { bound <= last } else { bound >= last }, "{backward}");
+                }
+                last_bound = Some(bound);
+                block.clear();
+                assert!(blocks.next_block(&mut block));
+                for (ts, _) in &block {
+                    assert!(if backward { *ts <= bound } else { *ts >= bound }, "{backward}");
+                }
+                read.extend_from_slice(&block);
+            }
+            assert!(!blocks.next_block(&mut block));
+            read.sort_unstable();
+            assert_eq!(read, all, "backward: {backward}");
         }
     }
 

@@ -7,7 +7,7 @@
 pub(crate) mod metric;
 pub(crate) mod pipeline;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use logql::{MatchOp, StreamSelector};
 use tantivy::query::{BooleanQuery, Occur, Query};
@@ -199,68 +199,45 @@ pub(crate) fn query_logs(
     if backward {
         searchers.reverse();
     }
-    let mut streams: BTreeMap<Labels, Vec<(i64, String)>> = BTreeMap::new();
-    let mut found = 0;
+    let mut best = Best::new(limit, backward);
     let mut scanned = Scanned::default();
-    // Each page reads the time of every line of the blocks the query matched again, so pages
-    // are large, and each is twice the last: a needle's candidates are all the lines of the
-    // blocks that may hold it, and few of them match. A page costs memory only for (time,
-    // address) pairs, and lines are read only as far as needed.
-    let mut page_size = (limit * 2).clamp(4096, 20_000);
-    'parts: for searcher in &searchers {
-        // The blocks the query matches are found once per partition (`Matched`).
+    let mut lines = Vec::new();
+    for searcher in &searchers {
+        // The blocks the query matches, found once, read newest (or oldest) first.
         let clauses = clauses.iter().map(|(o, q)| (*o, q.box_clone())).collect();
         let matched = Matched::find(searcher, &idx.query(start_ns, end_ns, clauses))?;
-        // Page through the partition in time order; `lo..hi` shrinks from the far end.
-        let (mut lo, mut hi) = (start_ns, end_ns);
-        let mut seen_at_edge: HashSet<LineAddr> = HashSet::new();
+        let mut blocks = idx.blocks_in_order(searcher, &matched, (start_ns, end_ns), backward)?;
         let mut reader = idx.reader(searcher);
-        loop {
-            let ranged = idx.query(lo, hi, vec![(Occur::Must, Box::new(matched.clone()))]);
-            let page = idx.page(searcher, &ranged, (lo, hi), backward, page_size)?;
-            let full = page.len() == page_size;
-            let edge = page.last().map(|(ts, _)| *ts);
-            let mut next_seen = HashSet::new();
-            for (ts, addr) in page {
-                if seen_at_edge.contains(&addr) {
-                    continue;
-                }
-                if Some(ts) == edge {
-                    next_seen.insert(addr);
-                }
+        while let Some(bound) = blocks.bound() {
+            if best.beats(bound) {
+                break;
+            }
+            lines.clear();
+            blocks.next_block(&mut lines);
+            for &(ts, addr) in &lines {
                 scanned.lines += 1;
                 if scanned.lines > limits.max_lines_scanned {
                     return Err(scan_limit(limits));
                 }
                 let line = reader.line(addr)?;
                 scanned.bytes += line.len();
-                if !pipeline.prefilter(line) {
+                if !pipeline.prefilter(line) || !best.wants((ts, addr)) {
                     continue;
                 }
                 let hit = reader.hit(addr)?;
                 if let Some(out) = pipeline.run(hit.labels, hit.metadata, hit.line) {
-                    streams.entry(out.labels).or_default().push((hit.ts_ns, out.line));
-                    found += 1;
-                    if found == limit {
-                        break 'parts;
-                    }
+                    best.push((ts, addr), out.labels, out.line);
                 }
             }
-            let Some(edge) = edge.filter(|_| full) else { break };
-            if next_seen.len() == page_size && page_size == MAX_PAGE {
-                return Err(QueryError::Limit(format!(
-                    "more than {page_size} lines share the timestamp {edge}ns; narrow the query"
-                )));
-            }
-            page_size = (page_size * 2).min(MAX_PAGE);
-            // Keep the edge timestamp (more lines may share it) but skip what was seen.
-            if backward {
-                hi = edge + 1;
-            } else {
-                lo = edge;
-            }
-            seen_at_edge.extend(next_seen);
         }
+        // Partitions are read in time order: a later one has no better line.
+        if best.full() {
+            break;
+        }
+    }
+    let mut streams: BTreeMap<Labels, Vec<(i64, String)>> = BTreeMap::new();
+    for ((ts, _), labels, line) in best.into_sorted() {
+        streams.entry(labels).or_default().push((ts, line));
     }
     let out = streams
         .into_iter()
@@ -269,8 +246,100 @@ pub(crate) fn query_logs(
     Ok((out, scanned))
 }
 
-/// The most lines a page of [`query_logs`] may hold (24 bytes each).
-const MAX_PAGE: usize = 1 << 18;
+/// The best `limit` lines by time and address (the newest when `backward`), after the
+/// pipeline. Lines are gathered and cut back to the best `limit` whenever there are twice as
+/// many; lines worse than the last cut's worst are not gathered (nor run through the pipeline).
+struct Best {
+    limit: usize,
+    backward: bool,
+    hits: Vec<((i64, LineAddr), Labels, String)>,
+    /// The worst line kept by the last cut, once `limit` lines are kept.
+    bar: Option<(i64, LineAddr)>,
+}
+
+impl Best {
+    fn new(limit: usize, backward: bool) -> Best {
+        Best {
+            limit,
+            backward,
+            hits: Vec::new(),
+            bar: None,
+        }
+    }
+
+    /// Orders lines best first.
+    fn order(backward: bool, a: &(i64, LineAddr), b: &(i64, LineAddr)) -> std::cmp::Ordering {
+        if backward {
+            b.cmp(a)
+        } else {
+            a.cmp(b)
+        }
+    }
+
+    /// Whether a line at `key` would be kept.
+    fn wants(&self, key: (i64, LineAddr)) -> bool {
+        self.limit > 0
+            && self
+                .bar
+                .is_none_or(|bar| Self::order(self.backward, &key, &bar).is_lt())
+    }
+
+    fn push(&mut self, key: (i64, LineAddr), labels: Labels, line: String) {
+        self.hits.push((key, labels, line));
+        if self.hits.len() >= 2 * self.limit {
+            self.cut();
+        }
+    }
+
+    fn cut(&mut self) {
+        let backward = self.backward;
+        if self.hits.len() > self.limit {
+            self.hits
+                .select_nth_unstable_by(self.limit, |a, b| Self::order(backward, &a.0, &b.0));
+            self.hits.truncate(self.limit);
+        }
+        if self.hits.len() == self.limit {
+            self.bar = self
+                .hits
+                .iter()
+                .map(|h| h.0)
+                .max_by(|a, b| Self::order(backward, a, b));
+        }
+    }
+
+    /// Whether `limit` lines are kept (after a cut).
+    fn full(&mut self) -> bool {
+        self.cut();
+        self.hits.len() == self.limit
+    }
+
+    /// Whether every kept line is better than any line at time `bound` or worse: then no
+    /// more lines are needed from there on.
+    fn beats(&mut self, bound: i64) -> bool {
+        if self.limit == 0 {
+            return true;
+        }
+        if self.hits.len() < self.limit {
+            return false;
+        }
+        self.cut();
+        let Some((worst, _)) = self.bar else { return false };
+        if self.backward {
+            bound < worst
+        } else {
+            bound > worst
+        }
+    }
+
+    /// The kept lines, best first.
+    fn into_sorted(mut self) -> Vec<((i64, LineAddr), Labels, String)> {
+        self.cut();
+        let backward = self.backward;
+        self.hits
+            .sort_unstable_by(|a, b| Self::order(backward, &a.0, &b.0));
+        self.hits
+    }
+}
 
 pub(crate) fn scan_limit(limits: &Limits) -> QueryError {
     QueryError::Limit(format!(
@@ -347,8 +416,66 @@ mod tests {
             .is_empty());
     }
 
+    /// The lines of blocks from several segments and streams, times out of order and often
+    /// shared: each limit, either way, gives the first lines by time and address, as a sort of
+    /// all matching lines does.
     #[test]
-    fn paging_crosses_equal_timestamps_without_loss_or_duplicates() {
+    fn the_first_lines_by_time_come_from_blocks_read_in_order_either_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = LogIndex::open(dir.path()).unwrap();
+        let mut all = Vec::new();
+        for part in 0..3u64 {
+            let streams = [A, B].map(|labels| LogStream {
+                labels: labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                entries: (0..700)
+                    .map(|i| LogEntry {
+                        ts_ns: (i * 7919 + part as i64 * 13) % 450,
+                        line: format!("l{part} {i} {}", if i % 3 == 0 { "hit" } else { "miss" }),
+                        metadata: vec![],
+                    })
+                    .collect(),
+            });
+            for s in &streams {
+                all.extend(
+                    s.entries
+                        .iter()
+                        .filter(|e| e.line.ends_with("hit"))
+                        .map(|e| (e.ts_ns, e.line.clone())),
+                );
+            }
+            idx.apply(
+                part + 1,
+                &LogBatch {
+                    streams: streams.to_vec(),
+                },
+            )
+            .unwrap();
+            idx.commit(part + 1).unwrap();
+        }
+        all.sort();
+        for limit in [1, 5, 64, 1000, 1400, 5000] {
+            for backward in [false, true] {
+                let out = logs(&idx, r#"{job=~".+"} |= "hit""#, limit, backward).unwrap();
+                let mut got: Vec<(i64, String)> = out.into_iter().flat_map(|s| s.entries).collect();
+                got.sort();
+                let n = limit.min(all.len());
+                // Lines that share the last time kept may differ from a sort by text.
+                let want = if backward {
+                    &all[all.len() - n..]
+                } else {
+                    &all[..n]
+                };
+                let times = |v: &[(i64, String)]| v.iter().map(|e| e.0).collect::<Vec<_>>();
+                assert_eq!(times(&got), times(want), "limit {limit}, backward {backward}");
+            }
+        }
+    }
+
+    #[test]
+    fn equal_timestamps_without_loss_or_duplicates() {
         let lines: Vec<Line> = (0..600).map(|i| (A, (i / 7) as i64, "x")).collect();
         let (_d, idx) = index_with(&lines);
         let out = logs(&idx, r#"{job="api"}"#, 600, true).unwrap();
@@ -356,10 +483,10 @@ mod tests {
     }
 
     #[test]
-    fn pages_grow_past_runs_of_one_timestamp_longer_than_a_page() {
+    fn runs_of_one_timestamp_longer_than_a_block() {
         let dir = tempfile::tempdir().unwrap();
         let idx = LogIndex::open(dir.path()).unwrap();
-        // Runs of 5000 lines share a timestamp: more than the first page holds.
+        // Runs of 5000 lines share a timestamp: more than a block holds.
         let lines: Vec<String> = (0..30_000).map(|i| format!("line {i}")).collect();
         let batch = LogBatch {
             streams: vec![LogStream {
@@ -394,7 +521,7 @@ mod tests {
     }
 
     #[test]
-    fn paging_inside_blocks_of_lines() {
+    fn order_inside_blocks_of_lines() {
         let dir = tempfile::tempdir().unwrap();
         let idx = LogIndex::open(dir.path()).unwrap();
         // One record: blocks of many lines, several lines per timestamp.

@@ -1,18 +1,14 @@
-//! The documents a query matches in one partition, found once and then used as a query.
-//!
-//! A log query pages through a partition in time order and runs its query again for each
-//! page (`logql::query_logs`). The selector and needle hints are the same for every page, and
-//! a needle that is a bare id or word fragment is hinted by regexes that scan each segment's
-//! whole term dictionary: run per page, those scans were most of such a search's time.
-//! [`Matched::find`] runs the query once, on the segments in parallel, and keeps each segment's
-//! matching documents, in order; as a query, it hands them back without touching the index.
+//! The documents a query matches in one partition, found once, on its segments in parallel
+//! ([`Matched::find`]): a log query then reads them block by block in time order
+//! (`read::BlocksInOrder`, `logql::query_logs`). Also [`Docs`], a scorer of documents found
+//! beforehand (the blocks a bloom filter passes).
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use tantivy::index::SegmentId;
-use tantivy::query::{EnableScoring, Explanation, Query, Scorer, Weight};
-use tantivy::{DocId, DocSet, Executor, Score, Searcher, SegmentReader, TantivyError, TERMINATED};
+use tantivy::query::{EnableScoring, Query, Scorer};
+use tantivy::{DocId, DocSet, Executor, Score, Searcher, SegmentReader, TERMINATED};
 
 /// Each segment's documents matching a query, ascending.
 #[derive(Debug, Clone)]
@@ -33,6 +29,11 @@ impl Matched {
         Ok(Matched(Arc::new(segments.into_iter().collect())))
     }
 
+    /// The documents of `segment` that matched, ascending.
+    pub(crate) fn docs(&self, segment: SegmentId) -> &[DocId] {
+        self.0.get(&segment).map_or(&[], |docs| docs)
+    }
+
     /// How many documents matched, over all segments.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
@@ -49,33 +50,7 @@ fn executor() -> &'static Executor {
     })
 }
 
-impl Query for Matched {
-    fn weight(&self, _: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
-        Ok(Box::new(self.clone()))
-    }
-}
-
-impl Weight for Matched {
-    fn scorer(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
-        let docs = self
-            .0
-            .get(&reader.segment_id())
-            .cloned()
-            .unwrap_or_else(|| Arc::new([]));
-        Ok(Box::new(Docs::new(docs, boost)))
-    }
-
-    fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
-        match self.0.get(&reader.segment_id()) {
-            Some(docs) if docs.binary_search(&doc).is_ok() => Ok(Explanation::new("Matched", 1.0)),
-            _ => Err(TantivyError::InvalidArgument(format!(
-                "document {doc} does not match"
-            ))),
-        }
-    }
-}
-
-/// A scorer of documents found beforehand, ascending: one segment's [`Matched`] documents.
+/// A scorer of documents found beforehand, ascending.
 pub(super) struct Docs {
     docs: Arc<[DocId]>,
     at: usize,
@@ -118,14 +93,14 @@ impl Scorer for Docs {
 #[cfg(test)]
 mod tests {
     use tantivy::collector::DocSetCollector;
-    use tantivy::query::{BooleanQuery, Occur, TermQuery};
+    use tantivy::query::TermQuery;
     use tantivy::schema::{IndexRecordOption, Schema, STRING};
     use tantivy::{doc, Index, Term};
 
     use super::*;
 
     #[test]
-    fn matched_documents_answer_as_the_query_did_alone_and_in_an_intersection() {
+    fn matched_documents_are_the_querys_in_each_segment() {
         let mut schema = Schema::builder();
         let word = schema.add_text_field("word", STRING);
         let index = Index::create_in_ram(schema.build());
@@ -150,24 +125,19 @@ mod tests {
                 IndexRecordOption::Basic,
             ))
         };
-        let even = term("even");
-        let matched = Matched::find(&searcher, even.as_ref()).unwrap();
-        assert_eq!(matched.len(), 75);
-        let docs = |q: &dyn Query| searcher.search(q, &DocSetCollector).unwrap();
-        assert_eq!(docs(&matched), docs(even.as_ref()));
-        // Intersections seek through the matched documents.
-        for other in ["third", "odd", "all"] {
-            let with =
-                |q: Box<dyn Query>| BooleanQuery::new(vec![(Occur::Must, q), (Occur::Must, term(other))]);
-            let want = docs(&with(term("even")));
-            assert_eq!(docs(&with(Box::new(matched.clone()))), want, "even and {other}");
+        for w in ["even", "third", "all"] {
+            let matched = Matched::find(&searcher, term(w).as_ref()).unwrap();
+            let want = searcher.search(term(w).as_ref(), &DocSetCollector).unwrap();
+            assert_eq!(matched.len(), want.len(), "{w}");
+            for (ord, reader) in searcher.segment_readers().iter().enumerate() {
+                let docs = matched.docs(reader.segment_id());
+                let of_segment = want.iter().filter(|d| d.segment_ord == ord as u32);
+                let mut of_segment: Vec<DocId> = of_segment.map(|d| d.doc_id).collect();
+                of_segment.sort_unstable();
+                assert_eq!(docs, of_segment, "{w}");
+            }
         }
-        assert!(docs(&with_nothing(&searcher)).is_empty());
-    }
-
-    /// A query that matched nothing matches nothing as [`Matched`].
-    fn with_nothing(searcher: &Searcher) -> Matched {
-        let nothing = tantivy::query::EmptyQuery;
-        Matched::find(searcher, &nothing).unwrap()
+        let nothing = Matched::find(&searcher, &tantivy::query::EmptyQuery).unwrap();
+        assert_eq!(nothing.len(), 0);
     }
 }

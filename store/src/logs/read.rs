@@ -119,6 +119,64 @@ impl SegmentLines {
     }
 }
 
+/// A partition's matched blocks in the order a log query reads them: newest first by their
+/// last line's time (`backward`), or oldest first by their first line's. A query that has
+/// found enough lines stops at the first block whose [`bound`](Self::bound) is worse than the
+/// lines it holds: no line of that block, or of any after it, can be better.
+pub(crate) struct BlocksInOrder {
+    /// (bound, block), the next block last.
+    blocks: Vec<(i64, DocAddress)>,
+    segments: Vec<SegmentLines>,
+}
+
+impl BlocksInOrder {
+    pub(super) fn open(
+        searcher: &Searcher,
+        matched: &super::Matched,
+        range: (i64, i64),
+        backward: bool,
+    ) -> tantivy::Result<BlocksInOrder> {
+        let mut blocks = Vec::new();
+        let mut segments = Vec::new();
+        for (ord, reader) in searcher.segment_readers().iter().enumerate() {
+            let ff = reader.fast_fields();
+            let bounds = match backward {
+                true => ff.i64("ts_max"),
+                false => ff.i64("ts_min"),
+            };
+            // v1: a document per line.
+            let bounds = bounds.or_else(|_| ff.i64("ts"))?;
+            let unknown = if backward { i64::MAX } else { i64::MIN };
+            for &doc in matched.docs(reader.segment_id()) {
+                let bound = bounds.first(doc).unwrap_or(unknown);
+                blocks.push((bound, DocAddress::new(ord as u32, doc)));
+            }
+            segments.push(SegmentLines::open(ord as u32, reader, range)?);
+        }
+        match backward {
+            true => blocks.sort_unstable(),
+            false => blocks.sort_unstable_by(|a, b| b.cmp(a)),
+        }
+        Ok(BlocksInOrder { blocks, segments })
+    }
+
+    /// The newest (`backward`; else oldest) time a line of the next block may have.
+    pub(crate) fn bound(&self) -> Option<i64> {
+        self.blocks.last().map(|(bound, _)| *bound)
+    }
+
+    /// Appends the lines in range of the next block to `out`, as (time, address); false if no
+    /// block is left.
+    pub(crate) fn next_block(&mut self, out: &mut Vec<(i64, LineAddr)>) -> bool {
+        let Some((_, doc)) = self.blocks.pop() else {
+            return false;
+        };
+        let lines = &self.segments[doc.segment_ord as usize];
+        lines.each(doc.doc_id, |ts, _, _, addr| out.push((ts, addr)));
+        true
+    }
+}
+
 /// Every line in range: (ts, stream, bytes, address).
 pub(super) struct AllLines(pub(super) (i64, i64));
 
@@ -155,103 +213,6 @@ impl SegmentCollector for AllSegment {
 
     fn harvest(self) -> Self::Fruit {
         self.1
-    }
-}
-
-/// The first `limit` lines in range by time (newest first when `backward`), ties broken by
-/// address so that pages are stable.
-pub(super) struct TopLines {
-    pub(super) range: (i64, i64),
-    pub(super) limit: usize,
-    pub(super) backward: bool,
-}
-
-/// Keeps the `limit` best lines (for `backward` the newest): candidates are gathered and cut
-/// back to the best `limit` whenever there are twice as many, and lines worse than the last
-/// cut's worst are not gathered at all. (A binary heap of `limit` lines, pushed and popped for
-/// each line, was a sixth of a needle search.)
-pub(super) struct TopSegment {
-    lines: SegmentLines,
-    limit: usize,
-    backward: bool,
-    best: Vec<(i64, LineAddr)>,
-    /// The worst line kept by the last cut.
-    bar: Option<(i64, LineAddr)>,
-}
-
-impl TopSegment {
-    /// Orders lines best first.
-    fn order(backward: bool, a: &(i64, LineAddr), b: &(i64, LineAddr)) -> std::cmp::Ordering {
-        if backward {
-            b.cmp(a)
-        } else {
-            a.cmp(b)
-        }
-    }
-
-    fn cut(&mut self) {
-        let order = |a: &_, b: &_| Self::order(self.backward, a, b);
-        if self.best.len() > self.limit {
-            self.best.select_nth_unstable_by(self.limit, order);
-            self.best.truncate(self.limit);
-        }
-        if self.best.len() == self.limit {
-            self.bar = self.best.iter().copied().max_by(order);
-        }
-    }
-}
-
-impl Collector for TopLines {
-    type Fruit = Vec<(i64, LineAddr)>;
-    type Child = TopSegment;
-
-    fn for_segment(&self, segment: u32, reader: &SegmentReader) -> tantivy::Result<TopSegment> {
-        Ok(TopSegment {
-            lines: SegmentLines::open(segment, reader, self.range)?,
-            limit: self.limit,
-            backward: self.backward,
-            best: Vec::new(),
-            bar: None,
-        })
-    }
-
-    fn requires_scoring(&self) -> bool {
-        false
-    }
-
-    fn merge_fruits(&self, fruits: Vec<Self::Fruit>) -> tantivy::Result<Self::Fruit> {
-        let mut all: Vec<(i64, LineAddr)> = fruits.into_iter().flatten().collect();
-        let order = |a: &_, b: &_| TopSegment::order(self.backward, a, b);
-        if all.len() > self.limit {
-            all.select_nth_unstable_by(self.limit, order);
-            all.truncate(self.limit);
-        }
-        all.sort_unstable_by(order);
-        Ok(all)
-    }
-}
-
-impl SegmentCollector for TopSegment {
-    type Fruit = Vec<(i64, LineAddr)>;
-
-    fn collect(&mut self, doc: DocId, _score: Score) {
-        if self.limit == 0 {
-            return;
-        }
-        let (backward, bar, best) = (self.backward, self.bar, &mut self.best);
-        self.lines.each(doc, |ts, _, _, addr| {
-            if bar.is_none_or(|bar| Self::order(backward, &(ts, addr), &bar).is_lt()) {
-                best.push((ts, addr));
-            }
-        });
-        if self.best.len() >= 2 * self.limit {
-            self.cut();
-        }
-    }
-
-    fn harvest(mut self) -> Self::Fruit {
-        self.cut();
-        self.best
     }
 }
 
