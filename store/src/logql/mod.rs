@@ -4,6 +4,7 @@
 //!
 //! Every query is bounded by [`Limits`]; hitting a bound is an error that names the bound.
 
+mod best;
 pub(crate) mod metric;
 pub(crate) mod pipeline;
 
@@ -12,8 +13,9 @@ use std::collections::BTreeMap;
 use logql::{MatchOp, StreamSelector};
 use tantivy::query::{BooleanQuery, Occur, Query};
 
-use crate::logs::{LineAddr, LogIndex, Matched};
+use crate::logs::{LogIndex, Matched};
 use crate::model::Labels;
+use best::Best;
 use pipeline::Pipeline;
 
 /// Why a query failed; all but `Index` are the caller's to fix (HTTP 400).
@@ -244,101 +246,6 @@ pub(crate) fn query_logs(
         .map(|(labels, entries)| StreamOut { labels, entries })
         .collect();
     Ok((out, scanned))
-}
-
-/// The best `limit` lines by time and address (the newest when `backward`), after the
-/// pipeline. Lines are gathered and cut back to the best `limit` whenever there are twice as
-/// many; lines worse than the last cut's worst are not gathered (nor run through the pipeline).
-struct Best {
-    limit: usize,
-    backward: bool,
-    hits: Vec<((i64, LineAddr), Labels, String)>,
-    /// The worst line kept by the last cut, once `limit` lines are kept.
-    bar: Option<(i64, LineAddr)>,
-}
-
-impl Best {
-    fn new(limit: usize, backward: bool) -> Best {
-        Best {
-            limit,
-            backward,
-            hits: Vec::new(),
-            bar: None,
-        }
-    }
-
-    /// Orders lines best first.
-    fn order(backward: bool, a: &(i64, LineAddr), b: &(i64, LineAddr)) -> std::cmp::Ordering {
-        if backward {
-            b.cmp(a)
-        } else {
-            a.cmp(b)
-        }
-    }
-
-    /// Whether a line at `key` would be kept.
-    fn wants(&self, key: (i64, LineAddr)) -> bool {
-        self.limit > 0
-            && self
-                .bar
-                .is_none_or(|bar| Self::order(self.backward, &key, &bar).is_lt())
-    }
-
-    fn push(&mut self, key: (i64, LineAddr), labels: Labels, line: String) {
-        self.hits.push((key, labels, line));
-        if self.hits.len() >= 2 * self.limit {
-            self.cut();
-        }
-    }
-
-    fn cut(&mut self) {
-        let backward = self.backward;
-        if self.hits.len() > self.limit {
-            self.hits
-                .select_nth_unstable_by(self.limit, |a, b| Self::order(backward, &a.0, &b.0));
-            self.hits.truncate(self.limit);
-        }
-        if self.hits.len() == self.limit {
-            self.bar = self
-                .hits
-                .iter()
-                .map(|h| h.0)
-                .max_by(|a, b| Self::order(backward, a, b));
-        }
-    }
-
-    /// Whether `limit` lines are kept (after a cut).
-    fn full(&mut self) -> bool {
-        self.cut();
-        self.hits.len() == self.limit
-    }
-
-    /// Whether every kept line is better than any line at time `bound` or worse: then no
-    /// more lines are needed from there on.
-    fn beats(&mut self, bound: i64) -> bool {
-        if self.limit == 0 {
-            return true;
-        }
-        if self.hits.len() < self.limit {
-            return false;
-        }
-        self.cut();
-        let Some((worst, _)) = self.bar else { return false };
-        if self.backward {
-            bound < worst
-        } else {
-            bound > worst
-        }
-    }
-
-    /// The kept lines, best first.
-    fn into_sorted(mut self) -> Vec<((i64, LineAddr), Labels, String)> {
-        self.cut();
-        let backward = self.backward;
-        self.hits
-            .sort_unstable_by(|a, b| Self::order(backward, &a.0, &b.0));
-        self.hits
-    }
 }
 
 pub(crate) fn scan_limit(limits: &Limits) -> QueryError {
