@@ -1,8 +1,9 @@
-//! Reading lines back. A document holds one line (schema v1) or a block of lines (v2, v3), so a
+//! Reading lines back. A document holds one line (schema v1) or a block of lines (v2 on), so a
 //! line is addressed by its document and its place in it ([`LineAddr`]). Times and sizes come
 //! from the fast fields `ts` and `bytes` (one value per line, in line order; numeric columns
-//! keep the order values were added in), the lines themselves from the stored document: in v3
-//! one text cut by the `bytes` of its lines, in v2 one value per line.
+//! keep the order values were added in), the lines themselves from the stored document: from
+//! v3 on one text cut by the `bytes` of its lines, in v2 one value per line. A log query reads
+//! the blocks it matched in time order of their first or last line ([`BlocksInOrder`]).
 
 use std::collections::HashMap;
 use std::ops::Bound;
