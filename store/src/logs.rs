@@ -522,10 +522,8 @@ impl LogIndex {
             // The needle word may also be inside a word too long to be indexed.
             let mut any = vec![(Occur::Should, word)];
             any.extend(id.map(|id| (Occur::Should, id)));
-            any.extend(
-                self.number(&text, open_left || open_right)
-                    .map(|n| (Occur::Should, n)),
-            );
+            let number = self.number(&text, open_left || open_right, !open_left);
+            any.extend(number.map(|n| (Occur::Should, n)));
             any.push((Occur::Should, Box::new(self.word_term(words::HAS_LONG))));
             clauses.push((Occur::Must, Box::new(BooleanQuery::new(any))));
         }
@@ -533,10 +531,11 @@ impl LogIndex {
     }
 
     /// In v5 partitions, blocks whose numbers may hold the needle word `digits` (`open`: cut by
-    /// the needle's edge, so maybe part of a longer number): of 4 digits or more, by its
-    /// windows; of 3 cut by an edge, only the blocks with numbers at all. Older partitions
-    /// index numbers as words, and have no [`words::HAS_NUMBERS`].
-    fn number(&self, digits: &str, open: bool) -> Option<Box<dyn Query>> {
+    /// the needle's edge, so maybe part of a longer number; `at_start`: not cut on the left):
+    /// of 4 digits or more, by its windows (and numbers' first windows); of 3 cut by an edge,
+    /// only the blocks with numbers at all. Older partitions index numbers as words, and have
+    /// no [`words::HAS_NUMBERS`].
+    fn number(&self, digits: &str, open: bool, at_start: bool) -> Option<Box<dyn Query>> {
         let numbers = self.word_term(words::HAS_NUMBERS);
         if digits.len() >= words::MIN_ID_BYTES || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return None;
@@ -546,7 +545,7 @@ impl LogIndex {
         }
         Some(Box::new(BooleanQuery::new(vec![
             (Occur::Must, Box::new(numbers)),
-            (Occur::Must, Box::new(bloom::Bloom::of_number(digits))),
+            (Occur::Must, Box::new(bloom::Bloom::of_number(digits, at_start))),
         ])))
     }
 

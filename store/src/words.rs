@@ -32,8 +32,10 @@
 //! **Numbers in bloom filters** (v5 partitions): words of [`MIN_NUMBER_BYTES`] to 7 ASCII
 //! digits (sizes, durations, user ids) were most of the remaining distinct words, and so of
 //! the indexing work. v5 postings hold a mark, [`HAS_NUMBERS`], instead; every 4-byte window
-//! of a number goes to the block's filter. A needle of 4 digits or more finds the numbers
-//! that hold it by its windows; one of 3 digits cut by the needle's edge, only by the mark.
+//! of a number goes to the block's filter, and its first window once more, as a start. A
+//! needle of 4 digits or more finds the numbers that hold it by its windows (one that starts
+//! a word, `user_id=9640`, those that start with it, by its first window as a start too); one
+//! of 3 digits cut by the needle's edge, only by the mark.
 //! Numbers of 3 digits (status codes) are few and stay words. v5 filters also hold the first
 //! 5 bytes of each id and run (its start): a needle of 5 to 7 hex digits that starts a word
 //! (`user_id=48213`) holds only one whole piece, which a block's filter holds by chance far more
@@ -179,6 +181,8 @@ pub(crate) enum Piece {
     Id,
     /// A number: the piece is one of its windows.
     Number,
+    /// A number's first window (v5): a needle that starts a word holds it.
+    NumberStart,
     /// The first [`START_BYTES`] bytes of an id or run (v5): with the first piece, they narrow
     /// a needle that starts a word to the blocks with an id that starts with it.
     Start,
@@ -191,7 +195,8 @@ pub(crate) const START_BYTES: usize = CHUNK + 1;
 /// [`BLOOM_STRIDE`] bytes into an id or a hex run inside a longer word of `text` (the ids and
 /// runs [`block_analyzer_v3`] cuts, pieces left out only where shorter than a chunk), and with
 /// `v5`, the [`Piece::Start`] of each (before its pieces) and each [`CHUNK`]-byte window of each
-/// number ([`is_number`]), in text order, repeats included. These go to a v4 (v5) block's bloom
+/// number ([`is_number`]; its first also as a [`Piece::NumberStart`], before them), in text
+/// order, repeats included. These go to a v4 (v5) block's bloom
 /// filter (`logs/bloom.rs`).
 ///
 /// A scan of its own rather than the tokenizer's: it looks for runs of hex digits, and at
@@ -234,6 +239,7 @@ pub(crate) fn bloom_pieces(text: &str, v5: bool, mut piece: impl FnMut(&[u8], Pi
                 && run.iter().all(u8::is_ascii_digit)
                 && whole_word(text, from, at)
             {
+                piece(&run[..CHUNK], Piece::NumberStart);
                 for window in run.windows(CHUNK) {
                     piece(window, Piece::Number);
                 }
@@ -695,7 +701,9 @@ mod tests {
         // (8 hex digits or more) are as in v4.
         let expect = ["#runs", "took", "#nums", "200", "x9876", "#ids", "٣4567", "4567٣"];
         assert_eq!(words, expect);
-        let windows = ["#1234", "#2345", "#2026", "#1234", "#2345", "#3456", "#4567"];
+        let windows = [
+            "^#1234", "#1234", "#2345", "^#2026", "#2026", "^#1234", "#1234", "#2345", "#3456", "#4567",
+        ];
         let pieces = ["1234", "5678"];
         let all: Vec<&str> = windows
             .iter()
@@ -716,6 +724,7 @@ mod tests {
                 Piece::Id => "",
                 Piece::Number => "#",
                 Piece::Start => "^",
+                Piece::NumberStart => "^#",
             };
             out.push(format!("{mark}{}", std::str::from_utf8(p).unwrap()));
         });
@@ -834,6 +843,7 @@ mod same_as_tantivy {
         let mut out = Vec::new();
         for (word, ..) in chain(text) {
             if v5 && (4..8).contains(&word.len()) && word.chars().all(|c| c.is_ascii_digit()) {
+                out.push(format!("^#{}", &word[..4]));
                 out.extend((0..=word.len() - 4).map(|at| format!("#{}", &word[at..at + 4])));
             }
             for run in word.split(|c| !hex(c)).filter(|run| run.len() >= MIN_ID_BYTES) {

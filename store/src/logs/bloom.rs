@@ -14,8 +14,9 @@
 //! block's `p` distinct piece hashes ([`words::bloom_pieces`]: in v5 also the first 5 bytes of
 //! every id and every 4-byte window of every number); a block without pieces has no values.
 //! (The first v4 stores counted repeated pieces too.) A piece's hash is `h = xxh3_64(piece)`
-//! (its 4 bytes, lowercased), a number's window's `xxh3_64` with seed 1 and an id's start's
-//! with seed 2 (so that no two kinds share hashes); its [`K`] bits are
+//! (its 4 bytes, lowercased), a number's window's `xxh3_64` with seed 1, an id's start's with
+//! seed 2 and a number's first window's (once more) with seed 3 (so that no two kinds share
+//! hashes); its [`K`] bits are
 //! `b_i = (b_0 + i * step) % m` for `i` in `0..K`, where `b_0 = (h1 * m) >> 32`,
 //! `step = ((h2 * (m - 1)) >> 32) + 1`, `h1 = h & 0xffff_ffff` and `h2 = h >> 32` (double
 //! hashing, each hash mapped into `0..m` by a multiply: no division, and no step of 0).
@@ -45,6 +46,8 @@ const K: usize = 7;
 const NUMBER_SEED: u64 = 1;
 /// The hash seed of ids' starts.
 const START_SEED: u64 = 2;
+/// The hash seed of numbers' first windows.
+const NUMBER_START_SEED: u64 = 3;
 
 /// The hash of a piece of an id.
 pub(crate) fn hash(piece: &[u8]) -> u64 {
@@ -55,6 +58,11 @@ pub(crate) fn hash(piece: &[u8]) -> u64 {
 /// in ids does not pass every block with a number that shares 4 digits with it.
 fn hash_window(window: &[u8]) -> u64 {
     xxh3_64_with_seed(window, NUMBER_SEED)
+}
+
+/// The hash of the first window of a number ([`Piece::NumberStart`]).
+fn hash_number_start(window: &[u8]) -> u64 {
+    xxh3_64_with_seed(window, NUMBER_START_SEED)
 }
 
 /// The hash of the start of an id ([`Piece::Start`]).
@@ -80,6 +88,7 @@ pub(crate) fn build(text: &str, v5: bool, hashes: &mut Vec<u64>) -> Vec<u64> {
             Piece::Id => hash(piece),
             Piece::Number => hash_window(piece),
             Piece::Start => hash_start(piece),
+            Piece::NumberStart => hash_number_start(piece),
         })
     });
     // A number such as a year is in most lines of a block: sized by the repeats, its filter
@@ -120,12 +129,14 @@ pub(crate) struct Bloom {
 }
 
 impl Bloom {
-    /// Blocks that may hold `digits` (of [`words::CHUNK`] or more) inside a number: all its
-    /// windows.
-    pub(crate) fn of_number(digits: &str) -> Bloom {
-        let windows = digits.as_bytes().windows(words::CHUNK);
+    /// Blocks that may hold `digits` (of [`words::CHUNK`] or more) inside a number (at its
+    /// start with `at_start`): all its windows (and its first as a number's first).
+    pub(crate) fn of_number(digits: &str, at_start: bool) -> Bloom {
+        let bytes = digits.as_bytes();
+        let windows = bytes.windows(words::CHUNK).map(hash_window);
+        let first = at_start.then(|| hash_number_start(&bytes[..words::CHUNK]));
         Bloom {
-            alternatives: vec![windows.map(hash_window).collect()],
+            alternatives: vec![windows.chain(first).collect()],
             start: None,
         }
     }
@@ -325,10 +336,12 @@ mod tests {
         );
         assert_eq!(hash_window(b"2026"), 0xb642_724c_05b9_1b38);
         assert_eq!(hash_start(b"4bf90"), 0xc634_73ef_8390_80a4);
-        // v5: ids' starts and numbers' windows too, and each distinct piece once (6 pieces: 60
-        // bits, 1 value).
+        assert_eq!(hash_number_start(b"2026"), 0x6839_f8e9_2fee_8b9f);
+        // v5: ids' starts, numbers' windows and first windows too, and each distinct piece
+        // once (8 pieces: 80 bits, 2 values).
         let text = "t=2026 2026 n=12345 id=4BF90000";
-        assert_eq!(build(text, true, &mut scratch), [0xa868_ff35_2e26_9176]);
+        let filter = build(text, true, &mut scratch);
+        assert_eq!(filter, [0x0d99_0858_08cc_0886, 0x8a21_4c80_3bf8_aa22]);
         let ids = "9e3779b1 3c6ef362 daa66d13 78dde6c4 17156075 b54cda26 538453d7";
         let filter = build(ids, false, &mut scratch);
         assert_eq!(

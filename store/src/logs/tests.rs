@@ -402,6 +402,8 @@ fn needle_hints_find_numbers_and_number_fragments_in_new_and_old_partitions() {
             ("8443", &[3, 5, 8]),
             // At a word's start: in v5, only ids that start with it (by their starts).
             ("bytes=48213", &[1]),
+            // Numbers too: 48213 holds 8213, but not at its start.
+            ("=8213", &[]),
             ("=4821aa", &[]),
             (" 8443 ", &[3]),
             ("port 8443", &[3]),
