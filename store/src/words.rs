@@ -35,8 +35,8 @@
 //! of a number goes to the block's filter, and its first window once more, as a start. A
 //! needle of 4 digits or more finds the numbers that hold it by its windows (one that starts
 //! a word, `user_id=9640`, those that start with it, by its first window as a start too); one
-//! of 3 digits cut by the needle's edge, only by the mark.
-//! Numbers of 3 digits (status codes) are few and stay words. v5 filters also hold the first
+//! of 3 digits cut by the needle's edge, only by the mark. Numbers of 3 digits (status
+//! codes) are few and stay words. v5 filters also hold the first
 //! 5 bytes of each id and run (its start): a needle of 5 to 7 hex digits that starts a word
 //! (`user_id=48213`) holds only one whole piece, which a block's filter holds by chance far more
 //! often than that piece and the start together.
@@ -196,8 +196,7 @@ pub(crate) const START_BYTES: usize = CHUNK + 1;
 /// runs [`block_analyzer_v3`] cuts, pieces left out only where shorter than a chunk), and with
 /// `v5`, the [`Piece::Start`] of each (before its pieces) and each [`CHUNK`]-byte window of each
 /// number ([`is_number`]; its first also as a [`Piece::NumberStart`], before them), in text
-/// order, repeats included. These go to a v4 (v5) block's bloom
-/// filter (`logs/bloom.rs`).
+/// order, repeats included. These go to a v4 (v5) block's bloom filter (`logs/bloom.rs`).
 ///
 /// A scan of its own rather than the tokenizer's: it looks for runs of hex digits, and at
 /// words only around runs as long as an id or a number, to leave out those in words too long
