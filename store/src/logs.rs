@@ -536,10 +536,10 @@ impl LogIndex {
     /// only the blocks with numbers at all. Older partitions index numbers as words, and have
     /// no [`words::HAS_NUMBERS`].
     fn number(&self, digits: &str, open: bool, at_start: bool) -> Option<Box<dyn Query>> {
-        let numbers = self.word_term(words::HAS_NUMBERS);
         if digits.len() >= words::MIN_ID_BYTES || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
+        let numbers = self.word_term(words::HAS_NUMBERS);
         if digits.len() < words::MIN_NUMBER_BYTES {
             return open.then(|| Box::new(numbers) as Box<dyn Query>);
         }

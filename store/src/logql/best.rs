@@ -76,10 +76,9 @@ impl Best {
         if self.limit == 0 {
             return true;
         }
-        if self.hits.len() < self.limit {
+        if !self.full() {
             return false;
         }
-        self.cut();
         let Some((worst, _)) = self.bar else { return false };
         if self.backward {
             bound < worst
