@@ -28,6 +28,7 @@ mod error;
 #[cfg(test)]
 mod golden;
 mod grpc;
+mod guard;
 mod ingest;
 mod logql;
 mod logs;

@@ -392,7 +392,15 @@ impl<'a> Parser<'a> {
 }
 
 /// Parses a TraceQL query.
+///
+/// The text must be within the bounds of [`crate::guard`]; it is parsed on a deep stack, and
+/// callers match spans and drop the tree inside `guard::deep` too.
 pub(crate) fn parse(src: &str) -> Result<Query, TraceQlError> {
+    crate::guard::check(src).map_err(|message| TraceQlError { pos: 0, message })?;
+    crate::guard::deep(|| parse_checked(src))
+}
+
+fn parse_checked(src: &str) -> Result<Query, TraceQlError> {
     let mut p = Parser { src, pos: 0 };
     let q = p.query()?;
     p.ws();

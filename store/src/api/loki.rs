@@ -214,12 +214,14 @@ fn matrix_json(series: Vec<Series>, times: &[i64]) -> Value {
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| {
-        LokiError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("query task failed: {e}"),
-        )
-    })?
+    tokio::task::spawn_blocking(move || crate::guard::deep(f))
+        .await
+        .map_err(|e| {
+            LokiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("query task failed: {e}"),
+            )
+        })?
 }
 
 async fn query_range(State(st): State<AppState>, p: Params) -> Result<Json<Value>> {
@@ -458,7 +460,7 @@ async fn volume(State(st): State<AppState>, p: Params) -> Result<Json<Value>> {
     let (start, end) = range(&p, 3_600_000_000_000, &st.limits)?;
     let q = p.required("query").map_err(bad)?.to_string();
     let limit = limit_param(&p)?;
-    let keys = volume_keys(&p, &q)?;
+    let keys = crate::guard::deep(|| volume_keys(&p, &q))?;
     let by_series = p.get("aggregateBy") != Some("labels");
     blocking(move || {
         let mut vols: HashMap<Labels, u64> = HashMap::new();
@@ -480,7 +482,7 @@ async fn volume(State(st): State<AppState>, p: Params) -> Result<Json<Value>> {
 async fn volume_range(State(st): State<AppState>, p: Params) -> Result<Json<Value>> {
     let (start, end) = range(&p, 3_600_000_000_000, &st.limits)?;
     let q = p.required("query").map_err(bad)?.to_string();
-    let keys = volume_keys(&p, &q)?;
+    let keys = crate::guard::deep(|| volume_keys(&p, &q))?;
     let step = p
         .get("step")
         .map(parse_duration_ns)
@@ -527,10 +529,10 @@ async fn buildinfo() -> Json<Value> {
 /// Live tail over a WebSocket: every second, the lines that arrived since the last message.
 async fn tail(State(st): State<AppState>, ws: WebSocketUpgrade, p: Params) -> Result<Response> {
     let q = p.required("query").map_err(bad)?.to_string();
-    let lq = match logql::parse(&q)? {
-        ::logql::Expr::Log(lq) => lq,
-        _ => return Err(bad("tail needs a log query")),
-    };
+    let lq = crate::guard::deep(|| match logql::parse(&q)? {
+        ::logql::Expr::Log(lq) => Ok(lq),
+        _ => Err(bad("tail needs a log query")),
+    })?;
     let start = p
         .get("start")
         .map(parse_time_ns)
@@ -538,10 +540,13 @@ async fn tail(State(st): State<AppState>, ws: WebSocketUpgrade, p: Params) -> Re
         .map_err(bad)?
         .unwrap_or_else(|| now_ns() - 3_600_000_000_000);
     let limit = limit_param(&p)?.min(st.limits.max_entries);
-    Ok(ws.on_upgrade(move |socket| tail_loop(socket, st, lq, start, limit)))
+    Ok(ws.on_upgrade(move |socket| async move {
+        tail_loop(socket, st, &lq, start, limit).await;
+        crate::guard::deep(move || drop(lq));
+    }))
 }
 
-async fn tail_loop(mut socket: WebSocket, st: AppState, lq: ::logql::LogQuery, start: i64, limit: usize) {
+async fn tail_loop(mut socket: WebSocket, st: AppState, lq: &::logql::LogQuery, start: i64, limit: usize) {
     let mut from = start;
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
@@ -556,7 +561,9 @@ async fn tail_loop(mut socket: WebSocket, st: AppState, lq: ::logql::LogQuery, s
         let (st2, lq2) = (st.clone(), lq.clone());
         let to = now_ns() + 1;
         let result = tokio::task::spawn_blocking(move || {
-            logql::query_logs(st2.engine.logs(), &lq2, from, to, limit, false, &st2.limits)
+            crate::guard::deep(|| {
+                logql::query_logs(st2.engine.logs(), &lq2, from, to, limit, false, &st2.limits)
+            })
         })
         .await;
         let streams = match result {

@@ -207,25 +207,28 @@ fn query_param(p: &Params) -> Result<&str> {
     })
 }
 
+/// Runs query work off the async threads, on a deep stack (see [`crate::guard`]).
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| PromError {
-        status: StatusCode::INTERNAL_SERVER_ERROR,
-        kind: "internal",
-        msg: format!("query task failed: {e}"),
-    })
+    tokio::task::spawn_blocking(move || crate::guard::deep(f))
+        .await
+        .map_err(|e| PromError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            kind: "internal",
+            msg: format!("query task failed: {e}"),
+        })
 }
 
 async fn query(State(st): State<AppState>, p: Params) -> Result<Json<Value>> {
-    let expr = promql::parse(query_param(&p)?)?;
+    let q = query_param(&p)?.to_string();
     let t = param_time(&p, "time")?.unwrap_or_else(now_ms);
     let opts = options(&p)?;
     let engine = st.engine.clone();
-    let out = blocking(move || promql::instant(engine.tsdb(), &expr, t, &opts)).await??;
+    let out = blocking(move || promql::instant(engine.tsdb(), &promql::parse(&q)?, t, &opts)).await??;
     Ok(Json(render(out, t)))
 }
 
 async fn query_range(State(st): State<AppState>, p: Params) -> Result<Json<Value>> {
-    let expr = promql::parse(query_param(&p)?)?;
+    let q = query_param(&p)?.to_string();
     let start = param_time(&p, "start")?.ok_or_else(|| bad("invalid parameter \"start\": missing"))?;
     let end = param_time(&p, "end")?.ok_or_else(|| bad("invalid parameter \"end\": missing"))?;
     if end < start {
@@ -248,7 +251,8 @@ async fn query_range(State(st): State<AppState>, p: Params) -> Result<Json<Value
     }
     let opts = options(&p)?;
     let engine = st.engine.clone();
-    let out = blocking(move || promql::range(engine.tsdb(), &expr, start, end, step, &opts)).await??;
+    let out = blocking(move || promql::range(engine.tsdb(), &promql::parse(&q)?, start, end, step, &opts))
+        .await??;
     Ok(Json(render(out, end)))
 }
 

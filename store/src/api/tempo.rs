@@ -62,8 +62,11 @@ fn internal(e: impl std::fmt::Display) -> TempoError {
     TempoError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
+/// Runs query work off the async threads, on a deep stack (see [`crate::guard`]).
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(internal)?
+    tokio::task::spawn_blocking(move || crate::guard::deep(f))
+        .await
+        .map_err(internal)?
 }
 
 /// A trace id as 32 lowercase hex digits (shorter ids are left-padded, as Tempo does).
@@ -220,8 +223,8 @@ async fn search(State(st): State<AppState>, p: Params) -> Result<Json<Value>> {
         Some(q) => q.to_string(),
         None => legacy_query(&p)?,
     };
-    let query = traceql::parse(&text).map_err(|e| bad(e.to_string()))?;
     blocking(move || {
+        let query = traceql::parse(&text).map_err(|e| bad(e.to_string()))?;
         let traces = st.engine.traces();
         let single = match &query {
             Query::Spanset(e) => Some(e),

@@ -78,8 +78,11 @@ impl Default for Limits {
     }
 }
 
+/// Parses a LogQL query once its text is within the bounds of [`crate::guard`], on a deep
+/// stack; callers evaluate and drop the tree inside `guard::deep` too.
 pub(crate) fn parse(q: &str) -> Result<logql::Expr, QueryError> {
-    guard_parser(|| logql::parse(q))
+    crate::guard::check(q).map_err(QueryError::Limit)?;
+    crate::guard::deep(|| guard_parser(|| logql::parse(q)))
         .map_err(|message| QueryError::Parse {
             line: 1,
             col: 1,

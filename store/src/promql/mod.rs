@@ -160,31 +160,42 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Parses a PromQL expression; the message is the parser's, prefixed like Prometheus's.
+///
+/// The text is first checked against the bounds of [`crate::guard`] (size, nesting,
+/// operators), and parsed on a deep stack; callers evaluate and drop the tree inside
+/// `guard::deep` too (the API handlers run whole queries in it).
 pub fn parse(query: &str) -> Result<Expr> {
+    crate::guard::check(query).map_err(|e| Error::BadData(format!("invalid parameter \"query\": {e}")))?;
     // The parser is generated code; a panic on hostile input must not take the store down.
     let q = query.to_string();
-    match std::panic::catch_unwind(move || promql_parser::parser::parse(&q)) {
-        Ok(Ok(expr)) => Ok(expr),
-        Ok(Err(e)) => Err(Error::BadData(format!("invalid parameter \"query\": {e}"))),
-        Err(_) => Err(Error::BadData(
-            "invalid parameter \"query\": could not parse query".into(),
-        )),
-    }
+    crate::guard::deep(
+        move || match std::panic::catch_unwind(move || promql_parser::parser::parse(&q)) {
+            Ok(Ok(expr)) => Ok(expr),
+            Ok(Err(e)) => Err(Error::BadData(format!("invalid parameter \"query\": {e}"))),
+            Err(_) => Err(Error::BadData(
+                "invalid parameter \"query\": could not parse query".into(),
+            )),
+        },
+    )
 }
 
 /// Parses a series selector (`match[]` of the metadata APIs) into its matcher sets: one set,
 /// or one per alternative of `{a="1" or b="2"}`.
 pub fn selector_matchers(s: &str) -> Result<Vec<Vec<crate::tsdb::Matcher>>> {
-    match parse(s)? {
+    crate::guard::deep(|| match parse(s)? {
         Expr::VectorSelector(vs) => Ok(eval::selector_matcher_sets(&vs)),
         _ => Err(Error::BadData(format!(
             "invalid parameter \"match[]\": {s:?} is not a series selector"
         ))),
-    }
+    })
 }
 
 /// Evaluates `expr` at one instant `t` (ms).
 pub fn instant(querier: &dyn Querier, expr: &Expr, t: i64, opts: &Options) -> Result<Output> {
+    crate::guard::deep(|| instant_inner(querier, expr, t, opts))
+}
+
+fn instant_inner(querier: &dyn Querier, expr: &Expr, t: i64, opts: &Options) -> Result<Output> {
     let mut ev = eval::Evaluator::new(querier, opts, t, t, 0);
     ev.prefetch(expr);
     let value = match ev.eval(expr, t)? {
@@ -230,17 +241,19 @@ pub fn range(
             )))
         }
     }
-    let mut ev = eval::Evaluator::new(querier, opts, start, end, step);
-    ev.prefetch(expr);
-    if start != end && uses_sort(expr) {
-        ev.annotations.warn(
+    crate::guard::deep(|| {
+        let mut ev = eval::Evaluator::new(querier, opts, start, end, step);
+        ev.prefetch(expr);
+        if start != end && uses_sort(expr) {
+            ev.annotations.warn(
             "PromQL warning: sort is ineffective for range queries since results are always ordered by labels".into(),
         );
-    }
-    let series = ev.eval_range(expr, start, end, step)?;
-    Ok(Output {
-        value: QueryValue::Matrix(series),
-        annotations: ev.annotations,
+        }
+        let series = ev.eval_range(expr, start, end, step)?;
+        Ok(Output {
+            value: QueryValue::Matrix(series),
+            annotations: ev.annotations,
+        })
     })
 }
 
