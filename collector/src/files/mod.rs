@@ -16,19 +16,12 @@
 //! spool has fsynced the lines before them, so a crash re-reads at most the lines of the
 //! last unsynced second and never skips one.
 //!
-//! A saved position also keeps a hash of the 256 bytes before it. A file whose first line
-//! matches a saved one is resumed there only if those bytes match too: so the copy that
-//! copytruncate leaves (new inode, same content) resumes where the original was, while a
-//! new file that merely starts with the same line is read from its start.
-//!
-//! Gzip'd files (`read_gzip = true`, see `gz.rs`) are read through their decompressed content
-//! with the same fingerprints, offsets and tail hashes, so the compressed copy of a file read
-//! partly goes on where it stopped. Positions of files that are gone are kept for a day, for
-//! the copy that logrotate's `compress` makes later; without `read_gzip`, gzip'd files the
-//! globs match are skipped (not read as binary lines).
-//!
-//! Checkpoint file: `{"version":1,"files":[{"fingerprint","device","inode","offset","tail","path","seen"}]}`
-//! (`seen`: Unix seconds the file was last seen; absent in older files, read as 0).
+//! Which file is which and where a restart resumes it (fingerprints, tails, the checkpoint
+//! file `<data>/files.json`) is decided in `identity.rs`. Gzip'd files (`read_gzip = true`,
+//! see `gz.rs`) are read through their decompressed content with the same fingerprints,
+//! offsets and tail hashes, so the compressed copy of a file read partly goes on where it
+//! stopped; without `read_gzip`, gzip'd files the globs match are skipped (not read as
+//! binary lines).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
@@ -38,16 +31,19 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use serde::{Deserialize, Serialize};
-
 use crate::config::{FileSource, Parse, StartAt};
 use crate::otlp::string_kv;
 use crate::parse;
 use crate::spool::{Kind, Position, Spool};
+pub(crate) use identity::{first_line_fingerprint, fnv, FINGERPRINT_BYTES};
+use identity::{CheckpointFile, FileId, Saved};
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::resource::v1::Resource;
 
-pub(crate) const FINGERPRINT_BYTES: usize = 256;
+mod identity;
+#[cfg(test)]
+mod tests;
+
 /// Largest read and largest batch of lines per spool record (see `with_batch_bytes`).
 const BATCH_BYTES: usize = 1 << 20;
 const SCAN_EVERY: Duration = Duration::from_secs(1);
@@ -66,44 +62,6 @@ pub struct FileStats {
     pub rotations: AtomicU64,
     /// Bytes in watched files not read yet.
     pub lag_bytes: AtomicU64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-struct FileId {
-    fingerprint: u64,
-    device: u64,
-    inode: u64,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct Saved {
-    #[serde(flatten)]
-    id: FileId,
-    offset: u64,
-    /// Hash of the (up to) 256 bytes before `offset`: a file with the same first line is
-    /// only resumed at `offset` if these bytes match too.
-    tail: u64,
-    path: PathBuf,
-    /// Unix seconds when the file was last seen: the position is kept for
-    /// [`GONE_GRACE`] after the file is gone, for the gzip'd copy logrotate makes of it.
-    #[serde(default)]
-    seen: u64,
-}
-
-/// How long the position of a file that is gone is kept.
-const GONE_GRACE: Duration = Duration::from_secs(24 * 3600);
-
-#[derive(Debug, Serialize, Deserialize)]
-struct CheckpointFile<S> {
-    version: u32,
-    files: Vec<S>,
-}
-
-/// FNV-1a, 64-bit: a fingerprint that stays the same across builds and platforms.
-pub(crate) fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf29ce484222325, |h, b| {
-        (h ^ *b as u64).wrapping_mul(0x100000001b3)
-    })
 }
 
 /// The (up to) 256 bytes before `offset`, hashed.
@@ -127,15 +85,6 @@ fn fingerprint(file: &File) -> std::io::Result<Option<u64>> {
         }
     }
     Ok(first_line_fingerprint(&buf[..n]))
-}
-
-/// The fingerprint of content starting with `head` (its first 256 bytes, or all of it).
-pub(crate) fn first_line_fingerprint(head: &[u8]) -> Option<u64> {
-    match head.iter().position(|b| *b == b'\n') {
-        Some(nl) => Some(fnv(&head[..=nl])),
-        None if head.len() >= FINGERPRINT_BYTES => Some(fnv(&head[..FINGERPRINT_BYTES])),
-        None => None,
-    }
 }
 
 struct Source {
@@ -310,6 +259,12 @@ impl FileTailer {
         })
     }
 
+    /// Every position known to be spooled: saved ones, and those whose lines wait for the
+    /// spool's fsync (a position saved later covers them, as the spool is written in order).
+    fn known(&self) -> impl Iterator<Item = &Saved> {
+        self.saved.values().chain(self.pending.iter().map(|(_, s)| s))
+    }
+
     /// Caps the bytes read at once and the lines per spool record (at most 1 MiB): a
     /// record is never split across requests, so this bounds what a crash re-sends.
     pub fn with_batch_bytes(mut self, n: usize) -> Self {
@@ -457,39 +412,30 @@ impl FileTailer {
         // A saved position for this file, or for the same content under another inode (the
         // copy copytruncate leaves, the gzip'd copy logrotate makes): resumed only if the
         // bytes before it match.
-        let candidates = self
-            .saved
-            .get(&id)
-            .into_iter()
-            .chain(self.saved.values().filter(|s| s.id.fingerprint == fp));
+        // A saved position for this content, under this inode or another (the copy
+        // copytruncate leaves, the gzip'd copy logrotate makes): see `identity`.
         let start_at_end = self.first_scan && self.sources[si].cfg.start_at == StartAt::End;
         let (offset, gz) = if gzip {
-            let mut resume = None;
-            for s in candidates {
-                let mut gz = crate::gz::Gz::open(&file)?;
-                if gz.skip_to(s.offset)? == Some(s.tail) {
-                    resume = Some((s.offset, gz));
-                    break;
-                }
-            }
-            let (offset, gz) = match resume {
-                Some(r) => r,
-                None if start_at_end => {
-                    let mut gz = crate::gz::Gz::open(&file)?;
-                    gz.skip_to(u64::MAX)?;
-                    (gz.pos(), gz)
-                }
-                None => (0, crate::gz::Gz::open(&file)?),
+            let tail_at = |o| {
+                crate::gz::Gz::open(&file)
+                    .and_then(|mut gz| gz.skip_to(o))
+                    .ok()
+                    .flatten()
             };
-            (offset, Some(gz))
-        } else {
-            let resume = candidates
-                .into_iter()
-                .find(|s| s.offset <= meta.len() && tail_hash(&file, s.offset) == s.tail)
-                .map(|s| s.offset);
-            let offset = match resume {
+            let mut gz = crate::gz::Gz::open(&file)?;
+            let offset = match identity::resume(self.known(), fp, tail_at) {
                 Some(o) => o,
-                None if start_at_end => meta.len(),
+                None if start_at_end => u64::MAX,
+                None => 0,
+            };
+            gz.skip_to(offset)?;
+            (gz.pos(), Some(gz))
+        } else {
+            let len = meta.len();
+            let tail_at = |o| (o <= len).then(|| tail_hash(&file, o));
+            let offset = match identity::resume(self.known(), fp, tail_at) {
+                Some(o) => o,
+                None if start_at_end => len,
                 None => 0,
             };
             (offset, None)
@@ -541,6 +487,12 @@ impl FileTailer {
                     continue;
                 }
             };
+            if n > 0 && t.gz.is_none() && !same_content(t) {
+                tracing::info!(path = %t.path.display(), "file rewritten in place; reading it from the start");
+                reset(t, &self.stats);
+                total += n;
+                continue;
+            }
             if n > 0 {
                 total += n;
                 t.offset += n as u64;
@@ -780,15 +732,15 @@ impl FileTailer {
             self.saved.insert(saved.id, saved);
             changed = true;
         }
-        // Forget files no longer tailed and no longer on disk.
+        // Forget files no longer tailed and no longer on disk, and the content that
+        // copytruncate replaced, a while after.
         let live: HashSet<FileId> = self.tails.values().map(|t| t.id).collect();
         let before = self.saved.len();
         let now = crate::now_secs();
+        let tails = &self.tails;
         self.saved.retain(|id, s| {
-            if live.contains(id) || s.path.exists() {
-                s.seen = now;
-            }
-            now.saturating_sub(s.seen) < GONE_GRACE.as_secs()
+            let superseded = tails.contains_key(&(id.device, id.inode)) && !live.contains(id);
+            identity::keep(s, live.contains(id), superseded, s.path.exists(), now)
         });
         self.ignored.retain(|p| p.exists());
         changed |= self.saved.len() != before;
@@ -801,6 +753,21 @@ impl FileTailer {
                 tracing::error!(file = %self.state.display(), error = %e, "cannot save file positions");
             }
         }
+    }
+}
+
+/// Whether bytes just read at `t.offset` belong to the content `t` fingerprinted: a file
+/// rewritten in place between two scans (copytruncate, then more lines than were read) is
+/// caught here, before what was read of the new content is taken for the old one's
+/// continuation. A fingerprint still unknown, or read from the start, is learnt.
+fn same_content(t: &mut Tail) -> bool {
+    match fingerprint(&t.file) {
+        Ok(Some(fp)) if fp != t.id.fingerprint => {
+            let learnt = t.offset == 0 || t.id.fingerprint == 0;
+            t.id.fingerprint = fp;
+            learnt
+        }
+        _ => true,
     }
 }
 
