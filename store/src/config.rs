@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use crate::auth::{Role, Tokens};
+use crate::limits::IngestLimits;
 use crate::Error;
 
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:9700";
@@ -39,6 +40,12 @@ pub struct StoreConfig {
     pub insecure: bool,
     /// Serve both ports over TLS (`[store.tls]`).
     pub tls: Option<TlsConfig>,
+    /// Ingest limits (see `limits.rs`), with Loki's names and defaults.
+    pub max_label_name_length: usize,
+    pub max_label_value_length: usize,
+    pub max_label_names_per_series: usize,
+    pub max_label_names_per_metric_series: usize,
+    pub max_streams_per_push: usize,
 }
 
 /// `[store.tls]`: PEM files for the server certificate chain and its private key.
@@ -69,6 +76,11 @@ impl Default for StoreConfig {
             tokens: Vec::new(),
             insecure: false,
             tls: None,
+            max_label_name_length: IngestLimits::default().max_label_name_length,
+            max_label_value_length: IngestLimits::default().max_label_value_length,
+            max_label_names_per_series: IngestLimits::default().max_label_names_per_series,
+            max_label_names_per_metric_series: IngestLimits::default().max_label_names_per_metric_series,
+            max_streams_per_push: IngestLimits::default().max_streams_per_push,
         }
     }
 }
@@ -113,6 +125,7 @@ pub struct StoreSettings {
     pub retention: Retention,
     pub(crate) tokens: Tokens,
     pub tls: Option<TlsSettings>,
+    pub limits: IngestLimits,
 }
 
 impl StoreConfig {
@@ -149,6 +162,13 @@ impl StoreConfig {
                 metrics: self.metrics_retention.unwrap_or(self.retention),
             },
             tokens,
+            limits: IngestLimits {
+                max_label_name_length: self.max_label_name_length,
+                max_label_value_length: self.max_label_value_length,
+                max_label_names_per_series: self.max_label_names_per_series,
+                max_label_names_per_metric_series: self.max_label_names_per_metric_series,
+                max_streams_per_push: self.max_streams_per_push,
+            },
         })
     }
 }

@@ -10,7 +10,9 @@
 
 use std::collections::BTreeMap;
 
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
@@ -19,6 +21,20 @@ use crate::model::{
     detect_level, level_from_severity, sanitize_label_name, Labels, LogBatch, LogEntry, LogStream, SpanBatch,
     SpanRecord,
 };
+
+/// Why records older than the retention period are in an OTLP partial success.
+pub(crate) const TOO_OLD: &str = "records older than the retention period were not stored";
+
+/// The OTLP answer to a log push refused whole by an ingest limit: a partial success that
+/// rejects every record, with the reason.
+pub(crate) fn refused_logs(lines: usize, reason: String) -> ExportLogsServiceResponse {
+    ExportLogsServiceResponse {
+        partial_success: Some(ExportLogsPartialSuccess {
+            rejected_log_records: lines as i64,
+            error_message: reason,
+        }),
+    }
+}
 
 /// Resource attributes that become stream labels (Loki 3's defaults, plus `host.name`).
 pub(crate) const INDEXED_RESOURCE_ATTRIBUTES: &[&str] = &[

@@ -31,7 +31,7 @@ use crate::Role;
 
 fn status(e: IngestError) -> Status {
     match e {
-        IngestError::BadRequest(m) => Status::invalid_argument(m),
+        IngestError::BadRequest(m) | IngestError::Limit(m) => Status::invalid_argument(m),
         IngestError::Unavailable(m) => Status::unavailable(m),
     }
 }
@@ -64,11 +64,19 @@ impl LogsService for Logs {
         req: Request<ExportLogsServiceRequest>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
         let batch = convert::otlp_logs(req.get_ref(), now_ns());
-        let too_old = self.0.ingest_logs(batch).await.map_err(status)?;
+        let lines = batch.entry_count();
+        let (rejected, reason) = match self.0.ingest_logs(batch).await {
+            Ok(too_old) => (too_old, convert::TOO_OLD),
+            // Over a limit: refused whole, said in a partial success (a retry cannot help).
+            Err(IngestError::Limit(reason)) => {
+                return Ok(Response::new(convert::refused_logs(lines, reason)))
+            }
+            Err(e) => return Err(status(e)),
+        };
         Ok(Response::new(ExportLogsServiceResponse {
-            partial_success: (too_old > 0).then(|| ExportLogsPartialSuccess {
-                rejected_log_records: too_old as i64,
-                error_message: "records older than the retention period were not stored".into(),
+            partial_success: (rejected > 0).then(|| ExportLogsPartialSuccess {
+                rejected_log_records: rejected as i64,
+                error_message: reason.into(),
             }),
         }))
     }

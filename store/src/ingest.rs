@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::config::Retention;
+use crate::limits::{IngestLimits, Refused, RefusedCounts};
 use crate::logs::LogIndex;
 use crate::model::{LogBatch, SpanBatch};
 use crate::partitions::IndexError;
@@ -42,6 +43,9 @@ pub(crate) enum IngestError {
     /// The store cannot write now; a retry may help (503).
     #[error("{0}")]
     Unavailable(String),
+    /// The push is over an ingest limit and was refused whole (400; OTLP: partial success).
+    #[error("{0}")]
+    Limit(String),
 }
 
 impl From<WalError> for IngestError {
@@ -64,6 +68,8 @@ pub(crate) struct IngestStats {
     pub(crate) rejected_lines: AtomicU64,
     pub(crate) apply_errors: AtomicU64,
     pub(crate) commits: AtomicU64,
+    /// Pushes refused by an ingest limit.
+    pub(crate) refused: RefusedCounts,
 }
 
 #[derive(Debug, Default)]
@@ -153,6 +159,7 @@ pub(crate) struct Engine {
     wal: Wal,
     shared: Arc<Shared>,
     retention: Retention,
+    limits: IngestLimits,
     data_dir: PathBuf,
 }
 
@@ -193,15 +200,29 @@ impl Engine {
             wal,
             shared,
             retention,
+            limits: IngestLimits::default(),
             data_dir: data_dir.to_path_buf(),
         };
         engine.commit()?;
         Ok((engine, report))
     }
 
+    /// Applies ingest limits other than the defaults.
+    pub(crate) fn with_limits(mut self, limits: IngestLimits) -> Engine {
+        self.limits = limits;
+        self
+    }
+
+    /// Counts a push refused by a limit and turns it into the error.
+    fn refuse(&self, r: Refused) -> IngestError {
+        self.shared.stats.refused.add(r.limit);
+        IngestError::Limit(r.message)
+    }
+
     /// Makes a log batch durable and indexed; returns once it is safe to acknowledge, with
     /// the number of lines refused for being older than the retention period.
     pub(crate) async fn ingest_logs(&self, mut batch: LogBatch) -> Result<usize, IngestError> {
+        self.limits.check_logs(&batch).map_err(|r| self.refuse(r))?;
         let cutoff = cutoff_ns(self.retention.logs);
         let mut too_old = 0;
         for s in &mut batch.streams {
@@ -255,6 +276,7 @@ impl Engine {
     /// Makes samples durable and queryable; returns once it is safe to acknowledge, with
     /// the number refused for being older than the metrics retention period.
     pub(crate) async fn ingest_samples(&self, mut batch: SampleBatch) -> Result<usize, IngestError> {
+        self.limits.check_samples(&batch).map_err(|r| self.refuse(r))?;
         let cutoff_ms = cutoff_ns(self.retention.metrics) / 1_000_000;
         let mut too_old = 0;
         for s in &mut batch.series {
@@ -286,6 +308,10 @@ impl Engine {
         req: &opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest,
     ) -> Result<(usize, Option<String>), IngestError> {
         let converted = crate::convert_metrics::otlp_metrics(req);
+        if let Err(r) = self.limits.check_samples(&converted.batch) {
+            let points = converted.rejected + converted.batch.sample_count();
+            return Ok((points, Some(self.refuse(r).to_string())));
+        }
         self.shared.tsdb.set_metadata(converted.metadata);
         let too_old = self.ingest_samples(converted.batch).await?;
         let mut reason = converted.reason;

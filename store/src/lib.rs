@@ -30,6 +30,7 @@ mod golden;
 mod grpc;
 mod guard;
 mod ingest;
+mod limits;
 mod logql;
 mod logs;
 mod metrics;
@@ -177,4 +178,5 @@ pub use config::{
     DEFAULT_HTTP_ADDR,
 };
 pub use error::Error;
+pub use limits::IngestLimits;
 pub use server::{BoundStore, Store};

@@ -69,6 +69,18 @@ impl Metrics {
             "Log lines older than retention.",
             old,
         );
+        let _ = writeln!(
+            out,
+            "# HELP obs_store_pushes_refused_total Pushes refused whole by an ingest limit.\n# TYPE obs_store_pushes_refused_total counter"
+        );
+        for limit in crate::limits::Limit::ALL {
+            let n = s.refused.get(limit);
+            let _ = writeln!(
+                out,
+                "obs_store_pushes_refused_total{{limit=\"{}\"}} {n}",
+                limit.key()
+            );
+        }
         metric(
             &mut out,
             "obs_store_index_errors_total",

@@ -40,10 +40,12 @@ impl Store {
             source,
         })?;
         let (data_dir, retention) = (settings.data_dir.clone(), settings.retention);
+        let limits = settings.limits;
         let (engine, report) = tokio::task::spawn_blocking(move || Engine::open(&data_dir, retention))
             .await
             .map_err(|e| Error::Open(e.to_string()))?
             .map_err(|e| Error::Open(e.to_string()))?;
+        let engine = engine.with_limits(limits);
         tracing::info!(
             records = report.records,
             segments = report.segments,

@@ -79,7 +79,7 @@ impl From<(StatusCode, String)> for LokiError {
 impl From<IngestError> for LokiError {
     fn from(e: IngestError) -> Self {
         match e {
-            IngestError::BadRequest(m) => LokiError(StatusCode::BAD_REQUEST, m),
+            IngestError::BadRequest(m) | IngestError::Limit(m) => LokiError(StatusCode::BAD_REQUEST, m),
             IngestError::Unavailable(m) => LokiError(StatusCode::SERVICE_UNAVAILABLE, m),
         }
     }

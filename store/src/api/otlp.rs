@@ -88,7 +88,7 @@ fn error(enc: Encoding, status: StatusCode, message: String) -> Response {
 
 fn ingest_error(enc: Encoding, e: IngestError) -> Response {
     match e {
-        IngestError::BadRequest(m) => error(enc, StatusCode::BAD_REQUEST, m),
+        IngestError::BadRequest(m) | IngestError::Limit(m) => error(enc, StatusCode::BAD_REQUEST, m),
         IngestError::Unavailable(m) => error(enc, StatusCode::SERVICE_UNAVAILABLE, m),
     }
 }
@@ -133,21 +133,22 @@ async fn logs(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Res
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    let too_old = match st.engine.ingest_logs(convert::otlp_logs(&req, now_ns())).await {
+    let batch = convert::otlp_logs(&req, now_ns());
+    let lines = batch.entry_count();
+    let too_old = match st.engine.ingest_logs(batch).await {
         Ok(n) => n,
+        Err(IngestError::Limit(reason)) => return respond(enc, &convert::refused_logs(lines, reason)),
         Err(e) => return ingest_error(enc, e),
     };
     let mut resp = ExportLogsServiceResponse::default();
     if too_old > 0 {
         resp.partial_success = Some(ExportLogsPartialSuccess {
             rejected_log_records: too_old as i64,
-            error_message: OLD.into(),
+            error_message: convert::TOO_OLD.into(),
         });
     }
     respond(enc, &resp)
 }
-
-const OLD: &str = "records older than the retention period were not stored";
 
 async fn traces(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let (enc, req): (_, ExportTraceServiceRequest) = match request(&headers, body).await {
@@ -166,7 +167,7 @@ async fn traces(State(st): State<AppState>, headers: HeaderMap, body: Body) -> R
     if too_old > 0 {
         resp.partial_success = Some(ExportTracePartialSuccess {
             rejected_spans: too_old as i64,
-            error_message: OLD.into(),
+            error_message: convert::TOO_OLD.into(),
         });
     }
     respond(enc, &resp)

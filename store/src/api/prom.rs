@@ -113,7 +113,7 @@ async fn write(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Re
                 "{too_old} samples are older than the retention period and were not stored; the others were"
             ),
         ),
-        Err(IngestError::BadRequest(m)) => text(StatusCode::BAD_REQUEST, m),
+        Err(IngestError::BadRequest(m) | IngestError::Limit(m)) => text(StatusCode::BAD_REQUEST, m),
         Err(IngestError::Unavailable(m)) => text(StatusCode::SERVICE_UNAVAILABLE, m),
     }
 }

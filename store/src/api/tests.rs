@@ -340,6 +340,88 @@ async fn bad_input_gets_a_clear_4xx_and_nothing_is_stored() {
     );
 }
 
+/// Regression (issue 21): a Loki push with a 200 KB label value, and one with 100,000
+/// streams, were stored.
+#[tokio::test]
+async fn pushes_over_an_ingest_limit_are_refused_whole_and_counted() {
+    use opentelemetry_proto::tonic::collector::logs::v1::{
+        ExportLogsServiceRequest, ExportLogsServiceResponse,
+    };
+    let s = TestStore::new(&[]);
+    let ok = json!({"stream": {"job": "ok"}, "values": [["1000000000000", "kept"]]});
+    let long = json!({"stream": {"job": "x".repeat(200_000)}, "values": [["1000000000000", "lost"]]});
+    let body = json!({"streams": [ok, long]}).to_string();
+    let (status, body) = s.post("/loki/api/v1/push", "application/json", body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.starts_with("stream {job=\"xxxx"), "{body}");
+    assert!(
+        body.contains(
+            "a value of 200000 bytes for label job; the limit is 2048 (max_label_value_length in [store])"
+        ),
+        "{body}"
+    );
+
+    let many: Vec<Value> = (0..100_000)
+        .map(|i| json!({"stream": {"i": i.to_string()}, "values": [["1000000000000", "x"]]}))
+        .collect();
+    let body = json!({"streams": many}).to_string();
+    let (status, body) = s.post("/loki/api/v1/push", "application/json", body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body.starts_with("the push holds 100000 streams; the limit is 5000"),
+        "{body}"
+    );
+
+    // OTLP: a partial success that rejects every record, with the reason.
+    let attrs: String = (0..16)
+        .map(|i| {
+            format!(
+                r#"{{"key":"k8s.pod.name{}","value":{{"stringValue":"v"}}}},"#,
+                if i == 0 { String::new() } else { format!("_{i}") }
+            )
+        })
+        .collect();
+    let otlp = format!(
+        r#"{{"resourceLogs":[{{"resource":{{"attributes":[{attrs}{{"key":"obs.index_labels","value":{{"stringValue":"{}"}}}}]}},
+        "scopeLogs":[{{"logRecords":[{{"timeUnixNano":"1000000000000","body":{{"stringValue":"a"}}}},{{"timeUnixNano":"1000000000001","body":{{"stringValue":"b"}}}}]}}]}}]}}"#,
+        (1..16)
+            .map(|i| format!("k8s.pod.name_{i}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let (status, body) = s.post("/v1/logs", "application/json", otlp.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let resp: ExportLogsServiceResponse = serde_json::from_str(&body).unwrap();
+    let partial = resp.partial_success.expect("a partial success");
+    assert_eq!(partial.rejected_log_records, 2);
+    assert!(
+        partial
+            .error_message
+            .contains("labels; the limit is 15 (max_label_names_per_series"),
+        "{partial:?}"
+    );
+    let req: ExportLogsServiceRequest = serde_json::from_str(&otlp).unwrap();
+    let (status, body) = s
+        .post("/v1/logs", "application/x-protobuf", req.encode_to_vec())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    s.commit();
+    let (_, metrics) = s.get("/metrics").await;
+    assert!(
+        metrics.contains("obs_store_log_lines_ingested_total 0"),
+        "{metrics}"
+    );
+    for (limit, n) in [
+        ("max_label_value_length", 1),
+        ("max_streams_per_push", 1),
+        ("max_label_names_per_series", 2),
+    ] {
+        let line = format!("obs_store_pushes_refused_total{{limit=\"{limit}\"}} {n}\n");
+        assert!(metrics.contains(&line), "{line} in {metrics}");
+    }
+}
+
 #[tokio::test]
 async fn otlp_http_logs_in_protobuf_and_json() {
     use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -881,5 +963,26 @@ mod prometheus {
         );
         let v = s.get_json("/api/v1/label/__name__/values").await;
         assert_eq!(v["data"], json!([]), "nothing of the bad request was stored");
+
+        let labels: Vec<(String, String)> = (0..31).map(|i| (format!("l{i:02}"), "v".into())).collect();
+        let mut wide: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        wide[0] = ("__name__", "wide");
+        let req = WriteRequest {
+            timeseries: vec![
+                series(&[("__name__", "ok")], &[(T0, 1.0)]),
+                series(&wide, &[(T0, 1.0)]),
+            ],
+            metadata: vec![],
+        };
+        let (status, body) = s
+            .post("/api/v1/write", "application/x-protobuf", encode_write(&req))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(
+            body.contains("has 31 labels; the limit is 30 (max_label_names_per_metric_series in [store])"),
+            "{body}"
+        );
+        let v = s.get_json("/api/v1/label/__name__/values").await;
+        assert_eq!(v["data"], json!([]), "nothing of the wide request was stored");
     }
 }
