@@ -5,7 +5,13 @@
 //!
 //! A series is its labels plus one optional value per step; a window at step `t` holds the
 //! lines with `t - offset - range < ts <= t - offset`, as in Prometheus.
+//!
+//! Bounds, as in Loki: `max_series` applies to the query's result (so
+//! `count(count_over_time({job="x"}[5m]))` over 100,000 streams answers); the series a query
+//! holds on the way there are bounded by their memory (`max_intermediate_bytes`: labels and
+//! one value per step each), and the lines read by `max_lines_scanned`.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 
 use logql::{
@@ -31,75 +37,119 @@ pub(crate) enum Val {
     Vector(Vec<Series>),
 }
 
-/// Evaluates `q` at each of `times` (Unix ns).
+/// Evaluates `q` at each of `times` (Unix ns); its result holds at most `max_series`.
 pub(crate) fn eval(
     idx: &LogIndex,
     q: &MetricQuery,
     times: &[i64],
     limits: &Limits,
 ) -> Result<Val, QueryError> {
-    Ok(match q {
-        MetricQuery::Range(r) => Val::Vector(range_agg(idx, r, times, limits, None)?),
-        MetricQuery::Vector(v) => {
-            // `sum by (g) (count_over_time(…))` and the like: the range function adds up, so
-            // lines are counted per group directly. Per-line labels (`| logfmt`) would
-            // otherwise make one intermediate series per distinct label set and hit the
-            // series limit, which (as in Loki) is meant for the result.
-            let pushed = match &v.inner {
-                MetricQuery::Range(r) if v.function == AggregationFunction::Sum && additive(r.as_ref()) => {
-                    Some(range_agg(idx, r, times, limits, Some(v.grouping.as_ref()))?)
-                }
-                _ => None,
-            };
-            let inner = match pushed {
-                Some(series) => Val::Vector(series),
-                None => eval(idx, &v.inner, times, limits)?,
-            };
-            let inner = match inner {
-                Val::Vector(s) => s,
-                Val::Scalar(_) => {
-                    return Err(QueryError::BadRequest("vector aggregation over a scalar".into()))
-                }
-            };
-            Val::Vector(vector_agg(
-                v.function,
-                v.param,
-                v.grouping.as_ref(),
-                inner,
-                times.len(),
-            )?)
+    let ev = Eval {
+        idx,
+        times,
+        limits,
+        held: Cell::new(0),
+    };
+    let v = ev.eval(q)?;
+    match &v {
+        Val::Vector(s) if s.len() > limits.max_series => Err(QueryError::Limit(format!(
+            "maximum of series ({}) reached for a single query; aggregate with sum by (...) or narrow the selector",
+            limits.max_series
+        ))),
+        _ => Ok(v),
+    }
+}
+
+/// One query's evaluation: its inputs and the bytes of series it holds so far.
+struct Eval<'a> {
+    idx: &'a LogIndex,
+    times: &'a [i64],
+    limits: &'a Limits,
+    held: Cell<usize>,
+}
+
+impl Eval<'_> {
+    /// Accounts for one more series of `labels` held on the way to the result.
+    fn hold(&self, labels: &Labels) -> Result<(), QueryError> {
+        let bytes =
+            96 + labels.iter().map(|(k, v)| k.len() + v.len() + 48).sum::<usize>() + 16 * self.times.len();
+        self.held.set(self.held.get() + bytes);
+        if self.held.get() > self.limits.max_intermediate_bytes {
+            return Err(QueryError::Limit(format!(
+                "the query holds more than {} KiB of series on the way to its result (max_intermediate_bytes); aggregate with sum by (...), narrow the selector, or use fewer steps",
+                self.limits.max_intermediate_bytes >> 10
+            )));
         }
-        MetricQuery::Binary(b) => {
-            let l = eval(idx, &b.left, times, limits)?;
-            let r = eval(idx, &b.right, times, limits)?;
-            binary(b, l, r)?
-        }
-        MetricQuery::Literal(v) => Val::Scalar(*v),
-        MetricQuery::VectorLiteral(v) => Val::Vector(vec![Series {
-            labels: Labels::new(),
-            points: vec![Some(*v); times.len()],
-        }]),
-        MetricQuery::LabelReplace(lr) => {
-            let Val::Vector(mut series) = eval(idx, &lr.inner, times, limits)? else {
-                return Err(QueryError::BadRequest("label_replace over a scalar".into()));
-            };
-            let re = anchored(&lr.regex)?;
-            for s in &mut series {
-                let src = s.labels.get(&lr.src_label).cloned().unwrap_or_default();
-                if let Some(caps) = re.captures(&src) {
-                    let mut dst = String::new();
-                    caps.expand(&lr.replacement, &mut dst);
-                    if dst.is_empty() {
-                        s.labels.remove(&lr.dst_label);
-                    } else {
-                        s.labels.insert(lr.dst_label.clone(), dst);
+        Ok(())
+    }
+
+    fn eval(&self, q: &MetricQuery) -> Result<Val, QueryError> {
+        let times = self.times;
+        Ok(match q {
+            MetricQuery::Range(r) => Val::Vector(self.range_agg(r, None)?),
+            MetricQuery::Vector(v) => {
+                // `sum by (g) (count_over_time(…))` and the like: the range function adds up, so
+                // lines are counted per group directly. Per-line labels (`| logfmt`) would
+                // otherwise make one intermediate series per distinct label set and hit the
+                // series limit, which (as in Loki) is meant for the result.
+                let pushed = match &v.inner {
+                    MetricQuery::Range(r)
+                        if v.function == AggregationFunction::Sum && additive(r.as_ref()) =>
+                    {
+                        Some(self.range_agg(r, Some(v.grouping.as_ref()))?)
+                    }
+                    _ => None,
+                };
+                let inner = match pushed {
+                    Some(series) => Val::Vector(series),
+                    None => self.eval(&v.inner)?,
+                };
+                let inner = match inner {
+                    Val::Vector(s) => s,
+                    Val::Scalar(_) => {
+                        return Err(QueryError::BadRequest("vector aggregation over a scalar".into()))
+                    }
+                };
+                Val::Vector(vector_agg(
+                    v.function,
+                    v.param,
+                    v.grouping.as_ref(),
+                    inner,
+                    times.len(),
+                )?)
+            }
+            MetricQuery::Binary(b) => {
+                let l = self.eval(&b.left)?;
+                let r = self.eval(&b.right)?;
+                binary(b, l, r)?
+            }
+            MetricQuery::Literal(v) => Val::Scalar(*v),
+            MetricQuery::VectorLiteral(v) => Val::Vector(vec![Series {
+                labels: Labels::new(),
+                points: vec![Some(*v); times.len()],
+            }]),
+            MetricQuery::LabelReplace(lr) => {
+                let Val::Vector(mut series) = self.eval(&lr.inner)? else {
+                    return Err(QueryError::BadRequest("label_replace over a scalar".into()));
+                };
+                let re = anchored(&lr.regex)?;
+                for s in &mut series {
+                    let src = s.labels.get(&lr.src_label).cloned().unwrap_or_default();
+                    if let Some(caps) = re.captures(&src) {
+                        let mut dst = String::new();
+                        caps.expand(&lr.replacement, &mut dst);
+                        if dst.is_empty() {
+                            s.labels.remove(&lr.dst_label);
+                        } else {
+                            s.labels.insert(lr.dst_label.clone(), dst);
+                        }
                     }
                 }
+                Val::Vector(series)
             }
-            Val::Vector(series)
-        }
-        other => return Err(QueryError::Unsupported(format!("{other:?}"))),
-    })
+            other => return Err(QueryError::Unsupported(format!("{other:?}"))),
+        })
+    }
 }
 
 fn group_key(labels: &Labels, grouping: Option<&Grouping>) -> Labels {
@@ -128,150 +178,147 @@ fn additive(r: &RangeAggregation) -> bool {
         )
 }
 
-/// Evaluates a range aggregation; with `sum_grouping`, lines are keyed by the enclosing
-/// `sum`'s grouping straight away (see [`additive`]).
-fn range_agg(
-    idx: &LogIndex,
-    r: &RangeAggregation,
-    times: &[i64],
-    limits: &Limits,
-    sum_grouping: Option<Option<&Grouping>>,
-) -> Result<Vec<Series>, QueryError> {
-    use RangeFunction as F;
-    let range = i64::try_from(r.range.as_nanos()).unwrap_or(i64::MAX);
-    let offset = r.offset.map_or(0, |o| i64::try_from(o.as_nanos()).unwrap_or(0));
-    if range <= 0 {
-        return Err(QueryError::BadRequest("range must be positive".into()));
-    }
-    let mut stages = r.log_query.pipeline.clone();
-    if let Some(u) = &r.unwrap {
-        stages.push(PipelineStage::Unwrap(u.clone()));
-    }
-    let unwrapped = stages.iter().any(|s| matches!(s, PipelineStage::Unwrap(_)));
-    let needs_unwrap = !matches!(
-        r.function,
-        F::Rate | F::CountOverTime | F::BytesRate | F::BytesOverTime | F::AbsentOverTime
-    );
-    if needs_unwrap && !unwrapped {
-        return Err(QueryError::BadRequest(format!(
-            "{:?} needs a value: add `| unwrap <label>` to the log query",
-            r.function
-        )));
-    }
-    let pipeline = Pipeline::compile(&stages)?;
-    let clauses = plan(idx, &r.log_query.selector, &pipeline)?;
-    let (first, last) = (times[0], times[times.len() - 1]);
-    let lo = first - offset - range + 1;
-    let hi = last - offset + 1;
-    let searchers = idx.searchers(lo, hi);
-    let query = idx.query(lo, hi, clauses);
-    let refs = idx
-        .refs(&searchers, &query, (lo, hi), limits.max_lines_scanned)?
-        .map_err(|_| scan_limit(limits))?;
+impl Eval<'_> {
+    /// Evaluates a range aggregation; with `sum_grouping`, lines are keyed by the enclosing
+    /// `sum`'s grouping straight away (see [`additive`]).
+    fn range_agg(
+        &self,
+        r: &RangeAggregation,
+        sum_grouping: Option<Option<&Grouping>>,
+    ) -> Result<Vec<Series>, QueryError> {
+        use RangeFunction as F;
+        let (idx, times, limits) = (self.idx, self.times, self.limits);
+        let range = i64::try_from(r.range.as_nanos()).unwrap_or(i64::MAX);
+        let offset = r.offset.map_or(0, |o| i64::try_from(o.as_nanos()).unwrap_or(0));
+        if range <= 0 {
+            return Err(QueryError::BadRequest("range must be positive".into()));
+        }
+        let mut stages = r.log_query.pipeline.clone();
+        if let Some(u) = &r.unwrap {
+            stages.push(PipelineStage::Unwrap(u.clone()));
+        }
+        let unwrapped = stages.iter().any(|s| matches!(s, PipelineStage::Unwrap(_)));
+        let needs_unwrap = !matches!(
+            r.function,
+            F::Rate | F::CountOverTime | F::BytesRate | F::BytesOverTime | F::AbsentOverTime
+        );
+        if needs_unwrap && !unwrapped {
+            return Err(QueryError::BadRequest(format!(
+                "{:?} needs a value: add `| unwrap <label>` to the log query",
+                r.function
+            )));
+        }
+        let pipeline = Pipeline::compile(&stages)?;
+        let clauses = plan(idx, &r.log_query.selector, &pipeline)?;
+        let (first, last) = (times[0], times[times.len() - 1]);
+        let lo = first - offset - range + 1;
+        let hi = last - offset + 1;
+        let searchers = idx.searchers(lo, hi);
+        let query = idx.query(lo, hi, clauses);
+        let refs = idx
+            .refs(&searchers, &query, (lo, hi), limits.max_lines_scanned)?
+            .map_err(|_| scan_limit(limits))?;
 
-    let mut readers: Vec<_> = searchers.iter().map(|s| idx.reader(s)).collect();
-    // Samples per output series: (ts, value).
-    let mut samples: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
-    let mut stream_labels: HashMap<(usize, u64), Option<Labels>> = HashMap::new();
-    for rf in refs {
-        let (labels, value) = if pipeline.is_empty() {
-            let labels = match stream_labels.get(&(rf.part, rf.stream)) {
-                Some(l) => l.clone(),
-                None => {
-                    let labels = readers[rf.part].hit(rf.addr)?.labels.clone();
-                    stream_labels.insert((rf.part, rf.stream), Some(labels.clone()));
-                    Some(labels)
+        let mut readers: Vec<_> = searchers.iter().map(|s| idx.reader(s)).collect();
+        // Samples per output series: (ts, value).
+        let mut samples: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
+        let mut stream_labels: HashMap<(usize, u64), Option<Labels>> = HashMap::new();
+        for rf in refs {
+            let (labels, value) = if pipeline.is_empty() {
+                let labels = match stream_labels.get(&(rf.part, rf.stream)) {
+                    Some(l) => l.clone(),
+                    None => {
+                        let labels = readers[rf.part].hit(rf.addr)?.labels.clone();
+                        stream_labels.insert((rf.part, rf.stream), Some(labels.clone()));
+                        Some(labels)
+                    }
+                };
+                (labels, None)
+            } else if !pipeline.prefilter(readers[rf.part].line(rf.addr)?) {
+                (None, None)
+            } else {
+                let hit = readers[rf.part].hit(rf.addr)?;
+                match pipeline.run(hit.labels, hit.metadata, hit.line) {
+                    Some(p) => (Some(p.labels), p.value),
+                    None => (None, None),
                 }
             };
-            (labels, None)
-        } else if !pipeline.prefilter(readers[rf.part].line(rf.addr)?) {
-            (None, None)
-        } else {
-            let hit = readers[rf.part].hit(rf.addr)?;
-            match pipeline.run(hit.labels, hit.metadata, hit.line) {
-                Some(p) => (Some(p.labels), p.value),
-                None => (None, None),
-            }
-        };
-        let Some(labels) = labels else { continue };
-        let v = match r.function {
-            F::BytesRate | F::BytesOverTime => rf.bytes as f64,
-            _ => value.unwrap_or(1.0),
-        };
-        let key = match sum_grouping {
-            Some(g) => group_key(&labels, g),
-            None if unwrapped && r.grouping.is_some() => group_key(&labels, r.grouping.as_ref()),
-            None => labels,
-        };
-        samples.entry(key).or_default().push((rf.ts_ns, v));
-        if samples.len() > limits.max_series {
-            return Err(series_limit(limits));
-        }
-    }
-
-    let range_secs = range as f64 / 1e9;
-    let mut out = Vec::with_capacity(samples.len());
-    for (labels, mut pts) in samples {
-        pts.sort_unstable_by_key(|p| p.0);
-        let points = times
-            .iter()
-            .map(|&t| {
-                let a = pts.partition_point(|p| p.0 <= t - offset - range);
-                let b = pts.partition_point(|p| p.0 <= t - offset);
-                let w: Vec<f64> = pts[a..b].iter().map(|p| p.1).collect();
-                if w.is_empty() {
-                    return None;
+            let Some(labels) = labels else { continue };
+            let v = match r.function {
+                F::BytesRate | F::BytesOverTime => rf.bytes as f64,
+                _ => value.unwrap_or(1.0),
+            };
+            let key = match sum_grouping {
+                Some(g) => group_key(&labels, g),
+                None if unwrapped && r.grouping.is_some() => group_key(&labels, r.grouping.as_ref()),
+                None => labels,
+            };
+            match samples.get_mut(&key) {
+                Some(pts) => pts.push((rf.ts_ns, v)),
+                None => {
+                    self.hold(&key)?;
+                    samples.insert(key, vec![(rf.ts_ns, v)]);
                 }
-                let n = w.len() as f64;
-                let sum: f64 = w.iter().sum();
-                Some(match r.function {
-                    F::CountOverTime => n,
-                    F::Rate if !unwrapped => n / range_secs,
-                    F::Rate | F::BytesRate => sum / range_secs,
-                    F::BytesOverTime | F::SumOverTime => sum,
-                    F::AvgOverTime => sum / n,
-                    F::MinOverTime => w.iter().copied().fold(f64::INFINITY, f64::min),
-                    F::MaxOverTime => w.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-                    F::StdvarOverTime => variance(&w),
-                    F::StddevOverTime => variance(&w).sqrt(),
-                    F::FirstOverTime => w[0],
-                    F::LastOverTime => w[w.len() - 1],
-                    F::QuantileOverTime => quantile(r.param.unwrap_or(0.5), w),
-                    _ => return None,
-                })
-            })
-            .collect();
-        out.push(Series { labels, points });
-    }
-    if r.function == F::AbsentOverTime {
-        let any: Vec<bool> = (0..times.len())
-            .map(|i| out.iter().any(|s| s.points[i].is_some()))
-            .collect();
-        let labels = r
-            .log_query
-            .selector
-            .matchers
-            .iter()
-            .filter(|m| m.op == logql::MatchOp::Eq)
-            .map(|m| (m.name.clone(), m.value.clone()))
-            .collect();
-        return Ok(vec![Series {
-            labels,
-            points: any.iter().map(|&a| (!a).then_some(1.0)).collect(),
-        }]);
-    }
-    if matches!(r.function, F::RateCounter) {
-        return Err(QueryError::Unsupported("rate_counter".into()));
-    }
-    out.sort_by(|a, b| a.labels.cmp(&b.labels));
-    Ok(out)
-}
+            }
+        }
 
-fn series_limit(limits: &Limits) -> QueryError {
-    QueryError::Limit(format!(
-        "maximum of series ({}) reached for a single query; aggregate with sum by (...) or narrow the selector",
-        limits.max_series
-    ))
+        let range_secs = range as f64 / 1e9;
+        let mut out = Vec::with_capacity(samples.len());
+        for (labels, mut pts) in samples {
+            pts.sort_unstable_by_key(|p| p.0);
+            let points = times
+                .iter()
+                .map(|&t| {
+                    let a = pts.partition_point(|p| p.0 <= t - offset - range);
+                    let b = pts.partition_point(|p| p.0 <= t - offset);
+                    let w: Vec<f64> = pts[a..b].iter().map(|p| p.1).collect();
+                    if w.is_empty() {
+                        return None;
+                    }
+                    let n = w.len() as f64;
+                    let sum: f64 = w.iter().sum();
+                    Some(match r.function {
+                        F::CountOverTime => n,
+                        F::Rate if !unwrapped => n / range_secs,
+                        F::Rate | F::BytesRate => sum / range_secs,
+                        F::BytesOverTime | F::SumOverTime => sum,
+                        F::AvgOverTime => sum / n,
+                        F::MinOverTime => w.iter().copied().fold(f64::INFINITY, f64::min),
+                        F::MaxOverTime => w.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                        F::StdvarOverTime => variance(&w),
+                        F::StddevOverTime => variance(&w).sqrt(),
+                        F::FirstOverTime => w[0],
+                        F::LastOverTime => w[w.len() - 1],
+                        F::QuantileOverTime => quantile(r.param.unwrap_or(0.5), w),
+                        _ => return None,
+                    })
+                })
+                .collect();
+            out.push(Series { labels, points });
+        }
+        if r.function == F::AbsentOverTime {
+            let any: Vec<bool> = (0..times.len())
+                .map(|i| out.iter().any(|s| s.points[i].is_some()))
+                .collect();
+            let labels = r
+                .log_query
+                .selector
+                .matchers
+                .iter()
+                .filter(|m| m.op == logql::MatchOp::Eq)
+                .map(|m| (m.name.clone(), m.value.clone()))
+                .collect();
+            return Ok(vec![Series {
+                labels,
+                points: any.iter().map(|&a| (!a).then_some(1.0)).collect(),
+            }]);
+        }
+        if matches!(r.function, F::RateCounter) {
+            return Err(QueryError::Unsupported("rate_counter".into()));
+        }
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(out)
+    }
 }
 
 fn variance(w: &[f64]) -> f64 {
@@ -631,9 +678,41 @@ mod tests {
         );
         let v = q(r#"sum(rate({job="seq"} | logfmt [1h]))"#).unwrap();
         assert_eq!(values(&v)[0].1, [Some(120.0 / 3600.0)]);
-        // max of per-series counts needs every series: still limited, with a clear error.
-        let e = q(r#"max by (b) (count_over_time({job="seq"} | logfmt [1h]))"#).unwrap_err();
-        assert!(e.to_string().contains("maximum of series (100)"), "{e}");
+        // Regression (issue 21): aggregations that need every series answer too, as the
+        // limit applies to the result (in Loki too).
+        let v = q(r#"max by (b) (count_over_time({job="seq"} | logfmt [1h]))"#).unwrap();
+        assert_eq!(values(&v).len(), 2);
+        let v = q(r#"count(count_over_time({job="seq"} | logfmt [1h]))"#).unwrap();
+        assert_eq!(values(&v)[0].1, [Some(120.0)]);
+        let v = q(
+            r#"count(count_over_time({job="seq"} | logfmt [1h])) + count(rate({job="seq"} | logfmt [1h]))"#,
+        );
+        assert_eq!(values(&v.unwrap())[0].1, [Some(240.0)]);
+        // A result of 120 series is over the limit.
+        let e = q(r#"count_over_time({job="seq"} | logfmt [1h])"#).unwrap_err();
+        assert!(e.to_string().contains("maximum of series (100) reached"), "{e}");
+        // What a query holds on the way is bounded by memory: 120 series of ~300 bytes.
+        let small = Limits {
+            max_intermediate_bytes: 20_000,
+            ..limits
+        };
+        let logql::Expr::Metric(m) =
+            super::super::parse(r#"count(count_over_time({job="seq"} | logfmt [1h]))"#).unwrap()
+        else {
+            panic!()
+        };
+        let e = eval(&idx, &m, &[200 * S], &small).unwrap_err();
+        assert!(e.to_string().contains("holds more than 19 KiB of series"), "{e}");
+        assert!(eval(
+            &idx,
+            &m,
+            &[200 * S],
+            &Limits {
+                max_intermediate_bytes: 200_000,
+                ..limits
+            }
+        )
+        .is_ok());
     }
 
     #[test]

@@ -59,7 +59,10 @@ impl From<tantivy::TantivyError> for QueryError {
 pub(crate) struct Limits {
     /// Lines read from the index (before pipeline filtering).
     pub(crate) max_lines_scanned: usize,
+    /// Series in a metric query's result.
     pub(crate) max_series: usize,
+    /// Memory of the series a metric query holds on the way to its result.
+    pub(crate) max_intermediate_bytes: usize,
     /// Lines returned by a log query (Loki's max_entries_limit_per_query).
     pub(crate) max_entries: usize,
     pub(crate) max_range_ns: i64,
@@ -71,6 +74,7 @@ impl Default for Limits {
         Limits {
             max_lines_scanned: 5_000_000,
             max_series: 10_000,
+            max_intermediate_bytes: 256 << 20,
             max_entries: 5_000,
             max_range_ns: 32 * 86_400 * 1_000_000_000,
             max_steps: 11_000,
