@@ -344,6 +344,16 @@ impl Engine {
         self.commit()
     }
 
+    /// At a clean shutdown, once no request is in flight: flushes the metrics head, commits,
+    /// and leaves no WAL record that the indexes and blocks cover (a restart replays nothing).
+    /// Blocking.
+    pub(crate) fn close(&self) -> Result<(), OpenError> {
+        let _maintenance = self.shared.maintenance.lock().expect("maintenance lock");
+        self.flush_metrics()?;
+        self.wal.roll()?;
+        self.commit()
+    }
+
     /// Writes a consistent copy of the data dir to `<data>/snapshots/latest` (replacing the
     /// previous one) and returns its path. Blocking.
     ///
@@ -548,5 +558,65 @@ mod tests {
         assert!(!pacer.due(bytes, false));
         assert!(pacer.due(bytes, false));
         assert!(pacer.due(bytes + 1, false));
+    }
+
+    /// Regression (issue 21): after a clean shutdown the WAL kept segments that blocks and
+    /// commits already covered (34 MiB after 2 M remote_written samples), replayed at every
+    /// start.
+    #[tokio::test]
+    async fn a_clean_close_leaves_nothing_to_replay() {
+        use crate::model::{LogEntry, LogStream};
+        use crate::tsdb::SeriesSamples;
+        let dir = tempfile::tempdir().unwrap();
+        let retention = Retention::all(Duration::from_secs(100 * 365 * 86400));
+        let now_ms = crate::api::params::now_ns() / 1_000_000;
+        let samples = |n: i64| SampleBatch {
+            series: vec![SeriesSamples {
+                labels: vec![("__name__".into(), "up".into()), ("n".into(), n.to_string())],
+                samples: (0..1000).map(|i| (now_ms - 60_000 + i, i as f64)).collect(),
+            }],
+        };
+        let lines = LogBatch {
+            streams: vec![LogStream {
+                labels: [("job".to_string(), "api".to_string())].into(),
+                entries: vec![LogEntry {
+                    ts_ns: now_ms * 1_000_000,
+                    line: "hello".into(),
+                    metadata: Vec::new(),
+                }],
+            }],
+        };
+        let wal_bytes = |dir: &Path| -> Vec<u64> {
+            let mut sizes: Vec<u64> = std::fs::read_dir(dir.join("wal"))
+                .unwrap()
+                .map(|e| e.unwrap().metadata().unwrap().len())
+                .collect();
+            sizes.sort();
+            sizes
+        };
+        for round in 0..2 {
+            let (engine, report) = Engine::open(dir.path(), retention).unwrap();
+            assert_eq!(report.records, 0, "round {round}: nothing to replay");
+            assert_eq!(
+                engine.tsdb().series_labels(&[], i64::MIN, i64::MAX).len(),
+                round as usize
+            );
+            engine.ingest_samples(samples(round)).await.unwrap();
+            engine.ingest_logs(lines.clone()).await.unwrap();
+            assert!(wal_bytes(dir.path()).iter().sum::<u64>() > 8_000);
+            engine.close().unwrap();
+            assert_eq!(wal_bytes(dir.path()), [8], "one empty segment: its header");
+        }
+        let (engine, _) = Engine::open(dir.path(), retention).unwrap();
+        assert_eq!(engine.tsdb().series_labels(&[], i64::MIN, i64::MAX).len(), 2);
+        assert_eq!(
+            engine
+                .wal
+                .append(Kind::Logs, vec![1], Box::new(|_| {}))
+                .await
+                .unwrap(),
+            5,
+            "sequence numbers go on"
+        );
     }
 }

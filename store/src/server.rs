@@ -184,6 +184,16 @@ impl BoundStore {
                 grpc_abort.abort();
             }
         }
+        let engine = self.engine.clone();
+        match tokio::task::spawn_blocking(move || engine.close()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "final commit failed; the wal is replayed at the next start")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "final commit panicked; the wal is replayed at the next start")
+            }
+        }
         tracing::info!(data_dir = %self.engine.data_dir().display(), "store stopped");
         Ok(())
     }

@@ -36,7 +36,10 @@
 //!
 //! Once the indexes have durably committed everything up to a sequence number, the caller
 //! calls [`Wal::remove_through`]; whole segments below it are deleted. The active segment is
-//! never deleted, so the next sequence number is always known.
+//! never deleted, so the next sequence number is always known. At a clean shutdown the
+//! store commits everything and calls [`Wal::roll`] first: the records move out of the
+//! active segment's way, an empty segment named by the next sequence number takes its
+//! place, and the WAL left on disk is one header.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
@@ -126,11 +129,18 @@ struct Append {
     done: oneshot::Sender<Result<u64, WalError>>,
 }
 
+/// What the writer thread is asked to do.
+enum Msg {
+    Append(Append),
+    /// Start a new segment if the active one holds records (see [`Wal::roll`]).
+    Roll(mpsc::SyncSender<Result<(), WalError>>),
+}
+
 /// Handle to the log; cheap to clone.
 #[derive(Debug, Clone)]
 pub(crate) struct Wal {
     dir: PathBuf,
-    tx: mpsc::Sender<Append>,
+    tx: mpsc::Sender<Msg>,
     /// First sequence number of each segment, oldest first (shared with the writer).
     segments: Arc<Mutex<Vec<u64>>>,
 }
@@ -396,14 +406,26 @@ impl Wal {
         }
         let (done, wait) = oneshot::channel();
         self.tx
-            .send(Append {
+            .send(Msg::Append(Append {
                 kind,
                 payload,
                 apply,
                 done,
-            })
+            }))
             .map_err(|_| WalError::Broken("writer stopped".into()))?;
         wait.await
+            .map_err(|_| WalError::Broken("writer stopped".into()))?
+    }
+
+    /// Closes the active segment if it holds records and starts an empty one, so that
+    /// [`Wal::remove_through`] can delete every record the indexes cover: at a clean
+    /// shutdown, nothing is left to replay. Blocking.
+    pub(crate) fn roll(&self) -> Result<(), WalError> {
+        let (done, wait) = mpsc::sync_channel(1);
+        self.tx
+            .send(Msg::Roll(done))
+            .map_err(|_| WalError::Broken("writer stopped".into()))?;
+        wait.recv()
             .map_err(|_| WalError::Broken("writer stopped".into()))?
     }
 
@@ -443,43 +465,66 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(mut self, rx: mpsc::Receiver<Append>) {
+    fn run(mut self, rx: mpsc::Receiver<Msg>) {
         let mut buf = Vec::with_capacity(1 << 20);
+        let mut roll = None;
         while let Ok(first) = rx.recv() {
+            let first = match first {
+                Msg::Append(a) => a,
+                Msg::Roll(done) => {
+                    let _ = done.send(self.roll());
+                    continue;
+                }
+            };
             let mut group = vec![first];
             while group.len() < MAX_GROUP {
                 match rx.try_recv() {
-                    Ok(a) => group.push(a),
+                    Ok(Msg::Append(a)) => group.push(a),
+                    Ok(Msg::Roll(done)) => {
+                        roll = Some(done);
+                        break;
+                    }
                     Err(_) => break,
                 }
             }
-            if let Some(why) = &self.broken {
-                for a in group {
-                    let _ = a.done.send(Err(WalError::Broken(why.clone())));
-                }
-                continue;
+            self.write_and_answer(group, &mut buf);
+            if let Some(done) = roll.take() {
+                let _ = done.send(self.roll());
             }
-            match self.write_group(&group, &mut buf) {
-                Ok(first_seq) => {
-                    for (i, a) in group.into_iter().enumerate() {
-                        let seq = first_seq + i as u64;
-                        (a.apply)(seq);
-                        let _ = a.done.send(Ok(seq));
-                    }
+        }
+    }
+
+    fn write_and_answer(&mut self, group: Vec<Append>, buf: &mut Vec<u8>) {
+        if let Some(why) = &self.broken {
+            for a in group {
+                let _ = a.done.send(Err(WalError::Broken(why.clone())));
+            }
+            return;
+        }
+        match self.write_group(&group, buf) {
+            Ok(first_seq) => {
+                for (i, a) in group.into_iter().enumerate() {
+                    let seq = first_seq + i as u64;
+                    (a.apply)(seq);
+                    let _ = a.done.send(Ok(seq));
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "wal write failed; refusing further writes");
-                    self.broken = Some(e.to_string());
-                    for a in group {
-                        let _ = a.done.send(Err(WalError::Broken(e.to_string())));
-                    }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "wal write failed; refusing further writes");
+                self.broken = Some(e.to_string());
+                for a in group {
+                    let _ = a.done.send(Err(WalError::Broken(e.to_string())));
                 }
             }
         }
     }
 
-    fn write_group(&mut self, group: &[Append], buf: &mut Vec<u8>) -> Result<u64, WalError> {
-        if self.size >= SEGMENT_BYTES {
+    /// Starts a new segment at the next sequence number, unless the active one is empty.
+    fn roll(&mut self) -> Result<(), WalError> {
+        if let Some(why) = &self.broken {
+            return Err(WalError::Broken(why.clone()));
+        }
+        if self.size > HEADER_LEN {
             self.file = new_segment(&self.dir, self.next_seq)?;
             self.active_first = self.next_seq;
             self.size = HEADER_LEN;
@@ -487,6 +532,13 @@ impl Writer {
                 .lock()
                 .expect("wal segment list")
                 .push(self.active_first);
+        }
+        Ok(())
+    }
+
+    fn write_group(&mut self, group: &[Append], buf: &mut Vec<u8>) -> Result<u64, WalError> {
+        if self.size >= SEGMENT_BYTES {
+            self.roll()?;
         }
         let first_seq = self.next_seq;
         buf.clear();
