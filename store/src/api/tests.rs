@@ -422,6 +422,62 @@ async fn pushes_over_an_ingest_limit_are_refused_whole_and_counted() {
     }
 }
 
+/// Issue 21's audit: pushed data nested deep (an attribute map in a map, 1,000 levels) is
+/// refused by the decoders' own nesting limits (prost: 100, serde_json: 128), never walked
+/// deep enough to overflow a stack.
+#[tokio::test]
+async fn deeply_nested_pushes_are_refused_by_the_decoders() {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue, KeyValueList};
+    let s = TestStore::new(&[]);
+    let json_value = format!(
+        "{}{{\"stringValue\":\"x\"}}{}",
+        r#"{"kvlistValue":{"values":[{"key":"k","value":"#.repeat(1_000),
+        "}]}}".repeat(1_000)
+    );
+    let json_body =
+        format!(r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{{"body":{json_value}}}]}}]}}]}}"#);
+    let (status, body) = s.post("/v1/logs", "application/json", json_body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("recursion limit"), "{body}");
+    let (status, body) = s
+        .post(
+            "/loki/api/v1/push",
+            "application/json",
+            format!(
+                r#"{{"streams":[{{"stream":{{"a":"b"}},"values":[["1","x",{}]]}}]}}"#,
+                "[".repeat(10_000)
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    let mut value = AnyValue {
+        value: Some(any_value::Value::StringValue("x".into())),
+    };
+    for _ in 0..150 {
+        value = AnyValue {
+            value: Some(any_value::Value::KvlistValue(KeyValueList {
+                values: vec![KeyValue {
+                    key: "k".into(),
+                    value: Some(value),
+                    ..Default::default()
+                }],
+            })),
+        };
+    }
+    let mut req: ExportLogsServiceRequest = serde_json::from_str(
+        r#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"x"}}]}]}]}"#,
+    )
+    .unwrap();
+    req.resource_logs[0].scope_logs[0].log_records[0].body = Some(value);
+    let (status, body) = s
+        .post("/v1/logs", "application/x-protobuf", req.encode_to_vec())
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("recursion limit"), "{body}");
+}
+
 #[tokio::test]
 async fn otlp_http_logs_in_protobuf_and_json() {
     use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
