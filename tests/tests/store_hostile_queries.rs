@@ -27,7 +27,7 @@ fn post_form(store: &StoreProc, path: &str, params: &[(&str, &str)]) -> (u16, se
         body.as_bytes(),
     )
     .unwrap_or_else(|e| panic!("POST {path}: {e}\n{}", store.proc.describe()));
-    let json = serde_json::from_str(&body).unwrap_or_else(|_| serde_json::Value::String(body));
+    let json = serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body));
     (status, json)
 }
 

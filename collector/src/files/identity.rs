@@ -96,7 +96,7 @@ pub(super) fn resume<'a>(
         .into_iter()
         .filter(|s| s.id.fingerprint == fingerprint)
         .collect();
-    candidates.sort_by(|a, b| b.offset.cmp(&a.offset));
+    candidates.sort_by_key(|s| std::cmp::Reverse(s.offset));
     candidates.dedup_by_key(|s| (s.offset, s.tail));
     candidates
         .into_iter()
