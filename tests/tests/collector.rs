@@ -166,27 +166,7 @@ fn every_line_arrives_through_rotation_store_outage_and_kill_9() {
     let want = LINES / BUCKET;
     // The "late" lines written to renamed files land in their rename's bucket.
     let expected = |b: u64| BUCKET + u64::from(RENAMED_AT.iter().any(|r| r / BUCKET == b));
-    let complete =
-        |got: &BTreeMap<u64, u64>| (0..want).all(|b| got.get(&b).copied().unwrap_or(0) >= expected(b));
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let mut got = buckets(&store);
-    while !complete(&got) {
-        let missing: Vec<_> = (0..want)
-            .filter(|b| got.get(b).copied().unwrap_or(0) < expected(*b))
-            .collect();
-        assert!(
-            Instant::now() < deadline,
-            "buckets still missing lines after 90 s: {missing:?} in {got:?}\n{}",
-            collector.describe()
-        );
-        assert!(
-            collector.wait_timeout(Duration::ZERO).is_none(),
-            "collector exited: {}",
-            collector.describe()
-        );
-        std::thread::sleep(Duration::from_millis(500));
-        got = buckets(&store);
-    }
+    wait_buckets(&store, &mut collector, want, expected);
     std::thread::sleep(Duration::from_secs(2));
     let got = buckets(&store);
     let duplicates: u64 = (0..want).map(|b| got[&b] - expected(b)).sum();
@@ -239,16 +219,20 @@ fn append_lines(path: &Path, from: u64, to: u64) {
     }
 }
 
-fn wait_delivered(store: &StoreProc, collector: &mut Proc, lines: u64) -> BTreeMap<u64, u64> {
+/// Waits until each of the first `want` buckets holds at least `expected(bucket)` lines.
+fn wait_buckets(store: &StoreProc, collector: &mut Proc, want: u64, expected: impl Fn(u64) -> u64) {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let got = buckets(store);
-        if (0..lines / BUCKET).all(|b| got.get(&b).copied().unwrap_or(0) >= BUCKET) {
-            return got;
+        let missing: Vec<_> = (0..want)
+            .filter(|b| got.get(b).copied().unwrap_or(0) < expected(*b))
+            .collect();
+        if missing.is_empty() {
+            return;
         }
         assert!(
             Instant::now() < deadline,
-            "lines missing after 90 s: {got:?}\n{}",
+            "buckets still missing lines after 90 s: {missing:?} in {got:?}\n{}",
             collector.describe()
         );
         assert!(
@@ -258,6 +242,11 @@ fn wait_delivered(store: &StoreProc, collector: &mut Proc, lines: u64) -> BTreeM
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// Waits until the first `lines` lines are all in the store.
+fn wait_delivered(store: &StoreProc, collector: &mut Proc, lines: u64) {
+    wait_buckets(store, collector, lines / BUCKET, |_| BUCKET);
 }
 
 /// Regression (issue 21): the store goes down; meanwhile `app.log` is rotated `rotations`

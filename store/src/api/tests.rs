@@ -1002,43 +1002,26 @@ mod prometheus {
     #[tokio::test]
     async fn bad_remote_write_is_refused_whole_with_a_reason() {
         let s = TestStore::new(&[]);
-        let req = WriteRequest {
-            timeseries: vec![
-                series(&[("__name__", "ok")], &[(T0, 1.0)]),
-                series(&[("job", "x")], &[(T0, 1.0)]),
-            ],
-            metadata: vec![],
-        };
-        let (status, body) = s
-            .post("/api/v1/write", "application/x-protobuf", encode_write(&req))
-            .await;
-        assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert!(
-            body.contains("timeseries[1]") && body.contains("no metric name"),
-            "{body}"
-        );
-        let v = s.get_json("/api/v1/label/__name__/values").await;
-        assert_eq!(v["data"], json!([]), "nothing of the bad request was stored");
-
         let labels: Vec<(String, String)> = (0..31).map(|i| (format!("l{i:02}"), "v".into())).collect();
         let mut wide: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         wide[0] = ("__name__", "wide");
-        let req = WriteRequest {
-            timeseries: vec![
-                series(&[("__name__", "ok")], &[(T0, 1.0)]),
-                series(&wide, &[(T0, 1.0)]),
-            ],
-            metadata: vec![],
-        };
-        let (status, body) = s
-            .post("/api/v1/write", "application/x-protobuf", encode_write(&req))
-            .await;
-        assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert!(
-            body.contains("has 31 labels; the limit is 30 (max_label_names_per_metric_series in [store])"),
-            "{body}"
-        );
-        let v = s.get_json("/api/v1/label/__name__/values").await;
-        assert_eq!(v["data"], json!([]), "nothing of the wide request was stored");
+        let nameless = vec![("job", "x")];
+        let over_limit = "has 31 labels; the limit is 30 (max_label_names_per_metric_series in [store])";
+        for (bad, reason) in [(nameless, "has no metric name"), (wide, over_limit)] {
+            let req = WriteRequest {
+                timeseries: vec![
+                    series(&[("__name__", "ok")], &[(T0, 1.0)]),
+                    series(&bad, &[(T0, 1.0)]),
+                ],
+                metadata: vec![],
+            };
+            let (status, body) = s
+                .post("/api/v1/write", "application/x-protobuf", encode_write(&req))
+                .await;
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+            assert!(body.contains(reason), "{body}");
+            let v = s.get_json("/api/v1/label/__name__/values").await;
+            assert_eq!(v["data"], json!([]), "nothing of the bad request was stored");
+        }
     }
 }
