@@ -117,6 +117,23 @@ fn write_logs(logs: &Path, written: Arc<AtomicU64>) {
     }
 }
 
+/// A work dir with `logs/` and a collector config tailing `logs/<glob>` as `{job="e2e"}`.
+fn work_dir(glob: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let work = tempfile::tempdir().unwrap();
+    let logs = work.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    std::fs::write(
+        work.path().join("collector.toml"),
+        format!(
+            "version = 1\n[collector]\nhost_metrics = false\nmax_request_kib = {REQUEST_KIB}\nmax_in_flight = {IN_FLIGHT}\n{}[[collector.files]]\npaths = [\"{}/{glob}\"]\nlabels = {{ job = \"e2e\" }}\n",
+            receiver_on_free_ports(),
+            logs.display()
+        ),
+    )
+    .unwrap();
+    (work, logs)
+}
+
 fn wait_written(written: &AtomicU64, n: u64) {
     while written.load(Ordering::Relaxed) < n {
         std::thread::sleep(Duration::from_millis(20));
@@ -125,21 +142,10 @@ fn wait_written(written: &AtomicU64, n: u64) {
 
 #[test]
 fn every_line_arrives_through_rotation_store_outage_and_kill_9() {
-    let work = tempfile::tempdir().unwrap();
-    let dir = work.path();
-    let logs = dir.join("logs");
-    std::fs::create_dir(&logs).unwrap();
     // Rotated names match too (as they should in a real setup): a file renamed while the
     // collector is down is still read to its end.
-    std::fs::write(
-        dir.join("collector.toml"),
-        format!(
-            "version = 1\n[collector]\nhost_metrics = false\nmax_request_kib = {REQUEST_KIB}\nmax_in_flight = {IN_FLIGHT}\n{}[[collector.files]]\npaths = [\"{}/*.log*\"]\nlabels = {{ job = \"e2e\" }}\n",
-            receiver_on_free_ports(),
-            logs.display()
-        ),
-    )
-    .unwrap();
+    let (work, logs) = work_dir("*.log*");
+    let dir = work.path();
     let (port, grpc_port) = (free_port(), free_port());
     let mut store = StoreProc::start_on_ports(dir, &dir.join("store-data"), port, grpc_port);
     let grpc = format!("http://127.0.0.1:{grpc_port}");
@@ -221,27 +227,16 @@ fn append_lines(path: &Path, from: u64, to: u64) {
 
 /// Waits until each of the first `want` buckets holds at least `expected(bucket)` lines.
 fn wait_buckets(store: &StoreProc, collector: &mut Proc, want: u64, expected: impl Fn(u64) -> u64) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
+    let complete = || {
         let got = buckets(store);
-        let missing: Vec<_> = (0..want)
-            .filter(|b| got.get(b).copied().unwrap_or(0) < expected(*b))
-            .collect();
-        if missing.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "buckets still missing lines after 90 s: {missing:?} in {got:?}\n{}",
-            collector.describe()
-        );
-        assert!(
-            collector.wait_timeout(Duration::ZERO).is_none(),
-            "collector exited: {}",
-            collector.describe()
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+        (0..want).all(|b| got.get(&b).copied().unwrap_or(0) >= expected(b))
+    };
+    wait_within(
+        Duration::from_secs(90),
+        "every line in the store",
+        collector,
+        complete,
+    );
 }
 
 /// Waits until the first `lines` lines are all in the store.
@@ -256,19 +251,8 @@ fn wait_delivered(store: &StoreProc, collector: &mut Proc, lines: u64) {
 /// twice). Now a restart re-sends at most the requests in flight and the last second.
 fn restart_after_rotation_during_outage(rotation: Rotation, rotations: u64, restart_while_down: bool) {
     const PER_STEP: u64 = 5_000;
-    let work = tempfile::tempdir().unwrap();
+    let (work, logs) = work_dir("*.log");
     let dir = work.path();
-    let logs = dir.join("logs");
-    std::fs::create_dir(&logs).unwrap();
-    std::fs::write(
-        dir.join("collector.toml"),
-        format!(
-            "version = 1\n[collector]\nhost_metrics = false\nmax_request_kib = {REQUEST_KIB}\nmax_in_flight = {IN_FLIGHT}\n{}[[collector.files]]\npaths = [\"{}/*.log\"]\nlabels = {{ job = \"e2e\" }}\n",
-            receiver_on_free_ports(),
-            logs.display()
-        ),
-    )
-    .unwrap();
     let app = logs.join("app.log");
     let (port, grpc_port) = (free_port(), free_port());
     let store = StoreProc::start_on_ports(dir, &dir.join("store-data"), port, grpc_port);
@@ -465,11 +449,15 @@ fn instant(store: &StoreProc, promql: &str) -> Option<f64> {
 }
 
 fn wait_until(what: &str, collector: &mut Proc, f: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    wait_within(Duration::from_secs(30), what, collector, f);
+}
+
+fn wait_within(timeout: Duration, what: &str, collector: &mut Proc, f: impl Fn() -> bool) {
+    let deadline = Instant::now() + timeout;
     while !f() {
         assert!(
             Instant::now() < deadline,
-            "timed out waiting for {what}\n{}",
+            "timed out after {timeout:?} waiting for {what}\n{}",
             collector.describe()
         );
         assert!(
