@@ -70,6 +70,10 @@ fn promql_nested_and_chained_queries_are_refused_or_answered_never_fatal() {
         &[("query", &huge)],
         "the limit is 131072",
     );
+    // Brackets inside a regex are the regex parser's to bound (nesting limit 250).
+    let regex = format!("up{{a=~\"{}\"}}", nested(20_000, "", "x"));
+    let (status, _) = post_form(&store, "/api/v1/query", &[("query", &regex)]);
+    assert_eq!(status, 400);
     still_answers(&store);
 
     // Prometheus accepts 1,000 levels; so does the store, and answers them right.
@@ -135,6 +139,14 @@ fn logql_nested_and_chained_queries_are_refused_or_answered_never_fatal() {
         );
         refused(&store, "/loki/api/v1/index/volume", &p, limit);
         refused(&store, "/loki/api/v1/index/volume_range", &p, limit);
+    }
+    for regex in [
+        format!("{{a=~\"{}\"}}", nested(20_000, "", "b")),
+        format!("{{a=\"b\"}} |~ \"{}\"", nested(20_000, "", "x")),
+    ] {
+        let p = [("query", regex.as_str()), ("start", &start), ("end", &end)];
+        let (status, body) = post_form(&store, "/loki/api/v1/query_range", &p);
+        assert_eq!(status, 400, "{body}");
     }
     still_answers(&store);
 
