@@ -1,21 +1,23 @@
 //! Logs on disk: tantivy indexes per UTC day, fed from the WAL in sequence order.
 //!
-//! # Layout (version 5)
+//! # Layout
 //!
 //! ```text
 //! <data_dir>/logs/v5/<YYYY-MM-DD>/      a tantivy index holding the lines whose time is that day
 //!     meta.json                         tantivy's; its commit payload is {"wal_seq": N}: every WAL
 //!                                       record with seq <= N is in this index
-//! <data_dir>/logs/v4/<YYYY-MM-DD>/      version 4 partitions (2026-12-02): read, never written
-//! <data_dir>/logs/v3/<YYYY-MM-DD>/      version 3 partitions (2026-12-01 to 02): read, never written
-//! <data_dir>/logs/v2/<YYYY-MM-DD>/      version 2 partitions (2026-12-01): read, never written
-//! <data_dir>/logs/v1/<YYYY-MM-DD>/      version 1 partitions (before 2026-12): read, never written
 //! ```
 //!
-//! Schema v5, one document per **block**: up to [`BLOCK_LINES`] lines (and about
-//! [`BLOCK_BYTES`]) of one stream from one WAL record, all of one day. Postings are per block,
-//! so a word common to the block's lines is indexed once, not once per line: that was most
-//! of the indexing work when each line was a document.
+//! The directory names the log schema, version 5: the one schema of this release. Until the
+//! first release a format changes in place; after it, a change ships with a reader of the
+//! previous version or a migration (ARCHITECTURE.md). Directories of the schemas that builds
+//! before 0.1.0 wrote (`logs/v1` to `logs/v4`) are refused at start with what to do.
+//!
+//! # Schema
+//!
+//! One document per **block**: up to [`BLOCK_LINES`] lines (and about [`BLOCK_BYTES`]) of one
+//! stream from one WAL record, all of one day. Postings are per block, so a word common to the
+//! block's lines is indexed once, not once per line.
 //!
 //! | field    | type  | options                 | holds                                           |
 //! |----------|-------|-------------------------|-------------------------------------------------|
@@ -23,59 +25,39 @@
 //! | `stream` | u64   | fast, stored            | FNV-1a 64 of the sorted `name=value\0` labels   |
 //! | `label`  | text  | raw terms               | one term `name=value` per stream label          |
 //! | `labels` | text  | stored                  | the stream labels as a JSON object              |
-//! | `line`   | text  | `obs_block_words_v5`, stored | the lines, each followed by `\n`; each distinct word indexed once, ids and numbers of 4 to 7 digits only by marks (`words.rs`) |
+//! | `line`   | text  | `obs_block_words_v5`, stored | the lines, each followed by `\n`: each distinct word indexed once, ids and numbers only by marks (`words.rs`) |
 //! | `meta`   | text  | stored                  | absent if no line has structured metadata, else each line's as JSON `[[[name, value]]]` (1) |
 //! | `bytes`  | u64   | fast                    | each line's length in bytes, in line order: where `line` is cut (lines may hold `\n`) |
-//! | `text`   | text  | stored                  | unused (v2's lines)                             |
+//! | `text`   | text  | stored                  | reserved, never written (its place keeps the field ids below) |
 //! | `ts_min`, `ts_max` | i64 | fast          | the time of the block's first and last line      |
-//! | `bloom`  | u64   | fast                    | the bloom filter of the pieces of the block's ids and the windows of its numbers (`logs/bloom.rs`) |
+//! | `bloom`  | u64   | fast                    | the block's bloom filter: the pieces and starts of its ids, the windows of its numbers (`logs/bloom.rs`) |
 //!
-//! (1) Without `detected_level`: it is derived from the line when read (`model.rs`). Lines
-//! stored before 2026-12 hold it.
+//! (1) Without `detected_level`: it is derived from the line when read (`model.rs`).
 //!
 //! A time range selects blocks by `ts_min` and `ts_max` (a scan of one value per block, not one
-//! per line); the lines in range are then picked from `ts`.
+//! per line); the lines in range are then picked from `ts`. A block's stored document is its
+//! text in one value, its labels and, rarely, metadata: times and sizes are read from the fast
+//! fields (`read.rs`).
 //!
-//! A block's stored document is its text in one value, its labels and, rarely, metadata: times
-//! and sizes are read from the fast fields. (Schema v2 stored each line, time and metadata as a
-//! value of its own: reading them back was most of a needle search's time per block, and
-//! storing them a tenth of ingest; the times were also an eighth of the index.)
-//!
-//! Schema v4 was v5 but for `line`'s tokenizer, `obs_block_words_v4`, which indexes numbers as
-//! words, and filters without numbers. (Numbers were a third of ingest CPU: each a lookup in
-//! a term table too large for the cache, like ids before.)
-//!
-//! Schema v3 was v4 but for: no `bloom`, and `line` tokenized by `obs_block_words`, which
-//! indexes the pieces of ids as words.
-//!
-//! Schema v2 was v3 but for: `ts` also stored, `line` not stored, each line stored as a `text`
-//! value and each line's metadata as a `meta` value (JSON `[[name, value]]` or empty).
-//!
-//! Schema v1 was one document per line: `ts` fast and stored (partitions before 2026-12 also
-//! index it), `line` stored as well as indexed, `meta` only when the line has metadata, and
-//! no `text`, `ts_min` or `ts_max`.
-//!
-//! The fields all schemas share have the same ids, so one query answers all (the pieces of a
-//! needle's ids are looked up in filters or postings, per segment: `logs/bloom.rs`); `read.rs`
-//! reads each version's documents as blocks (a v1 document as a block of one line).
+//! A needle (`|= "..."`) becomes a query over the index ([`LogIndex::needle_hint`]): its words
+//! in the postings, its ids' pieces and its numbers' windows in the blocks' bloom filters; the
+//! words of the index (pieces, windows, runs, marks) are defined in `words.rs`.
 //!
 //! # Durability
 //!
 //! Partitioning, commit payloads and replay are `partitions.rs`'s: lines are added after their
 //! WAL record is durable, committed every [`COMMIT_INTERVAL`](crate::ingest::COMMIT_INTERVAL),
-//! and replay neither loses nor duplicates them. Records that partitions of older versions
-//! already hold are not replayed into v5 ones.
+//! and replay neither loses nor duplicates them.
 
 mod bloom;
 mod matched;
 mod read;
-mod unmarked;
 
 use std::path::Path;
 
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, RegexQuery, TermQuery};
 use tantivy::schema::{
-    Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, FAST, STORED, STRING,
+    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, STORED, STRING,
 };
 use tantivy::{Index, Searcher, TantivyDocument, Term};
 
@@ -86,67 +68,18 @@ pub(crate) use crate::partitions::IndexError;
 use crate::partitions::{Partitions, DAY_NS};
 pub(crate) use matched::Matched;
 pub(crate) use read::{BlocksInOrder, LineAddr, LineReader, LineRef, StreamStats};
-use unmarked::Unmarked;
 
-/// The tokenizer of `line` in v1 partitions (one line per document).
-const WORDS: &str = "obs_words";
-/// The tokenizer of `line` in v2 and v3 partitions (a block of lines per document).
-const BLOCK_WORDS: &str = "obs_block_words";
-/// The tokenizer of `line` in v4 partitions (ids' pieces in bloom filters, not postings).
-const BLOCK_WORDS_V4: &str = "obs_block_words_v4";
-/// The tokenizer of `line` in v5 partitions (numbers' windows in bloom filters too).
-const BLOCK_WORDS_V5: &str = "obs_block_words_v5";
-
-/// Schema versions, oldest first; new lines go to partitions of the last.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Version {
-    V1,
-    V2,
-    V3,
-    V4,
-    V5,
-}
-
-impl Version {
-    const ALL: [Version; 5] = [Version::V1, Version::V2, Version::V3, Version::V4, Version::V5];
-    const CURRENT: Version = Version::V5;
-
-    /// The directory of this version's partitions under `<data_dir>/logs`.
-    fn dir(self) -> &'static str {
-        match self {
-            Version::V1 => "v1",
-            Version::V2 => "v2",
-            Version::V3 => "v3",
-            Version::V4 => "v4",
-            Version::V5 => "v5",
-        }
-    }
-
-    /// The version of a partition, from its schema.
-    pub(crate) fn of(schema: &Schema) -> Version {
-        match (schema.get_field("text"), schema.get_field("ts")) {
-            (Err(_), _) => Version::V1,
-            (Ok(_), Ok(ts)) if schema.get_field_entry(ts).is_stored() => Version::V2,
-            _ if schema.get_field(bloom::FIELD).is_err() => Version::V3,
-            _ if tokenizer_of_line(schema) == Some(BLOCK_WORDS_V5) => Version::V5,
-            _ => Version::V4,
-        }
-    }
-}
-
-/// The tokenizer that indexes `line`.
-fn tokenizer_of_line(schema: &Schema) -> Option<&str> {
-    let line = schema.get_field("line").ok()?;
-    match schema.get_field_entry(line).field_type() {
-        tantivy::schema::FieldType::Str(options) => Some(options.get_indexing_options()?.tokenizer()),
-        _ => None,
-    }
-}
+/// The directory of the partitions under `<data_dir>/logs`: the schema's version.
+const SCHEMA_DIR: &str = "v5";
+/// Directories of the log schemas written before 0.1.0's was settled: refused at start.
+const OLD_SCHEMA_DIRS: [&str; 4] = ["v1", "v2", "v3", "v4"];
+/// The tokenizer of `line` ([`words::block_analyzer`]); partitions name it in their schema.
+const LINE_WORDS: &str = "obs_block_words_v5";
 
 /// Most lines in a block. Larger blocks index a common word once for more lines, and a
 /// needle search reads more lines per block that may hold it: in `store-bench`, 256 lines
-/// took ~10% less ingest CPU than 128 for about the same needle latency (v3 reads a block
-/// in one value).
+/// took ~10% less ingest CPU than 128 for about the same needle latency (a block is read in
+/// one value).
 const BLOCK_LINES: usize = 256;
 /// A block ends once its lines reach this many bytes.
 const BLOCK_BYTES: usize = 64 << 10;
@@ -160,62 +93,44 @@ pub(crate) struct Fields {
     pub(crate) line: Field,
     pub(crate) meta: Field,
     pub(crate) bytes: Field,
-    /// The lines of a block (v2).
-    pub(crate) text: Field,
-    /// The times of a block's first and last line (v2).
+    /// The times of a block's first and last line.
     pub(crate) ts_min: Field,
     pub(crate) ts_max: Field,
-    /// The bloom filter of the block's id pieces (v4) and numbers' windows (v5).
+    /// The block's bloom filter.
     pub(crate) bloom: Field,
 }
 
-/// The schema of `version`'s partitions and its fields.
-fn schema(version: Version) -> (Schema, Fields) {
-    let v1 = version == Version::V1;
+/// The schema of the partitions and its fields.
+fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
-    let tokenizer = match version {
-        Version::V1 => WORDS,
-        Version::V2 | Version::V3 => BLOCK_WORDS,
-        Version::V4 => BLOCK_WORDS_V4,
-        Version::V5 => BLOCK_WORDS_V5,
-    };
-    let mut words = TextOptions::default().set_indexing_options(
-        TextFieldIndexing::default()
-            .set_tokenizer(tokenizer)
-            .set_index_option(IndexRecordOption::Basic),
-    );
-    let ts: NumericOptions = match version {
-        Version::V3 | Version::V4 | Version::V5 => FAST.into(),
-        Version::V1 | Version::V2 => (FAST | STORED).into(),
-    };
-    if version != Version::V2 {
-        words = words.set_stored();
-    }
+    let words = TextOptions::default()
+        .set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(LINE_WORDS)
+                .set_index_option(IndexRecordOption::Basic),
+        )
+        .set_stored();
+    let ts = b.add_i64_field("ts", FAST);
+    let stream = b.add_u64_field("stream", FAST | STORED);
+    let label = b.add_text_field("label", STRING);
+    let labels = b.add_text_field("labels", STORED);
+    let line = b.add_text_field("line", words);
+    let meta = b.add_text_field("meta", STORED);
+    let bytes = b.add_u64_field("bytes", FAST);
+    b.add_text_field("text", STORED);
     let fields = Fields {
-        ts: b.add_i64_field("ts", ts),
-        stream: b.add_u64_field("stream", FAST | STORED),
-        label: b.add_text_field("label", STRING),
-        labels: b.add_text_field("labels", STORED),
-        line: b.add_text_field("line", words),
-        meta: b.add_text_field("meta", STORED),
-        bytes: b.add_u64_field("bytes", FAST),
-        // Fields since v2 (`text` only in v2): placeholders in v1, whose fields are never
-        // written.
-        text: only_if(!v1, || b.add_text_field("text", STORED)),
-        ts_min: only_if(!v1, || b.add_i64_field("ts_min", FAST)),
-        ts_max: only_if(!v1, || b.add_i64_field("ts_max", FAST)),
-        bloom: only_if(version >= Version::V4, || b.add_u64_field(bloom::FIELD, FAST)),
+        ts,
+        stream,
+        label,
+        labels,
+        line,
+        meta,
+        bytes,
+        ts_min: b.add_i64_field("ts_min", FAST),
+        ts_max: b.add_i64_field("ts_max", FAST),
+        bloom: b.add_u64_field(bloom::FIELD, FAST),
     };
     (b.build(), fields)
-}
-
-/// The field `add` adds, or if not `present` a placeholder (never written).
-fn only_if(present: bool, add: impl FnOnce() -> Field) -> Field {
-    if present {
-        add()
-    } else {
-        Field::from_field_id(u32::MAX)
-    }
 }
 
 /// The stable id of a label set (FNV-1a 64 over `name=value\0`, in name order).
@@ -243,27 +158,12 @@ pub(crate) struct LogHit<'a> {
 /// Day-partitioned log indexes.
 #[derive(Debug)]
 pub(crate) struct LogIndex {
-    /// Partitions of the current version: all writes go here.
     parts: Partitions,
-    /// Partitions of older versions, if any are left, and the last WAL record they hold.
-    old: Vec<(Partitions, u64)>,
     pub(crate) fields: Fields,
-    /// The version of `parts`: whether blocks get bloom filters of their id pieces (v4) and
-    /// numbers (v5).
-    version: Version,
 }
 
 fn setup(index: &Index) {
-    index.tokenizers().register(WORDS, words::analyzer());
-    index
-        .tokenizers()
-        .register(BLOCK_WORDS, words::block_analyzer_v3());
-    index
-        .tokenizers()
-        .register(BLOCK_WORDS_V4, words::block_analyzer_v4());
-    index
-        .tokenizers()
-        .register(BLOCK_WORDS_V5, words::block_analyzer());
+    index.tokenizers().register(LINE_WORDS, words::block_analyzer());
 }
 
 /// The blocks of a stream's entries: runs of at most [`BLOCK_LINES`] lines and about
@@ -289,38 +189,23 @@ fn blocks(entries: &[LogEntry]) -> impl Iterator<Item = &[LogEntry]> {
 }
 
 impl LogIndex {
-    /// Opens every partition under `<data_dir>/logs`.
+    /// Opens every partition under `<data_dir>/logs`; refuses partitions of an older schema.
     pub(crate) fn open(data_dir: &Path) -> Result<LogIndex, IndexError> {
-        Self::open_with(data_dir, setup, Version::CURRENT)
-    }
-
-    /// Opens the partitions, writing those of `current` (tests write older versions too).
-    fn open_with(data_dir: &Path, setup: fn(&Index), current: Version) -> Result<LogIndex, IndexError> {
-        let dir = |v: Version| data_dir.join("logs").join(v.dir());
-        let (schema_now, fields) = schema(current);
-        let parts = Partitions::open(dir(current), schema_now, setup)?;
-        let mut old = Vec::new();
-        for v in Version::ALL.into_iter().filter(|v| *v != current) {
-            if dir(v).is_dir() {
-                let parts = Partitions::open(dir(v), schema(v).0, setup)?;
-                let through = parts.max_committed_seq();
-                old.push((parts, through));
+        let logs = data_dir.join("logs");
+        for old in OLD_SCHEMA_DIRS {
+            let path = logs.join(old);
+            if path.is_dir() {
+                return Err(IndexError::OldSchema { path, version: old });
             }
         }
-        Ok(LogIndex {
-            parts,
-            old,
-            fields,
-            version: current,
-        })
+        let (schema, fields) = schema();
+        let parts = Partitions::open(logs.join(SCHEMA_DIR), schema, setup)?;
+        Ok(LogIndex { parts, fields })
     }
 
     /// Adds the lines of WAL record `seq` to their partitions, skipping partitions that
     /// already hold it. Returns how many lines were added.
     pub(crate) fn apply(&self, seq: u64, batch: &LogBatch) -> Result<usize, IndexError> {
-        if self.old.iter().any(|(_, through)| seq <= *through) {
-            return Ok(0);
-        }
         let f = self.fields;
         let mut adder = self.parts.adder();
         let mut added = 0;
@@ -335,11 +220,7 @@ impl LogIndex {
                     text.push_str(&e.line);
                     text.push('\n');
                 }
-                let filter = match self.version {
-                    Version::V1 | Version::V2 | Version::V3 => Vec::new(),
-                    Version::V4 => bloom::build(&text, false, &mut hashes),
-                    Version::V5 => bloom::build(&text, true, &mut hashes),
-                };
+                let filter = bloom::build(&text, &mut hashes);
                 // Room for the values at once: the document's buffer grew by doubling, copying
                 // the block's text each time. (Numbers take up to 10 bytes, texts 9 plus their
                 // bytes; the label terms are about as long as their JSON.)
@@ -387,37 +268,22 @@ impl LogIndex {
 
     /// Deletes the partitions of days that ended before `cutoff_ns`; returns how many.
     pub(crate) fn drop_before(&self, cutoff_ns: i64) -> Result<usize, IndexError> {
-        let mut dropped = self.parts.drop_before(cutoff_ns)?;
-        for (parts, _) in &self.old {
-            dropped += parts.drop_before(cutoff_ns)?;
-        }
-        Ok(dropped)
+        self.parts.drop_before(cutoff_ns)
     }
 
     /// The last WAL record the partitions hold.
     pub(crate) fn max_committed_seq(&self) -> u64 {
-        let old = self.old.iter().map(|(_, through)| *through);
-        old.fold(self.parts.max_committed_seq(), u64::max)
+        self.parts.max_committed_seq()
     }
 
     /// (partitions, bytes on disk), for `/metrics`.
     pub(crate) fn disk_usage(&self) -> (usize, u64) {
-        let all = std::iter::once(&self.parts).chain(self.old.iter().map(|(parts, _)| parts));
-        all.map(Partitions::disk_usage)
-            .fold((0, 0), |(n, bytes), (n1, bytes1)| (n + n1, bytes + bytes1))
+        self.parts.disk_usage()
     }
 
-    /// Searchers for the partitions that may hold lines in `[start_ns, end_ns)`, oldest first
-    /// (of one day, the oldest version's partition first: it was written before the upgrades).
+    /// Searchers for the partitions that may hold lines in `[start_ns, end_ns)`, oldest first.
     pub(crate) fn searchers(&self, start_ns: i64, end_ns: i64) -> Vec<Searcher> {
-        let mut all = Vec::new();
-        for (parts, _) in &self.old {
-            all.extend(parts.day_searchers(start_ns, end_ns));
-        }
-        all.extend(self.parts.day_searchers(start_ns, end_ns));
-        // A stable sort: of one day, old versions stay first.
-        all.sort_by_key(|(day, _)| *day);
-        all.into_iter().map(|(_, s)| s).collect()
+        self.parts.searchers(start_ns, end_ns)
     }
 
     /// A reader of lines in one of [`searchers`](Self::searchers)'s partitions.
@@ -494,33 +360,25 @@ impl LogIndex {
                 continue;
             }
             let escaped = regex_syntax_escape(&text);
-            let word: Box<dyn Query> = match (open_left, open_right) {
-                (false, false) => Box::new(self.word_term(&text)),
-                (false, true) => Box::new(self.word_regex(&format!("{escaped}.*"))?),
-                (true, false) => Box::new(self.word_regex(&format!(".*{escaped}"))?),
-                (true, true) => Box::new(self.word_regex(&format!(".*{escaped}.*"))?),
+            // An id is not a word of the postings, and neither is an id cut on the left: it
+            // may be inside a longer word, whose hex runs are cut like ids (a pattern would
+            // scan the whole term dictionary for nothing).
+            let word: Option<Box<dyn Query>> = match (open_left, open_right) {
+                (true, _) if words::is_id(&text) => None,
+                (false, false) => Some(Box::new(self.word_term(&text))),
+                (false, true) => Some(Box::new(self.word_regex(&format!("{escaped}.*"))?)),
+                (true, false) => Some(Box::new(self.word_regex(&format!(".*{escaped}"))?)),
+                (true, true) => Some(Box::new(self.word_regex(&format!(".*{escaped}.*"))?)),
             };
-            // An id cut on the left may be inside a longer word: where hex runs inside words
-            // are cut too, its pieces find it there, and the pattern (a scan of the whole term
-            // dictionary) is only needed on segments with older documents.
-            let word: Box<dyn Query> = if open_left && words::is_id(&text) {
-                Box::new(Unmarked {
-                    mark: Term::from_field_text(self.fields.line, words::RUNS_CUT),
-                    inner: word,
-                })
-            } else {
-                word
-            };
-            // In newer partitions, a line word that is an id holds the needle word in pieces.
-            let id: Option<Box<dyn Query>> = if !words::is_hex(&text) {
-                None
-            } else if !open_left && !open_right {
-                words::is_id(&text).then(|| self.id_pieces(&text))
-            } else {
-                Some(self.id_fragment(&text, !open_left)?)
+            // A line word that is an id, or a hex run, holds the needle word in pieces.
+            let id: Option<Box<dyn Query>> = match (open_left, open_right) {
+                _ if !words::is_hex(&text) => None,
+                (false, false) => words::is_id(&text).then(|| self.pieces(&text, true)),
+                _ => Some(self.pieces(&text, !open_left)),
             };
             // The needle word may also be inside a word too long to be indexed.
-            let mut any = vec![(Occur::Should, word)];
+            let mut any: Vec<(Occur, Box<dyn Query>)> =
+                word.into_iter().map(|w| (Occur::Should, w)).collect();
             any.extend(id.map(|id| (Occur::Should, id)));
             let number = self.number(&text, open_left || open_right, !open_left);
             any.extend(number.map(|n| (Occur::Should, n)));
@@ -530,11 +388,10 @@ impl LogIndex {
         (!clauses.is_empty()).then(|| Box::new(BooleanQuery::new(clauses)) as Box<dyn Query>)
     }
 
-    /// In v5 partitions, blocks whose numbers may hold the needle word `digits` (`open`: cut by
-    /// the needle's edge, so maybe part of a longer number; `at_start`: not cut on the left):
-    /// of 4 digits or more, by its windows (and numbers' first windows); of 3 cut by an edge,
-    /// only the blocks with numbers at all. Older partitions index numbers as words, and have
-    /// no [`words::HAS_NUMBERS`].
+    /// Blocks whose numbers may hold the needle word `digits` (`open`: cut by the needle's
+    /// edge, so maybe part of a longer number; `at_start`: not cut on the left): of 4 digits
+    /// or more, by its windows (and numbers' first windows); of 3 cut by an edge, only the
+    /// blocks with numbers at all.
     fn number(&self, digits: &str, open: bool, at_start: bool) -> Option<Box<dyn Query>> {
         if digits.len() >= words::MIN_ID_BYTES || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return None;
@@ -560,73 +417,14 @@ impl LogIndex {
         RegexQuery::from_pattern(pattern, self.fields.line).ok()
     }
 
-    /// Lines holding the whole id `id`: all of its pieces.
-    fn id_pieces(&self, id: &str) -> Box<dyn Query> {
-        let mut analyzer = words::analyzer();
-        let mut stream = analyzer.token_stream(id);
-        let mut pieces: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        while let Some(t) = stream.next() {
-            pieces.push((Occur::Must, Box::new(self.word_term(&t.text))));
-        }
-        self.pieces(id, true, Box::new(BooleanQuery::new(pieces)))
-    }
-
-    /// `postings` (pieces as v3 partitions index them) on segments without bloom filters; on
-    /// those with, the blocks whose filter may hold the whole pieces of `fragment` at some
-    /// offset from a piece's start (only 0 with `at_start`) or, if at some offset it holds
-    /// none, the blocks with ids at all.
-    fn pieces(&self, fragment: &str, at_start: bool, postings: Box<dyn Query>) -> Box<dyn Query> {
-        let filters: Box<dyn Query> = match bloom::Bloom::of_fragment(fragment, at_start) {
+    /// The blocks whose filter may hold the whole pieces of `fragment` of an id at some offset
+    /// from a piece's start (only 0 with `at_start`) or, if at some offset it holds none, the
+    /// blocks with ids at all.
+    fn pieces(&self, fragment: &str, at_start: bool) -> Box<dyn Query> {
+        match bloom::Bloom::of_fragment(fragment, at_start) {
             Some(bloom) => Box::new(bloom),
             None => Box::new(self.word_term(words::HAS_IDS)),
-        };
-        Box::new(bloom::Pieces { filters, postings })
-    }
-
-    /// Lines that may hold `fragment` inside an id (at its start with `at_start`): for each
-    /// offset of the fragment from a piece's start, the indexed pieces it holds whole, as
-    /// terms, and those it cuts, as short patterns; if none, lines with ids at all. A piece
-    /// cut to 2 letters is used only when nothing else is there: any word with those 2
-    /// letters there matches, which is most texts. `None` only if a pattern does not compile.
-    fn id_fragment(&self, fragment: &str, at_start: bool) -> Option<Box<dyn Query>> {
-        let offsets = if at_start { 0..1 } else { 0..words::STRIDE };
-        let mut alternatives: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        for offset in offsets {
-            let mut parts: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-            let mut cut = Vec::new();
-            // `skip`: where the fragment's byte `at` is from the start of its stride.
-            let (mut at, mut skip) = (0, offset);
-            while at < fragment.len() {
-                let left = fragment.len() - at;
-                if skip >= words::CHUNK {
-                    // Between two indexed pieces.
-                    at += (words::STRIDE - skip).min(left);
-                    skip = 0;
-                    continue;
-                }
-                let take = (words::CHUNK - skip).min(left);
-                let piece = &fragment[at..at + take];
-                if skip == 0 && take == words::CHUNK {
-                    parts.push((Occur::Must, Box::new(self.word_term(piece))));
-                } else if take >= 2 {
-                    // Hex digits need no escaping.
-                    cut.push((take, format!("{}{piece}.*", ".".repeat(skip))));
-                }
-                at += take;
-                skip += take;
-            }
-            let whole = !parts.is_empty();
-            for (take, pattern) in cut {
-                if take > 2 || !whole {
-                    parts.push((Occur::Must, Box::new(self.word_regex(&pattern)?)));
-                }
-            }
-            if parts.is_empty() {
-                parts.push((Occur::Must, Box::new(self.word_term(words::HAS_IDS))));
-            }
-            alternatives.push((Occur::Should, Box::new(BooleanQuery::new(parts))));
         }
-        Some(self.pieces(fragment, at_start, Box::new(BooleanQuery::new(alternatives))))
     }
 
     /// Every line in `[lo, hi)` of the documents matching `query` as refs (time, stream,

@@ -27,7 +27,7 @@ use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDo
 
 pub(crate) const DAY_NS: i64 = 86_400 * 1_000_000_000;
 /// Indexing memory per active partition (split among tantivy's indexing threads). Since ids
-/// left the postings (log schema v4), larger segments no longer pay: in `store-bench`, 64 MiB
+/// left the postings (they are in bloom filters), larger segments no longer pay: in `store-bench`, 64 MiB
 /// took ~15% less ingest CPU than 256 MiB (six interleaved pairs, 1 GiB each; the term table
 /// of a smaller segment misses the cache less) and 32 MiB more than 64 (merges).
 const WRITER_BUDGET: usize = 64 << 20;
@@ -44,6 +44,11 @@ pub enum IndexError {
     },
     #[error("index io error in {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error(
+        "{path} holds log partitions of schema {version}, written by a build of obs before 0.1.0's log format was settled; \
+         this build reads only schema v5. Move {path} out of the data dir (its lines will not be searchable) and start again"
+    )]
+    OldSchema { path: PathBuf, version: &'static str },
 }
 
 struct Partition {

@@ -1,52 +1,34 @@
-//! How log lines are cut into indexed words (the `obs_words` tokenizer), for indexing and for
-//! the index hints of line filters alike.
+//! How log lines are cut into indexed words (the block tokenizer, [`block_analyzer`]), what
+//! of them goes to a block's bloom filter instead ([`bloom_pieces`]), and how needles are cut
+//! ([`words`]) for the index hints of line filters (`logs.rs`).
 //!
-//! Words are runs of letters and digits, lowercased. Words of fewer than [`MIN_WORD_BYTES`]
-//! bytes are not indexed: `1`, `05`, `v1`, `id` are in most lines, so their postings cost a
-//! quarter of the indexing work and narrow no search. A hint never uses them either, which
-//! keeps hints safe on every partition: any word that contains a hint word of 3 bytes or more
-//! is itself 3 bytes or more, so it is indexed. Words of 256 bytes or more (a base64 blob) are
-//! not indexed; a text that has one is marked once with [`HAS_LONG`], and every hint word also
-//! accepts texts so marked, as the needle may be inside such a word. (Partitions written
-//! before 2026-12-02 are not marked: there a needle inside a word that long is not found.)
+//! # Glossary
 //!
-//! **Ids** — words of [`MIN_ID_BYTES`] or more made only of hex digits (trace and request ids,
-//! hashes, long numbers) — are indexed as [`CHUNK`]-byte pieces, one every [`STRIDE`] bytes
-//! from the start of the word (`4bf92f3577b34da6` → `4bf9`, `77b3`; a shorter last piece is kept
-//! too). Ids are unique, and a unique term per line made the term dictionary (an FST, rebuilt
-//! at every segment flush and merge) a quarter of the store's ingest CPU; there are at most
-//! 65,536 pieces. Only every other piece is indexed because pieces were still two thirds of
-//! all postings; any 8 bytes of an id still overlap indexed pieces by 4. A needle finds its id:
-//! `logs.rs` turns the pieces a needle word overlaps into a hint, for every place the needle
-//! may start inside an id; a needle short enough to fall between two pieces can only be
-//! narrowed to the texts that hold an id ([`HAS_IDS`]). Partitions written before ids were cut
-//! (2026-12) hold whole ids, so hints also keep the whole-word clause.
+//! - **word**: a run of letters and digits, lowercased. Words of fewer than
+//!   [`MIN_WORD_BYTES`] bytes are not indexed (`1`, `05`, `v1`, `id` are in most lines and
+//!   narrow no search; a hint never uses them either: any word holding a hint word of 3 bytes
+//!   is itself indexed). Words of [`MAX_WORD_BYTES`] or more (a base64 blob) are not indexed.
+//! - **id**: a word of [`MIN_ID_BYTES`] or more hex digits (trace and request ids, hashes,
+//!   long numbers). Ids are unique, so as words they would be most of the postings and of the
+//!   ingest work: they are kept out of the postings.
+//! - **run**: a run of [`MIN_ID_BYTES`] or more hex digits inside a longer word
+//!   (`req7f3a9c1e5b2d4a60`): treated like an id, as a needle may be a bare id inside it.
+//! - **number**: a word of [`MIN_NUMBER_BYTES`] to 7 ASCII digits (sizes, durations, user
+//!   ids): kept out of the postings too. Numbers of 3 digits (status codes) stay words.
+//! - **piece**: a [`CHUNK`]-byte part of an id or run, lowercased, one every
+//!   [`BLOOM_STRIDE`] bytes from its start; a needle of 7 hex digits or more holds a whole
+//!   piece wherever it starts. A **start** is an id's or run's first [`START_BYTES`] bytes: a
+//!   needle that starts a word holds one, and narrows far better with it.
+//! - **window**: each [`CHUNK`]-byte window of a number; its first window is kept once more
+//!   as the number's start.
+//! - **mark**: a term indexed once per text, which no word can be (words never hold `#`):
+//!   [`HAS_IDS`] (the text has ids or runs), [`HAS_NUMBERS`] (numbers), [`HAS_LONG`] (a word
+//!   too long to index), [`RUNS_CUT`] (every text). A needle too short to hold a piece or a
+//!   window, or cut by its edge, can only be narrowed to the texts so marked.
 //!
-//! **Pieces in bloom filters** (v4 partitions, since 2026-12-02): even in pieces, ids were most
-//! of the postings, and adding them most of the store's ingest CPU (each a lookup in a hash
-//! table too large for the cache). v4 postings hold the marks but no pieces; every piece of an
-//! id — one every [`BLOOM_STRIDE`] = [`CHUNK`] bytes — goes to the block's bloom filter
-//! instead ([`bloom_pieces`], `logs/bloom.rs`), where a needle of 7 hex digits or more holds
-//! a whole piece wherever it starts.
-//!
-//! **Numbers in bloom filters** (v5 partitions): words of [`MIN_NUMBER_BYTES`] to 7 ASCII
-//! digits (sizes, durations, user ids) were most of the remaining distinct words, and so of
-//! the indexing work. v5 postings hold a mark, [`HAS_NUMBERS`], instead; every 4-byte window
-//! of a number goes to the block's filter, and its first window once more, as a start. A
-//! needle of 4 digits or more finds the numbers that hold it by its windows (one that starts
-//! a word, `user_id=9640`, those that start with it, by its first window as a start too); one
-//! of 3 digits cut by the needle's edge, only by the mark. Numbers of 3 digits (status
-//! codes) are few and stay words. v5 filters also hold the first
-//! 5 bytes of each id and run (its start): a needle of 5 to 7 hex digits that starts a word
-//! (`user_id=48213`) holds only one whole piece, which a block's filter holds by chance far more
-//! often than that piece and the start together.
-//!
-//! **Hex runs inside longer words** (`req7f3a9c1e5b2d4a60`) of [`MIN_ID_BYTES`] or more are cut
-//! the same way, after the word itself, and every text is marked [`RUNS_CUT`] (since
-//! 2026-12-02). A needle that is an id cut by its edge (a bare trace id) may be inside such a
-//! word: in older documents only a pattern over the whole term dictionary finds it, which was
-//! most of the time of such a search; `logs/unmarked.rs` runs that pattern only on segments
-//! with unmarked documents.
+//! Pieces, starts and windows go to the block's bloom filter (`logs/bloom.rs`), where a
+//! needle finds them at a fraction of what postings cost to write; the postings hold the
+//! words and the marks, each distinct word of a block once.
 
 use std::hash::BuildHasher;
 
@@ -58,81 +40,47 @@ use tantivy::tokenizer::{TextAnalyzer, Token, TokenStream, Tokenizer};
 pub(crate) const MIN_WORD_BYTES: usize = 3;
 /// Words this long or longer (before lowercasing) are left out of the index.
 const MAX_WORD_BYTES: usize = 256;
-/// Hex words this long or longer are ids, indexed in pieces.
+/// Hex words this long or longer are ids: out of the postings, their pieces in the filter.
 pub(crate) const MIN_ID_BYTES: usize = 8;
-/// Words of ASCII digits this long or longer, and shorter than an id, are numbers: in v5
-/// blocks, their windows go to the bloom filter instead of the postings.
+/// Words of ASCII digits this long or longer, and shorter than an id, are numbers: their
+/// windows go to the bloom filter instead of the postings.
 pub(crate) const MIN_NUMBER_BYTES: usize = CHUNK;
 /// The length of an id's pieces.
 pub(crate) const CHUNK: usize = 4;
-/// An id's pieces start this many bytes apart (in v3 partitions' postings).
-pub(crate) const STRIDE: usize = 2 * CHUNK;
-/// An id's pieces start this many bytes apart in a v4 block's bloom filter: every piece.
+/// An id's pieces start this many bytes apart in a block's bloom filter: every piece.
 pub(crate) const BLOOM_STRIDE: usize = CHUNK;
 /// Indexed once for a text with ids: a short needle may lie between two indexed pieces of an
 /// id, and then only this narrows the search. Words never hold `#`.
 pub(crate) const HAS_IDS: &str = "#ids";
 /// Indexed once for a text with a word of [`MAX_WORD_BYTES`] or more, which is not indexed.
 pub(crate) const HAS_LONG: &str = "#long";
-/// Indexed once for every text whose words' hex runs are cut like ids (since 2026-12-02): a
-/// segment where every document has it needs no scan of its term dictionary for an id inside
-/// a longer word.
+/// Indexed once for every text: its words' hex runs are treated like ids.
 pub(crate) const RUNS_CUT: &str = "#runs";
-/// Indexed once for a v5 text with numbers ([`is_number`]), which are not indexed as words: a
+/// Indexed once for a text with numbers ([`is_number`]), which are not indexed as words: a
 /// needle of 3 digits may lie inside one, and then only this narrows the search.
 pub(crate) const HAS_NUMBERS: &str = "#nums";
 
-/// Words with ids cut in pieces: how a needle that is a whole id is looked up. (Also the
-/// tokenizer of v1 partitions, which are no longer written.)
-pub(crate) fn analyzer() -> TextAnalyzer {
-    TextAnalyzer::from(Words::new(Cut::Ids, false))
-}
-
-/// The analyzer of a block of lines in v5 partitions (`logs.rs`): [`analyzer`]'s words, each
-/// distinct word of the block once (postings are per block, so repeats are wasted work), and
-/// ids, hex runs inside longer words and numbers left out but for the marks: their pieces and
-/// windows are in the block's bloom filter ([`bloom_pieces`]).
+/// The analyzer of a block of lines (`logs.rs`): its words, each distinct word once
+/// (postings are per block, so repeats are wasted work), with ids, hex runs inside longer
+/// words and numbers left out but for the marks: their pieces and windows are in the block's
+/// bloom filter ([`bloom_pieces`]).
 pub(crate) fn block_analyzer() -> TextAnalyzer {
-    TextAnalyzer::from(
-        Words::new(Cut::IdsAndRuns, true)
-            .without_pieces()
-            .without_numbers(),
-    )
+    TextAnalyzer::from(Words::new(Cut::IdsAndRuns, true).without_numbers())
 }
 
-/// The analyzer of a block of lines in v4 partitions: [`block_analyzer`] with numbers indexed
-/// as words.
-pub(crate) fn block_analyzer_v4() -> TextAnalyzer {
-    TextAnalyzer::from(Words::new(Cut::IdsAndRuns, true).without_pieces())
-}
-
-/// The analyzer of a block of lines in v2 and v3 partitions: [`block_analyzer`] with the
-/// pieces of ids and runs indexed too.
-pub(crate) fn block_analyzer_v3() -> TextAnalyzer {
-    TextAnalyzer::from(Words::new(Cut::IdsAndRuns, true))
-}
-
-/// [`block_analyzer`] as partitions written before hold words: with ids cut but not runs
-/// inside words (before 2026-12-02), or ids whole too (before 2026-12-01). For tests of
-/// needle hints against such partitions.
-#[cfg(test)]
-pub(crate) fn block_analyzer_of_old(ids_cut: bool) -> TextAnalyzer {
-    TextAnalyzer::from(Words::new(if ids_cut { Cut::Ids } else { Cut::Nothing }, true))
-}
-
-/// Whole words as [`analyzer`] sees them before ids are cut: how needles are read.
+/// Whole words, as the index holds them but with ids and numbers kept: how needles are read.
 pub(crate) fn words() -> TextAnalyzer {
     TextAnalyzer::from(Words::new(Cut::Nothing, false))
 }
 
-/// What the words tokenizer cuts in pieces.
+/// What the words tokenizer leaves out of the words, for marks.
 #[derive(Clone, Copy, PartialEq)]
 enum Cut {
+    /// Nothing: every word is passed (needles).
     Nothing,
-    /// Ids, and texts with a word too long to index are marked [`HAS_LONG`].
-    Ids,
-    /// Ids and, inside longer words, runs of hex digits as long as an id; and every text is
-    /// marked [`RUNS_CUT`].
+    /// Ids and, inside longer words, runs of hex digits as long as an id (both marked
+    /// [`HAS_IDS`] once); every text is marked [`RUNS_CUT`], and one with a word too long to
+    /// index [`HAS_LONG`] (blocks).
     IdsAndRuns,
 }
 
@@ -181,9 +129,9 @@ pub(crate) enum Piece {
     Id,
     /// A number: the piece is one of its windows.
     Number,
-    /// A number's first window (v5): a needle that starts a word holds it.
+    /// A number's first window: a needle that starts a word holds it.
     NumberStart,
-    /// The first [`START_BYTES`] bytes of an id or run (v5): with the first piece, they narrow
+    /// The first [`START_BYTES`] bytes of an id or run: with the first piece, they narrow
     /// a needle that starts a word to the blocks with an id that starts with it.
     Start,
 }
@@ -193,10 +141,10 @@ pub(crate) const START_BYTES: usize = CHUNK + 1;
 
 /// Calls `piece` with each [`CHUNK`]-byte piece, lowercased, that starts a multiple of
 /// [`BLOOM_STRIDE`] bytes into an id or a hex run inside a longer word of `text` (the ids and
-/// runs [`block_analyzer_v3`] cuts, pieces left out only where shorter than a chunk), and with
-/// `v5`, the [`Piece::Start`] of each (before its pieces) and each [`CHUNK`]-byte window of each
-/// number ([`is_number`]; its first also as a [`Piece::NumberStart`], before them), in text
-/// order, repeats included. These go to a v4 (v5) block's bloom filter (`logs/bloom.rs`).
+/// runs [`block_analyzer`] marks, pieces left out only where shorter than a chunk), the
+/// [`Piece::Start`] of each (before its pieces), and each [`CHUNK`]-byte window of each number
+/// ([`is_number`]; its first also as a [`Piece::NumberStart`], before them), in text order,
+/// repeats included. These go to a block's bloom filter (`logs/bloom.rs`).
 ///
 /// A scan of its own rather than the tokenizer's: it looks for runs of hex digits, and at
 /// words only around runs as long as an id or a number, to leave out those in words too long
@@ -207,10 +155,10 @@ pub(crate) const START_BYTES: usize = CHUNK + 1;
 /// Most bytes are not looked at: a run as long as an id holds one of every [`MIN_ID_BYTES`]
 /// bytes (a number one of every [`MIN_NUMBER_BYTES`]), so only those are, and runs are grown
 /// from the ones that are hex digits.
-pub(crate) fn bloom_pieces(text: &str, v5: bool, mut piece: impl FnMut(&[u8], Piece)) {
+pub(crate) fn bloom_pieces(text: &str, mut piece: impl FnMut(&[u8], Piece)) {
     let bytes = text.as_bytes();
     let hex = |at: usize| bytes[at].is_ascii_hexdigit();
-    let step = if v5 { MIN_NUMBER_BYTES } else { MIN_ID_BYTES };
+    let step = MIN_NUMBER_BYTES;
     // The word of the last run as long as an id: where it ends, and whether it is indexed.
     let (mut word_end, mut indexed) = (0, false);
     // Every byte before `probe` not yet grown into a run is not in a run as long as an id.
@@ -233,8 +181,7 @@ pub(crate) fn bloom_pieces(text: &str, v5: bool, mut piece: impl FnMut(&[u8], Pi
         probe = at + 1;
         if at - from < MIN_ID_BYTES {
             let run = &bytes[from..at];
-            if v5
-                && run.len() >= MIN_NUMBER_BYTES
+            if run.len() >= MIN_NUMBER_BYTES
                 && run.iter().all(u8::is_ascii_digit)
                 && whole_word(text, from, at)
             {
@@ -252,7 +199,7 @@ pub(crate) fn bloom_pieces(text: &str, v5: bool, mut piece: impl FnMut(&[u8], Pi
             word_end = run_end(text, at, true).0;
             indexed = word_end - word_start < MAX_WORD_BYTES;
         }
-        if indexed && v5 {
+        if indexed {
             let mut lower = [0; START_BYTES];
             lower.copy_from_slice(&bytes[from..from + START_BYTES]);
             lower.make_ascii_lowercase();
@@ -290,8 +237,6 @@ fn whole_word(text: &str, from: usize, to: usize) -> bool {
 struct Words {
     cut: Cut,
     distinct: bool,
-    /// Whether the pieces of ids and runs are passed (else only the marks).
-    pieces: bool,
     /// Whether numbers are passed (else only [`HAS_NUMBERS`]).
     numbers: bool,
     /// The distinct words of the current text, kept between texts so their memory is reused.
@@ -303,16 +248,8 @@ impl Words {
         Words {
             cut,
             distinct,
-            pieces: true,
             numbers: true,
             seen: Seen::default(),
-        }
-    }
-
-    fn without_pieces(self) -> Words {
-        Words {
-            pieces: false,
-            ..self
         }
     }
 
@@ -369,12 +306,10 @@ impl Tokenizer for Words {
             at: 0,
             token: Token::default(),
             runs: 0,
-            id: (self.cut != Cut::Nothing).then(String::new),
+            cut_ids: self.cut == Cut::IdsAndRuns,
             in_word: (self.cut == Cut::IdsAndRuns).then(String::new),
             in_word_at: 0,
             mark_runs: self.cut == Cut::IdsAndRuns,
-            pieces: self.pieces,
-            next_piece: None,
             marked: false,
             marked_long: false,
             numbers: self.numbers,
@@ -391,17 +326,14 @@ struct WordStream<'a> {
     token: Token,
     /// Runs of word chars seen so far, indexed or not (a word's position).
     runs: usize,
-    /// With ids cut: the id (or run) being cut, and the offset of its next piece while cutting.
-    id: Option<String>,
-    /// With runs cut: the word whose runs are being cut (empty if none), and where the search
-    /// for its next run starts.
+    /// Whether ids are left out, for marks.
+    cut_ids: bool,
+    /// With runs cut: the word whose runs are being looked for (empty if none), and where the
+    /// search for its next run starts.
     in_word: Option<String>,
     in_word_at: usize,
     /// Whether [`RUNS_CUT`] is yet to be emitted for this text.
     mark_runs: bool,
-    /// Whether pieces are passed.
-    pieces: bool,
-    next_piece: Option<usize>,
     /// Whether [`HAS_IDS`] was emitted for this text.
     marked: bool,
     /// Whether [`HAS_LONG`] was emitted for this text.
@@ -473,7 +405,7 @@ impl WordStream<'_> {
             out.clear();
             if to - from >= MAX_WORD_BYTES {
                 // Texts are marked where ids are cut: when indexing, not in needles.
-                if self.id.is_none() || self.marked_long {
+                if !self.cut_ids || self.marked_long {
                     continue;
                 }
                 self.marked_long = true;
@@ -509,34 +441,16 @@ impl WordStream<'_> {
         }
     }
 
-    /// Puts the next piece of the id being cut in the token: false past its end.
-    fn next_piece(&mut self) -> bool {
-        let (Some(at), Some(id)) = (self.next_piece, &self.id) else {
-            return false;
-        };
-        if at >= id.len() || !self.pieces {
-            self.next_piece = None;
-            return false;
-        }
-        self.token.text.clear();
-        self.token.text.push_str(&id[at..(at + CHUNK).min(id.len())]);
-        self.next_piece = Some(at + STRIDE);
-        true
-    }
-
-    /// Puts the next run of the word whose runs are being cut in `id`, to cut: false if none.
+    /// Steps past the next run of the word whose runs are looked for: false if none.
     fn next_run(&mut self) -> bool {
-        let (Some(word), Some(id)) = (&self.in_word, &mut self.id) else {
+        let Some(word) = &self.in_word else {
             return false;
         };
-        let Some((from, to)) = hex_run(word, self.in_word_at) else {
+        let Some((_, to)) = hex_run(word, self.in_word_at) else {
             self.in_word_at = word.len();
             return false;
         };
-        id.clear();
-        id.push_str(&word[from..to]);
         self.in_word_at = to;
-        self.next_piece = Some(0);
         true
     }
 
@@ -551,8 +465,7 @@ impl WordStream<'_> {
         true
     }
 
-    /// The token's next text: [`RUNS_CUT`] first, then a piece of an id or run, [`HAS_IDS`] or
-    /// a word.
+    /// The token's next text: [`RUNS_CUT`] first, then [`HAS_IDS`] or a word.
     fn next_text(&mut self) -> bool {
         if std::mem::take(&mut self.mark_runs) {
             self.token.text.clear();
@@ -562,9 +475,6 @@ impl WordStream<'_> {
             return true;
         }
         loop {
-            if self.next_piece() {
-                return true;
-            }
             if self.next_run() {
                 if self.mark_ids() {
                     return true;
@@ -574,8 +484,8 @@ impl WordStream<'_> {
             if !self.next_word() {
                 return false;
             }
-            let Some(id) = self.id.as_mut().filter(|_| is_id(&self.token.text)) else {
-                // A longer word may hold runs to cut after it.
+            if !self.cut_ids || !is_id(&self.token.text) {
+                // A longer word may hold runs after it.
                 if let Some(word) = self.in_word.as_mut() {
                     if self.token.text.len() > MIN_ID_BYTES && hex_run(&self.token.text, 0).is_some() {
                         word.clear();
@@ -584,9 +494,7 @@ impl WordStream<'_> {
                     }
                 }
                 return true;
-            };
-            std::mem::swap(id, &mut self.token.text);
-            self.next_piece = Some(0);
+            }
             if self.mark_ids() {
                 return true;
             }
@@ -623,7 +531,7 @@ mod tests {
 
     #[test]
     fn words_are_lowercased_and_short_ones_left_out() {
-        let mut a = analyzer();
+        let mut a = words();
         let mut s = a.token_stream("GET /api/v1/Users HTTP/1.1 200 id=7F3a x");
         let mut words = Vec::new();
         while let Some(t) = s.next() {
@@ -650,54 +558,41 @@ mod tests {
     }
 
     #[test]
-    fn ids_are_cut_in_pieces_from_their_start() {
+    fn ids_and_numbers_are_marked_not_indexed() {
         let words = texts(
-            analyzer(),
+            block_analyzer(),
             "t=4BF92F3577B34DA6 abc123 deadbeef 1234567 123456789 x",
         );
-        let expect = ["#ids", "4bf9", "77b3", "abc123", "dead", "1234567", "1234", "9"];
-        assert_eq!(words, expect);
+        assert_eq!(words, ["#runs", "#ids", "abc123", "#nums"]);
         assert!(is_id("0123456789abcdef") && !is_id("0123456") && !is_id("0123456789abcdeg"));
     }
 
     #[test]
-    fn blocks_cut_hex_runs_inside_words_and_are_marked() {
+    fn blocks_mark_hex_runs_inside_words_and_filter_their_pieces() {
         let text = "x=Req0123456789ABCDEFz ok beef-1234 g12345678h87654321x";
-        let words = texts(block_analyzer_v3(), text);
-        let expect = [
-            "#runs",
-            "req0123456789abcdefz",
-            "#ids",
-            "0123",
-            "89ab",
-            "beef",
-            "1234",
-            "g12345678h87654321x",
-            // `1234` again is left out: each distinct word once.
-            "8765",
-        ];
-        assert_eq!(words, expect);
-        // v4 keeps the marks; the pieces, one every 4 bytes, go to the bloom filter.
-        let words = texts(block_analyzer_v4(), text);
+        let words = texts(block_analyzer(), text);
         let expect = [
             "#runs",
             "req0123456789abcdefz",
             "#ids",
             "beef",
-            "1234",
+            "#nums",
             "g12345678h87654321x",
         ];
         assert_eq!(words, expect);
-        let expect = ["0123", "4567", "89ab", "cdef", "1234", "5678", "8765", "4321"];
-        assert_eq!(pieces_of(text, false), expect);
+        let expect = [
+            "^01234", "0123", "4567", "89ab", "cdef", "^#1234", "#1234", "^12345", "1234", "5678", "^87654",
+            "8765", "4321",
+        ];
+        assert_eq!(pieces_of(text), expect);
     }
 
     #[test]
-    fn v5_blocks_keep_numbers_in_the_filter_and_are_marked() {
+    fn blocks_keep_numbers_in_the_filter_and_are_marked() {
         let text = "took 12345 ms, 200 OK 2026-11-23 x9876 1234567 12345678 ٣4567 4567٣";
         let words = texts(block_analyzer(), text);
         // Numbers of 4 to 7 digits only mark the text; 3 digits, words with letters and ids
-        // (8 hex digits or more) are as in v4.
+        // (8 hex digits or more) are as ever.
         let expect = ["#runs", "took", "#nums", "200", "x9876", "#ids", "٣4567", "4567٣"];
         assert_eq!(words, expect);
         let windows = [
@@ -710,15 +605,14 @@ mod tests {
             .chain(&pieces)
             .copied()
             .collect();
-        assert_eq!(pieces_of(text, true), all);
-        assert_eq!(pieces_of(text, false), pieces);
+        assert_eq!(pieces_of(text), all);
     }
 
     /// [`bloom_pieces`] of `text`, in order, a number's windows marked with a `#` before and
     /// starts with a `^`.
-    pub(super) fn pieces_of(text: &str, v5: bool) -> Vec<String> {
+    pub(super) fn pieces_of(text: &str) -> Vec<String> {
         let mut out = Vec::new();
-        bloom_pieces(text, v5, |p, of| {
+        bloom_pieces(text, |p, of| {
             let mark = match of {
                 Piece::Id => "",
                 Piece::Number => "#",
@@ -735,12 +629,12 @@ mod tests {
         // Runs in words of 255 bytes and of 256, the first cut short by a non-ASCII letter.
         let word = |len: usize| format!("é{}0123456789ab", "x".repeat(len - 14));
         assert_eq!(
-            pieces_of(&format!("a {} b", word(255)), false),
-            ["0123", "4567", "89ab"]
+            pieces_of(&format!("a {} b", word(255))),
+            ["^01234", "0123", "4567", "89ab"]
         );
-        assert!(pieces_of(&format!("a {} b", word(256)), true).is_empty());
+        assert!(pieces_of(&format!("a {} b", word(256))).is_empty());
         let long = format!("{}-deadbeef", "0123456789g".repeat(40));
-        assert_eq!(pieces_of(&long, true), ["^deadb", "dead", "beef"]);
+        assert_eq!(pieces_of(&long), ["^deadb", "dead", "beef"]);
     }
 }
 
@@ -773,82 +667,59 @@ mod same_as_tantivy {
         all
     }
 
-    /// Ids and runs cut (their pieces passed if `pieces`), numbers passed or only marked,
-    /// texts marked and repeats dropped, one step at a time.
-    fn model(text: &str, cut: Cut, distinct: bool, pieces: bool, numbers: bool) -> Vec<String> {
-        let cut_ids = cut != Cut::Nothing;
-        let pieces = |id: &str| -> Vec<String> {
-            (0..id.len())
-                .step_by(STRIDE)
-                .filter(|_| pieces)
-                .map(|at| id[at..(at + CHUNK).min(id.len())].to_string())
-                .collect()
-        };
+    /// A block's words: ids, runs and numbers only marked, texts marked and repeats dropped,
+    /// one step at a time.
+    fn model(text: &str) -> Vec<String> {
         let mut simple = TextAnalyzer::from(SimpleTokenizer::default());
         let long = tokens(&mut simple, text)
             .into_iter()
             .find(|(w, ..)| w.len() >= MAX_WORD_BYTES);
-        let mut long_at = long.filter(|_| cut_ids).map(|(_, from, ..)| from);
-        let mut out = Vec::new();
-        if cut == Cut::IdsAndRuns {
-            out.push(RUNS_CUT.to_string());
-        }
+        let mut long_at = long.map(|(_, from, ..)| from);
+        let mut out = vec![RUNS_CUT.to_string()];
         for (word, from, ..) in chain(text) {
             if long_at.is_some_and(|at| at < from) {
                 out.push(HAS_LONG.to_string());
                 long_at = None;
             }
-            if cut_ids && is_id(&word) {
+            if is_id(&word) {
                 if !out.iter().any(|w| w == HAS_IDS) {
                     out.push(HAS_IDS.to_string());
                 }
-                out.extend(pieces(&word));
-            } else if !numbers
-                && word.len() >= 4
-                && word.len() < 8
-                && word.chars().all(|c| c.is_ascii_digit())
-            {
+            } else if word.len() >= 4 && word.len() < 8 && word.chars().all(|c| c.is_ascii_digit()) {
                 if !out.iter().any(|w| w == HAS_NUMBERS) {
                     out.push(HAS_NUMBERS.to_string());
                 }
             } else {
                 out.push(word.clone());
                 let hex = |c: char| c.is_ascii_digit() || ('a'..='f').contains(&c);
-                for run in word.split(|c| !hex(c)).filter(|run| run.len() >= MIN_ID_BYTES) {
-                    if cut == Cut::IdsAndRuns {
-                        if !out.iter().any(|w| w == HAS_IDS) {
-                            out.push(HAS_IDS.to_string());
-                        }
-                        out.extend(pieces(run));
-                    }
+                if word.split(|c| !hex(c)).any(|run| run.len() >= MIN_ID_BYTES)
+                    && !out.iter().any(|w| w == HAS_IDS)
+                {
+                    out.push(HAS_IDS.to_string());
                 }
             }
         }
         if long_at.is_some() {
             out.push(HAS_LONG.to_string());
         }
-        if distinct {
-            let mut seen = std::collections::HashSet::new();
-            out.retain(|w| seen.insert(w.clone()));
-        }
+        let mut seen = std::collections::HashSet::new();
+        out.retain(|w| seen.insert(w.clone()));
         out
     }
 
-    /// The pieces of a v4 block's bloom filter: every whole piece of the hex runs of at least
-    /// an id's length in the chain's words (an id is a run); with `v5`, also each run's first 5
-    /// bytes and every 4-byte window of the words of 4 to 7 ASCII digits.
-    fn bloom_model(text: &str, v5: bool) -> Vec<String> {
+    /// The pieces of a block's bloom filter: each hex run of at least an id's length in the
+    /// chain's words (an id is a run), its first 5 bytes and every whole piece; and every
+    /// 4-byte window of the words of 4 to 7 ASCII digits, the first once more.
+    fn bloom_model(text: &str) -> Vec<String> {
         let hex = |c: char| c.is_ascii_digit() || ('a'..='f').contains(&c);
         let mut out = Vec::new();
         for (word, ..) in chain(text) {
-            if v5 && (4..8).contains(&word.len()) && word.chars().all(|c| c.is_ascii_digit()) {
+            if (4..8).contains(&word.len()) && word.chars().all(|c| c.is_ascii_digit()) {
                 out.push(format!("^#{}", &word[..4]));
                 out.extend((0..=word.len() - 4).map(|at| format!("#{}", &word[at..at + 4])));
             }
             for run in word.split(|c| !hex(c)).filter(|run| run.len() >= MIN_ID_BYTES) {
-                if v5 {
-                    out.push(format!("^{}", &run[..5]));
-                }
+                out.push(format!("^{}", &run[..5]));
                 let starts = (0..=run.len() - CHUNK).step_by(BLOOM_STRIDE);
                 out.extend(starts.map(|at| run[at..at + CHUNK].to_string()));
             }
@@ -869,23 +740,12 @@ mod same_as_tantivy {
         ) {
             let text: String = parts.concat();
             proptest::prop_assert_eq!(tokens(&mut words(), &text), chain(&text));
-            proptest::prop_assert_eq!(super::tests::pieces_of(&text, false), bloom_model(&text, false));
-            proptest::prop_assert_eq!(super::tests::pieces_of(&text, true), bloom_model(&text, true));
-            let mut a = analyzer();
+            proptest::prop_assert_eq!(super::tests::pieces_of(&text), bloom_model(&text));
             let mut block = block_analyzer();
-            let mut v4 = block_analyzer_v4();
-            let mut v3 = block_analyzer_v3();
-            let mut before_runs = block_analyzer_of_old(true);
-            let mut whole = block_analyzer_of_old(false);
             // The analyzers are reused across texts, as tantivy does.
             for _ in 0..texts {
                 let texts_of = |a: &mut TextAnalyzer| tokens(a, &text).into_iter().map(|t| t.0).collect::<Vec<_>>();
-                proptest::prop_assert_eq!(texts_of(&mut a), model(&text, Cut::Ids, false, true, true));
-                proptest::prop_assert_eq!(texts_of(&mut block), model(&text, Cut::IdsAndRuns, true, false, false));
-                proptest::prop_assert_eq!(texts_of(&mut v4), model(&text, Cut::IdsAndRuns, true, false, true));
-                proptest::prop_assert_eq!(texts_of(&mut v3), model(&text, Cut::IdsAndRuns, true, true, true));
-                proptest::prop_assert_eq!(texts_of(&mut before_runs), model(&text, Cut::Ids, true, true, true));
-                proptest::prop_assert_eq!(texts_of(&mut whole), model(&text, Cut::Nothing, true, true, true));
+                proptest::prop_assert_eq!(texts_of(&mut block), model(&text));
             }
         }
     }

@@ -1,5 +1,5 @@
-//! Bloom filters of the id pieces of v4 blocks (and of the ids' starts and numbers' windows of
-//! v5 blocks), and the queries that read them.
+//! Bloom filters of a block's ids' pieces and starts and its numbers' windows (`words.rs`
+//! defines them), and the queries that read them.
 //!
 //! Ids are unique, so their pieces were most of the postings, and adding each posting meant a
 //! lookup in a term table too large for the cache: most of the store's ingest CPU. Numbers of
@@ -7,13 +7,13 @@
 //! whether a block holds a piece, which a filter of the block's own answers at a fraction of
 //! the cost to write, with a few false positives that the substring check drops.
 //!
-//! # Format (log schema v4 and v5)
+//! # Format
 //!
 //! A block's filter is its `bloom` fast field: `n` u64 values, in order, of `m = 64 n` bits;
 //! bit `b` is bit `b % 64` of value `b / 64`. `n = ceil(p * BITS_PER_PIECE / 64)` for the
-//! block's `p` distinct piece hashes ([`words::bloom_pieces`]: in v5 also the first 5 bytes of
-//! every id and every 4-byte window of every number); a block without pieces has no values.
-//! (The first v4 stores counted repeated pieces too.) A piece's hash is `h = xxh3_64(piece)`
+//! block's `p` distinct piece hashes ([`words::bloom_pieces`]: pieces, the first 5 bytes of
+//! every id, and every 4-byte window of every number); a block without pieces has no values.
+//! A piece's hash is `h = xxh3_64(piece)`
 //! (its 4 bytes, lowercased), a number's window's `xxh3_64` with seed 1, an id's start's with
 //! seed 2 and a number's first window's (once more) with seed 3 (so that no two kinds share
 //! hashes); its [`K`] bits are
@@ -26,14 +26,13 @@
 //! of 5 or more that starts a word holds a piece and a start. A
 //! reader takes `m` from the number of values, so `BITS_PER_PIECE` and how pieces are counted
 //! may change without a new version; `K`, the hash and the bits may not
-//! (`the_bits_of_pieces_are_pinned`, and the `store-v4` and `store-v5` golden fixtures).
+//! (`the_bits_of_pieces_are_pinned`, and the `store-v5` golden fixture).
 
 use tantivy::query::{EnableScoring, Explanation, Query, Scorer, Weight};
 use tantivy::{DocId, Score, SegmentReader};
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use super::matched::Docs;
-use super::Version;
 use crate::words::{self, Piece};
 
 /// The fast field holding a block's filter.
@@ -79,11 +78,11 @@ fn bits(h: u64, m: u64) -> impl Iterator<Item = u64> {
     std::iter::successors(Some((h1 * m) >> 32), next).take(K)
 }
 
-/// The filter of the pieces in `text` (with `v5`, of its ids' starts and numbers' windows too),
+/// The filter of the pieces and starts of the ids in `text` and the windows of its numbers,
 /// as its `bloom` values. `hashes` is scratch space, kept by the caller so its memory is reused.
-pub(crate) fn build(text: &str, v5: bool, hashes: &mut Vec<u64>) -> Vec<u64> {
+pub(crate) fn build(text: &str, hashes: &mut Vec<u64>) -> Vec<u64> {
     hashes.clear();
-    words::bloom_pieces(text, v5, |piece, of| {
+    words::bloom_pieces(text, |piece, of| {
         hashes.push(match of {
             Piece::Id => hash(piece),
             Piece::Number => hash_window(piece),
@@ -123,9 +122,6 @@ fn may_hold(n: u32, word: impl Fn(u32) -> u64, hashes: &[u64]) -> bool {
 #[derive(Debug, Clone)]
 pub(crate) struct Bloom {
     alternatives: Vec<Vec<u64>>,
-    /// Also needed in v5 filters, which hold ids' starts: the start of a fragment at an id's
-    /// start.
-    start: Option<u64>,
 }
 
 impl Bloom {
@@ -137,33 +133,30 @@ impl Bloom {
         let first = at_start.then(|| hash_number_start(&bytes[..words::CHUNK]));
         Bloom {
             alternatives: vec![windows.chain(first).collect()],
-            start: None,
         }
     }
 
     /// Blocks that may hold `fragment` inside an id or hex run (at its start with `at_start`):
-    /// for each offset of the fragment from a piece's start, the whole pieces it holds. `None`
-    /// if at some offset it holds none.
+    /// for each offset of the fragment from a piece's start, the whole pieces it holds, and at
+    /// an id's start, its start too. `None` if at some offset it holds none.
     pub(crate) fn of_fragment(fragment: &str, at_start: bool) -> Option<Bloom> {
         let offsets = if at_start { 0..1 } else { 0..words::BLOOM_STRIDE };
+        let start = fragment.as_bytes().get(..words::START_BYTES).filter(|_| at_start);
         let mut alternatives = Vec::new();
         for offset in offsets {
             let first = (words::BLOOM_STRIDE - offset) % words::BLOOM_STRIDE;
             let starts = (first..).step_by(words::BLOOM_STRIDE);
-            let hashes: Vec<u64> = starts
+            let mut hashes: Vec<u64> = starts
                 .take_while(|at| at + words::CHUNK <= fragment.len())
                 .map(|at| hash(&fragment.as_bytes()[at..at + words::CHUNK]))
                 .collect();
             if hashes.is_empty() {
                 return None;
             }
+            hashes.extend(start.map(hash_start));
             alternatives.push(hashes);
         }
-        let start = fragment.as_bytes().get(..words::START_BYTES).filter(|_| at_start);
-        Some(Bloom {
-            alternatives,
-            start: start.map(hash_start),
-        })
+        Some(Bloom { alternatives })
     }
 
     fn docs(&self, reader: &SegmentReader) -> tantivy::Result<Vec<DocId>> {
@@ -171,12 +164,7 @@ impl Bloom {
             // No block of the segment has pieces.
             return Ok(Vec::new());
         };
-        let start = self.start.filter(|_| Version::of(reader.schema()) >= Version::V5);
-        let alternatives: Vec<Vec<u64>> = self
-            .alternatives
-            .iter()
-            .map(|hashes| hashes.iter().copied().chain(start).collect())
-            .collect();
+        let alternatives = &self.alternatives;
         let mut docs = Vec::new();
         for doc in 0..reader.max_doc() {
             let rows = column.index.value_row_ids(doc);
@@ -212,56 +200,6 @@ impl Weight for Bloom {
     }
 }
 
-/// A query for the pieces of ids: `filters` on segments of v4 partitions, which keep pieces in
-/// bloom filters, and `postings` on older ones, which index them as words.
-#[derive(Debug)]
-pub(crate) struct Pieces {
-    pub(crate) filters: Box<dyn Query>,
-    pub(crate) postings: Box<dyn Query>,
-}
-
-impl Clone for Pieces {
-    fn clone(&self) -> Pieces {
-        Pieces {
-            filters: self.filters.box_clone(),
-            postings: self.postings.box_clone(),
-        }
-    }
-}
-
-impl Query for Pieces {
-    fn weight(&self, scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
-        Ok(Box::new(PiecesWeight {
-            filters: self.filters.weight(scoring)?,
-            postings: self.postings.weight(scoring)?,
-        }))
-    }
-}
-
-struct PiecesWeight {
-    filters: Box<dyn Weight>,
-    postings: Box<dyn Weight>,
-}
-
-impl PiecesWeight {
-    fn of(&self, reader: &SegmentReader) -> &dyn Weight {
-        match reader.schema().get_field(FIELD) {
-            Ok(_) => &*self.filters,
-            Err(_) => &*self.postings,
-        }
-    }
-}
-
-impl Weight for PiecesWeight {
-    fn scorer(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
-        self.of(reader).scorer(reader, boost)
-    }
-
-    fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
-        self.of(reader).explain(reader, doc)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,7 +210,7 @@ mod tests {
             .map(|p| format!("{}0000", std::str::from_utf8(&p[..]).unwrap()))
             .collect();
         let mut scratch = Vec::new();
-        build(&text.join(" "), false, &mut scratch)
+        build(&text.join(" "), &mut scratch)
     }
 
     fn holds(filter: &[u64], pieces: &[&[u8]]) -> bool {
@@ -287,8 +225,9 @@ mod tests {
             .map(|i| format!("{:08x}", i.wrapping_mul(2_654_435_761)))
             .collect();
         let mut scratch = Vec::new();
-        let filter = build(&ids.join(" "), false, &mut scratch);
-        assert_eq!(filter.len(), (1000 * BITS_PER_PIECE).div_ceil(64));
+        let filter = build(&ids.join(" "), &mut scratch);
+        // 1000 pieces and 500 starts.
+        assert_eq!(filter.len(), (1500 * BITS_PER_PIECE).div_ceil(64));
         for id in &ids {
             assert!(
                 holds(&filter, &[&id.as_bytes()[..4], &id.as_bytes()[4..]]),
@@ -310,8 +249,7 @@ mod tests {
     #[test]
     fn a_block_without_pieces_holds_none() {
         let mut scratch = Vec::new();
-        assert!(build("no ids here 1234567", false, &mut scratch).is_empty());
-        assert!(build("no numbers here 123 x1234", true, &mut scratch).is_empty());
+        assert!(build("no ids nor numbers here 123 x1234", &mut scratch).is_empty());
         assert!(!holds(&[], &[b"1234"]));
         let filter = filter_of(&[b"beef"]);
         assert!(holds(&filter, &[b"beef"]) && holds(&filter, &[b"0000"]));
@@ -329,28 +267,14 @@ mod tests {
     #[test]
     fn the_bits_of_pieces_are_pinned() {
         assert_eq!(hash(b"4bf9"), 0x0021_f20f_a699_1382);
-        let mut scratch = Vec::new();
-        assert_eq!(
-            build("x 4BF90000 y", false, &mut scratch),
-            [0x0040_ff01_0404_0010]
-        );
         assert_eq!(hash_window(b"2026"), 0xb642_724c_05b9_1b38);
         assert_eq!(hash_start(b"4bf90"), 0xc634_73ef_8390_80a4);
         assert_eq!(hash_number_start(b"2026"), 0x6839_f8e9_2fee_8b9f);
-        // v5: ids' starts, numbers' windows and first windows too, and each distinct piece
-        // once (8 pieces: 80 bits, 2 values).
+        // Ids' pieces and starts, numbers' windows and first windows, and each distinct
+        // piece once (8 pieces: 80 bits, 2 values).
+        let mut scratch = Vec::new();
         let text = "t=2026 2026 n=12345 id=4BF90000";
-        let filter = build(text, true, &mut scratch);
+        let filter = build(text, &mut scratch);
         assert_eq!(filter, [0x0d99_0858_08cc_0886, 0x8a21_4c80_3bf8_aa22]);
-        let ids = "9e3779b1 3c6ef362 daa66d13 78dde6c4 17156075 b54cda26 538453d7";
-        let filter = build(ids, false, &mut scratch);
-        assert_eq!(
-            filter,
-            [
-                0x3484_d029_23f1_652e,
-                0x247c_1271_812d_8682,
-                0x1917_f426_cf5e_6b00
-            ]
-        );
     }
 }

@@ -1,9 +1,9 @@
-//! Reading lines back. A document holds one line (schema v1) or a block of lines (v2 on), so a
-//! line is addressed by its document and its place in it ([`LineAddr`]). Times and sizes come
-//! from the fast fields `ts` and `bytes` (one value per line, in line order; numeric columns
-//! keep the order values were added in), the lines themselves from the stored document: from
-//! v3 on one text cut by the `bytes` of its lines, in v2 one value per line. A log query reads
-//! the blocks it matched in time order of their first or last line ([`BlocksInOrder`]).
+//! Reading lines back. A document holds a block of lines, so a line is addressed by its
+//! document and its place in it ([`LineAddr`]). Times and sizes come from the fast fields `ts`
+//! and `bytes` (one value per line, in line order; numeric columns keep the order values were
+//! added in), the lines themselves from the stored document: one text cut by the `bytes` of
+//! its lines. A log query reads the blocks it matched in time order of their first or last
+//! line ([`BlocksInOrder`]).
 
 use std::collections::HashMap;
 use std::ops::Bound;
@@ -14,7 +14,7 @@ use tantivy::query::{BooleanQuery, EnableScoring, Occur, Query, RangeQuery, Weig
 use tantivy::schema::Value;
 use tantivy::{DocAddress, DocId, Score, Searcher, SegmentReader, TantivyDocument, TantivyError, Term};
 
-use super::{Fields, LogHit, Version};
+use super::{Fields, LogHit};
 use crate::model::{add_detected_level, Labels};
 
 /// Where a line is: its document, and its place among the document's lines.
@@ -44,8 +44,7 @@ pub(crate) struct StreamStats {
     pub(crate) bytes: u64,
 }
 
-/// Documents with lines in `[lo, hi)`: in v2 partitions, blocks by their first and last
-/// time; in v1 partitions, lines by their time.
+/// Blocks with lines in `[lo, hi)`, by their first and last line's time.
 #[derive(Debug, Clone)]
 pub(crate) struct TimeRange {
     pub(crate) lo: i64,
@@ -56,27 +55,21 @@ impl Query for TimeRange {
     fn weight(&self, scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
         let schema = scoring.schema();
         let term = |name: &str, t: i64| schema.get_field(name).map(|f| Term::from_field_i64(f, t));
-        match (term("ts_min", self.hi), term("ts_max", self.lo)) {
-            (Ok(starts_before_hi), Ok(ends_from_lo)) => BooleanQuery::new(vec![
-                (
-                    Occur::Must,
-                    Box::new(RangeQuery::new(
-                        Bound::Unbounded,
-                        Bound::Excluded(starts_before_hi),
-                    )) as Box<dyn Query>,
-                ),
-                (
-                    Occur::Must,
-                    Box::new(RangeQuery::new(Bound::Included(ends_from_lo), Bound::Unbounded)),
-                ),
-            ])
-            .weight(scoring),
-            _ => RangeQuery::new(
-                Bound::Included(term("ts", self.lo)?),
-                Bound::Excluded(term("ts", self.hi)?),
-            )
-            .weight(scoring),
-        }
+        let (starts_before_hi, ends_from_lo) = (term("ts_min", self.hi)?, term("ts_max", self.lo)?);
+        BooleanQuery::new(vec![
+            (
+                Occur::Must,
+                Box::new(RangeQuery::new(
+                    Bound::Unbounded,
+                    Bound::Excluded(starts_before_hi),
+                )) as Box<dyn Query>,
+            ),
+            (
+                Occur::Must,
+                Box::new(RangeQuery::new(Bound::Included(ends_from_lo), Bound::Unbounded)),
+            ),
+        ])
+        .weight(scoring)
     }
 }
 
@@ -142,11 +135,9 @@ impl BlocksInOrder {
         for (ord, reader) in searcher.segment_readers().iter().enumerate() {
             let ff = reader.fast_fields();
             let bounds = match backward {
-                true => ff.i64("ts_max"),
-                false => ff.i64("ts_min"),
+                true => ff.i64("ts_max")?,
+                false => ff.i64("ts_min")?,
             };
-            // v1: a document per line.
-            let bounds = bounds.or_else(|_| ff.i64("ts"))?;
             let unknown = if backward { i64::MAX } else { i64::MIN };
             for &doc in matched.docs(reader.segment_id()) {
                 let bound = bounds.first(doc).unwrap_or(unknown);
@@ -272,8 +263,7 @@ impl SegmentCollector for StreamSegment {
 pub(crate) struct LineReader<'a> {
     fields: Fields,
     searcher: &'a Searcher,
-    version: Version,
-    /// Per segment, its `ts` and `bytes` columns once opened (v3 reads lines with them).
+    /// Per segment, its `ts` and `bytes` columns once opened.
     columns: HashMap<u32, (Column<i64>, Column<u64>)>,
     last: Option<(DocAddress, Block)>,
 }
@@ -299,7 +289,6 @@ impl<'a> LineReader<'a> {
         LineReader {
             fields,
             searcher,
-            version: Version::of(searcher.schema()),
             columns: HashMap::new(),
             last: None,
         }
@@ -351,57 +340,24 @@ impl<'a> LineReader<'a> {
         let text = |field| doc.get_first(field).and_then(|v| v.as_str()).unwrap_or_default();
         let stream = doc.get_first(f.stream).and_then(|v| v.as_u64());
         let labels = json_or_default(text(f.labels));
-        let (text, lines) = match self.version {
-            Version::V3 | Version::V4 | Version::V5 => {
-                let (ts, bytes) = self.columns(addr.segment_ord)?;
-                let mut metas: Vec<Vec<(String, String)>> = json_or_default(text(f.meta));
-                metas.resize_with(bytes.values_for_doc(addr.doc_id).count(), Vec::new);
-                let mut start = 0;
-                let lines = (ts.values_for_doc(addr.doc_id))
-                    .zip(bytes.values_for_doc(addr.doc_id))
-                    .zip(metas)
-                    .map(|((ts_ns, len), metadata)| {
-                        let span = start..start + len as usize;
-                        start = span.end + 1;
-                        BlockLine {
-                            ts_ns,
-                            span,
-                            metadata,
-                        }
-                    })
-                    .collect();
-                (text(f.line).to_string(), lines)
-            }
-            Version::V2 => {
-                let times = doc.get_all(f.ts).filter_map(|v| v.as_i64());
-                let metas = doc.get_all(f.meta).filter_map(|v| v.as_str());
-                let texts = doc.get_all(f.text).filter_map(|v| v.as_str());
-                let mut all = String::new();
-                let lines = texts
-                    .zip(times)
-                    .zip(metas)
-                    .map(|((line, ts_ns), meta)| {
-                        all.push_str(line);
-                        BlockLine {
-                            ts_ns,
-                            span: all.len() - line.len()..all.len(),
-                            metadata: json_or_default(meta),
-                        }
-                    })
-                    .collect();
-                (all, lines)
-            }
-            Version::V1 => {
-                // One line per document.
-                let line = text(f.line).to_string();
-                let lines = vec![BlockLine {
-                    ts_ns: doc.get_first(f.ts).and_then(|v| v.as_i64()).unwrap_or_default(),
-                    span: 0..line.len(),
-                    metadata: json_or_default(text(f.meta)),
-                }];
-                (line, lines)
-            }
-        };
+        let (ts, bytes) = self.columns(addr.segment_ord)?;
+        let mut metas: Vec<Vec<(String, String)>> = json_or_default(text(f.meta));
+        metas.resize_with(bytes.values_for_doc(addr.doc_id).count(), Vec::new);
+        let mut start = 0;
+        let lines: Vec<BlockLine> = (ts.values_for_doc(addr.doc_id))
+            .zip(bytes.values_for_doc(addr.doc_id))
+            .zip(metas)
+            .map(|((ts_ns, len), metadata)| {
+                let span = start..start + len as usize;
+                start = span.end + 1;
+                BlockLine {
+                    ts_ns,
+                    span,
+                    metadata,
+                }
+            })
+            .collect();
+        let text = text(f.line).to_string();
         // A damaged document must not take the store down when its lines are sliced.
         if lines.iter().any(|l| text.get(l.span.clone()).is_none()) {
             return Err(corrupt(addr, "line sizes do not match the text"));

@@ -32,40 +32,12 @@ fn apply_each(idx: &LogIndex, lines: &[(i64, &str)]) {
     idx.commit(lines.len() as u64).unwrap();
 }
 
-/// A kind of partition: its name, version and tokenizer setup.
-type Era = (&'static str, Version, fn(&Index));
-
-/// Partitions of each version and tokenizer era, newest first: v5 (numbers in bloom
-/// filters too), v4 (pieces in bloom filters), v3 (pieces in postings), v3 with hex runs
-/// inside words not cut (before 2026-12-02), v3 with ids whole too (before 2026-12-01).
-const ERAS: [Era; 5] = [
-    ("numbers", Version::V5, setup),
-    ("bloom", Version::V4, setup),
-    ("pieces", Version::V3, setup),
-    ("runs whole", Version::V3, runs_whole),
-    ("whole ids", Version::V3, ids_whole),
-];
-
-/// A log index of `version`, set up by `setup`, holding `lines` (each its own record).
-fn era_with(version: Version, setup: fn(&Index), lines: &[(i64, &str)]) -> (tempfile::TempDir, LogIndex) {
+/// A log index holding `lines` (each its own record).
+fn index_of(lines: &[(i64, &str)]) -> (tempfile::TempDir, LogIndex) {
     let dir = tempfile::tempdir().unwrap();
-    let idx = LogIndex::open_with(dir.path(), setup, version).unwrap();
+    let idx = LogIndex::open(dir.path()).unwrap();
     apply_each(&idx, lines);
     (dir, idx)
-}
-
-fn runs_whole(index: &Index) {
-    setup(index);
-    index
-        .tokenizers()
-        .register(BLOCK_WORDS, words::block_analyzer_of_old(true));
-}
-
-fn ids_whole(index: &Index) {
-    setup(index);
-    index
-        .tokenizers()
-        .register(BLOCK_WORDS, words::block_analyzer_of_old(false));
 }
 
 /// The times of the lines of day 0 that the hint of `needle` leaves as candidates.
@@ -296,11 +268,10 @@ fn needle_hints_keep_texts_with_words_too_long_to_index() {
     assert_eq!(hits("other"), [2, 3]);
 }
 
-/// Ids and hex runs inside words are kept in pieces, in bloom filters now and in postings
-/// before; before that, runs were not cut, and before that ids were indexed whole: hints
-/// find them in all.
+/// Ids and hex runs inside words are kept in pieces in the blocks' bloom filters: hints find
+/// them whole and in fragments.
 #[test]
-fn needle_hints_find_ids_and_id_fragments_in_new_and_old_partitions() {
+fn needle_hints_find_ids_and_id_fragments() {
     let lines = [
         (1, "trace_id=4bf92f3577b34da6a3ce929d0e0e4736 done"),
         (2, "req 0123456789abcdef ok"),
@@ -312,8 +283,8 @@ fn needle_hints_find_ids_and_id_fragments_in_new_and_old_partitions() {
         (6, "ok 13579bdf02468ace"),
         (7, "key=user7f3a9c1e5b2d4a60 x"),
     ];
-    for (kind, version, setup) in ERAS {
-        let (_dir, idx) = era_with(version, setup, &lines);
+    {
+        let (_dir, idx) = index_of(&lines);
         let hits = |needle: &str| candidates(&idx, needle);
         let cases: &[(&str, &[i64])] = &[
             ("4bf92f3577b34da6a3ce929d0e0e4736", &[1]),
@@ -327,59 +298,26 @@ fn needle_hints_find_ids_and_id_fragments_in_new_and_old_partitions() {
             ("23456789abcdef ok", &[2]),
             ("ffffffffff", &[3]),
             ("13579bdf02468ace", &[6]),
-            // Inside a longer word: by the run's pieces, or in older partitions by a scan.
+            // Inside a longer word: by the run's pieces.
             ("7f3a9c1e5b2d4a60", &[7]),
             ("9c1e5b2d4a6", &[7]),
             ("user7f3a9c1e", &[7]),
         ];
         for (needle, want) in cases {
-            assert_eq!(hits(needle), *want, "{kind}: needle {needle:?}");
+            assert_eq!(hits(needle), *want, "needle {needle:?}");
         }
-        // A short needle may lie between two indexed pieces of an id: with pieces, every
-        // line with an id is a candidate.
+        // A short needle may lie between two pieces of an id: every line with an id is a
+        // candidate.
         for needle in ["500", "added"] {
-            let want: &[i64] = match kind {
-                "numbers" | "bloom" | "pieces" => &[1, 2, 3, 4, 5, 6, 7],
-                "runs whole" => &[1, 2, 3, 4, 5, 6],
-                _ => &[4],
-            };
-            assert_eq!(hits(needle), want, "{kind}: needle {needle:?}");
+            assert_eq!(hits(needle), [1, 2, 3, 4, 5, 6, 7], "needle {needle:?}");
         }
     }
 }
 
-/// After upgrades, a day has a v3 partition (pieces in postings), a v4 one (pieces in
-/// filters, numbers in postings) and a v5 one (both in filters): one hint finds ids and
-/// numbers in all.
+/// Numbers are windows in the blocks' bloom filters: hints find them, and numbers they are
+/// part of.
 #[test]
-fn needle_hints_find_ids_and_numbers_across_the_partitions_of_a_day() {
-    let dir = tempfile::tempdir().unwrap();
-    let v3 = LogIndex::open_with(dir.path(), setup, Version::V3).unwrap();
-    apply_each(&v3, &[(1, "a 4bf92f3577b34da6 x"), (2, "b 0123456789abcdef")]);
-    drop(v3);
-    let v4 = LogIndex::open_with(dir.path(), setup, Version::V4).unwrap();
-    v4.apply(3, &batch(&[("job", "a")], &[(3, "c 4bf92f3577b34da6 n=1482130")]))
-        .unwrap();
-    v4.commit(3).unwrap();
-    drop(v4);
-    let idx = LogIndex::open(dir.path()).unwrap();
-    let lines = [(4, "d fedcba9876543210"), (5, "e 1482130 y")];
-    for (i, line) in lines.iter().enumerate() {
-        idx.apply(4 + i as u64, &batch(&[("job", "a")], &[*line]))
-            .unwrap();
-    }
-    idx.commit(5).unwrap();
-    assert_eq!(idx.searchers(0, DAY_NS).len(), 3);
-    assert_eq!(candidates(&idx, "92f3577b34d"), [1, 3]);
-    assert_eq!(candidates(&idx, "0123456789abcdef"), [2]);
-    assert_eq!(candidates(&idx, "ba98765432"), [4]);
-    assert_eq!(candidates(&idx, "1482130"), [3, 5]);
-}
-
-/// Numbers are words in postings before v5, windows in bloom filters since: hints find
-/// them, and numbers they are part of, in both.
-#[test]
-fn needle_hints_find_numbers_and_number_fragments_in_new_and_old_partitions() {
+fn needle_hints_find_numbers_and_number_fragments() {
     let lines = [
         (1, "GET /x 200 bytes=48213 took 1234ms"),
         (2, "user_id=7395061 done"),
@@ -390,17 +328,16 @@ fn needle_hints_find_numbers_and_number_fragments_in_new_and_old_partitions() {
         (7, "v482 abc"),
         (8, "span 00004821aaaabbbb"),
     ];
-    for (kind, version, setup) in ERAS {
-        let (_dir, idx) = era_with(version, setup, &lines);
+    {
+        let (_dir, idx) = index_of(&lines);
         let hits = |needle: &str| candidates(&idx, needle);
-        // Every era finds the lines; v5's hints are these exactly (older ones may keep a
-        // few more, from the patterns of cut pieces). Fewer than 7 digits cut on the left
-        // may lie between two pieces of an id, so lines with ids (5, 8) are candidates for them.
+        // Fewer than 7 digits cut on the left may lie between two pieces of an id, so lines
+        // with ids (5, 8) are candidates for them.
         let cases: &[(&str, &[i64])] = &[
             ("48213", &[1, 5, 8]),
             ("95061", &[2, 5, 8]),
             ("8443", &[3, 5, 8]),
-            // At a word's start: in v5, only ids that start with it (by their starts).
+            // At a word's start: only ids that start with it (by their starts).
             ("bytes=48213", &[1]),
             // Numbers too: 48213 holds 8213, but not at its start.
             ("=8213", &[]),
@@ -425,23 +362,15 @@ fn needle_hints_find_numbers_and_number_fragments_in_new_and_old_partitions() {
         };
         for (needle, expect) in cases {
             let found = hits(needle);
-            if version == Version::V5 {
-                assert_eq!(found, *expect, "{kind}: {needle:?}");
-            }
-            assert!(
-                holding(needle).iter().all(|ts| found.contains(ts)),
-                "{kind}: {needle:?}"
-            );
+            assert_eq!(found, *expect, "{needle:?}");
+            assert!(holding(needle).iter().all(|ts| found.contains(ts)), "{needle:?}");
         }
-        // Three digits cut by an edge may be inside any number: in v5, any line with one.
+        // Three digits cut by an edge may be inside any number: any line with one.
         for needle in ["482", "500", "213 "] {
             let found = hits(needle);
-            assert!(
-                holding(needle).iter().all(|ts| found.contains(ts)),
-                "{kind}: {needle:?}"
-            );
+            assert!(holding(needle).iter().all(|ts| found.contains(ts)), "{needle:?}");
         }
-        assert_eq!(hits(" 500 "), [6], "{kind}: numbers of 3 digits are words");
+        assert_eq!(hits(" 500 "), [6], "numbers of 3 digits are words");
     }
 }
 
@@ -453,11 +382,9 @@ proptest::proptest! {
     fn needle_hints_keep_every_line_that_holds_the_needle(
         lines in proptest::collection::vec("(([0-9a-fA-F]{1,40}|[0-9]{1,9}|[a-z]{1,6}|req|id|[g-z]{1,3}[0-9a-f]{6,30}[g-z]?|[a-z]{250,270})[ =:./-]{1,2}){1,6}", 1..40),
         picks in proptest::collection::vec((0usize..1000, 0usize..1000, 1usize..40), 1..30),
-        kind in 0usize..ERAS.len(),
     ) {
-        let (_, version, setup) = ERAS[kind];
         let entries: Vec<(i64, &str)> = lines.iter().enumerate().map(|(i, l)| (i as i64, l.as_str())).collect();
-        let (_dir, idx) = era_with(version, setup, &entries);
+        let (_dir, idx) = index_of(&entries);
         for (line, from, len) in picks {
             let line = &lines[line % lines.len()];
             let from = from % line.len();
@@ -467,9 +394,7 @@ proptest::proptest! {
             }
             let found = candidates(&idx, needle);
             for (ts, l) in &entries {
-                // Old partitions do not mark texts with words too long to index.
-                let unmarked = ERAS[kind].0 == "whole ids" && l.split(|c: char| !c.is_alphanumeric()).any(|w| w.len() >= 256);
-                if l.contains(needle) && !unmarked {
+                if l.contains(needle) {
                     proptest::prop_assert!(found.contains(ts), "needle {needle:?} misses line {l:?}");
                 }
             }
