@@ -173,7 +173,11 @@ fn every_line_arrives_through_rotation_store_outage_and_kill_9() {
     // The "late" lines written to renamed files land in their rename's bucket.
     let expected = |b: u64| BUCKET + u64::from(RENAMED_AT.iter().any(|r| r / BUCKET == b));
     wait_buckets(&store, &mut collector, want, expected);
-    std::thread::sleep(Duration::from_secs(2));
+    settle(
+        &store,
+        &mut collector,
+        &[&logs.join("app.log"), &logs.join("web.log")],
+    );
     let got = buckets(&store);
     let duplicates: u64 = (0..want).map(|b| got[&b] - expected(b)).sum();
     println!(
@@ -237,6 +241,22 @@ fn wait_buckets(store: &StoreProc, collector: &mut Proc, want: u64, expected: im
         collector,
         complete,
     );
+}
+
+/// Waits until a last line appended to each of `files` is in the store: whatever a restart
+/// re-reads or re-sends of the lines before it has arrived by then too (a file is read in
+/// order, and the spool ships in order). Its `b` is no bucket.
+fn settle(store: &StoreProc, collector: &mut Proc, files: &[&Path]) {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    for file in files {
+        let n = LAST.fetch_add(1, Ordering::Relaxed);
+        let mut f = OpenOptions::new().append(true).open(file).unwrap();
+        writeln!(f, "level=info b=last msg=settled-{n}-end").unwrap();
+        let query = format!(r#"{{job="e2e"}} |= "settled-{n}-end""#);
+        wait_within(Duration::from_secs(90), "the last line", collector, || {
+            !store.log_lines(&query).is_empty()
+        });
+    }
 }
 
 /// Waits until the first `lines` lines are all in the store.
@@ -311,7 +331,7 @@ fn restart_after_rotation_during_outage(rotation: Rotation, rotations: u64, rest
     append_lines(&app, written, written + PER_STEP);
     written += PER_STEP;
     wait_delivered(&store, &mut collector, written);
-    std::thread::sleep(Duration::from_secs(3));
+    settle(&store, &mut collector, &[&app]);
     let got = buckets(&store);
     let duplicates: u64 = got.values().map(|n| n - BUCKET).sum();
     println!("{rotation:?} x{rotations}, restart while down: {restart_while_down}: {written} lines, {duplicates} duplicates");

@@ -1,10 +1,12 @@
 //! `obs query` against a real store: logs, metrics (instant and range), labels, series and
 //! traces, in human and JSON output; the store's error message comes through unchanged.
 
-use obs_e2e::{http_post, now_ns, obs_bin, Proc, StoreProc};
+use obs_e2e::{http_get, http_post, now_ns, obs_bin, Proc, StoreProc};
 use obs_store::prompb;
 
-fn seed(base: &str) {
+/// Pushes logs, samples and a trace, and waits until the store has committed them.
+fn seed(store: &StoreProc) {
+    let base = &store.url("");
     let t = now_ns();
     let values: Vec<_> = (0..5)
         .map(|i| {
@@ -67,7 +69,16 @@ fn seed(base: &str) {
     )
     .unwrap();
     assert_eq!(status, 200, "{text}");
-    std::thread::sleep(std::time::Duration::from_millis(1500)); // committed: searchable
+    // Searchable once committed (every second).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let trace = store.url("/api/traces/0af7651916cd43dd8448eb211c80319c");
+    while store.log_lines(r#"{app="web"}"#).len() < 5 || !matches!(http_get(&trace), Ok((200, _))) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "seeded data not searchable after 30 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 #[test]
@@ -75,7 +86,7 @@ fn query_commands_print_what_the_store_holds() {
     let dir = tempfile::tempdir().unwrap();
     let store = StoreProc::start(dir.path());
     let base = store.url("");
-    seed(&base);
+    seed(&store);
     let obs = |args: &[&str]| {
         let mut all = args.to_vec();
         all.extend(["--store", &base]);
@@ -235,7 +246,7 @@ fn human_output_snapshots() {
     let dir = tempfile::tempdir().unwrap();
     let store = StoreProc::start(dir.path());
     let base = store.url("");
-    seed(&base);
+    seed(&store);
     let obs = |args: &[&str]| {
         let mut all = args.to_vec();
         if args[0] != "grafana" {
