@@ -19,7 +19,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use globset::{GlobSet, GlobSetBuilder};
 use indicatif::ProgressBar;
 use tokio::runtime::Handle;
 
@@ -52,36 +51,43 @@ pub struct StdinCommand {
 }
 
 /// Exclude patterns: with a `/` they match the whole absolute path, without one the name.
+/// `*` and `?` never match a `/`; `**` as a whole component matches any number of them.
 #[derive(Debug)]
 struct Excludes {
-    paths: GlobSet,
-    names: GlobSet,
+    paths: Vec<glob::Pattern>,
+    names: Vec<glob::Pattern>,
 }
+
+const EXCLUDE_MATCH: glob::MatchOptions = glob::MatchOptions {
+    case_sensitive: true,
+    require_literal_separator: true,
+    require_literal_leading_dot: false,
+};
 
 impl Excludes {
     fn new(patterns: &[String]) -> Result<Excludes> {
-        let mut paths = GlobSetBuilder::new();
-        let mut names = GlobSetBuilder::new();
+        let mut excludes = Excludes {
+            paths: Vec::new(),
+            names: Vec::new(),
+        };
         for p in patterns {
-            let glob = globset::GlobBuilder::new(p)
-                .literal_separator(true)
-                .build()
+            let glob = glob::Pattern::new(p)
                 .map_err(|e| Error::Usage(format!("bad --exclude pattern {p:?}: {e}")))?;
-            if p.contains('/') {
-                paths.add(glob);
-            } else {
-                names.add(glob);
+            match p.contains('/') {
+                true => excludes.paths.push(glob),
+                false => excludes.names.push(glob),
             }
         }
-        let build = |b: GlobSetBuilder| b.build().map_err(|e| Error::Usage(e.to_string()));
-        Ok(Excludes {
-            paths: build(paths)?,
-            names: build(names)?,
-        })
+        Ok(excludes)
     }
 
     fn excluded(&self, path: &Path) -> bool {
-        self.paths.is_match(path) || path.file_name().is_some_and(|n| self.names.is_match(n))
+        let matches =
+            |globs: &[glob::Pattern], p: &Path| globs.iter().any(|g| g.matches_path_with(p, EXCLUDE_MATCH));
+        matches(&self.paths, path)
+            || path
+                .file_name()
+                .is_some_and(|n| matches(&self.names, Path::new(n)))
     }
 }
 
@@ -523,5 +529,24 @@ impl Archiver<'_> {
             subtree: None,
             xattrs: Vec::new(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excludes_match_names_or_whole_paths_and_stars_stay_in_a_component() {
+        let patterns = ["*.tmp", "/srv/app/cache/**", "/etc/*.bak"].map(String::from);
+        let ex = Excludes::new(&patterns).unwrap();
+        let excluded = |p: &str| ex.excluded(Path::new(p));
+        assert!(excluded("/home/a/x.tmp") && excluded("/x.tmp"));
+        assert!(!excluded("/home/a/x.tmp.keep"));
+        assert!(excluded("/srv/app/cache/a") && excluded("/srv/app/cache/a/b/c"));
+        assert!(!excluded("/srv/app/cachex") && !excluded("/srv/app/other"));
+        assert!(excluded("/etc/hosts.bak") && !excluded("/etc/sub/hosts.bak"));
+        let e = Excludes::new(&["[".to_string()]).unwrap_err().to_string();
+        assert!(e.contains("bad --exclude pattern \"[\""), "{e}");
     }
 }

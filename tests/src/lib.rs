@@ -274,7 +274,10 @@ pub struct S3Server {
 }
 
 impl S3Server {
+    /// The server of this run, and rustls's ring provider installed for the tests' own S3
+    /// clients (object_store's client takes the process-wide provider, as in obs).
     pub fn start() -> S3Server {
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let names = [
             "AWS_ENDPOINT_URL",
             "AWS_ACCESS_KEY_ID",

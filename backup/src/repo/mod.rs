@@ -129,6 +129,9 @@ pub fn open_store(url: &str) -> Result<Arc<dyn ObjectStore>> {
                 "{url}: name a bucket, as in s3://bucket/prefix"
             )));
         }
+        // object_store's HTTP client takes rustls's process-wide provider: ring, as everywhere
+        // in obs (a second install is refused, harmlessly).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let s3 = object_store::aws::AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
             .with_retry(object_store::RetryConfig {
