@@ -288,22 +288,12 @@ async fn drill_once(cfg: &BackupConfig, job: &JobConfig, scratch: &Path, run: &m
 
 /// Asks the store at `url` for a consistent snapshot of its data dir; returns its path.
 fn store_snapshot(url: &str) -> Result<std::path::PathBuf> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(300)))
-        .build()
-        .into();
-    let mut req = agent.post(format!("{}/api/v1/admin/snapshot", url.trim_end_matches('/')));
-    if let Some(t) = std::env::var("OBS_TOKEN").ok().filter(|t| !t.is_empty()) {
-        req = req.header("authorization", format!("Bearer {t}"));
-    }
     let fail = |why: String| Error::Failed(format!("store snapshot from {url}: {why}"));
-    let mut resp = req.send_empty().map_err(|e| fail(e.to_string()))?;
-    let status = resp.status().as_u16();
-    let body = resp
-        .body_mut()
-        .read_to_string()
-        .map_err(|e| fail(e.to_string()))?;
+    let token = std::env::var("OBS_TOKEN").ok().filter(|t| !t.is_empty());
+    let snapshot = format!("{}/api/v1/admin/snapshot", url.trim_end_matches('/'));
+    let (status, body) =
+        crate::report::post_to_store(&snapshot, token.as_deref(), &[], b"", Duration::from_secs(300))
+            .map_err(fail)?;
     if status != 200 {
         return Err(fail(format!("answered {status}: {}", body.trim())));
     }

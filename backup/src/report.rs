@@ -272,27 +272,13 @@ impl Reporter {
         encoding: Option<&str>,
         body: Vec<u8>,
     ) -> std::result::Result<(), String> {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into();
-        let mut req = agent
-            .post(format!("{}{path}", self.store))
-            .header("content-type", content_type);
-        if let Some(enc) = encoding {
-            req = req.header("content-encoding", enc);
-        }
-        if let Some(t) = &self.token {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
-        let mut resp = req.send(&body[..]).map_err(|e| e.to_string())?;
-        let status = resp.status().as_u16();
-        if (200..300).contains(&status) {
-            Ok(())
-        } else {
-            let text = resp.body_mut().read_to_string().unwrap_or_default();
-            Err(format!("{path} answered {status}: {}", text.trim()))
+        let mut headers = vec![("content-type", content_type)];
+        headers.extend(encoding.map(|enc| ("content-encoding", enc)));
+        let url = format!("{}{path}", self.store);
+        let timeout = Duration::from_secs(30);
+        match post_to_store(&url, self.token.as_deref(), &headers, &body, timeout)? {
+            (200..=299, _) => Ok(()),
+            (status, text) => Err(format!("{path} answered {status}: {}", text.trim())),
         }
     }
 
@@ -348,4 +334,30 @@ impl Reporter {
         }
         Ok(())
     }
+}
+
+/// POSTs `body` to the store at `url` with its bearer token: (status, body) whatever the
+/// status; an error only when the store cannot be reached.
+pub(crate) fn post_to_store(
+    url: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: Duration,
+) -> std::result::Result<(u16, String), String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout))
+        .build()
+        .into();
+    let mut req = agent.post(url);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let mut resp = req.send(body).map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.body_mut().read_to_string().unwrap_or_default()))
 }

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 use prost::Message;
 use tonic::Status;
 
@@ -215,39 +215,7 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     enc.finish().expect("writing to memory")
 }
 
-pub(crate) fn value_string(v: Option<&AnyValue>) -> String {
-    match v.and_then(|v| v.value.as_ref()) {
-        Some(any_value::Value::StringValue(s)) => s.clone(),
-        Some(any_value::Value::BoolValue(b)) => b.to_string(),
-        Some(any_value::Value::IntValue(i)) => i.to_string(),
-        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
-        Some(any_value::Value::BytesValue(b)) => hex(b),
-        Some(other) => format!("{other:?}"),
-        None => String::new(),
-    }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A Loki label name: `.` and other characters Prometheus names cannot hold become `_`.
-pub(crate) fn label_name(key: &str) -> String {
-    let mut out: String = key
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
-        out.insert(0, '_');
-    }
-    out
-}
+pub(crate) use obs_otlp_prom::{attribute_value as value_string, hex, label_name};
 
 fn kv_pairs(kvs: &[KeyValue]) -> impl Iterator<Item = (String, String)> + '_ {
     kvs.iter()
@@ -314,6 +282,8 @@ fn loki_push(body: &[u8]) -> Result<Vec<u8>, Status> {
 mod tests {
     use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
     use opentelemetry_proto::tonic::resource::v1::Resource;
+
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
 
     use super::*;
     use crate::otlp::string_kv;

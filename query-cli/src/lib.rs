@@ -6,6 +6,7 @@
 
 mod backup;
 pub mod cli;
+mod client;
 pub mod config;
 mod grafana;
 mod query;

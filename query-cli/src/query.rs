@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, bail};
 use serde_json::Value;
 
 use crate::cli::{Output, QueryCommand, RangeArgs, StoreClientArgs};
+use crate::client::StoreClient;
 
 /// Seconds since the epoch from RFC 3339 or a number.
 fn parse_time(s: &str) -> anyhow::Result<f64> {
@@ -40,28 +41,8 @@ fn range(r: &RangeArgs) -> anyhow::Result<(f64, f64)> {
 
 /// A GET against the store; the JSON body, or the store's error message.
 fn get(client: &StoreClientArgs, path: &str, params: &[(&str, String)]) -> anyhow::Result<(Value, String)> {
-    let store = client.store.trim_end_matches('/');
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(120)))
-        .build()
-        .into();
-    let mut req = agent.get(format!("{store}{path}"));
-    for (k, v) in params {
-        req = req.query(*k, v);
-    }
-    let token = match &client.token_file {
-        Some(f) => Some(std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?),
-        None => std::env::var("OBS_TOKEN").ok(),
-    };
-    if let Some(t) = token.map(|t| t.trim().to_string()).filter(|t| !t.is_empty()) {
-        req = req.header("authorization", format!("Bearer {t}"));
-    }
-    let mut resp = req
-        .call()
-        .map_err(|e| anyhow!("cannot reach the store at {store}: {e} (is it running? pass --store URL)"))?;
-    let status = resp.status().as_u16();
-    let body = resp.body_mut().read_to_string()?;
+    let query: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, body) = StoreClient::new(client, Duration::from_secs(120))?.get(path, &query)?;
     let value: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     if !(200..300).contains(&status) {
         let msg = value["error"]
@@ -442,7 +423,9 @@ fn print_trace(v: &Value) {
 fn tail(client: &StoreClientArgs, query: &str, since: f64) -> anyhow::Result<()> {
     use futures::StreamExt;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let store = client.store.trim_end_matches('/');
+    let output = client.output;
+    let client = StoreClient::new(client, Duration::from_secs(120))?;
+    let store = client.base();
     let Some(rest) = store.strip_prefix("http://") else {
         bail!("--follow needs a plain http:// store URL (TLS tailing is not supported yet)");
     };
@@ -454,11 +437,7 @@ fn tail(client: &StoreClientArgs, query: &str, since: f64) -> anyhow::Result<()>
             .finish(),
     );
     let mut request = url.into_client_request()?;
-    let token = match &client.token_file {
-        Some(f) => Some(std::fs::read_to_string(f)?),
-        None => std::env::var("OBS_TOKEN").ok(),
-    };
-    if let Some(t) = token.map(|t| t.trim().to_string()).filter(|t| !t.is_empty()) {
+    if let Some(t) = client.token() {
         request
             .headers_mut()
             .insert("authorization", format!("Bearer {t}").parse()?);
@@ -476,7 +455,7 @@ fn tail(client: &StoreClientArgs, query: &str, since: f64) -> anyhow::Result<()>
             let Ok(v) = serde_json::from_str::<Value>(text) else {
                 continue;
             };
-            match client.output {
+            match output {
                 Output::Human => print_streams(v["streams"].as_array().map_or(&[][..], Vec::as_slice)),
                 Output::Json | Output::Raw => println!("{text}"),
             }

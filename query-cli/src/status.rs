@@ -11,37 +11,14 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use crate::cli::{Output, StatusArgs};
+use crate::client::StoreClient;
 
 /// One job's gauges by metric name.
 type Job = BTreeMap<String, f64>;
 
-fn token(args: &StatusArgs) -> anyhow::Result<Option<String>> {
-    if let Some(f) = &args.client.token_file {
-        let t = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
-        return Ok(Some(t.trim().to_string()));
-    }
-    Ok(std::env::var("OBS_TOKEN").ok().filter(|t| !t.is_empty()))
-}
-
 /// GET a path of the store: (status, body).
 fn get(args: &StatusArgs, path: &str, query: &[(&str, &str)]) -> anyhow::Result<(u16, String)> {
-    let store = args.client.store.trim_end_matches('/');
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into();
-    let mut req = agent
-        .get(format!("{store}{path}"))
-        .query_pairs(query.iter().copied());
-    if let Some(t) = token(args)? {
-        req = req.header("authorization", format!("Bearer {t}"));
-    }
-    let mut resp = req
-        .call()
-        .with_context(|| format!("cannot reach the store at {store} (is it running? pass --store URL)"))?;
-    let status = resp.status().as_u16();
-    Ok((status, resp.body_mut().read_to_string()?))
+    StoreClient::new(&args.client, Duration::from_secs(30))?.get(path, query)
 }
 
 /// An instant PromQL query: (labels, value) per series.

@@ -14,7 +14,9 @@ use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+#[cfg(test)]
+use opentelemetry_proto::tonic::common::v1::any_value;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
 use crate::model::{
@@ -66,41 +68,7 @@ pub(crate) const INDEX_LABELS_ATTRIBUTE: &str = "obs.index_labels";
 
 /// An OTLP attribute value as a string (arrays and maps as JSON, bytes as hex).
 pub(crate) fn any_value_string(v: &AnyValue) -> String {
-    match &v.value {
-        Some(any_value::Value::StringValue(s)) => s.clone(),
-        Some(any_value::Value::BoolValue(b)) => b.to_string(),
-        Some(any_value::Value::IntValue(i)) => i.to_string(),
-        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
-        Some(any_value::Value::BytesValue(b)) => hex(b),
-        Some(any_value::Value::ArrayValue(a)) => {
-            serde_json::Value::Array(a.values.iter().map(any_value_json).collect()).to_string()
-        }
-        Some(any_value::Value::KvlistValue(kv)) => {
-            serde_json::Value::Object(kv.values.iter().map(|kv| (kv.key.clone(), kv_json(kv))).collect())
-                .to_string()
-        }
-        // Dictionary references exist only in profiles; logs and traces carry no dictionary.
-        Some(any_value::Value::StringValueStrindex(_)) | None => String::new(),
-    }
-}
-
-fn kv_json(kv: &KeyValue) -> serde_json::Value {
-    kv.value.as_ref().map_or(serde_json::Value::Null, any_value_json)
-}
-
-fn any_value_json(v: &AnyValue) -> serde_json::Value {
-    match &v.value {
-        Some(any_value::Value::StringValue(s)) => s.clone().into(),
-        Some(any_value::Value::BoolValue(b)) => (*b).into(),
-        Some(any_value::Value::IntValue(i)) => (*i).into(),
-        Some(any_value::Value::DoubleValue(d)) => (*d).into(),
-        Some(any_value::Value::BytesValue(b)) => hex(b).into(),
-        Some(any_value::Value::ArrayValue(a)) => a.values.iter().map(any_value_json).collect(),
-        Some(any_value::Value::KvlistValue(kv)) => {
-            serde_json::Value::Object(kv.values.iter().map(|kv| (kv.key.clone(), kv_json(kv))).collect())
-        }
-        Some(any_value::Value::StringValueStrindex(_)) | None => serde_json::Value::Null,
-    }
+    obs_otlp_prom::attribute_value(Some(v))
 }
 
 /// A string-valued OTLP attribute (tests build requests with it).
@@ -115,16 +83,7 @@ pub(crate) fn kv(k: &str, v: &str) -> KeyValue {
     }
 }
 
-/// Lowercase hex. (A `format!` per byte was a tenth of span ingest.)
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(2 * bytes.len());
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 15)]));
-    }
-    s
-}
+pub(crate) use obs_otlp_prom::hex;
 
 pub(crate) fn attr(kv: &KeyValue) -> String {
     kv.value.as_ref().map(any_value_string).unwrap_or_default()

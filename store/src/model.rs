@@ -85,22 +85,7 @@ impl SpanBatch {
 
 /// Turns any string into a valid Prometheus/Loki label name: `[a-zA-Z_][a-zA-Z0-9_]*`, the way
 /// Loki 3 maps OTLP attribute names (`service.name` → `service_name`).
-pub fn sanitize_label_name(name: &str) -> String {
-    let mut out: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
-        out.insert(0, '_');
-    }
-    out
-}
+pub use obs_otlp_prom::label_name as sanitize_label_name;
 
 /// Adds `detected_level` to a line whose stream has no `level` label and whose metadata has no
 /// level, as Loki 3 does. Done when lines are read rather than stored: it is a function of the

@@ -16,52 +16,8 @@ pub(crate) use otlp::otlp_metrics;
 use crate::tsdb::labels::{is_valid_label_name, is_valid_metric_name};
 use crate::tsdb::{MetricMeta, SampleBatch, SeriesSamples, METRIC_NAME};
 
-/// The remote_write 1.0 protobuf messages (prometheus/prompb), the fields we read.
-pub(crate) mod prompb {
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct WriteRequest {
-        #[prost(message, repeated, tag = "1")]
-        pub timeseries: Vec<TimeSeries>,
-        #[prost(message, repeated, tag = "3")]
-        pub metadata: Vec<MetricMetadata>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct TimeSeries {
-        #[prost(message, repeated, tag = "1")]
-        pub labels: Vec<Label>,
-        #[prost(message, repeated, tag = "2")]
-        pub samples: Vec<Sample>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Label {
-        #[prost(string, tag = "1")]
-        pub name: String,
-        #[prost(string, tag = "2")]
-        pub value: String,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Sample {
-        #[prost(double, tag = "1")]
-        pub value: f64,
-        #[prost(int64, tag = "2")]
-        pub timestamp: i64,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct MetricMetadata {
-        #[prost(int32, tag = "1")]
-        pub r#type: i32,
-        #[prost(string, tag = "2")]
-        pub metric_family_name: String,
-        #[prost(string, tag = "4")]
-        pub help: String,
-        #[prost(string, tag = "5")]
-        pub unit: String,
-    }
-}
+/// The remote_write 1.0 protobuf messages (prometheus/prompb), from `obs-otlp-prom`.
+pub(crate) use obs_otlp_prom::prompb;
 
 fn metric_type(t: i32) -> &'static str {
     match t {

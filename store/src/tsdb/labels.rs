@@ -13,18 +13,8 @@ pub struct Labels(Vec<(String, String)>);
 
 impl Labels {
     /// Builds a label set; drops empty values, sorts by name, keeps the last of duplicates.
-    pub fn new(mut pairs: Vec<(String, String)>) -> Self {
-        pairs.retain(|(_, v)| !v.is_empty());
-        // Stable sort, then keep the last occurrence of each name.
-        pairs.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut out: Vec<(String, String)> = Vec::with_capacity(pairs.len());
-        for p in pairs {
-            match out.last_mut() {
-                Some(last) if last.0 == p.0 => *last = p,
-                _ => out.push(p),
-            }
-        }
-        Labels(out)
+    pub fn new(pairs: Vec<(String, String)>) -> Self {
+        Labels(obs_otlp_prom::label_set(pairs))
     }
 
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
@@ -142,17 +132,7 @@ pub fn is_valid_metric_name(s: &str) -> bool {
 
 /// Go's `strconv.FormatFloat(v, 'f', -1, 64)`, how Prometheus and Loki write numbers into
 /// API answers and labels (`le`, `quantile`, `count_values`): `0.5`, `1`, `+Inf`, `NaN`.
-pub fn format_float(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{v}")
-    }
-}
+pub use obs_otlp_prom::format_float;
 
 /// Lets maps keyed by `Labels` be searched with the pairs of a canonical label set (sorted,
 /// unique names, no empty values) without building a `Labels`: both hash as the pair slice.

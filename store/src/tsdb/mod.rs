@@ -35,7 +35,7 @@ use block::{Block, BlockError};
 use head::Head;
 
 /// Prometheus's staleness marker: a NaN with this exact bit pattern ends a series.
-pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+pub const STALE_NAN_BITS: u64 = obs_otlp_prom::STALE_NAN_BITS;
 
 /// How often the head is written out as a block.
 pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_secs(10 * 60);
