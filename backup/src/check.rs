@@ -98,6 +98,28 @@ pub async fn check(
 
 async fn run(repo: &Repository, read_data: ReadData, progress: bool) -> Result<CheckReport> {
     let mut report = CheckReport::default();
+    let mut found = structure(repo, &mut report).await?;
+    let chosen = packs_to_read(&found, read_data);
+    read_packs(repo, &chosen, progress, &mut found, &mut report).await;
+    affected(repo, &found, &mut report).await;
+    Ok(report)
+}
+
+/// What the structure check found, for the data check and the list of what is hurt.
+struct Found {
+    /// Pack sizes in storage.
+    stored: HashMap<Id, u64>,
+    blob_pack: HashMap<Id, (Id, BlobType)>,
+    indexed_packs: HashSet<Id>,
+    /// Packs missing or unreadable: every blob in them is suspect.
+    damaged_packs: HashSet<Id>,
+    /// Blobs missing or damaged.
+    bad_blobs: HashSet<Id>,
+    snapshots: Vec<(Id, crate::snapshot::Snapshot)>,
+}
+
+/// Index files, packs, snapshots and their trees; reads no pack.
+async fn structure(repo: &Repository, report: &mut CheckReport) -> Result<Found> {
     let stored: HashMap<Id, u64> = repo.list_ids("data").await?.into_iter().collect();
     // Index files, one by one so that a bad one is reported and the rest still used.
     let mut blob_pack: HashMap<Id, (Id, BlobType)> = HashMap::new();
@@ -173,7 +195,19 @@ async fn run(repo: &Repository, read_data: ReadData, progress: bool) -> Result<C
     }
     report.trees = seen_trees.len() + snapshots.len();
 
-    // Data.
+    Ok(Found {
+        stored,
+        blob_pack,
+        indexed_packs,
+        damaged_packs,
+        bad_blobs,
+        snapshots,
+    })
+}
+
+/// The packs `--read-data` reads, by pack id.
+fn packs_to_read(found: &Found, read_data: ReadData) -> Vec<Id> {
+    let (indexed_packs, stored) = (&found.indexed_packs, &found.stored);
     let mut chosen: Vec<Id> = indexed_packs
         .iter()
         .filter(|p| stored.contains_key(p))
@@ -194,6 +228,23 @@ async fn run(repo: &Repository, read_data: ReadData, progress: bool) -> Result<C
         }
         ReadData::Slice(n, t) => chosen.retain(|p| u32::from(p.0[0]) % t == n - 1),
     }
+    chosen
+}
+
+/// Downloads and checks `chosen`, four at a time, with a progress bar.
+async fn read_packs(
+    repo: &Repository,
+    chosen: &[Id],
+    progress: bool,
+    found: &mut Found,
+    report: &mut CheckReport,
+) {
+    let Found {
+        stored,
+        damaged_packs,
+        bad_blobs,
+        ..
+    } = found;
     let bar = bytes_bar(progress, "check");
     bar.set_length(chosen.iter().map(|p| stored[p]).sum());
     let reads = chosen
@@ -220,13 +271,22 @@ async fn run(repo: &Repository, read_data: ReadData, progress: bool) -> Result<C
         }
     }
     bar.finish_and_clear();
+}
 
-    // Who is hurt: every file using a bad blob or a blob in a damaged pack.
+/// Every file that uses a bad blob or a blob in a damaged pack.
+async fn affected(repo: &Repository, found: &Found, report: &mut CheckReport) {
+    let Found {
+        blob_pack,
+        damaged_packs,
+        bad_blobs,
+        snapshots,
+        ..
+    } = found;
     if !damaged_packs.is_empty() || !bad_blobs.is_empty() {
         let is_bad = |id: &Id| {
             bad_blobs.contains(id) || blob_pack.get(id).is_some_and(|(p, _)| damaged_packs.contains(p))
         };
-        for (sid, snap) in &snapshots {
+        for (sid, snap) in snapshots {
             let mut hit = Vec::new();
             let _ = walk(repo, snap.tree, |path, node| {
                 if node.content.iter().any(|c| is_bad(&c.id)) || node.subtree.as_ref().is_some_and(&is_bad) {
@@ -241,7 +301,6 @@ async fn run(repo: &Repository, read_data: ReadData, progress: bool) -> Result<C
             }));
         }
     }
-    Ok(report)
 }
 
 /// Downloads one pack and checks everything in it. On failure: the reason, and the bad

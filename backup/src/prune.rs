@@ -46,12 +46,40 @@ pub struct PrunePlan {
 
 pub async fn prune(repo: Arc<Repository>, opts: PruneOptions) -> Result<PrunePlan> {
     let guard = lock::lock(&repo, true, "backup prune", opts.retry_lock).await?;
-    let result = run(&repo, &opts).await;
+    let result = match plan(&repo).await {
+        Ok(planned) if opts.dry_run || planned.nothing_to_do() => Ok(planned.report),
+        Ok(planned) => execute(&repo, planned).await,
+        Err(e) => Err(e),
+    };
     guard.release().await?;
     result
 }
 
-async fn run(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
+/// A prune's plan, and what executing it needs.
+struct Planned {
+    report: PrunePlan,
+    /// Blobs a snapshot uses.
+    used: HashSet<Id>,
+    /// Used blobs, each in the first kept or repacked pack that has it: a repacked pack's
+    /// blob is copied if it is still here (then removed).
+    placed: HashSet<Id>,
+    /// The index entries of the packs kept as they are.
+    kept: Vec<IndexPack>,
+    index_files: usize,
+}
+
+impl Planned {
+    fn nothing_to_do(&self) -> bool {
+        let r = &self.report;
+        r.packs_delete.is_empty()
+            && r.packs_repack.is_empty()
+            && r.packs_unindexed.is_empty()
+            && self.index_files <= 1
+    }
+}
+
+/// Plans a prune: which blobs are used, which packs are kept, repacked or deleted. Reads only.
+async fn plan(repo: &Repository) -> Result<Planned> {
     let snapshots = repo.snapshots().await?;
     let files = repo.load_index_files().await?;
     {
@@ -136,14 +164,24 @@ async fn run(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
     plan.packs_unindexed.sort();
     plan.blobs_used = used.len();
     plan.blobs_unused = all_blobs.difference(&used).count();
-    let nothing_to_do = plan.packs_delete.is_empty()
-        && plan.packs_repack.is_empty()
-        && plan.packs_unindexed.is_empty()
-        && files.len() <= 1;
-    if opts.dry_run || nothing_to_do {
-        return Ok(plan);
-    }
+    Ok(Planned {
+        report: plan,
+        used,
+        placed,
+        kept: new_index,
+        index_files: files.len(),
+    })
+}
 
+/// Carries out a plan in crash-safe order (see the module doc).
+async fn execute(repo: &Repository, planned: Planned) -> Result<PrunePlan> {
+    let Planned {
+        report: plan,
+        used,
+        mut placed,
+        kept: mut new_index,
+        ..
+    } = planned;
     let plan_id = repo.save_object("prune", &plan).await?;
     // Repack: copy the used blobs, authenticated, into new packs.
     let mut builder = PackBuilder::default();
