@@ -15,24 +15,43 @@
 //! `repo/mod.rs`. [`BackupConfig`] is the `[backup]` section of the obs config file.
 
 mod archiver;
-pub mod check;
-pub mod chunker;
+mod check;
+mod chunker;
 mod config;
 mod error;
-pub mod forget;
-pub mod jobs;
+mod forget;
+mod jobs;
 mod progress;
-pub mod prune;
-pub mod repo;
-pub mod report;
-pub mod restore;
+mod prune;
+mod repo;
+mod report;
+mod restore;
 mod saver;
-pub mod schedule;
-pub mod snapshot;
-pub mod state;
-pub mod tree;
+mod schedule;
+mod snapshot;
+mod state;
+mod tree;
 
 pub use archiver::{create, CreateOptions, StdinCommand};
+pub use check::{check, Affected, CheckReport, DamagedPack, ReadData};
+pub use forget::{apply_policy, forget, Decision, ForgetOptions};
+pub use jobs::{run_drill, run_job, DrillRun, JobRun};
+pub use prune::{prune, PruneOptions, PrunePlan};
+pub use repo::crypto::KdfParams;
+pub use repo::{BlobType, Id};
+pub use report::{drill_log, gauges, job_log, Gauge, LogLine, Reporter};
+pub use schedule::run as run_schedule;
+pub use snapshot::{components, Snapshot, Summary};
+pub use state::{JobState, State};
+pub use tree::{walk, ChunkRef, Node, NodeKind};
+
+/// Internals the benches and the cross-process tests reach (feature `testing`; not an API).
+#[cfg(feature = "testing")]
+pub mod testing {
+    pub use crate::repo::index::Index;
+    pub use crate::repo::lock;
+    pub use crate::repo::pack::PackedBlob;
+}
 pub use config::{
     BackupConfig, ConfigError, DrillConfig, JobConfig, KeepPolicy, RepositoryConfig, Sample, Schedule,
     StdinSource, TimeZone,

@@ -166,7 +166,8 @@ impl Planner {
         }
     }
 
-    /// When `task` will be retried, if it failed.
+    /// When `task` will be retried, if it failed (the tests look).
+    #[cfg(test)]
     pub fn retry_at(&self, task: &Task) -> Option<DateTime<Utc>> {
         self.retries.get(task).map(|r| r.at)
     }

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use obs_backup::check::{check, ReadData};
-use obs_backup::repo::crypto::KdfParams;
-use obs_backup::{create, restore, CreateOptions, InitOptions, Repository, RestoreOptions};
+use obs_backup::{
+    check, create, restore, CreateOptions, InitOptions, KdfParams, ReadData, Repository, RestoreOptions,
+};
 
 const PASSWORD: &[u8] = b"obs-golden-v1";
 

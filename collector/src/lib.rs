@@ -28,22 +28,22 @@ use tokio::sync::watch;
 
 mod config;
 mod containers;
-pub mod export;
-pub mod files;
+mod export;
+mod files;
 mod forward;
 mod grpc;
 mod gz;
-pub mod host;
+mod host;
 mod journald;
 mod logenc;
 mod metrics;
 mod otlp;
 mod parse;
 mod receiver;
-pub mod relabel;
+mod relabel;
 mod remote_write;
-pub mod scrape;
-pub mod spool;
+mod scrape;
+mod spool;
 
 pub(crate) fn now_secs() -> u64 {
     now_ns() / 1_000_000_000
@@ -76,6 +76,10 @@ pub use config::{
     check_forwards, CollectorConfig, FileSource, Format, Forward, Journald, Multiline, Parse, Protocol,
     ScrapeJob, StartAt, DEFAULT_OTLP_GRPC_ADDR, DEFAULT_OTLP_HTTP_ADDR, DEFAULT_STORE_URL,
 };
+pub use export::ExportStats;
+pub use files::{check as check_files, FileStats};
+pub use host::collect as host_metrics;
+pub use relabel::RelabelRule;
 
 /// Everything a running collector counts, for `/metrics` and the store.
 #[derive(Debug, Default)]

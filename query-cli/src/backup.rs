@@ -6,11 +6,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use obs_backup::check::{check, ReadData};
-use obs_backup::forget::{forget, ForgetOptions};
-use obs_backup::prune::{prune, PruneOptions, PrunePlan};
-use obs_backup::tree::{walk, NodeKind};
-use obs_backup::{CreateOptions, InitOptions, KeepPolicy, Repository, RestoreOptions, StdinCommand};
+use obs_backup::{
+    check, forget, prune, walk, CreateOptions, ForgetOptions, InitOptions, KeepPolicy, NodeKind,
+    PruneOptions, PrunePlan, ReadData, Repository, RestoreOptions, StdinCommand,
+};
 
 use crate::cli::{BackupCommand, CreateArgs, ForgetArgs, JobsArgs, Output, RepoArgs, RestoreArgs};
 
@@ -499,8 +498,7 @@ async fn run_prune(args: &RepoArgs, dry_run: bool) -> anyhow::Result<()> {
 /// `obs backup run|drill JOB`: one configured job or drill now, recorded in the state file
 /// and reported to the job's store like a scheduled one.
 async fn run_configured(name: &str, args: &JobsArgs, drill: bool) -> anyhow::Result<()> {
-    use obs_backup::report::{drill_log, gauges, job_log, Reporter};
-    use obs_backup::state::State;
+    use obs_backup::{drill_log, gauges, job_log, Reporter, State};
     let cfg = crate::config::load(&args.config)?.backup;
     let Some(job) = cfg.jobs.iter().find(|j| j.name.get_ref() == name) else {
         let known: Vec<&str> = cfg.jobs.iter().map(|j| j.name.get_ref().as_str()).collect();
@@ -525,7 +523,7 @@ async fn run_configured(name: &str, args: &JobsArgs, drill: bool) -> anyhow::Res
         .unwrap_or_else(|| crate::up::default_data_root().join("backup"));
     let mut state = State::load(&dir);
     let (success, error, log, json) = if drill {
-        let run = obs_backup::jobs::run_drill(&cfg, job, &dir.join("drills")).await;
+        let run = obs_backup::run_drill(&cfg, job, &dir.join("drills")).await;
         state.record_drill(&run);
         (
             run.success,
@@ -534,7 +532,7 @@ async fn run_configured(name: &str, args: &JobsArgs, drill: bool) -> anyhow::Res
             serde_json::to_value(&run)?,
         )
     } else {
-        let run = obs_backup::jobs::run_job(&cfg, job).await;
+        let run = obs_backup::run_job(&cfg, job).await;
         state.record_run(&run);
         (
             run.success,

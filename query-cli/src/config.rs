@@ -87,7 +87,7 @@ impl Config {
         cfg.backup
             .validate()
             .map_err(|e| err(Some(e.span.clone()), e.to_string()))?;
-        obs_collector::files::check(&cfg.collector.files).map_err(|e| err(None, e.to_string()))?;
+        obs_collector::check_files(&cfg.collector.files).map_err(|e| err(None, e.to_string()))?;
         obs_collector::check_forwards(&cfg.collector.forward).map_err(|e| err(None, e))?;
         Ok(cfg)
     }

@@ -140,7 +140,7 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<()> {
             }
         });
         let scheduler = (jobs > 0).then(|| {
-            tokio::spawn(obs_backup::schedule::run(
+            tokio::spawn(obs_backup::run_schedule(
                 cfg.backup.clone(),
                 backup_dir,
                 shutdown.clone(),
@@ -191,7 +191,7 @@ pub(crate) fn schedule(args: crate::cli::JobsArgs) -> anyhow::Result<()> {
             cfg.jobs.len(),
             dir.display()
         );
-        obs_backup::schedule::run(cfg, dir, shutdown).await;
+        obs_backup::run_schedule(cfg, dir, shutdown).await;
         Ok(())
     })
 }

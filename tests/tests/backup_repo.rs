@@ -6,11 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use obs_backup::check::{check, ReadData};
-use obs_backup::forget::{forget, ForgetOptions};
-use obs_backup::prune::{prune, PruneOptions};
-use obs_backup::repo::crypto::KdfParams;
-use obs_backup::repo::lock;
+use obs_backup::testing::lock;
+use obs_backup::{check, forget, prune, ForgetOptions, KdfParams, PruneOptions, ReadData};
 use obs_backup::{
     create, restore, CreateOptions, Error, InitOptions, KeepPolicy, Repository, RestoreOptions,
 };
@@ -259,13 +256,9 @@ async fn second_backup_dedups_and_reads_only_changes(url: &str) {
 }
 
 /// The chunk list of the file at `path` in the snapshot whose root tree is `root`.
-async fn file_chunks(
-    repo: &Repository,
-    root: &obs_backup::repo::Id,
-    path: &Path,
-) -> Vec<obs_backup::tree::ChunkRef> {
+async fn file_chunks(repo: &Repository, root: &obs_backup::Id, path: &Path) -> Vec<obs_backup::ChunkRef> {
     let mut tree = repo.load_tree(root).await.unwrap();
-    let parts = obs_backup::snapshot::components(path);
+    let parts = obs_backup::components(path);
     for (i, name) in parts.iter().enumerate() {
         let node = tree
             .find(name)

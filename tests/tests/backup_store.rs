@@ -129,7 +129,7 @@ fn a_store_comes_back_from_its_backup() {
 /// original timestamps, once it is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_are_spooled_while_the_store_is_down() {
-    use obs_backup::report::{Gauge, LogLine, Reporter};
+    use obs_backup::{Gauge, LogLine, Reporter};
     let work = tempfile::tempdir().unwrap();
     let port = obs_e2e::free_port();
     let base = format!("http://127.0.0.1:{port}");

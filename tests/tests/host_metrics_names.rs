@@ -57,7 +57,7 @@ fn host_metric_names_types_and_labels_match_node_exporter() {
         std::thread::sleep(Duration::from_millis(200));
     };
     let theirs = exposition(&text);
-    let ours = obs_collector::host::collect();
+    let ours = obs_collector::host_metrics();
     assert!(ours.len() > 20, "{} samples", ours.len());
     let mut missing = Vec::new();
     let mut checked = BTreeSet::new();

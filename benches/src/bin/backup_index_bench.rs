@@ -5,9 +5,8 @@
 //!
 //!   cargo run --release -p obs-benches --bin backup-index-bench -- --blobs 4000000
 
-use obs_backup::repo::index::Index;
-use obs_backup::repo::pack::PackedBlob;
-use obs_backup::repo::{BlobType, Id};
+use obs_backup::testing::{Index, PackedBlob};
+use obs_backup::{BlobType, Id};
 use obs_benches::{arg, Rng};
 
 fn rss_bytes() -> u64 {

@@ -1,7 +1,6 @@
 //! The few file operations the spool needs, behind a trait so the model tests can run it on
 //! an in-memory filesystem that forgets unsynced writes on a simulated crash.
 
-use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
@@ -162,104 +161,114 @@ impl SpoolFs for OsFs {
     }
 }
 
-/// An in-memory directory for tests: each file remembers how much of it was synced, and
-/// [`MemFs::crash`] drops the rest (keeping `torn` bytes of it, as a torn write would).
-#[derive(Debug, Default)]
-pub struct MemFs {
-    files: Mutex<BTreeMap<String, MemFile>>,
-    pub quarantined: Mutex<Vec<String>>,
-}
+/// The in-memory directory of the tests (test builds only).
+#[cfg(test)]
+mod mem {
+    use std::collections::BTreeMap;
 
-#[derive(Debug, Default, Clone)]
-struct MemFile {
-    data: Vec<u8>,
-    synced: usize,
-}
+    use super::*;
 
-impl MemFs {
-    /// Forgets unsynced data; `torn` bytes past the synced length survive in each file.
-    pub fn crash(&self, torn: usize) {
-        for f in self.files.lock().unwrap().values_mut() {
-            let keep = (f.synced + torn).min(f.data.len());
-            f.data.truncate(keep);
-            f.synced = keep;
+    /// An in-memory directory for tests: each file remembers how much of it was synced, and
+    /// [`MemFs::crash`] drops the rest (keeping `torn` bytes of it, as a torn write would).
+    #[derive(Debug, Default)]
+    pub struct MemFs {
+        files: Mutex<BTreeMap<String, MemFile>>,
+        pub quarantined: Mutex<Vec<String>>,
+    }
+
+    #[derive(Debug, Default, Clone)]
+    struct MemFile {
+        data: Vec<u8>,
+        synced: usize,
+    }
+
+    impl MemFs {
+        /// Forgets unsynced data; `torn` bytes past the synced length survive in each file.
+        pub fn crash(&self, torn: usize) {
+            for f in self.files.lock().unwrap().values_mut() {
+                let keep = (f.synced + torn).min(f.data.len());
+                f.data.truncate(keep);
+                f.synced = keep;
+            }
+        }
+
+        /// Flips one bit of a file (for corruption tests).
+        pub fn flip(&self, name: &str, at: usize) {
+            let mut files = self.files.lock().unwrap();
+            let f = files.get_mut(name).expect("file exists");
+            f.data[at] ^= 0x10;
+        }
+
+        fn not_found(name: &str) -> io::Error {
+            io::Error::new(io::ErrorKind::NotFound, format!("{name}: no such file"))
         }
     }
 
-    /// Flips one bit of a file (for corruption tests).
-    pub fn flip(&self, name: &str, at: usize) {
-        let mut files = self.files.lock().unwrap();
-        let f = files.get_mut(name).expect("file exists");
-        f.data[at] ^= 0x10;
-    }
+    impl SpoolFs for MemFs {
+        fn list(&self) -> io::Result<Vec<String>> {
+            Ok(self.files.lock().unwrap().keys().cloned().collect())
+        }
 
-    fn not_found(name: &str) -> io::Error {
-        io::Error::new(io::ErrorKind::NotFound, format!("{name}: no such file"))
+        fn len(&self, name: &str) -> io::Result<u64> {
+            let files = self.files.lock().unwrap();
+            Ok(files.get(name).ok_or_else(|| Self::not_found(name))?.data.len() as u64)
+        }
+
+        fn read_at(&self, name: &str, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+            let files = self.files.lock().unwrap();
+            let data = &files.get(name).ok_or_else(|| Self::not_found(name))?.data;
+            let start = (offset as usize).min(data.len());
+            Ok(data[start..(start + len).min(data.len())].to_vec())
+        }
+
+        fn append(&self, name: &str, parts: &[&[u8]]) -> io::Result<()> {
+            let mut files = self.files.lock().unwrap();
+            let file = &mut files.entry(name.to_string()).or_default().data;
+            parts.iter().for_each(|p| file.extend_from_slice(p));
+            Ok(())
+        }
+
+        fn sync(&self, name: &str) -> io::Result<()> {
+            let mut files = self.files.lock().unwrap();
+            let f = files.entry(name.to_string()).or_default();
+            f.synced = f.data.len();
+            Ok(())
+        }
+
+        fn truncate(&self, name: &str, len: u64) -> io::Result<()> {
+            let mut files = self.files.lock().unwrap();
+            let f = files.get_mut(name).ok_or_else(|| Self::not_found(name))?;
+            f.data.truncate(len as usize);
+            f.synced = f.data.len();
+            Ok(())
+        }
+
+        fn remove(&self, name: &str) -> io::Result<()> {
+            let mut files = self.files.lock().unwrap();
+            files
+                .remove(name)
+                .map(|_| ())
+                .ok_or_else(|| Self::not_found(name))
+        }
+
+        fn quarantine(&self, name: &str) -> io::Result<()> {
+            self.remove(name)?;
+            self.quarantined.lock().unwrap().push(name.to_string());
+            Ok(())
+        }
+
+        fn write_atomic(&self, name: &str, data: &[u8]) -> io::Result<()> {
+            let mut files = self.files.lock().unwrap();
+            files.insert(
+                name.to_string(),
+                MemFile {
+                    data: data.to_vec(),
+                    synced: data.len(),
+                },
+            );
+            Ok(())
+        }
     }
 }
-
-impl SpoolFs for MemFs {
-    fn list(&self) -> io::Result<Vec<String>> {
-        Ok(self.files.lock().unwrap().keys().cloned().collect())
-    }
-
-    fn len(&self, name: &str) -> io::Result<u64> {
-        let files = self.files.lock().unwrap();
-        Ok(files.get(name).ok_or_else(|| Self::not_found(name))?.data.len() as u64)
-    }
-
-    fn read_at(&self, name: &str, offset: u64, len: usize) -> io::Result<Vec<u8>> {
-        let files = self.files.lock().unwrap();
-        let data = &files.get(name).ok_or_else(|| Self::not_found(name))?.data;
-        let start = (offset as usize).min(data.len());
-        Ok(data[start..(start + len).min(data.len())].to_vec())
-    }
-
-    fn append(&self, name: &str, parts: &[&[u8]]) -> io::Result<()> {
-        let mut files = self.files.lock().unwrap();
-        let file = &mut files.entry(name.to_string()).or_default().data;
-        parts.iter().for_each(|p| file.extend_from_slice(p));
-        Ok(())
-    }
-
-    fn sync(&self, name: &str) -> io::Result<()> {
-        let mut files = self.files.lock().unwrap();
-        let f = files.entry(name.to_string()).or_default();
-        f.synced = f.data.len();
-        Ok(())
-    }
-
-    fn truncate(&self, name: &str, len: u64) -> io::Result<()> {
-        let mut files = self.files.lock().unwrap();
-        let f = files.get_mut(name).ok_or_else(|| Self::not_found(name))?;
-        f.data.truncate(len as usize);
-        f.synced = f.data.len();
-        Ok(())
-    }
-
-    fn remove(&self, name: &str) -> io::Result<()> {
-        let mut files = self.files.lock().unwrap();
-        files
-            .remove(name)
-            .map(|_| ())
-            .ok_or_else(|| Self::not_found(name))
-    }
-
-    fn quarantine(&self, name: &str) -> io::Result<()> {
-        self.remove(name)?;
-        self.quarantined.lock().unwrap().push(name.to_string());
-        Ok(())
-    }
-
-    fn write_atomic(&self, name: &str, data: &[u8]) -> io::Result<()> {
-        let mut files = self.files.lock().unwrap();
-        files.insert(
-            name.to_string(),
-            MemFile {
-                data: data.to_vec(),
-                synced: data.len(),
-            },
-        );
-        Ok(())
-    }
-}
+#[cfg(test)]
+pub(crate) use mem::MemFs;

@@ -55,7 +55,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-pub use fs::{MemFs, OsFs, SpoolFs};
+#[cfg(test)]
+pub(crate) use fs::MemFs;
+pub(crate) use fs::{OsFs, SpoolFs};
 
 const MAGIC: &[u8; 8] = b"OBSSPL01";
 const HEADER: u64 = MAGIC.len() as u64;
