@@ -13,7 +13,7 @@ use crate::repo::ChunkerParams;
 /// Reads into one buffer of twice the maximum chunk size and cuts in place, moving the
 /// unchunked tail to the front once per refill. (`fastcdc`'s own `StreamCDC` shifts its
 /// whole buffer and zeroes it again after every chunk, which cost more than zstd here.)
-pub fn chunks<R: Read>(
+pub(crate) fn chunks<R: Read>(
     mut reader: R,
     params: ChunkerParams,
     mut f: impl FnMut(&[u8]) -> std::io::Result<()>,

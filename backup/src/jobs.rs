@@ -61,12 +61,12 @@ pub struct DrillRun {
 }
 
 /// The tag every snapshot of job `name` carries.
-pub fn job_tag(name: &str) -> String {
+pub(crate) fn job_tag(name: &str) -> String {
     format!("job={name}")
 }
 
 /// Opens the repository a job names: its URL and password (file, or OBS_BACKUP_PASSWORD).
-pub async fn open_job_repo(cfg: &BackupConfig, job: &JobConfig) -> Result<(String, Repository)> {
+pub(crate) async fn open_job_repo(cfg: &BackupConfig, job: &JobConfig) -> Result<(String, Repository)> {
     let name = job.repository.get_ref();
     let repo = cfg
         .repositories

@@ -7,7 +7,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 /// A bar over bytes with files in its message; hidden unless stderr is a terminal and
 /// `show` is set.
-pub fn bytes_bar(show: bool, verb: &str) -> ProgressBar {
+pub(crate) fn bytes_bar(show: bool, verb: &str) -> ProgressBar {
     if !show || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }

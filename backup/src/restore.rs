@@ -56,13 +56,17 @@ pub struct RestoreSummary {
 
 /// One entry to create, at `rel` under the target.
 #[derive(Debug, Clone)]
-pub struct PlanItem {
+pub(crate) struct PlanItem {
     pub rel: PathBuf,
     pub node: Node,
 }
 
 /// Lists what a restore of `snapshot` creates, parents before children.
-pub async fn plan(repo: &Repository, snapshot: &Snapshot, includes: &[PathBuf]) -> Result<Vec<PlanItem>> {
+pub(crate) async fn plan(
+    repo: &Repository,
+    snapshot: &Snapshot,
+    includes: &[PathBuf],
+) -> Result<Vec<PlanItem>> {
     let includes: Vec<Vec<Vec<u8>>> = includes.iter().map(|p| components(p)).collect();
     let mut out = Vec::new();
     let mut stack = vec![(PathBuf::new(), Vec::<Vec<u8>>::new(), snapshot.tree)];

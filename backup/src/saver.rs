@@ -40,7 +40,7 @@ type Written = Vec<(Id, IndexPack)>;
 
 /// Counters of what a run added.
 #[derive(Debug, Default)]
-pub struct SaverStats {
+pub(crate) struct SaverStats {
     pub data_blobs: AtomicU64,
     pub tree_blobs: AtomicU64,
     pub bytes_added: AtomicU64,
@@ -49,7 +49,7 @@ pub struct SaverStats {
 
 /// A running write pipeline; [`Saver::finish`] waits for every blob to land.
 #[derive(Debug)]
-pub struct Saver {
+pub(crate) struct Saver {
     repo: Arc<Repository>,
     handle: Handle,
     seen: Mutex<HashSet<Id>>,
@@ -77,7 +77,7 @@ impl Packer {
 
 impl Saver {
     /// Starts the workers and the uploader. Call from a thread outside the runtime.
-    pub fn start(repo: Arc<Repository>, handle: Handle) -> Saver {
+    pub(crate) fn start(repo: Arc<Repository>, handle: Handle) -> Saver {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let (tx, rx) = sync_channel::<Job>(threads * 2);
         let rx = Arc::new(Mutex::new(rx));
@@ -109,7 +109,7 @@ impl Saver {
     }
 
     /// Queues a blob unless the repository or this run already has it; returns its id.
-    pub fn save(&self, kind: BlobType, data: &[u8]) -> Result<Id> {
+    pub(crate) fn save(&self, kind: BlobType, data: &[u8]) -> Result<Id> {
         let id = self.repo.key().blob_id(data);
         if self.repo.index.read().expect("index lock").contains(&id)
             || !self.seen.lock().expect("seen lock").insert(id)
@@ -138,7 +138,7 @@ impl Saver {
 
     /// Flushes the last packs and waits for all uploads; returns the packs written (with the
     /// index file naming each). On error, what did land stays indexed.
-    pub fn finish(mut self) -> Result<Written> {
+    pub(crate) fn finish(mut self) -> Result<Written> {
         drop(self.tx.take());
         for w in self.workers.drain(..) {
             w.join().expect("backup worker panicked");
@@ -231,7 +231,7 @@ async fn upload_all(
 }
 
 /// Folds the per-pack index files of a run into one and deletes them.
-pub async fn consolidate(repo: &Repository, written: Written) -> Result<()> {
+pub(crate) async fn consolidate(repo: &Repository, written: Written) -> Result<()> {
     if written.len() < 2 {
         return Ok(());
     }

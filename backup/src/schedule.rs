@@ -28,13 +28,13 @@ use crate::state::State;
 
 /// A unit of work for the scheduler.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Task {
+pub(crate) enum Task {
     Backup(String),
     Drill(String),
 }
 
 impl Task {
-    pub fn job(&self) -> &str {
+    pub(crate) fn job(&self) -> &str {
         match self {
             Task::Backup(j) | Task::Drill(j) => j,
         }
@@ -49,7 +49,7 @@ struct Retry {
 
 /// The scheduling policy (see the module doc).
 #[derive(Debug, Default)]
-pub struct Planner {
+pub(crate) struct Planner {
     retries: HashMap<Task, Retry>,
     busy: HashSet<String>,
     running: HashSet<Task>,
@@ -78,7 +78,7 @@ fn tasks_of(job: &JobConfig) -> Vec<Task> {
 
 impl Planner {
     /// Tasks to start now; marks them running and their repositories busy.
-    pub fn due(&mut self, cfg: &BackupConfig, state: &mut State, now: DateTime<Utc>) -> Vec<Task> {
+    pub(crate) fn due(&mut self, cfg: &BackupConfig, state: &mut State, now: DateTime<Utc>) -> Vec<Task> {
         let mut out = Vec::new();
         for job in &cfg.jobs {
             let repo = job.repository.get_ref();
@@ -109,7 +109,7 @@ impl Planner {
     }
 
     /// Records the end of a task: frees its repository; on failure schedules a retry.
-    pub fn finished(&mut self, cfg: &BackupConfig, task: &Task, success: bool, now: DateTime<Utc>) {
+    pub(crate) fn finished(&mut self, cfg: &BackupConfig, task: &Task, success: bool, now: DateTime<Utc>) {
         self.running.remove(task);
         let Some(job) = cfg.jobs.iter().find(|j| j.name.get_ref() == task.job()) else {
             return;
@@ -129,7 +129,12 @@ impl Planner {
     }
 
     /// When something next becomes due (a fire or a retry), if ever.
-    pub fn next_wake(&self, cfg: &BackupConfig, state: &State, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    pub(crate) fn next_wake(
+        &self,
+        cfg: &BackupConfig,
+        state: &State,
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
         let fires = cfg.jobs.iter().flat_map(|job| {
             tasks_of(job).into_iter().filter_map(move |task| {
                 let s = state.jobs.get(task.job());
@@ -144,7 +149,7 @@ impl Planner {
     }
 
     /// Stores each job's next backup and drill time (retry or fire) in `state`.
-    pub fn record_next(&self, cfg: &BackupConfig, state: &mut State, now: DateTime<Utc>) {
+    pub(crate) fn record_next(&self, cfg: &BackupConfig, state: &mut State, now: DateTime<Utc>) {
         for job in &cfg.jobs {
             for task in tasks_of(job) {
                 let s = state.job(task.job());
@@ -168,7 +173,7 @@ impl Planner {
 
     /// When `task` will be retried, if it failed (the tests look).
     #[cfg(test)]
-    pub fn retry_at(&self, task: &Task) -> Option<DateTime<Utc>> {
+    pub(crate) fn retry_at(&self, task: &Task) -> Option<DateTime<Utc>> {
         self.retries.get(task).map(|r| r.at)
     }
 }

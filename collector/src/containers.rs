@@ -21,7 +21,7 @@ use crate::config::Format;
 
 /// One decoded line.
 #[derive(Debug, PartialEq)]
-pub struct Decoded {
+pub(crate) struct Decoded {
     pub text: Vec<u8>,
     /// The rest of the line follows in the next one.
     pub partial: bool,
@@ -55,7 +55,7 @@ struct DockerLine {
 
 /// Decodes a container runtime's line; `None` for plain files or a line that is not in the
 /// format (kept as it is).
-pub fn decode(format: Format, line: &[u8]) -> Option<Decoded> {
+pub(crate) fn decode(format: Format, line: &[u8]) -> Option<Decoded> {
     match format {
         Format::Plain => None,
         Format::Docker => {
@@ -108,7 +108,7 @@ struct DockerInner {
 }
 
 /// Labels for a container's log file (empty for plain files or when nothing is known).
-pub fn labels(format: Format, path: &Path) -> Vec<(String, String)> {
+pub(crate) fn labels(format: Format, path: &Path) -> Vec<(String, String)> {
     let mut out = Vec::new();
     match format {
         Format::Plain => {}

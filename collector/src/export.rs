@@ -27,7 +27,7 @@ use crate::spool::{Kind, Position, Record, Spool};
 
 /// Where and how to ship.
 #[derive(Debug, Clone)]
-pub struct ExportConfig {
+pub(crate) struct ExportConfig {
     /// `http://host:port` or `https://host:port` of the store's OTLP/gRPC listener.
     pub endpoint: String,
     pub token: Option<String>,
@@ -81,7 +81,7 @@ fn partial_success(kind: Kind, body: &[u8]) -> Option<(i64, String)> {
 
 /// Where a route ships: OTLP/gRPC (the store, or an `otlp` forward) or an HTTP forward.
 #[derive(Debug, Clone)]
-pub enum Sink {
+pub(crate) enum Sink {
     Grpc(Exporter),
     Http(crate::forward::HttpSink),
 }
@@ -104,7 +104,7 @@ impl Sink {
 
 /// One consumer of the spool and where it ships.
 #[derive(Debug, Clone)]
-pub struct Route {
+pub(crate) struct Route {
     /// The spool consumer: 0 for the store, `i` for the `i`-th forward.
     pub consumer: usize,
     /// `store`, or the forward's name (in log lines).
@@ -118,7 +118,7 @@ pub struct Route {
 }
 
 /// Backoff before retry `attempt` (1-based): 200 ms doubling to 30 s, with ±50% jitter.
-pub fn backoff(attempt: u32) -> Duration {
+pub(crate) fn backoff(attempt: u32) -> Duration {
     let base = 200u64.saturating_mul(1 << attempt.min(8)).min(30_000);
     let jitter = rand::random_range(0.5..1.5);
     Duration::from_millis((base as f64 * jitter) as u64)
@@ -160,7 +160,7 @@ struct Outgoing {
 /// Up to `max_in_flight` requests are on the wire at once (the store answers each only
 /// after its WAL fsync, so one at a time would leave the link idle); they are acknowledged
 /// in the spool in order, so the acknowledged position never passes an undelivered record.
-pub async fn ship(spool: Arc<Spool>, route: Route, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn ship(spool: Arc<Spool>, route: Route, mut shutdown: watch::Receiver<bool>) {
     let route = Arc::new(route);
     let (max_bytes, max_in_flight) = (route.max_request_bytes.max(1), route.max_in_flight.max(1));
     let consumer = route.consumer;

@@ -63,7 +63,7 @@ enum HttpProtocol {
 
 /// An HTTP forward destination.
 #[derive(Debug, Clone)]
-pub struct HttpSink {
+pub(crate) struct HttpSink {
     protocol: HttpProtocol,
     url: String,
     auth: Option<String>,
@@ -71,7 +71,7 @@ pub struct HttpSink {
 }
 
 impl HttpSink {
-    pub fn new(f: &Forward, token: Option<&str>) -> anyhow::Result<HttpSink> {
+    pub(crate) fn new(f: &Forward, token: Option<&str>) -> anyhow::Result<HttpSink> {
         let protocol = match f.protocol {
             Protocol::OtlpHttp => HttpProtocol::OtlpHttp,
             Protocol::Loki => HttpProtocol::Loki,
@@ -113,7 +113,7 @@ impl HttpSink {
     }
 
     /// Whether this destination takes records of `kind` (others are passed over).
-    pub fn carries(&self, kind: Kind) -> bool {
+    pub(crate) fn carries(&self, kind: Kind) -> bool {
         match self.protocol {
             HttpProtocol::OtlpHttp => true,
             HttpProtocol::Loki => kind == Kind::Logs,
@@ -123,7 +123,7 @@ impl HttpSink {
 
     /// Sends one spooled request (concatenated OTLP payloads of `kind`) in this protocol.
     /// Answers like an OTLP export: what could not be sent shows as a partial success.
-    pub async fn send(&self, kind: Kind, body: Bytes) -> Result<Bytes, Status> {
+    pub(crate) async fn send(&self, kind: Kind, body: Bytes) -> Result<Bytes, Status> {
         let mut answer = Bytes::new();
         let (url, headers, payload): (String, Vec<(&'static str, &'static str)>, Vec<u8>) =
             match self.protocol {

@@ -22,14 +22,14 @@ use crate::spool::Kind;
 
 /// Request compression, named as `grpc-encoding` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
+pub(crate) enum Compression {
     None,
     Gzip,
     Zstd,
 }
 
 impl Compression {
-    pub fn parse(name: &str) -> anyhow::Result<Compression> {
+    pub(crate) fn parse(name: &str) -> anyhow::Result<Compression> {
         Ok(match name {
             "zstd" => Compression::Zstd,
             "gzip" => Compression::Gzip,
@@ -59,7 +59,7 @@ std::thread_local! {
 
 /// `message` as one gRPC length-prefixed message (flag, big-endian length, bytes),
 /// compressed as asked.
-pub fn frame(message: &[u8], compression: Compression) -> std::io::Result<Bytes> {
+pub(crate) fn frame(message: &[u8], compression: Compression) -> std::io::Result<Bytes> {
     let mut out = match compression {
         Compression::None => {
             let mut out = Vec::with_capacity(5 + message.len());
@@ -155,7 +155,7 @@ async fn answer(resp: http::Response<tonic::body::Body>) -> Result<Bytes, Status
 
 /// One OTLP/gRPC destination.
 #[derive(Debug, Clone)]
-pub struct Exporter {
+pub(crate) struct Exporter {
     channel: Channel,
     auth: Option<HeaderValue>,
     compression: Compression,
@@ -164,7 +164,7 @@ pub struct Exporter {
 
 impl Exporter {
     /// Builds the client; connects lazily, so a store that is down is not an error here.
-    pub fn new(cfg: &crate::export::ExportConfig) -> anyhow::Result<Exporter> {
+    pub(crate) fn new(cfg: &crate::export::ExportConfig) -> anyhow::Result<Exporter> {
         let mut ep = Endpoint::from_shared(cfg.endpoint.clone())
             .map_err(|e| anyhow::anyhow!("store endpoint {:?} is not a URL: {e}", cfg.endpoint))?
             .connect_timeout(Duration::from_secs(10))
@@ -196,7 +196,7 @@ impl Exporter {
     }
 
     /// Sends one request (an encoded `Export*ServiceRequest`); returns the answer message.
-    pub async fn send(&self, kind: Kind, body: Bytes) -> Result<Bytes, Status> {
+    pub(crate) async fn send(&self, kind: Kind, body: Bytes) -> Result<Bytes, Status> {
         let framed = frame(&body, self.compression)
             .map_err(|e| Status::internal(format!("cannot compress a request: {e}")))?;
         let mut req = http::Request::post(path(kind))

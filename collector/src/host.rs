@@ -76,7 +76,7 @@ fn counter(name: &str, labels: Vec<(&'static str, String)>, value: f64) -> Sampl
 }
 
 /// `/proc/stat`: per-CPU times by mode, boot time, context switches, forks, procs.
-pub fn parse_stat(text: &str) -> Vec<Sample> {
+pub(crate) fn parse_stat(text: &str) -> Vec<Sample> {
     const MODES: [&str; 8] = [
         "user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal",
     ];
@@ -112,7 +112,7 @@ pub fn parse_stat(text: &str) -> Vec<Sample> {
 }
 
 /// `/proc/loadavg`.
-pub fn parse_loadavg(text: &str) -> Vec<Sample> {
+pub(crate) fn parse_loadavg(text: &str) -> Vec<Sample> {
     ["node_load1", "node_load5", "node_load15"]
         .iter()
         .zip(text.split_whitespace())
@@ -122,7 +122,7 @@ pub fn parse_loadavg(text: &str) -> Vec<Sample> {
 
 /// `/proc/meminfo`: every field as `node_memory_<Field>_bytes` (kB scaled to bytes;
 /// `Active(anon)` becomes `Active_anon`), counts without a unit as `node_memory_<Field>`.
-pub fn parse_meminfo(text: &str) -> Vec<Sample> {
+pub(crate) fn parse_meminfo(text: &str) -> Vec<Sample> {
     text.lines()
         .filter_map(|line| {
             let (key, rest) = line.split_once(':')?;
@@ -138,7 +138,7 @@ pub fn parse_meminfo(text: &str) -> Vec<Sample> {
 }
 
 /// `/proc/diskstats`, whole disks and partitions, without loop, ram and zram devices.
-pub fn parse_diskstats(text: &str) -> Vec<Sample> {
+pub(crate) fn parse_diskstats(text: &str) -> Vec<Sample> {
     let mut out = Vec::new();
     for line in text.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
@@ -164,7 +164,7 @@ pub fn parse_diskstats(text: &str) -> Vec<Sample> {
 }
 
 /// `/proc/net/dev`.
-pub fn parse_netdev(text: &str) -> Vec<Sample> {
+pub(crate) fn parse_netdev(text: &str) -> Vec<Sample> {
     const RX: [(usize, &str); 4] = [(0, "bytes"), (1, "packets"), (2, "errs"), (3, "drop")];
     let mut out = Vec::new();
     for line in text.lines().skip(2) {
@@ -259,7 +259,7 @@ pub fn collect() -> Vec<Sample> {
 
 /// Samples as one OTLP request from `service` on `host`; `start_ns` is the counters' start
 /// (the collector's start).
-pub fn to_otlp(
+pub(crate) fn to_otlp(
     samples: Vec<Sample>,
     service: &str,
     host: &str,
@@ -285,7 +285,12 @@ pub fn to_otlp(
 }
 
 /// Collects every `interval` into the spool until shutdown.
-pub async fn run(spool: Arc<Spool>, host: String, interval: Duration, shutdown: watch::Receiver<bool>) {
+pub(crate) async fn run(
+    spool: Arc<Spool>,
+    host: String,
+    interval: Duration,
+    shutdown: watch::Receiver<bool>,
+) {
     let start_ns = crate::now_ns();
     let mut ticker = crate::otlp::Ticker::new(interval, shutdown);
     while ticker.next().await {

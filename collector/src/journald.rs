@@ -123,7 +123,7 @@ fn request(groups: BTreeMap<(String, String, String), Vec<LogRecord>>) -> Export
 }
 
 /// Follows the journal until shutdown; restarts `journalctl` (after 5 s) if it exits.
-pub async fn run(
+pub(crate) async fn run(
     cfg: Journald,
     host: String,
     spool: Arc<Spool>,

@@ -18,7 +18,7 @@ use prost::Message;
 
 /// Encoded `ScopeLogs.log_records` fields (each with its tag and length).
 #[derive(Debug, Default)]
-pub struct LogRecords {
+pub(crate) struct LogRecords {
     buf: Vec<u8>,
     count: usize,
 }
@@ -31,17 +31,17 @@ fn len_delimited(len: usize) -> usize {
 }
 
 impl LogRecords {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.count == 0
     }
 
     /// Encoded bytes so far.
-    pub fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         self.buf.len()
     }
 
     /// Appends one record. `body` that is not UTF-8 is stored with U+FFFD replacements.
-    pub fn push(
+    pub(crate) fn push(
         &mut self,
         time_ns: u64,
         observed_ns: u64,
@@ -105,7 +105,7 @@ impl LogRecords {
     /// What goes before [`LogRecords::records`] to make the batch an encoded
     /// `ExportLogsServiceRequest` with one resource and scope. The two parts are written
     /// to the spool as they are (the batch is not copied once more).
-    pub fn header(&self, resource: &Resource, scope: &InstrumentationScope) -> Vec<u8> {
+    pub(crate) fn header(&self, resource: &Resource, scope: &InstrumentationScope) -> Vec<u8> {
         let scope_logs_len = len_delimited(scope.encoded_len()) + self.buf.len();
         let resource_logs_len = len_delimited(resource.encoded_len()) + len_delimited(scope_logs_len);
         let mut out = Vec::with_capacity(len_delimited(resource_logs_len) - self.buf.len());
@@ -119,12 +119,12 @@ impl LogRecords {
     }
 
     /// The encoded records, after [`LogRecords::header`].
-    pub fn records(&self) -> &[u8] {
+    pub(crate) fn records(&self) -> &[u8] {
         &self.buf
     }
 
     /// Empties the batch, keeping its buffer.
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.buf.clear();
         self.count = 0;
     }

@@ -24,7 +24,7 @@ fn sample(name: &str, value: u64, counter: bool) -> Sample {
 }
 
 /// Every counter and gauge, now.
-pub fn samples(stats: &Stats, spool: &Spool) -> Vec<Sample> {
+pub(crate) fn samples(stats: &Stats, spool: &Spool) -> Vec<Sample> {
     let (f, e, s) = (&stats.files, &stats.export, &spool.stats);
     let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     vec![
@@ -103,7 +103,7 @@ pub fn samples(stats: &Stats, spool: &Spool) -> Vec<Sample> {
 }
 
 /// Prometheus text exposition format.
-pub fn render(stats: &Stats, spool: &Spool) -> String {
+pub(crate) fn render(stats: &Stats, spool: &Spool) -> String {
     let mut out = String::new();
     let mut typed = std::collections::HashSet::new();
     for s in samples(stats, spool) {
@@ -126,7 +126,7 @@ pub fn render(stats: &Stats, spool: &Spool) -> String {
 }
 
 /// Ships the collector's own metrics into the spool every `interval` until shutdown.
-pub async fn run(
+pub(crate) async fn run(
     stats: Arc<Stats>,
     spool: Arc<Spool>,
     host: String,

@@ -14,7 +14,7 @@ use prost::Message;
 use crate::spool::{Kind, Spool};
 
 /// A string attribute.
-pub fn string_kv(key: &str, value: &str) -> KeyValue {
+pub(crate) fn string_kv(key: &str, value: &str) -> KeyValue {
     KeyValue {
         key: key.to_string(),
         value: Some(AnyValue {
@@ -26,14 +26,14 @@ pub fn string_kv(key: &str, value: &str) -> KeyValue {
 
 /// Metrics of one resource, built a point at a time (points of one name share a metric).
 #[derive(Debug, Default)]
-pub struct MetricsBuilder {
+pub(crate) struct MetricsBuilder {
     metrics: Vec<Metric>,
 }
 
 impl MetricsBuilder {
     /// Adds a point; the first point of a name decides whether it is a counter (cumulative
     /// monotonic sum) or a gauge.
-    pub fn push(&mut self, name: String, counter: bool, point: NumberDataPoint) {
+    pub(crate) fn push(&mut self, name: String, counter: bool, point: NumberDataPoint) {
         match self.metrics.iter_mut().find(|m| m.name == name) {
             Some(Metric {
                 data:
@@ -61,7 +61,7 @@ impl MetricsBuilder {
     }
 
     /// The request, with these resource attributes.
-    pub fn request(self, resource: Vec<KeyValue>) -> ExportMetricsServiceRequest {
+    pub(crate) fn request(self, resource: Vec<KeyValue>) -> ExportMetricsServiceRequest {
         ExportMetricsServiceRequest {
             resource_metrics: vec![ResourceMetrics {
                 resource: Some(Resource {
@@ -80,7 +80,11 @@ impl MetricsBuilder {
 
 /// Appends metric requests to the spool on a blocking thread; failures are logged with
 /// `what` (the source keeps running and tries again next time).
-pub async fn spool_metrics(spool: &Arc<Spool>, requests: Vec<ExportMetricsServiceRequest>, what: &str) {
+pub(crate) async fn spool_metrics(
+    spool: &Arc<Spool>,
+    requests: Vec<ExportMetricsServiceRequest>,
+    what: &str,
+) {
     let spool = spool.clone();
     let bodies: Vec<Vec<u8>> = requests.iter().map(Message::encode_to_vec).collect();
     let done = tokio::task::spawn_blocking(move || {
@@ -96,13 +100,13 @@ pub async fn spool_metrics(spool: &Arc<Spool>, requests: Vec<ExportMetricsServic
 }
 
 /// Fires every `interval` (the first tick at once) until shutdown: `while t.next().await {…}`.
-pub struct Ticker {
+pub(crate) struct Ticker {
     tick: tokio::time::Interval,
     shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Ticker {
-    pub fn new(interval: std::time::Duration, shutdown: tokio::sync::watch::Receiver<bool>) -> Self {
+    pub(crate) fn new(interval: std::time::Duration, shutdown: tokio::sync::watch::Receiver<bool>) -> Self {
         Self {
             tick: tokio::time::interval(interval),
             shutdown,
@@ -110,7 +114,7 @@ impl Ticker {
     }
 
     /// Waits for the next tick; false once shutdown is signalled.
-    pub async fn next(&mut self) -> bool {
+    pub(crate) async fn next(&mut self) -> bool {
         tokio::select! {
             _ = self.tick.tick() => true,
             _ = self.shutdown.changed() => false,

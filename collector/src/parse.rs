@@ -4,7 +4,7 @@
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 
 /// OTLP severity numbers for the level names logs use.
-pub fn severity_of(level: &str) -> Option<(i32, &'static str)> {
+pub(crate) fn severity_of(level: &str) -> Option<(i32, &'static str)> {
     severity_of_bytes(level.as_bytes())
 }
 
@@ -30,7 +30,7 @@ fn severity_of_bytes(level: &[u8]) -> Option<(i32, &'static str)> {
 /// this runs on every line). The value of a `level`, `lvl` or `severity` key wins
 /// (`level=x`, `"level":"x"`, `"level": "x"`, `log_level=x`); else the first upper-case word
 /// that names a level (`ERROR`); else the first bracketed one (`[warn]`, `[ notice ]`).
-pub fn detect_severity(line: &[u8]) -> Option<(i32, &'static str)> {
+pub(crate) fn detect_severity(line: &[u8]) -> Option<(i32, &'static str)> {
     let head = &line[..line.len().min(256)];
     let (mut upper, mut bracketed) = (None, None);
     let mut i = 0;
@@ -103,7 +103,7 @@ fn json_value(v: serde_json::Value) -> Option<AnyValue> {
 }
 
 /// A JSON object line's top-level fields. Not an object: no attributes (the line is kept).
-pub fn json_fields(line: &[u8]) -> Vec<KeyValue> {
+pub(crate) fn json_fields(line: &[u8]) -> Vec<KeyValue> {
     let Ok(serde_json::Value::Object(map)) = serde_json::from_slice(line) else {
         return Vec::new();
     };
@@ -118,7 +118,7 @@ pub fn json_fields(line: &[u8]) -> Vec<KeyValue> {
 }
 
 /// `key=value key2="quoted \" value" flag` pairs; bare keys get an empty value.
-pub fn logfmt_fields(line: &[u8]) -> Vec<KeyValue> {
+pub(crate) fn logfmt_fields(line: &[u8]) -> Vec<KeyValue> {
     let text = String::from_utf8_lossy(line);
     let mut out = Vec::new();
     let mut chars = text.chars().peekable();
@@ -156,7 +156,7 @@ pub fn logfmt_fields(line: &[u8]) -> Vec<KeyValue> {
 }
 
 /// The severity a parsed record names in a `level`, `severity` or `lvl` field.
-pub fn severity_from_fields(fields: &[KeyValue]) -> Option<(i32, &'static str)> {
+pub(crate) fn severity_from_fields(fields: &[KeyValue]) -> Option<(i32, &'static str)> {
     fields
         .iter()
         .filter(|kv| matches!(kv.key.as_str(), "level" | "severity" | "lvl" | "log.level"))

@@ -201,7 +201,7 @@ async fn http_export<T: Message + Default + serde::de::DeserializeOwned>(
 }
 
 /// Refuses a non-loopback listener without a token.
-pub fn check_addr(addr: SocketAddr, token: Option<&str>, what: &str) -> anyhow::Result<()> {
+pub(crate) fn check_addr(addr: SocketAddr, token: Option<&str>, what: &str) -> anyhow::Result<()> {
     if !addr.ip().is_loopback() && token.is_none() {
         anyhow::bail!(
             "refusing to listen on {addr} ({what}) without a token: set [collector] otlp_token_file, or keep the receiver on 127.0.0.1"
@@ -212,7 +212,7 @@ pub fn check_addr(addr: SocketAddr, token: Option<&str>, what: &str) -> anyhow::
 
 /// Binds both listeners now (so a port in use is reported at start) and serves them until
 /// shutdown.
-pub async fn start(
+pub(crate) async fn start(
     grpc_addr: SocketAddr,
     http_addr: SocketAddr,
     token: Option<String>,

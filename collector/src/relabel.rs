@@ -57,13 +57,13 @@ pub enum Action {
 
 /// Compiled rules.
 #[derive(Debug, Clone, Default)]
-pub struct Relabel {
+pub(crate) struct Relabel {
     rules: Vec<(RelabelRule, Regex)>,
 }
 
 impl Relabel {
     /// Compiles `rules`; `what` names the config section in errors.
-    pub fn compile(rules: &[RelabelRule], what: &str) -> anyhow::Result<Relabel> {
+    pub(crate) fn compile(rules: &[RelabelRule], what: &str) -> anyhow::Result<Relabel> {
         let rules = rules
             .iter()
             .enumerate()
@@ -83,7 +83,7 @@ impl Relabel {
     }
 
     /// The labels after every rule, or `None` when a `keep` or `drop` rule drops them.
-    pub fn apply(&self, mut labels: BTreeMap<String, String>) -> Option<BTreeMap<String, String>> {
+    pub(crate) fn apply(&self, mut labels: BTreeMap<String, String>) -> Option<BTreeMap<String, String>> {
         for (r, re) in &self.rules {
             let value = || {
                 r.source_labels
@@ -119,13 +119,13 @@ impl Relabel {
 
 /// `drop_lines` and `keep_lines` of a source.
 #[derive(Debug, Clone)]
-pub struct LineFilter {
+pub(crate) struct LineFilter {
     drop: RegexSet,
     keep: Option<RegexSet>,
 }
 
 impl LineFilter {
-    pub fn compile(drop: &[String], keep: &[String], what: &str) -> anyhow::Result<LineFilter> {
+    pub(crate) fn compile(drop: &[String], keep: &[String], what: &str) -> anyhow::Result<LineFilter> {
         let set = |pats: &[String], field: &str| {
             RegexSet::new(pats).map_err(|e| anyhow::anyhow!("{what} {field}: {e}"))
         };
@@ -136,7 +136,7 @@ impl LineFilter {
     }
 
     /// Whether the line is shipped. Lines that are not UTF-8 are matched lossily.
-    pub fn passes(&self, line: &[u8]) -> bool {
+    pub(crate) fn passes(&self, line: &[u8]) -> bool {
         if self.drop.is_empty() && self.keep.is_none() {
             return true;
         }

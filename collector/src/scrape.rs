@@ -24,11 +24,11 @@ use crate::otlp::{string_kv, MetricsBuilder};
 use crate::spool::Spool;
 
 /// One parsed sample: metric name, labels, value.
-pub type Series = (String, Vec<(String, String)>);
+pub(crate) type Series = (String, Vec<(String, String)>);
 
 /// Parses the Prometheus text exposition format (version 0.0.4). Comments, `# TYPE` and
 /// `# HELP` lines are skipped; a malformed line is an error naming it.
-pub fn parse_text(text: &str) -> Result<Vec<(Series, f64)>, String> {
+pub(crate) fn parse_text(text: &str) -> Result<Vec<(Series, f64)>, String> {
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -168,7 +168,7 @@ async fn scrape_once(agent: &ureq::Agent, url: &str) -> Result<Vec<(Series, f64)
 }
 
 /// Runs one job until shutdown.
-pub async fn run(job: ScrapeJob, spool: Arc<Spool>, shutdown: watch::Receiver<bool>) {
+pub(crate) async fn run(job: ScrapeJob, spool: Arc<Spool>, shutdown: watch::Receiver<bool>) {
     let interval = Duration::from_secs(job.interval_secs.max(1));
     let timeout = interval.min(Duration::from_secs(10));
     let agent: ureq::Agent = ureq::Agent::config_builder()

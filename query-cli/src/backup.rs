@@ -14,7 +14,7 @@ use obs_backup::{
 use crate::cli::{BackupCommand, CreateArgs, ForgetArgs, JobsArgs, Output, RepoArgs, RestoreArgs};
 
 /// Runs one `obs backup` command.
-pub fn run(cmd: BackupCommand) -> anyhow::Result<()> {
+pub(crate) fn run(cmd: BackupCommand) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -99,7 +99,7 @@ fn print_json<T: serde::Serialize>(value: &T) {
 }
 
 /// 1536 → "1.5 KiB".
-pub fn human_bytes(n: u64) -> String {
+pub(crate) fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut v = n as f64;
     let mut u = 0;

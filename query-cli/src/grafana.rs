@@ -29,7 +29,7 @@ const PROMETHEUS: &str = "obs-prometheus";
 const LOKI: &str = "obs-loki";
 const TEMPO: &str = "obs-tempo";
 
-pub fn provision(args: GrafanaProvisionArgs) -> anyhow::Result<()> {
+pub(crate) fn provision(args: GrafanaProvisionArgs) -> anyhow::Result<()> {
     let out = &args.out;
     let dashboards_dir = match &args.dashboards_path {
         Some(p) => p.clone(),
@@ -151,7 +151,7 @@ providers:
 }
 
 /// Every dashboard by file name.
-pub fn dashboards() -> Vec<(&'static str, Value)> {
+pub(crate) fn dashboards() -> Vec<(&'static str, Value)> {
     vec![
         ("obs-node.json", node_overview()),
         ("obs-logs.json", logs_overview()),

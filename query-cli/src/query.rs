@@ -87,7 +87,7 @@ fn time_text(secs: f64) -> String {
 }
 
 /// ▁▂▃▄▅▆▇█ for the values (NaN and gaps as spaces), at most `width` wide.
-pub fn sparkline(values: &[f64], width: usize) -> String {
+pub(crate) fn sparkline(values: &[f64], width: usize) -> String {
     const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
     let step = values.len().div_ceil(width.max(1)).max(1);
     let points: Vec<f64> = values
@@ -193,7 +193,7 @@ fn emit(output: Output, value: &Value, body: &str, human: impl FnOnce(&Value)) {
 }
 
 /// Runs one `obs query` command.
-pub fn run(cmd: QueryCommand) -> anyhow::Result<()> {
+pub(crate) fn run(cmd: QueryCommand) -> anyhow::Result<()> {
     match cmd {
         QueryCommand::Logs {
             query,

@@ -143,7 +143,7 @@ fn verdict(v: Option<f64>) -> &'static str {
 }
 
 /// Prints the status; fails (exit 1) when something is unhealthy.
-pub fn run(args: StatusArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: StatusArgs) -> anyhow::Result<()> {
     let store = store_gauges(&args)?;
     let collectors = collectors(&args)?;
     let jobs = fetch(&args)?;

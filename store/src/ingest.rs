@@ -164,7 +164,7 @@ pub(crate) struct Engine {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum OpenError {
+pub(crate) enum OpenError {
     #[error(transparent)]
     Wal(#[from] WalError),
     #[error(transparent)]

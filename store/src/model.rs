@@ -6,18 +6,18 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// Stream labels, sorted by name.
-pub type Labels = BTreeMap<String, String>;
+pub(crate) type Labels = BTreeMap<String, String>;
 
 /// Log lines that share one label set (one Loki stream).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LogStream {
+pub(crate) struct LogStream {
     pub labels: Labels,
     pub entries: Vec<LogEntry>,
 }
 
 /// One log line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LogEntry {
+pub(crate) struct LogEntry {
     /// Unix time in nanoseconds.
     pub ts_ns: i64,
     pub line: String,
@@ -27,27 +27,27 @@ pub struct LogEntry {
 
 /// A batch of log streams: one WAL record.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct LogBatch {
+pub(crate) struct LogBatch {
     pub streams: Vec<LogStream>,
 }
 
 impl LogBatch {
-    pub fn entry_count(&self) -> usize {
+    pub(crate) fn entry_count(&self) -> usize {
         self.streams.iter().map(|s| s.entries.len()).sum()
     }
 
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         postcard::to_stdvec(self).expect("log batches always serialize")
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<LogBatch, postcard::Error> {
+    pub(crate) fn decode(bytes: &[u8]) -> Result<LogBatch, postcard::Error> {
         postcard::from_bytes(bytes)
     }
 }
 
 /// One span, as the WAL and the trace index keep it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SpanRecord {
+pub(crate) struct SpanRecord {
     /// Lowercase hex, 32 digits.
     pub trace_id: String,
     /// Lowercase hex, 16 digits.
@@ -69,23 +69,23 @@ pub struct SpanRecord {
 
 /// A batch of spans: one WAL record.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SpanBatch {
+pub(crate) struct SpanBatch {
     pub spans: Vec<SpanRecord>,
 }
 
 impl SpanBatch {
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         postcard::to_stdvec(self).expect("span batches always serialize")
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<SpanBatch, postcard::Error> {
+    pub(crate) fn decode(bytes: &[u8]) -> Result<SpanBatch, postcard::Error> {
         postcard::from_bytes(bytes)
     }
 }
 
 /// Turns any string into a valid Prometheus/Loki label name: `[a-zA-Z_][a-zA-Z0-9_]*`, the way
 /// Loki 3 maps OTLP attribute names (`service.name` → `service_name`).
-pub use obs_otlp_prom::label_name as sanitize_label_name;
+pub(crate) use obs_otlp_prom::label_name as sanitize_label_name;
 
 /// Adds `detected_level` to a line whose stream has no `level` label and whose metadata has no
 /// level, as Loki 3 does. Done when lines are read rather than stored: it is a function of the
@@ -116,7 +116,7 @@ static LEVEL_KEYS: std::sync::LazyLock<Vec<memchr::memmem::Finder<'static>>> =
 /// Guesses a level from a line that carries none, as Loki's `detected_level` does: a JSON or
 /// logfmt `level`/`severity` field in the first 256 bytes first, then the most severe
 /// well-known word there. Case-insensitive, without allocating.
-pub fn detect_level(line: &str) -> &'static str {
+pub(crate) fn detect_level(line: &str) -> &'static str {
     let mut buf = [0u8; 256];
     let n = line.len().min(buf.len());
     buf[..n].copy_from_slice(&line.as_bytes()[..n]);
@@ -167,7 +167,7 @@ fn level_word(word: &[u8]) -> Option<&'static str> {
 }
 
 /// Level from an OTLP severity number (1–24), as Loki maps it.
-pub fn level_from_severity(number: i32, text: &str) -> &'static str {
+pub(crate) fn level_from_severity(number: i32, text: &str) -> &'static str {
     match number {
         1..=4 => "trace",
         5..=8 => "debug",

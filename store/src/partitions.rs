@@ -36,7 +36,7 @@ const MIN_SEGMENTS_TO_MERGE: usize = 16;
 const IDLE_WRITER_SECS: u64 = 120;
 
 #[derive(Debug, thiserror::Error)]
-pub enum IndexError {
+pub(crate) enum IndexError {
     #[error("index error in {path}: {source}")]
     Tantivy {
         path: PathBuf,

@@ -17,7 +17,7 @@ use regex::Regex;
 /// A parse or evaluation problem, with the byte offset where it was found.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("invalid TraceQL at {pos}: {message}")]
-pub struct TraceQlError {
+pub(crate) struct TraceQlError {
     pub pos: usize,
     pub message: String,
 }

@@ -91,7 +91,7 @@ pub(crate) struct Record {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum WalError {
+pub(crate) enum WalError {
     #[error("wal io error on {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error("wal record of {0} bytes is over the {MAX_RECORD_BYTES}-byte limit")]

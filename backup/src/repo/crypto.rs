@@ -16,10 +16,10 @@ use serde::{Deserialize, Serialize};
 use super::id::Id;
 use crate::error::{Error, Result};
 
-pub const NONCE_LEN: usize = 24;
-pub const TAG_LEN: usize = 16;
+pub(crate) const NONCE_LEN: usize = 24;
+pub(crate) const TAG_LEN: usize = 16;
 /// Bytes a seal adds to its plaintext.
-pub const OVERHEAD: usize = NONCE_LEN + TAG_LEN;
+pub(crate) const OVERHEAD: usize = NONCE_LEN + TAG_LEN;
 
 /// The repository's secret keys.
 #[derive(Clone)]
@@ -123,7 +123,7 @@ impl Default for KdfParams {
 
 /// A key file (`keys/<id>`): the master key wrapped under a password.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct KeyFile {
+pub(crate) struct KeyFile {
     pub version: u32,
     pub created: chrono::DateTime<chrono::Utc>,
     pub host: String,
@@ -148,7 +148,7 @@ fn kek(password: &[u8], salt: &[u8], params: KdfParams) -> Result<XChaCha20Poly1
 
 impl KeyFile {
     /// Wraps `key` under `password`.
-    pub fn wrap(key: &MasterKey, password: &[u8], params: KdfParams, host: &str) -> Result<KeyFile> {
+    pub(crate) fn wrap(key: &MasterKey, password: &[u8], params: KdfParams, host: &str) -> Result<KeyFile> {
         let mut salt = [0u8; 16];
         rand::rng().fill_bytes(&mut salt);
         let cipher = kek(password, &salt, params)?;
@@ -176,7 +176,7 @@ impl KeyFile {
     }
 
     /// The master key, or `None` when the password does not open this key file.
-    pub fn unwrap_key(&self, password: &[u8]) -> Result<Option<MasterKey>> {
+    pub(crate) fn unwrap_key(&self, password: &[u8]) -> Result<Option<MasterKey>> {
         if self.kdf != "argon2id" {
             return Err(Error::Format(format!("key file uses unknown kdf {:?}", self.kdf)));
         }
@@ -198,7 +198,7 @@ impl KeyFile {
     }
 }
 
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
@@ -208,7 +208,7 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
-pub fn unhex(s: &str) -> Option<Vec<u8>> {
+pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
     if s.len() % 2 != 0 {
         return None;
     }

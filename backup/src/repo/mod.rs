@@ -26,11 +26,11 @@
 //!
 //! Opening: list `keys/`, try the password on each key file (argon2id), then read `config`.
 
-pub mod crypto;
-pub mod id;
-pub mod index;
+pub(crate) mod crypto;
+pub(crate) mod id;
+pub(crate) mod index;
 pub mod lock;
-pub mod pack;
+pub(crate) mod pack;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -48,7 +48,7 @@ pub use id::Id;
 use index::Index;
 
 /// Current repository format version.
-pub const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 1;
 
 /// What a repository keeps in `config`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -121,7 +121,7 @@ pub struct Repository {
 
 /// Opens the object store a repository URL names: `s3://bucket/prefix` (endpoint and keys
 /// from the AWS_* environment variables) or a local directory.
-pub fn open_store(url: &str) -> Result<Arc<dyn ObjectStore>> {
+pub(crate) fn open_store(url: &str) -> Result<Arc<dyn ObjectStore>> {
     if let Some(rest) = url.strip_prefix("s3://") {
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {
@@ -354,12 +354,12 @@ impl Repository {
 }
 
 /// All objects under `dir`.
-pub async fn list(store: &Arc<dyn ObjectStore>, dir: &str) -> Result<Vec<object_store::ObjectMeta>> {
+pub(crate) async fn list(store: &Arc<dyn ObjectStore>, dir: &str) -> Result<Vec<object_store::ObjectMeta>> {
     Ok(store.list(Some(&Path::from(dir))).try_collect().await?)
 }
 
 /// `flag || body`: flag 1 = zstd, 0 = as is (when zstd saves less than 3%).
-pub fn encode_body(data: &[u8], level: i32) -> Vec<u8> {
+pub(crate) fn encode_body(data: &[u8], level: i32) -> Vec<u8> {
     if data.len() >= 64 {
         if let Ok(mut z) = zstd::bulk::compress(data, level) {
             if z.len() < data.len() - data.len() / 32 {
@@ -375,7 +375,7 @@ pub fn encode_body(data: &[u8], level: i32) -> Vec<u8> {
 }
 
 /// Inverse of [`encode_body`]; `what` names the object in errors.
-pub fn decode_body(plain: &[u8], what: &str) -> Result<Vec<u8>> {
+pub(crate) fn decode_body(plain: &[u8], what: &str) -> Result<Vec<u8>> {
     let corrupt = |why: String| Error::Corrupt {
         what: what.to_string(),
         why,
@@ -419,7 +419,7 @@ impl Limiter {
     }
 }
 
-pub fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())
@@ -427,7 +427,7 @@ pub fn hostname() -> String {
 }
 
 /// Where pack `id` lives.
-pub fn pack_path(id: &Id) -> Path {
+pub(crate) fn pack_path(id: &Id) -> Path {
     let hex = id.to_string();
     Path::from(format!("data/{}/{hex}", &hex[..2]))
 }

@@ -40,36 +40,36 @@ const HEADER_VERSION: u8 = 1;
 
 /// Sealed blobs waiting to become a pack.
 #[derive(Debug, Default)]
-pub struct PackBuilder {
+pub(crate) struct PackBuilder {
     blobs: Vec<(BlobType, Id, Vec<u8>)>,
     size: usize,
 }
 
 /// A finished pack: its bytes, name and content.
 #[derive(Debug)]
-pub struct FinishedPack {
+pub(crate) struct FinishedPack {
     pub id: Id,
     pub bytes: Vec<u8>,
     pub blobs: Vec<PackedBlob>,
 }
 
 impl PackBuilder {
-    pub fn add(&mut self, kind: BlobType, id: Id, sealed: Vec<u8>) {
+    pub(crate) fn add(&mut self, kind: BlobType, id: Id, sealed: Vec<u8>) {
         self.size += sealed.len();
         self.blobs.push((kind, id, sealed));
     }
 
     /// Bytes of blobs so far.
-    pub fn size(&self) -> usize {
+    pub(crate) fn size(&self) -> usize {
         self.size
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.blobs.is_empty()
     }
 
     /// Shuffles the blobs, writes them and the header.
-    pub fn finish(mut self, key: &MasterKey) -> FinishedPack {
+    pub(crate) fn finish(mut self, key: &MasterKey) -> FinishedPack {
         self.blobs.shuffle(&mut rand::rng());
         let mut bytes = Vec::with_capacity(self.size + 64 + self.blobs.len() * 48);
         let mut blobs = Vec::with_capacity(self.blobs.len());
@@ -103,7 +103,7 @@ impl PackBuilder {
 }
 
 /// Reads the blob list from a whole pack's bytes, checking that it describes the pack exactly.
-pub fn read_header(key: &MasterKey, pack: &[u8], what: &str) -> Result<Vec<PackedBlob>> {
+pub(crate) fn read_header(key: &MasterKey, pack: &[u8], what: &str) -> Result<Vec<PackedBlob>> {
     let corrupt = |why: &str| Error::Corrupt {
         what: what.to_string(),
         why: why.to_string(),

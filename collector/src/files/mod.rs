@@ -148,7 +148,7 @@ impl Tail {
 }
 
 /// This machine's name, for `host.name`.
-pub fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .ok()
@@ -157,7 +157,7 @@ pub fn host_name() -> String {
 }
 
 /// The file tailer; [`FileTailer::run`] on a thread of its own.
-pub struct FileTailer {
+pub(crate) struct FileTailer {
     sources: Vec<Source>,
     spool: Arc<Spool>,
     state: PathBuf,
@@ -224,7 +224,7 @@ pub fn check(sources: &[FileSource]) -> anyhow::Result<()> {
 
 impl FileTailer {
     /// Compiles the sources and loads saved positions from `data_dir/files.json`.
-    pub fn new(
+    pub(crate) fn new(
         sources: &[FileSource],
         host: &str,
         spool: Arc<Spool>,
@@ -267,13 +267,13 @@ impl FileTailer {
 
     /// Caps the bytes read at once and the lines per spool record (at most 1 MiB): a
     /// record is never split across requests, so this bounds what a crash re-sends.
-    pub fn with_batch_bytes(mut self, n: usize) -> Self {
+    pub(crate) fn with_batch_bytes(mut self, n: usize) -> Self {
         self.batch_bytes = n.clamp(4096, BATCH_BYTES);
         self
     }
 
     /// Tails until `stop` is set, then spools what it has and saves positions.
-    pub fn run(mut self, stop: Arc<AtomicBool>) {
+    pub(crate) fn run(mut self, stop: Arc<AtomicBool>) {
         let mut last_scan: Option<Instant> = None;
         let mut last_checkpoint = Instant::now();
         while !stop.load(Ordering::Relaxed) {

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// A flat directory of named files.
-pub trait SpoolFs: Send + Sync + std::fmt::Debug {
+pub(crate) trait SpoolFs: Send + Sync + std::fmt::Debug {
     /// File names (not paths), in no particular order.
     fn list(&self) -> io::Result<Vec<String>>;
     fn len(&self, name: &str) -> io::Result<u64>;
@@ -29,7 +29,7 @@ pub trait SpoolFs: Send + Sync + std::fmt::Debug {
 
 /// The real thing: a directory on disk. Keeps the file being appended to open.
 #[derive(Debug)]
-pub struct OsFs {
+pub(crate) struct OsFs {
     dir: PathBuf,
     /// The file being appended to. Shared, so that an fsync runs without this lock and
     /// appends go on meanwhile.
@@ -39,7 +39,7 @@ pub struct OsFs {
 }
 
 impl OsFs {
-    pub fn new(dir: &Path) -> io::Result<OsFs> {
+    pub(crate) fn new(dir: &Path) -> io::Result<OsFs> {
         std::fs::create_dir_all(dir)?;
         Ok(OsFs {
             dir: dir.to_path_buf(),
@@ -161,6 +161,9 @@ impl SpoolFs for OsFs {
     }
 }
 
+#[cfg(test)]
+pub(crate) use mem::MemFs;
+
 /// The in-memory directory of the tests (test builds only).
 #[cfg(test)]
 mod mem {
@@ -171,7 +174,7 @@ mod mem {
     /// An in-memory directory for tests: each file remembers how much of it was synced, and
     /// [`MemFs::crash`] drops the rest (keeping `torn` bytes of it, as a torn write would).
     #[derive(Debug, Default)]
-    pub struct MemFs {
+    pub(crate) struct MemFs {
         files: Mutex<BTreeMap<String, MemFile>>,
         pub quarantined: Mutex<Vec<String>>,
     }
@@ -184,7 +187,7 @@ mod mem {
 
     impl MemFs {
         /// Forgets unsynced data; `torn` bytes past the synced length survive in each file.
-        pub fn crash(&self, torn: usize) {
+        pub(crate) fn crash(&self, torn: usize) {
             for f in self.files.lock().unwrap().values_mut() {
                 let keep = (f.synced + torn).min(f.data.len());
                 f.data.truncate(keep);
@@ -193,7 +196,7 @@ mod mem {
         }
 
         /// Flips one bit of a file (for corruption tests).
-        pub fn flip(&self, name: &str, at: usize) {
+        pub(crate) fn flip(&self, name: &str, at: usize) {
             let mut files = self.files.lock().unwrap();
             let f = files.get_mut(name).expect("file exists");
             f.data[at] ^= 0x10;
@@ -270,5 +273,3 @@ mod mem {
         }
     }
 }
-#[cfg(test)]
-pub(crate) use mem::MemFs;

@@ -64,11 +64,11 @@ const HEADER: u64 = MAGIC.len() as u64;
 const RECORD_HEADER: usize = 9;
 const ACK_FILE: &str = "ack";
 /// How often the collector's spool is fsynced in the background (fsync on an interval).
-pub const SYNC_EVERY: Duration = Duration::from_millis(200);
+pub(crate) const SYNC_EVERY: Duration = Duration::from_millis(200);
 
 /// What a record holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
+pub(crate) enum Kind {
     Logs = 1,
     Metrics = 2,
     Traces = 3,
@@ -87,14 +87,14 @@ impl Kind {
 
 /// A place in the spool: a segment number and a byte offset in it. Ordered.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Position {
+pub(crate) struct Position {
     pub segment: u64,
     pub offset: u64,
 }
 
 /// One record read back, with the position just after it (what to acknowledge).
 #[derive(Debug, Clone)]
-pub struct Record {
+pub(crate) struct Record {
     pub kind: Kind,
     pub payload: Vec<u8>,
     pub end: Position,
@@ -102,13 +102,13 @@ pub struct Record {
 
 /// What [`Spool::read`] found, and where the next read starts.
 #[derive(Debug, Default)]
-pub struct Batch {
+pub(crate) struct Batch {
     pub records: Vec<Record>,
     pub next: Position,
 }
 
 #[derive(Debug, Clone)]
-pub struct SpoolConfig {
+pub(crate) struct SpoolConfig {
     /// A segment is closed and a new one started past this size.
     pub segment_bytes: u64,
     /// All segments together stay under this.
@@ -132,7 +132,7 @@ impl Default for SpoolConfig {
 
 /// Counters, exported on the collector's `/metrics`.
 #[derive(Debug, Default)]
-pub struct SpoolStats {
+pub(crate) struct SpoolStats {
     pub appended_records: AtomicU64,
     pub appended_bytes: AtomicU64,
     pub dropped_records: AtomicU64,
@@ -166,7 +166,7 @@ impl Inner {
 
 /// The spool. Blocking (file I/O under a mutex); call it from threads or `spawn_blocking`.
 #[derive(Debug)]
-pub struct Spool {
+pub(crate) struct Spool {
     fs: Arc<dyn SpoolFs>,
     cfg: SpoolConfig,
     inner: Mutex<Inner>,
@@ -257,7 +257,7 @@ fn parse_record(buf: &[u8]) -> Result<Option<Parsed<'_>>, String> {
 impl Spool {
     /// Opens (or creates) the spool: deletes acknowledged segments, truncates a torn tail,
     /// quarantines a newest segment with a bad header, and starts a new segment.
-    pub fn open(fs: Arc<dyn SpoolFs>, cfg: SpoolConfig) -> io::Result<Spool> {
+    pub(crate) fn open(fs: Arc<dyn SpoolFs>, cfg: SpoolConfig) -> io::Result<Spool> {
         if cfg.max_bytes < 2 * cfg.segment_bytes {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -373,12 +373,12 @@ impl Spool {
 
     /// Appends one record; returns the position after it. Blocks while the spool is full,
     /// up to `full_wait`, then drops the oldest segment to make room.
-    pub fn append(&self, kind: Kind, payload: &[u8]) -> io::Result<Position> {
+    pub(crate) fn append(&self, kind: Kind, payload: &[u8]) -> io::Result<Position> {
         self.append_parts(kind, &[payload])
     }
 
     /// [`Spool::append`] with the payload in parts, written one after the other.
-    pub fn append_parts(&self, kind: Kind, parts: &[&[u8]]) -> io::Result<Position> {
+    pub(crate) fn append_parts(&self, kind: Kind, parts: &[&[u8]]) -> io::Result<Position> {
         let payload_len: usize = parts.iter().map(|p| p.len()).sum();
         let len = (RECORD_HEADER + payload_len) as u64;
         if len + HEADER > self.cfg.segment_bytes {
@@ -530,7 +530,7 @@ impl Spool {
 
     /// Makes everything appended so far durable; returns the durable position. The fsyncs
     /// run outside the lock, so appends and reads go on meanwhile.
-    pub fn sync(&self) -> io::Result<Position> {
+    pub(crate) fn sync(&self) -> io::Result<Position> {
         let (end, segments) = Self::unsynced(&self.inner.lock().expect("spool lock"));
         for seg in segments {
             if let Err(e) = self.fs.sync(&segment_name(seg)) {
@@ -546,7 +546,7 @@ impl Spool {
     }
 
     /// Makes `pos` durable, fsyncing only if no one else already has (group commit).
-    pub fn sync_to(&self, pos: Position) -> io::Result<()> {
+    pub(crate) fn sync_to(&self, pos: Position) -> io::Result<()> {
         if self.durable() < pos {
             self.sync()?;
         }
@@ -554,13 +554,13 @@ impl Spool {
     }
 
     /// What is durable: every record that ends at or before this position.
-    pub fn durable(&self) -> Position {
+    pub(crate) fn durable(&self) -> Position {
         self.inner.lock().expect("spool lock").durable
     }
 
     /// Fsyncs what was appended every `every`, on a thread of its own, for as long as the
     /// spool is in use; so a source only reads [`Spool::durable`] and never waits on the disk.
-    pub fn sync_in_background(self: &Arc<Self>, every: Duration) {
+    pub(crate) fn sync_in_background(self: &Arc<Self>, every: Duration) {
         let spool = Arc::downgrade(self);
         let spawned = std::thread::Builder::new()
             .name("obs-spool-sync".into())
@@ -589,19 +589,19 @@ impl Spool {
     }
 
     /// Where reading resumes for `consumer` (0 = the store): its acknowledged position.
-    pub fn acked(&self, consumer: usize) -> Position {
+    pub(crate) fn acked(&self, consumer: usize) -> Position {
         self.inner.lock().expect("spool lock").acks[consumer]
     }
 
     /// Bytes on disk in segments.
-    pub fn size(&self) -> u64 {
+    pub(crate) fn size(&self) -> u64 {
         self.inner.lock().expect("spool lock").total()
     }
 
     /// Records after `from`, up to about `max_bytes` of payload, from one segment.
     /// A corrupt segment is quarantined and skipped; an empty batch with a later `next`
     /// means "go on from there".
-    pub fn read(&self, from: Position, max_bytes: usize) -> io::Result<Batch> {
+    pub(crate) fn read(&self, from: Position, max_bytes: usize) -> io::Result<Batch> {
         let (seg, len, active) = {
             let inner = self.inner.lock().expect("spool lock");
             let found = inner.segments.range(from.segment..).next();
@@ -724,7 +724,7 @@ impl Spool {
 
     /// Records that everything up to `pos` was delivered to `consumer`; deletes the segments
     /// every consumer is done with.
-    pub fn ack(&self, consumer: usize, pos: Position) -> io::Result<()> {
+    pub(crate) fn ack(&self, consumer: usize, pos: Position) -> io::Result<()> {
         if pos <= self.acked(consumer) {
             return Ok(());
         }

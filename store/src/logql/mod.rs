@@ -20,7 +20,7 @@ use pipeline::Pipeline;
 
 /// Why a query failed; all but `Index` are the caller's to fix (HTTP 400).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum QueryError {
+pub(crate) enum QueryError {
     #[error("parse error at line {line}, col {col}: {message}")]
     Parse { line: u32, col: u32, message: String },
     #[error("invalid regex {0:?}: {1}")]
