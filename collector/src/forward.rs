@@ -71,31 +71,34 @@ pub(crate) struct HttpSink {
 }
 
 impl HttpSink {
-    pub(crate) fn new(f: &Forward, token: Option<&str>) -> anyhow::Result<HttpSink> {
+    pub(crate) fn new(f: &Forward, token: Option<&str>) -> crate::Result<HttpSink> {
         let protocol = match f.protocol {
             Protocol::OtlpHttp => HttpProtocol::OtlpHttp,
             Protocol::Loki => HttpProtocol::Loki,
             Protocol::RemoteWrite => HttpProtocol::RemoteWrite,
-            Protocol::Otlp => anyhow::bail!("forward {}: otlp goes over gRPC, not HTTP", f.name),
+            Protocol::Otlp => {
+                return Err(crate::error::config(format!(
+                    "forward {}: otlp goes over gRPC, not HTTP",
+                    f.name
+                )))
+            }
         };
         let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(60)));
         if let Some(ca) = &f.ca_file {
-            let pem = std::fs::read(ca).map_err(|e| {
-                anyhow::anyhow!(
-                    "forward {}: cannot read the CA file {}: {e}",
-                    f.name,
-                    ca.display()
-                )
+            let pem = std::fs::read(ca).map_err(|source| crate::Error::Read {
+                what: format!("CA file of forward {}", f.name),
+                path: ca.clone(),
+                source,
             })?;
             let cert = ureq::tls::Certificate::from_pem(&pem)
                 .map_err(|e| {
-                    anyhow::anyhow!(
+                    crate::error::config(format!(
                         "forward {}: {} is not a PEM certificate: {e}",
                         f.name,
                         ca.display()
-                    )
+                    ))
                 })?
                 .to_owned();
             config = config.tls_config(

@@ -29,12 +29,16 @@ pub(crate) enum Compression {
 }
 
 impl Compression {
-    pub(crate) fn parse(name: &str) -> anyhow::Result<Compression> {
+    pub(crate) fn parse(name: &str) -> crate::Result<Compression> {
         Ok(match name {
             "zstd" => Compression::Zstd,
             "gzip" => Compression::Gzip,
             "none" => Compression::None,
-            other => anyhow::bail!("compression {other:?}: use zstd, gzip or none"),
+            other => {
+                return Err(crate::error::config(format!(
+                    "compression {other:?}: use zstd, gzip or none"
+                )))
+            }
         })
     }
 
@@ -164,27 +168,34 @@ pub(crate) struct Exporter {
 
 impl Exporter {
     /// Builds the client; connects lazily, so a store that is down is not an error here.
-    pub(crate) fn new(cfg: &crate::export::ExportConfig) -> anyhow::Result<Exporter> {
+    pub(crate) fn new(cfg: &crate::export::ExportConfig) -> crate::Result<Exporter> {
         let mut ep = Endpoint::from_shared(cfg.endpoint.clone())
-            .map_err(|e| anyhow::anyhow!("store endpoint {:?} is not a URL: {e}", cfg.endpoint))?
+            .map_err(|e| {
+                crate::error::config(format!("store endpoint {:?} is not a URL: {e}", cfg.endpoint))
+            })?
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(60))
             .tcp_keepalive(Some(Duration::from_secs(30)));
         if cfg.endpoint.starts_with("https://") {
             let mut tls = tonic::transport::ClientTlsConfig::new().with_webpki_roots();
             if let Some(ca) = &cfg.ca_file {
-                let pem = std::fs::read(ca)
-                    .map_err(|e| anyhow::anyhow!("cannot read the CA file {}: {e}", ca.display()))?;
+                let pem = std::fs::read(ca).map_err(|source| crate::Error::Read {
+                    what: "store's CA file".into(),
+                    path: ca.clone(),
+                    source,
+                })?;
                 tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
             }
-            ep = ep.tls_config(tls)?;
+            ep = ep
+                .tls_config(tls)
+                .map_err(|e| crate::error::config(format!("TLS to the store {}: {e}", cfg.endpoint)))?;
         }
         let auth = match &cfg.token {
-            Some(t) => Some(
-                format!("Bearer {}", t.trim())
-                    .parse()
-                    .map_err(|_| anyhow::anyhow!("the store token has characters a header cannot carry"))?,
-            ),
+            Some(t) => Some(format!("Bearer {}", t.trim()).parse().map_err(|_| {
+                crate::error::config(
+                    "the store token has characters a header cannot carry: check the token file",
+                )
+            })?),
             None => None,
         };
         Ok(Exporter {

@@ -28,6 +28,7 @@ use tokio::sync::watch;
 
 mod config;
 mod containers;
+mod error;
 mod export;
 mod files;
 mod forward;
@@ -76,6 +77,7 @@ pub use config::{
     check_forwards, CollectorConfig, FileSource, Format, Forward, Journald, Multiline, Parse, Protocol,
     ScrapeJob, StartAt, DEFAULT_OTLP_GRPC_ADDR, DEFAULT_OTLP_HTTP_ADDR, DEFAULT_STORE_URL,
 };
+pub use error::{Error, Result};
 pub use export::ExportStats;
 pub use files::{check as check_files, FileStats};
 pub use host::collect as host_metrics;
@@ -90,16 +92,19 @@ pub struct Stats {
     pub forwards: Vec<(String, Arc<export::ExportStats>)>,
 }
 
-fn read_token(file: Option<&PathBuf>, what: &str) -> anyhow::Result<Option<String>> {
+fn read_token(file: Option<&PathBuf>, what: &str) -> Result<Option<String>> {
     file.map(|f| {
-        std::fs::read_to_string(f)
-            .map_err(|e| anyhow::anyhow!("cannot read the {what} token file {}: {e}", f.display()))
+        std::fs::read_to_string(f).map_err(|source| Error::Read {
+            what: format!("{what} token file"),
+            path: f.clone(),
+            source,
+        })
     })
     .transpose()
 }
 
 /// The store's route (consumer 0) and one per forward, in config order.
-fn routes(cfg: &CollectorConfig, stats: &Stats) -> anyhow::Result<Vec<export::Route>> {
+fn routes(cfg: &CollectorConfig, stats: &Stats) -> Result<Vec<export::Route>> {
     let max_request_bytes = cfg.max_request_kib.saturating_mul(1024);
     let store = grpc::Exporter::new(&export::ExportConfig {
         endpoint: cfg.store.clone(),
@@ -125,7 +130,7 @@ fn routes(cfg: &CollectorConfig, stats: &Stats) -> anyhow::Result<Vec<export::Ro
                     compression: f.compression.clone(),
                     ca_file: f.ca_file.clone(),
                 })
-                .map_err(|e| anyhow::anyhow!("forward {}: {e}", f.name))?,
+                .map_err(|e| error::config(format!("forward {}: {e}", f.name)))?,
             ),
             _ => export::Sink::Http(forward::HttpSink::new(f, token.as_deref())?),
         };
@@ -150,7 +155,7 @@ pub async fn run(
     data_dir: PathBuf,
     mut shutdown: watch::Receiver<bool>,
     receiver_required: bool,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     let stats = Arc::new(Stats {
         forwards: cfg
             .forward
@@ -159,22 +164,21 @@ pub async fn run(
             .collect(),
         ..Stats::default()
     });
-    config::check_forwards(&cfg.forward).map_err(anyhow::Error::msg)?;
+    config::check_forwards(&cfg.forward).map_err(Error::Config)?;
     let routes = routes(&cfg, &stats)?;
-    std::fs::create_dir_all(&data_dir)
-        .map_err(|e| anyhow::anyhow!("cannot create the data dir {}: {e}", data_dir.display()))?;
+    let data_dir_error = |source| Error::DataDir {
+        path: data_dir.clone(),
+        source,
+    };
+    std::fs::create_dir_all(&data_dir).map_err(data_dir_error)?;
     let spool_cfg = spool::SpoolConfig {
         max_bytes: cfg.spool_max_mib.max(64) << 20,
         full_wait: Duration::from_secs(cfg.spool_full_wait_secs),
         consumers: cfg.forward.iter().map(|f| f.name.clone()).collect(),
         ..Default::default()
     };
-    let fs = spool::OsFs::new(&data_dir.join("spool"))
-        .map_err(|e| anyhow::anyhow!("cannot open the spool in {}: {e}", data_dir.display()))?;
-    let spool = Arc::new(
-        spool::Spool::open(Arc::new(fs), spool_cfg)
-            .map_err(|e| anyhow::anyhow!("cannot open the spool in {}: {e}", data_dir.display()))?,
-    );
+    let fs = spool::OsFs::new(&data_dir.join("spool")).map_err(data_dir_error)?;
+    let spool = Arc::new(spool::Spool::open(Arc::new(fs), spool_cfg).map_err(data_dir_error)?);
     spool.sync_in_background(spool::SYNC_EVERY);
     let host = cfg.host_name.clone().unwrap_or_else(files::host_name);
     let receiver_token = read_token(cfg.otlp_token_file.as_ref(), "OTLP receiver")?;

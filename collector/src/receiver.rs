@@ -201,11 +201,11 @@ async fn http_export<T: Message + Default + serde::de::DeserializeOwned>(
 }
 
 /// Refuses a non-loopback listener without a token.
-pub(crate) fn check_addr(addr: SocketAddr, token: Option<&str>, what: &str) -> anyhow::Result<()> {
+pub(crate) fn check_addr(addr: SocketAddr, token: Option<&str>, what: &str) -> crate::Result<()> {
     if !addr.ip().is_loopback() && token.is_none() {
-        anyhow::bail!(
+        return Err(crate::error::config(format!(
             "refusing to listen on {addr} ({what}) without a token: set [collector] otlp_token_file, or keep the receiver on 127.0.0.1"
-        );
+        )));
     }
     Ok(())
 }
@@ -219,7 +219,7 @@ pub(crate) async fn start(
     spool: Arc<Spool>,
     stats: Arc<Stats>,
     mut shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+) -> crate::Result<tokio::task::JoinHandle<()>> {
     check_addr(grpc_addr, token.as_deref(), "OTLP/gRPC receiver")?;
     check_addr(http_addr, token.as_deref(), "OTLP/HTTP receiver")?;
     let r = Receiver {
@@ -227,12 +227,22 @@ pub(crate) async fn start(
         token: token.map(|t| Arc::from(t.trim())),
         stats,
     };
-    let grpc_listener = tokio::net::TcpListener::bind(grpc_addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {grpc_addr} (OTLP/gRPC receiver): {e}"))?;
-    let http_listener = tokio::net::TcpListener::bind(http_addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {http_addr} (OTLP/HTTP receiver): {e}"))?;
+    let grpc_listener =
+        tokio::net::TcpListener::bind(grpc_addr)
+            .await
+            .map_err(|source| crate::Error::Listen {
+                addr: grpc_addr,
+                what: "OTLP/gRPC receiver",
+                source,
+            })?;
+    let http_listener =
+        tokio::net::TcpListener::bind(http_addr)
+            .await
+            .map_err(|source| crate::Error::Listen {
+                addr: http_addr,
+                what: "OTLP/HTTP receiver",
+                source,
+            })?;
     tracing::info!(grpc = %grpc_addr, http = %http_addr, "OTLP receiver listening");
     let app = axum::Router::new()
         .route(

@@ -63,22 +63,23 @@ pub(crate) struct Relabel {
 
 impl Relabel {
     /// Compiles `rules`; `what` names the config section in errors.
-    pub(crate) fn compile(rules: &[RelabelRule], what: &str) -> anyhow::Result<Relabel> {
+    pub(crate) fn compile(rules: &[RelabelRule], what: &str) -> crate::Result<Relabel> {
         let rules = rules
             .iter()
             .enumerate()
             .map(|(i, r)| {
-                let re = Regex::new(&format!("^(?:{})$", r.regex))
-                    .map_err(|e| anyhow::anyhow!("{what} relabel rule #{}: regex: {e}", i + 1))?;
+                let re = Regex::new(&format!("^(?:{})$", r.regex)).map_err(|e| {
+                    crate::error::config(format!("{what} relabel rule #{}: regex: {e}", i + 1))
+                })?;
                 if r.action == Action::Replace && r.target_label.is_none() {
-                    anyhow::bail!(
+                    return Err(crate::error::config(format!(
                         "{what} relabel rule #{}: action replace needs target_label",
                         i + 1
-                    );
+                    )));
                 }
                 Ok((r.clone(), re))
             })
-            .collect::<anyhow::Result<_>>()?;
+            .collect::<crate::Result<_>>()?;
         Ok(Relabel { rules })
     }
 
@@ -125,9 +126,9 @@ pub(crate) struct LineFilter {
 }
 
 impl LineFilter {
-    pub(crate) fn compile(drop: &[String], keep: &[String], what: &str) -> anyhow::Result<LineFilter> {
+    pub(crate) fn compile(drop: &[String], keep: &[String], what: &str) -> crate::Result<LineFilter> {
         let set = |pats: &[String], field: &str| {
-            RegexSet::new(pats).map_err(|e| anyhow::anyhow!("{what} {field}: {e}"))
+            RegexSet::new(pats).map_err(|e| crate::error::config(format!("{what} {field}: {e}")))
         };
         Ok(LineFilter {
             drop: set(drop, "drop_lines")?,

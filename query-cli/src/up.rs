@@ -102,7 +102,7 @@ pub(crate) fn collector(args: CollectorArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| default_data_root().join("collector"));
     runtime()?.block_on(async {
         let shutdown = shutdown_on_signals();
-        obs_collector::run(cfg, data_dir, shutdown, true).await
+        Ok(obs_collector::run(cfg, data_dir, shutdown, true).await?)
     })
 }
 

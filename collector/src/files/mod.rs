@@ -183,22 +183,26 @@ impl std::fmt::Debug for FileTailer {
 
 /// Compiles file sources: globs, multiline, relabel rules and line filters; errors name the
 /// source and field (`obs config check` runs this too).
-fn compile(sources: &[FileSource]) -> anyhow::Result<Vec<Source>> {
+fn compile(sources: &[FileSource]) -> crate::Result<Vec<Source>> {
     let mut compiled = Vec::new();
     for (i, cfg) in sources.iter().enumerate() {
         let what = |field: &str| format!("[[collector.files]] #{} {field}", i + 1);
         for p in &cfg.paths {
-            glob::Pattern::new(p).map_err(|e| anyhow::anyhow!("{}: {p:?}: {e}", what("paths")))?;
+            glob::Pattern::new(p)
+                .map_err(|e| crate::error::config(format!("{}: {p:?}: {e}", what("paths"))))?;
         }
         let exclude = cfg
             .exclude
             .iter()
-            .map(|p| glob::Pattern::new(p).map_err(|e| anyhow::anyhow!("{}: {p:?}: {e}", what("exclude"))))
-            .collect::<anyhow::Result<_>>()?;
+            .map(|p| {
+                glob::Pattern::new(p)
+                    .map_err(|e| crate::error::config(format!("{}: {p:?}: {e}", what("exclude"))))
+            })
+            .collect::<crate::Result<_>>()?;
         let multiline = match &cfg.multiline {
             Some(m) => Some((
                 regex::Regex::new(&m.start)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", what("multiline.start")))?,
+                    .map_err(|e| crate::error::config(format!("{}: {e}", what("multiline.start"))))?,
                 Duration::from_millis(m.timeout_ms),
             )),
             None => None,
@@ -218,7 +222,7 @@ fn compile(sources: &[FileSource]) -> anyhow::Result<Vec<Source>> {
 }
 
 /// Checks the file sources of a config the way the collector compiles them at start.
-pub fn check(sources: &[FileSource]) -> anyhow::Result<()> {
+pub fn check(sources: &[FileSource]) -> crate::Result<()> {
     compile(sources).map(drop)
 }
 
@@ -230,7 +234,7 @@ impl FileTailer {
         spool: Arc<Spool>,
         data_dir: &Path,
         stats: Arc<FileStats>,
-    ) -> anyhow::Result<FileTailer> {
+    ) -> crate::Result<FileTailer> {
         let compiled = compile(sources)?;
         let state = data_dir.join("files.json");
         let saved = match std::fs::read(&state) {
@@ -242,7 +246,13 @@ impl FileTailer {
                 }
             },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
-            Err(e) => anyhow::bail!("cannot read {}: {e}", state.display()),
+            Err(source) => {
+                return Err(crate::Error::Read {
+                    what: "file positions".into(),
+                    path: state,
+                    source,
+                })
+            }
         };
         Ok(FileTailer {
             sources: compiled,
