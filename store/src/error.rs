@@ -9,7 +9,7 @@ pub enum Error {
          or pass --insecure if every host that can reach it is trusted"
     )]
     InsecureBind { addr: SocketAddr },
-    #[error("cannot read token file {path} for token {name:?}: {source}")]
+    #[error("cannot read token file {path} for token {name:?}: {source}; check the path in [[store.tokens]] and that the store may read it")]
     TokenFile {
         name: String,
         path: PathBuf,
@@ -22,11 +22,16 @@ pub enum Error {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("cannot create data dir {path}: {source}")]
+    #[error("cannot create data dir {path}: {source}; check that its parent exists and is writable by the store (--data-dir, [store] data_dir)")]
     DataDir { path: PathBuf, source: std::io::Error },
-    #[error("{0}")]
+    #[error(
+        "{0}; check [store.tls] cert_file and key_file (PEM: the certificate chain, and its private key)"
+    )]
     Tls(String),
-    #[error("cannot open the store's data: {0}")]
+    #[error(
+        "cannot open the store's data: {0}. If a file is damaged, restore the data dir from its backup \
+         (README: disaster recovery); if the disk is full or read-only, fix that and start again"
+    )]
     Open(String),
     #[error("http server failed: {0}")]
     Serve(std::io::Error),
