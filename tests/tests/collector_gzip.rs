@@ -130,11 +130,33 @@ fn compressed_rotations_resume_where_reading_stopped_and_nothing_comes_twice() {
     want.extend([17, 18]);
     wait_exactly(&store, &want, &mut collector);
     gzip(&logs.join("app.log.2"));
+    // The compressed copy is taken once it has been still for 5 s: dated a minute back, it
+    // is taken at the next scan.
+    let gz = std::fs::File::options()
+        .write(true)
+        .open(logs.join("app.log.2.gz"))
+        .unwrap();
+    gz.set_modified(std::time::SystemTime::now() - Duration::from_secs(60))
+        .unwrap();
     append(&app, 1900..2000);
     want.push(19);
     wait_exactly(&store, &want, &mut collector);
-    // The compressed copy is taken once it has been still for 5 s: give it time to be
-    // (wrongly) sent again.
-    std::thread::sleep(Duration::from_secs(8));
+    // Two new files, each found only by a scan, each awaited in turn: by the time the second
+    // arrives, a scan has taken the copy and what it read (had it been sent again) has been
+    // shipped before it.
+    for n in 0..2 {
+        let last = logs.join(format!("app.log.last{n}"));
+        std::fs::write(&last, format!("level=info b=last msg=settled-{n}-end\n")).unwrap();
+        let query = format!(r#"{{job="gz"}} |= "settled-{n}-end""#);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while store.log_lines(&query).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "{query} not delivered\n{}",
+                collector.describe()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
     wait_exactly(&store, &want, &mut collector);
 }

@@ -17,6 +17,9 @@
 //! the full id again. The pack table adds 32 bytes per pack (about 2 per blob). Blobs added during a run sit in a small hash map until
 //! [`Index::finish`] merges them.
 
+// Public for the benches and cross-process tests (feature `testing`), crate-wide otherwise.
+#![cfg_attr(not(feature = "testing"), allow(unreachable_pub, dead_code))]
+
 use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};

@@ -9,6 +9,9 @@
 //! Before a backup writes its snapshot it checks that its own lock is still fresh, so a
 //! prune that removed it as stale can never delete data the snapshot needs.
 
+// Public for the benches and cross-process tests (feature `testing`), crate-wide otherwise.
+#![cfg_attr(not(feature = "testing"), allow(unreachable_pub, dead_code))]
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

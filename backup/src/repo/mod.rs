@@ -29,6 +29,7 @@
 pub(crate) mod crypto;
 pub(crate) mod id;
 pub(crate) mod index;
+#[cfg_attr(not(feature = "testing"), allow(unreachable_pub))]
 pub mod lock;
 pub(crate) mod pack;
 
