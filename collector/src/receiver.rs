@@ -227,22 +227,13 @@ pub(crate) async fn start(
         token: token.map(|t| Arc::from(t.trim())),
         stats,
     };
-    let grpc_listener =
-        tokio::net::TcpListener::bind(grpc_addr)
+    let bind = |addr: SocketAddr, what: &'static str| async move {
+        tokio::net::TcpListener::bind(addr)
             .await
-            .map_err(|source| crate::Error::Listen {
-                addr: grpc_addr,
-                what: "OTLP/gRPC receiver",
-                source,
-            })?;
-    let http_listener =
-        tokio::net::TcpListener::bind(http_addr)
-            .await
-            .map_err(|source| crate::Error::Listen {
-                addr: http_addr,
-                what: "OTLP/HTTP receiver",
-                source,
-            })?;
+            .map_err(|source| crate::Error::Listen { addr, what, source })
+    };
+    let grpc_listener = bind(grpc_addr, "OTLP/gRPC receiver").await?;
+    let http_listener = bind(http_addr, "OTLP/HTTP receiver").await?;
     tracing::info!(grpc = %grpc_addr, http = %http_addr, "OTLP receiver listening");
     let app = axum::Router::new()
         .route(

@@ -126,15 +126,14 @@ pub fn label_name(name: &str) -> String {
 
 /// An OTLP attribute value as a string: arrays and maps as JSON, bytes as hex.
 pub fn attribute_value(v: Option<&AnyValue>) -> String {
-    match v.and_then(|v| v.value.as_ref()) {
+    let Some(v) = v else { return String::new() };
+    match &v.value {
         Some(any_value::Value::StringValue(s)) => s.clone(),
         Some(any_value::Value::BoolValue(b)) => b.to_string(),
         Some(any_value::Value::IntValue(i)) => i.to_string(),
         Some(any_value::Value::DoubleValue(d)) => d.to_string(),
         Some(any_value::Value::BytesValue(b)) => hex(b),
-        Some(any_value::Value::ArrayValue(_) | any_value::Value::KvlistValue(_)) => {
-            value_json(v.expect("a value")).to_string()
-        }
+        Some(any_value::Value::ArrayValue(_) | any_value::Value::KvlistValue(_)) => value_json(v).to_string(),
         // Dictionary references exist only in profiles; logs, spans and metrics carry none.
         Some(any_value::Value::StringValueStrindex(_)) | None => String::new(),
     }

@@ -96,7 +96,8 @@ pub(super) fn resume<'a>(
         .into_iter()
         .filter(|s| s.id.fingerprint == fingerprint)
         .collect();
-    candidates.sort_by_key(|s| std::cmp::Reverse(s.offset));
+    // Furthest first; the same position saved twice (by two inodes) is tried once.
+    candidates.sort_by_key(|s| std::cmp::Reverse((s.offset, s.tail)));
     candidates.dedup_by_key(|s| (s.offset, s.tail));
     candidates
         .into_iter()
