@@ -1,7 +1,7 @@
 //! The store's own metrics, served on `/metrics` in the Prometheus text format.
 
 use std::fmt::Write;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,6 +10,16 @@ use crate::ingest::Engine;
 #[derive(Debug, Clone)]
 pub(crate) struct Metrics {
     started: Arc<Instant>,
+    in_flight: Arc<AtomicU64>,
+}
+
+/// Counts one HTTP request as in flight until it is dropped (answered or abandoned).
+pub(crate) struct InFlight(Arc<AtomicU64>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
@@ -22,7 +32,14 @@ impl Metrics {
     pub(crate) fn new() -> Metrics {
         Metrics {
             started: Arc::new(Instant::now()),
+            in_flight: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Marks a request as in flight for as long as the returned guard lives.
+    pub(crate) fn request(&self) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.in_flight.clone())
     }
 
     pub(crate) fn render(&self, engine: &Engine) -> String {
@@ -44,6 +61,13 @@ impl Metrics {
             "gauge",
             "Seconds since the store started.",
             uptime,
+        );
+        metric(
+            &mut out,
+            "obs_store_http_requests_in_flight",
+            "gauge",
+            "HTTP requests being served, this scrape included.",
+            self.in_flight.load(Ordering::Relaxed),
         );
         let s = engine.stats();
         let c = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);

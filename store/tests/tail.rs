@@ -85,7 +85,15 @@ async fn a_stopping_store_closes_requests_left_open() {
     )
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The store is serving it once two requests are in flight: that push and this scrape.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while in_flight(port).await < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slow push never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let started = std::time::Instant::now();
     stop_tx.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(30), server)
@@ -98,4 +106,23 @@ async fn a_stopping_store_closes_requests_left_open() {
         took >= Duration::from_secs(5),
         "the open request was drained first, {took:?}"
     );
+}
+
+/// `obs_store_http_requests_in_flight` as a scrape of `/metrics` reports it.
+async fn in_flight(port: u16) -> u64 {
+    let text = tokio::task::spawn_blocking(move || {
+        ureq_tls::get(&format!("http://127.0.0.1:{port}/metrics"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("obs_store_http_requests_in_flight "))
+        .expect("the in-flight gauge")
+        .parse()
+        .unwrap()
 }

@@ -54,11 +54,23 @@ pub(crate) fn router(state: AppState, tokens: &Tokens) -> Router {
     let admin = Router::new()
         .route("/api/v1/admin/snapshot", axum::routing::post(snapshot))
         .route_layer(guard(Role::Admin));
+    let metrics = state.metrics.clone();
     open.merge(ingest)
         .merge(query)
         .merge(admin)
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(metrics, in_flight))
         .with_state(state)
+}
+
+/// Counts the request in `obs_store_http_requests_in_flight` until its answer is built.
+async fn in_flight(
+    State(metrics): State<Metrics>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let _guard = metrics.request();
+    next.run(req).await
 }
 
 async fn ready() -> &'static str {
