@@ -8,6 +8,8 @@ use serde::{Deserialize, Deserializer};
 
 use crate::auth::{Role, Tokens};
 use crate::limits::IngestLimits;
+use crate::rules::group::Env;
+use crate::rules::RulesSettings;
 use crate::Error;
 
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:9700";
@@ -46,6 +48,34 @@ pub struct StoreConfig {
     pub max_label_names_per_series: usize,
     pub max_label_names_per_metric_series: usize,
     pub max_streams_per_push: usize,
+    /// `[store.rules]`: alerting and recording rules.
+    pub rules: RulesConfig,
+}
+
+/// `[store.rules]` as written: rule files and how often they run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    /// Globs of Prometheus rule files (PromQL).
+    pub files: Vec<String>,
+    /// Globs of Loki ruler files (LogQL).
+    pub loki_files: Vec<String>,
+    /// How often groups without their own `interval` run.
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub evaluation_interval: Duration,
+    /// Load the built-in rule pack.
+    pub defaults: bool,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        RulesConfig {
+            files: Vec::new(),
+            loki_files: Vec::new(),
+            evaluation_interval: Duration::from_secs(60),
+            defaults: true,
+        }
+    }
 }
 
 /// `[store.tls]`: PEM files for the server certificate chain and its private key.
@@ -81,6 +111,7 @@ impl Default for StoreConfig {
             max_label_names_per_series: IngestLimits::default().max_label_names_per_series,
             max_label_names_per_metric_series: IngestLimits::default().max_label_names_per_metric_series,
             max_streams_per_push: IngestLimits::default().max_streams_per_push,
+            rules: RulesConfig::default(),
         }
     }
 }
@@ -126,6 +157,7 @@ pub struct StoreSettings {
     pub(crate) tokens: Tokens,
     pub tls: Option<TlsSettings>,
     pub limits: IngestLimits,
+    pub(crate) rules: RulesSettings,
 }
 
 impl StoreConfig {
@@ -151,7 +183,24 @@ impl StoreConfig {
             }),
             None => None,
         };
+        if self.rules.evaluation_interval.is_zero() {
+            return Err(Error::Config(
+                "[store.rules] evaluation_interval must be longer than 0s (try \"1m\")".into(),
+            ));
+        }
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let rules = RulesSettings {
+            files: self.rules.files,
+            loki_files: self.rules.loki_files,
+            evaluation_interval: self.rules.evaluation_interval,
+            defaults: self.rules.defaults,
+            env: Env {
+                external_labels: Vec::new(),
+                external_url: format!("{scheme}://{}", self.http_addr),
+            },
+        };
         Ok(StoreSettings {
+            rules,
             tls,
             data_dir: self.data_dir.unwrap_or(default_data_dir),
             http_addr: self.http_addr,

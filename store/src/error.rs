@@ -33,6 +33,8 @@ pub enum Error {
          (README: disaster recovery); if the disk is full or read-only, fix that and start again"
     )]
     Open(String),
+    #[error("invalid [store] config: {0}")]
+    Config(String),
     #[error("http server failed: {0}")]
     Serve(std::io::Error),
 }

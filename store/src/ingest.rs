@@ -68,6 +68,8 @@ pub(crate) struct IngestStats {
     pub(crate) rejected_lines: AtomicU64,
     pub(crate) apply_errors: AtomicU64,
     pub(crate) commits: AtomicU64,
+    /// Commits (or flushes, or retention passes) that failed and will be retried.
+    pub(crate) commit_errors: AtomicU64,
     /// Pushes refused by an ingest limit.
     pub(crate) refused: RefusedCounts,
 }
@@ -467,7 +469,10 @@ impl Engine {
             .await;
             match result {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "commit failed; will retry"),
+                Ok(Err(e)) => {
+                    self.shared.stats.commit_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = %e, "commit failed; will retry")
+                }
                 Err(e) => tracing::error!(error = %e, "commit task panicked"),
             }
             if stopping {

@@ -37,6 +37,7 @@ mod metrics;
 mod model;
 mod partitions;
 pub mod promql;
+pub mod rules;
 mod server;
 mod traceql;
 mod traces;
@@ -174,8 +175,8 @@ pub mod fuzzing {
 
 pub use auth::Role;
 pub use config::{
-    Retention, StoreConfig, StoreSettings, TlsConfig, TlsSettings, TokenConfig, DEFAULT_GRPC_ADDR,
-    DEFAULT_HTTP_ADDR,
+    Retention, RulesConfig, StoreConfig, StoreSettings, TlsConfig, TlsSettings, TokenConfig,
+    DEFAULT_GRPC_ADDR, DEFAULT_HTTP_ADDR,
 };
 pub use error::Error;
 pub use limits::IngestLimits;

@@ -42,7 +42,7 @@ impl Metrics {
         InFlight(self.in_flight.clone())
     }
 
-    pub(crate) fn render(&self, engine: &Engine) -> String {
+    pub(crate) fn render(&self, engine: &Engine, rules: &crate::rules::Rules) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -118,6 +118,13 @@ impl Metrics {
             "counter",
             "Index commits.",
             c(&s.commits),
+        );
+        metric(
+            &mut out,
+            "obs_store_commit_errors_total",
+            "counter",
+            "Index commits, flushes and retention passes that failed (retried).",
+            c(&s.commit_errors),
         );
         metric(
             &mut out,
@@ -228,6 +235,33 @@ impl Metrics {
                 d.as_secs()
             );
         }
+        let r = rules.stats();
+        for (name, help, value) in [
+            (
+                "obs_store_rule_evaluations_total",
+                "Rule evaluations.",
+                c(&r.evaluations),
+            ),
+            (
+                "obs_store_rule_evaluation_failures_total",
+                "Rule evaluations that failed.",
+                c(&r.failures),
+            ),
+            (
+                "obs_store_rule_group_iterations_missed_total",
+                "Group evaluations skipped because the previous one overran its interval.",
+                c(&r.missed),
+            ),
+        ] {
+            metric(&mut out, name, "counter", help, value);
+        }
+        metric(
+            &mut out,
+            "obs_store_rule_file_errors",
+            "gauge",
+            "Problems found in the rule files at the last (re)load.",
+            rules.errors().len(),
+        );
         // The filesystem holding the data directory: what `obs status` warns about.
         if let Ok(st) = nix::sys::statvfs::statvfs(engine.data_dir()) {
             let frag = st.fragment_size();

@@ -13,6 +13,7 @@ use crate::grpc;
 use crate::ingest::Engine;
 use crate::logql::Limits;
 use crate::metrics::Metrics;
+use crate::rules::Rules;
 use crate::{Error, StoreSettings};
 
 /// How long a stopping store waits for in-flight requests before closing them.
@@ -95,11 +96,18 @@ impl BoundStore {
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish and commits.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
+        let rules = Rules::new(self.settings.rules.clone(), self.engine.clone());
+        let r = rules.clone();
+        tokio::task::spawn_blocking(move || r.reload())
+            .await
+            .map_err(|e| Error::Open(format!("loading the rules failed: {e}")))?;
         let state = AppState {
             metrics: Metrics::new(),
             engine: self.engine.clone(),
             limits: Limits::default(),
+            rules: rules.clone(),
         };
+        let reloader = tokio::spawn(reload_on_sighup(rules.clone()));
         let app = api::router(state, &self.settings.tokens);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -160,6 +168,8 @@ impl BoundStore {
         tracing::info!(addr = %self.http_addr, scheme, data_dir = %self.settings.data_dir.display(), "store http listening");
         tracing::info!(addr = %self.grpc_addr, tls = self.settings.tls.is_some(), "store otlp/grpc listening");
         shutdown.await;
+        reloader.abort();
+        rules.stop().await;
         let _ = stop_tx.send(true);
         // Drain in-flight requests, but not forever: a client that keeps a connection or a
         // stream open (a tail, an HTTP/2 connection nobody closes) must not hold the store.
@@ -196,5 +206,24 @@ impl BoundStore {
         }
         tracing::info!(data_dir = %self.engine.data_dir().display(), "store stopped");
         Ok(())
+    }
+}
+
+/// Reads the rule files again on every SIGHUP, as Prometheus does.
+async fn reload_on_sighup(rules: Rules) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; reload rules with POST /-/reload");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let r = rules.clone();
+        match tokio::task::spawn_blocking(move || r.reload()).await {
+            Ok(errors) if errors.is_empty() => tracing::info!("rules reloaded"),
+            Ok(errors) => tracing::warn!(
+                files_with_errors = errors.len(),
+                "rules reloaded; files with errors keep their previous rules"
+            ),
+            Err(e) => tracing::error!(error = %e, "rule reload failed"),
+        }
     }
 }

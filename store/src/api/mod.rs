@@ -6,6 +6,7 @@ pub(crate) mod loki;
 pub(crate) mod otlp;
 pub(crate) mod params;
 pub(crate) mod prom;
+pub(crate) mod rules;
 pub(crate) mod tempo;
 
 use axum::extract::State;
@@ -26,6 +27,7 @@ pub(crate) struct AppState {
     pub(crate) metrics: Metrics,
     pub(crate) engine: Engine,
     pub(crate) limits: Limits,
+    pub(crate) rules: crate::rules::Rules,
 }
 
 pub(crate) fn router(state: AppState, tokens: &Tokens) -> Router {
@@ -50,9 +52,11 @@ pub(crate) fn router(state: AppState, tokens: &Tokens) -> Router {
         .merge(loki::query_router())
         .merge(tempo::router())
         .merge(prom::query_router())
+        .merge(rules::query_router())
         .route_layer(guard(Role::Query));
     let admin = Router::new()
         .route("/api/v1/admin/snapshot", axum::routing::post(snapshot))
+        .merge(rules::admin_router())
         .route_layer(guard(Role::Admin));
     let metrics = state.metrics.clone();
     open.merge(ingest)
@@ -103,7 +107,7 @@ async fn snapshot(State(state): State<AppState>) -> axum::response::Response {
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(&state.engine),
+        state.metrics.render(&state.engine, &state.rules),
     )
 }
 

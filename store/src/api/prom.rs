@@ -39,8 +39,6 @@ pub(crate) fn query_router() -> Router<AppState> {
         .route("/api/v1/series", get(series).post(series))
         .route("/api/v1/metadata", get(metadata))
         .route("/api/v1/query_exemplars", get(exemplars).post(exemplars))
-        .route("/api/v1/rules", get(rules))
-        .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/status/buildinfo", get(buildinfo))
 }
 
@@ -348,14 +346,6 @@ async fn exemplars() -> Json<Value> {
 }
 
 /// The store evaluates no recording or alerting rules.
-async fn rules() -> Json<Value> {
-    success(json!({"groups": []}))
-}
-
-async fn alerts() -> Json<Value> {
-    success(json!({"alerts": []}))
-}
-
 async fn buildinfo() -> Json<Value> {
     success(json!({
         "version": PROMETHEUS_COMPAT_VERSION,

@@ -30,6 +30,7 @@ impl TestStore {
             _dir: dir,
             state: AppState {
                 metrics: Metrics::new(),
+                rules: crate::rules::Rules::new(crate::rules::RulesSettings::none(), engine.clone()),
                 engine,
                 limits: Limits::default(),
             },
