@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
-use obs_store::promql::{self, Options, QueryValue};
+use obs_store::promql::{self, notation, Options, QueryValue};
 use obs_store::tsdb::{self, Labels, RawSeries, SeriesList};
 
 /// Series loaded by `load` commands, by label set; each eval queries a snapshot of them.
@@ -76,47 +76,6 @@ fn parse_duration_ms(s: &str) -> Option<i64> {
     Some(total)
 }
 
-fn parse_value(s: &str) -> Option<f64> {
-    match s {
-        "stale" => Some(tsdb::stale_nan()),
-        "Inf" | "+Inf" | "inf" | "+inf" => Some(f64::INFINITY),
-        "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
-        "NaN" | "nan" => Some(f64::NAN),
-        _ => s.parse().ok().or_else(|| {
-            let hex = s.strip_prefix("0x")?;
-            i64::from_str_radix(hex, 16).ok().map(|v| v as f64)
-        }),
-    }
-}
-
-/// Expands one point token (`5`, `_`, `stale`, `1+2x3`, `1-2x3`, `1x3`, `_x3`).
-fn expand_points(tok: &str) -> Option<Vec<Option<f64>>> {
-    if let Some((base, n)) = tok.rsplit_once('x') {
-        if let Ok(n) = n.parse::<usize>() {
-            if base == "_" {
-                return Some(vec![None; n]);
-            }
-            // Split "a+b" / "a-b" at an operator that is not a sign or an exponent's.
-            let bytes = base.as_bytes();
-            let split = (1..bytes.len())
-                .rev()
-                .find(|&i| (bytes[i] == b'+' || bytes[i] == b'-') && !matches!(bytes[i - 1], b'e' | b'E'));
-            let (start, delta) = match split {
-                Some(i) => {
-                    let d = parse_value(&base[i + 1..])?;
-                    (parse_value(&base[..i])?, if bytes[i] == b'-' { -d } else { d })
-                }
-                None => (parse_value(base)?, 0.0),
-            };
-            return Some((0..=n).map(|k| Some(start + delta * k as f64)).collect());
-        }
-    }
-    if tok == "_" {
-        return Some(vec![None]);
-    }
-    parse_value(tok).map(|v| vec![Some(v)])
-}
-
 /// Splits `name{a="b"} 1 2 3` into the series text and the rest.
 fn split_series(line: &str) -> (&str, &str) {
     let line = line.trim();
@@ -170,31 +129,6 @@ fn strip_histograms(points: &str) -> String {
     }
     out.push_str(rest);
     out
-}
-
-fn parse_labels(desc: &str) -> Option<Labels> {
-    let desc = if desc.ends_with("{}") && desc.len() > 2 {
-        &desc[..desc.len() - 2]
-    } else {
-        desc
-    };
-    if desc == "{}" {
-        return Some(Labels::default());
-    }
-    let expr = promql_parser::parser::parse(desc).ok()?;
-    let promql_parser::parser::Expr::VectorSelector(vs) = expr else {
-        return None;
-    };
-    let mut pairs: Vec<(String, String)> = vs
-        .matchers
-        .matchers
-        .iter()
-        .map(|m| (m.name.clone(), m.value.clone()))
-        .collect();
-    if let Some(n) = vs.name {
-        pairs.push((tsdb::METRIC_NAME.to_string(), n));
-    }
-    Some(Labels::new(pairs))
 }
 
 #[derive(Debug, Default)]
@@ -443,12 +377,12 @@ fn run_file(text: &str) -> Tally {
                 // Native histogram points are out of scope: they load as gaps.
                 native_loaded |= points.contains("{{") || line.contains("nhcb");
                 let points = strip_histograms(points);
-                let Some(labels) = parse_labels(desc) else {
+                let Ok(labels) = notation::metric(desc) else {
                     continue;
                 };
                 let mut vals = Vec::new();
                 for tok in points.split_whitespace() {
-                    vals.extend(expand_points(tok).unwrap_or_default());
+                    vals.extend(notation::expand(tok).unwrap_or_default());
                 }
                 if vals.is_empty() {
                     continue;
@@ -507,18 +441,18 @@ fn run_file(text: &str) -> Tally {
             }
             let (desc, points) = split_series(l);
             if points.is_empty() {
-                if let Some(v) = parse_value(desc) {
+                if let Some(v) = notation::value(desc) {
                     expect.scalar = Some(v);
                     continue;
                 }
             }
-            let Some(labels) = parse_labels(desc) else {
+            let Ok(labels) = notation::metric(desc) else {
                 expect.unsupported = Some(format!("result line {l:?}"));
                 continue;
             };
             let mut vals = Vec::new();
             for tok in points.split_whitespace() {
-                vals.extend(expand_points(tok).unwrap_or_default());
+                vals.extend(notation::expand(tok).unwrap_or_default());
             }
             expect.series.push((labels, vals));
         }

@@ -24,6 +24,7 @@ mod binary;
 mod eval;
 mod functions;
 mod histogram;
+pub mod notation;
 mod over_time;
 
 use std::sync::Arc;

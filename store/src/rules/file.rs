@@ -153,8 +153,8 @@ impl<'de> Deserialize<'de> for ExprText {
     }
 }
 
-/// A scalar read as text, as Go's YAML reads `for: 0` into a string-typed duration.
-fn scalar<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+/// A scalar read as its text, as Go's YAML reads `for: 0` or `values: 0x10` into a string.
+pub(crate) fn scalar<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     struct V;
     impl serde::de::Visitor<'_> for V {
         type Value = Option<String>;
@@ -180,7 +180,8 @@ fn scalar<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
             Ok(None)
         }
     }
-    d.deserialize_any(V)
+    // Asked for a string, YAML hands over the scalar's text as written (`0x10`, `1e3`).
+    d.deserialize_string(V)
 }
 
 /// A Prometheus duration (`1h30m`, `5m`, `0m`, `0`): units `y w d h m s ms`, largest

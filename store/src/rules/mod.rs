@@ -24,7 +24,9 @@ pub(crate) mod file;
 pub(crate) mod group;
 mod manager;
 pub(crate) mod template;
+mod unittest;
 
 pub use defaults::PACK as DEFAULT_RULES;
 pub use file::{check_files, FileError, Lang};
 pub(crate) use manager::{Rules, RulesSettings};
+pub use unittest::{run_test_file, TestReport};
