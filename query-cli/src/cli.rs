@@ -34,8 +34,13 @@ pub enum Command {
     /// Query logs, metrics and traces from the store
     #[command(subcommand)]
     Query(QueryCommand),
-    /// Fleet health at a glance: collectors, store, backups (non-zero exit when unhealthy)
+    /// Fleet health at a glance: collectors, store, backups, firing alerts (non-zero exit when unhealthy)
     Status(StatusArgs),
+    /// Alerting and recording rules: check and unit-test rule files, write the built-in pack
+    #[command(subcommand)]
+    Rules(RulesCommand),
+    /// The alerts that are pending or firing in the store
+    Alerts(AlertsArgs),
     /// Work with config files
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -400,6 +405,37 @@ pub struct StatusArgs {
     /// (0 turns the check off)
     #[arg(long, value_name = "PERCENT", default_value_t = 5.0)]
     pub min_disk_free: f64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Check rule files as the store loads them; prints `file:line:col: message` and exits 2
+    /// when one is bad
+    Check {
+        /// Prometheus rule files (or Loki ruler files with --loki)
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The files are Loki ruler files: `expr` is LogQL
+        #[arg(long)]
+        loki: bool,
+    },
+    /// Run rule unit tests written for `promtool test rules`; exits 1 when one fails
+    Test {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print the built-in rule pack, or write it to a file to edit
+    Defaults {
+        /// Write to this file instead of standard output
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AlertsArgs {
+    #[command(flatten)]
+    pub client: StoreClientArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,6 +10,7 @@ mod client;
 pub mod config;
 mod grafana;
 mod query;
+mod rules;
 mod status;
 mod up;
 
@@ -28,6 +29,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Backup(cmd) => report(backup::run(cmd)),
         Command::Query(cmd) => report(query::run(cmd)),
         Command::Status(args) => report(status::run(args)),
+        Command::Rules(cmd) => rules::run(cmd),
+        Command::Alerts(args) => report(rules::alerts(args)),
         Command::Config(ConfigCommand::Check { file }) => config_check(file),
         Command::Grafana(GrafanaCommand::Provision(args)) => report(grafana::provision(args)),
         Command::Version => {

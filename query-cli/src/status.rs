@@ -3,7 +3,7 @@
 //! ships about itself: last seen, spool, drops, last delivery) and each backup job (from the
 //! `obs_backup_*` gauges the scheduler reports). Exits 1 when the store's disk is 95% full, a
 //! collector has not reported for 5 minutes or dropped data in the last hour, or a job's last
-//! run or drill failed.
+//! run or drill failed, or while a critical alert fires (firing alerts are listed).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -147,6 +147,11 @@ pub(crate) fn run(args: StatusArgs) -> anyhow::Result<()> {
     let store = store_gauges(&args)?;
     let collectors = collectors(&args)?;
     let jobs = fetch(&args)?;
+    let client = StoreClient::new(&args.client, Duration::from_secs(30))?;
+    let firing: Vec<crate::rules::Alert> = crate::rules::fetch(&client)?
+        .into_iter()
+        .filter(|a| a.state == "firing")
+        .collect();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs_f64();
@@ -182,6 +187,14 @@ pub(crate) fn run(args: StatusArgs) -> anyhow::Result<()> {
             problems.push(format!("backup job {job}: last restore drill failed"));
         }
     }
+    for a in firing
+        .iter()
+        .filter(|a| a.labels.get("severity").map(String::as_str) == Some("critical"))
+    {
+        let name = a.labels.get("alertname").map(String::as_str).unwrap_or("?");
+        let summary = a.annotations.get("summary").map(String::as_str).unwrap_or("");
+        problems.push(format!("critical alert {name} is firing: {summary}"));
+    }
     match args.client.output {
         Output::Json | Output::Raw => {
             let list: Vec<_> = jobs
@@ -191,7 +204,7 @@ pub(crate) fn run(args: StatusArgs) -> anyhow::Result<()> {
             println!(
                 "{}",
                 serde_json::to_string_pretty(
-                    &serde_json::json!({"store": store, "collectors": collectors, "backup_jobs": list, "problems": problems})
+                    &serde_json::json!({"store": store, "collectors": collectors, "backup_jobs": list, "firing_alerts": firing, "problems": problems})
                 )?
             );
         }
@@ -237,6 +250,14 @@ pub(crate) fn run(args: StatusArgs) -> anyhow::Result<()> {
                             .map_or("-".to_string(), |a| ago(*a)),
                         when(g.get("obs_backup_next_run_timestamp_seconds").copied(), now),
                     );
+                }
+            }
+            println!("firing alerts");
+            if firing.is_empty() {
+                println!("  none");
+            } else {
+                for line in crate::rules::table(&firing).lines() {
+                    println!("  {line}");
                 }
             }
             for p in &problems {

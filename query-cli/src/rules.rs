@@ -1,0 +1,143 @@
+//! `obs rules check|test|defaults` (rule files, read by `obs-store`'s rule engine without a
+//! store) and `obs alerts` (the firing and pending alerts of a running store).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use crate::cli::{AlertsArgs, Output, RulesCommand};
+use crate::client::StoreClient;
+use crate::EXIT_USAGE;
+
+pub(crate) fn run(cmd: RulesCommand) -> ExitCode {
+    match cmd {
+        RulesCommand::Check { files, loki } => {
+            let lang = if loki {
+                obs_store::rules::Lang::LogQL
+            } else {
+                obs_store::rules::Lang::PromQL
+            };
+            let errors = obs_store::rules::check_files(&files, lang);
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            if !errors.is_empty() {
+                return ExitCode::from(EXIT_USAGE);
+            }
+            for f in &files {
+                println!("{}: ok", f.display());
+            }
+            ExitCode::SUCCESS
+        }
+        RulesCommand::Test { files } => {
+            let mut failed = false;
+            for f in &files {
+                let report = obs_store::rules::run_test_file(f);
+                failed |= !report.passed();
+                write_out(&format!("{}\n", report.render()));
+            }
+            if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        RulesCommand::Defaults { out } => match out {
+            None => {
+                write_out(obs_store::rules::DEFAULT_RULES);
+                ExitCode::SUCCESS
+            }
+            Some(path) => match std::fs::write(&path, obs_store::rules::DEFAULT_RULES) {
+                Ok(()) => {
+                    println!(
+                        "wrote the built-in rules to {}; to use your copy, set `defaults = false` and add it to `files` in [store.rules]",
+                        path.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: cannot write {}: {e}", path.display());
+                    ExitCode::FAILURE
+                }
+            },
+        },
+    }
+}
+
+/// Writes to standard output; a closed pipe (`| head`) is not an error.
+fn write_out(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+/// One alert as the store's `/api/v1/alerts` lists it.
+#[derive(Debug, serde::Deserialize, serde::Serialize)]
+pub(crate) struct Alert {
+    pub(crate) labels: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub(crate) annotations: std::collections::BTreeMap<String, String>,
+    pub(crate) state: String,
+    #[serde(rename = "activeAt")]
+    pub(crate) active_at: String,
+    pub(crate) value: String,
+}
+
+/// The pending and firing alerts of PromQL and LogQL rules, firing first.
+pub(crate) fn fetch(client: &StoreClient) -> anyhow::Result<Vec<Alert>> {
+    let mut all = Vec::new();
+    for path in ["/api/v1/alerts", "/prometheus/api/v1/alerts"] {
+        let (status, body) = client.get(path, &[])?;
+        if status != 200 {
+            bail!("{path} answered {status}: {}", body.trim());
+        }
+        let v: serde_json::Value =
+            serde_json::from_str(&body).with_context(|| format!("{path} did not answer JSON"))?;
+        let alerts: Vec<Alert> = serde_json::from_value(v["data"]["alerts"].clone())
+            .with_context(|| format!("{path} did not answer like Prometheus's alerts API"))?;
+        all.extend(alerts);
+    }
+    all.sort_by(|a, b| (b.state == "firing", &a.active_at).cmp(&(a.state == "firing", &b.active_at)));
+    Ok(all)
+}
+
+pub(crate) fn alerts(args: AlertsArgs) -> anyhow::Result<()> {
+    let client = StoreClient::new(&args.client, Duration::from_secs(30))?;
+    let alerts = fetch(&client)?;
+    match args.client.output {
+        Output::Json | Output::Raw => println!("{}", serde_json::to_string_pretty(&alerts)?),
+        Output::Human => print!("{}", table(&alerts)),
+    }
+    Ok(())
+}
+
+/// The human table: state, name, severity, since, the other labels and the summary.
+pub(crate) fn table(alerts: &[Alert]) -> String {
+    if alerts.is_empty() {
+        return "no alerts are pending or firing\n".into();
+    }
+    let mut out = format!(
+        "{:<8} {:<28} {:<9} {:<21} {:<32} {}\n",
+        "STATE", "ALERT", "SEVERITY", "SINCE", "LABELS", "SUMMARY"
+    );
+    for a in alerts {
+        let get = |k: &str| a.labels.get(k).map(String::as_str).unwrap_or("-");
+        let rest: Vec<String> = a
+            .labels
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "alertname" | "severity"))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let since = a.active_at.get(..19).unwrap_or(&a.active_at).replace('T', " ");
+        out.push_str(&format!(
+            "{:<8} {:<28} {:<9} {:<21} {:<32} {}\n",
+            a.state,
+            get("alertname"),
+            get("severity"),
+            since,
+            rest.join(","),
+            a.annotations.get("summary").map(String::as_str).unwrap_or("")
+        ));
+    }
+    out
+}
