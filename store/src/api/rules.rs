@@ -100,6 +100,15 @@ pub(crate) fn go_exp(v: f64) -> String {
     format!("{mant}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
 }
 
+/// Seconds as Go's JSON writes a float64: `60`, `0.5`.
+fn go_seconds(ms: i64) -> Value {
+    if ms % 1000 == 0 {
+        json!(ms / 1000)
+    } else {
+        json!(ms as f64 / 1000.0)
+    }
+}
+
 /// Go's `time.Time` in JSON (RFC 3339 with nanoseconds, trailing zeros cut); the zero time
 /// for "never".
 fn go_time(ms: Option<i64>) -> String {
@@ -168,12 +177,14 @@ fn rule_json(r: &RuleState, with_alerts: bool) -> Value {
             }
             v
         }
-        Kind::Record(name) => json!({
-            "name": name,
-            "query": rule.query_text(),
-            "labels": object(rule.labels.clone()),
-            "type": "recording",
-        }),
+        Kind::Record(name) => {
+            let mut v = json!({"name": name, "query": rule.query_text(), "type": "recording"});
+            // Go's `omitempty`: a recording rule without labels has no `labels` key.
+            if !rule.labels.is_empty() {
+                v["labels"] = object(rule.labels.clone());
+            }
+            v
+        }
     };
     v["health"] = json!(r.health.as_str());
     if !r.last_error.is_empty() {
@@ -238,7 +249,7 @@ fn rules(st: &AppState, p: &Params, lang: Lang) -> Answer {
             "name": g.group.name,
             "file": g.group.file,
             "rules": rules,
-            "interval": g.interval_ms as f64 / 1000.0,
+            "interval": go_seconds(g.interval_ms),
             "limit": g.group.limit,
             "evaluationTime": g.eval_seconds,
             "lastEvaluation": go_time(g.last_eval),
