@@ -423,6 +423,8 @@ pub struct StoreProc {
     pub grpc_port: u16,
     pub data: PathBuf,
     dir: PathBuf,
+    /// The config file it was started with (used again on restart).
+    config: Option<PathBuf>,
 }
 
 impl StoreProc {
@@ -469,6 +471,7 @@ impl StoreProc {
             grpc_port,
             data: data.to_path_buf(),
             dir: dir.to_path_buf(),
+            config: None,
         }
     }
 
@@ -488,6 +491,10 @@ impl StoreProc {
             format!("version = 1\n[store]\nhttp_addr = \"127.0.0.1:{port}\"\ngrpc_addr = \"127.0.0.1:{grpc_port}\"\n{config}"),
         )
         .expect("write store config");
+        StoreProc::start_config_file(dir, &data, port, grpc_port, file)
+    }
+
+    fn start_config_file(dir: &Path, data: &Path, port: u16, grpc_port: u16, file: PathBuf) -> StoreProc {
         let mut proc = Proc::obs(
             "store",
             &[
@@ -504,8 +511,9 @@ impl StoreProc {
             proc,
             port,
             grpc_port,
-            data,
+            data: data.to_path_buf(),
             dir: dir.to_path_buf(),
+            config: Some(file),
         }
     }
 
@@ -526,12 +534,17 @@ impl StoreProc {
             grpc_port,
             data,
             dir,
+            config,
         } = self;
         proc.signal(Signal::SIGKILL);
         proc.wait_timeout(Duration::from_secs(10))
             .expect("store did not die on SIGKILL");
         std::thread::sleep(down);
-        StoreProc::start_on_ports(&dir, &data, port, grpc_port)
+        match config {
+            // The stderr file is truncated by the new process, so readiness is seen afresh.
+            Some(file) => StoreProc::start_config_file(&dir, &data, port, grpc_port, file),
+            None => StoreProc::start_on_ports(&dir, &data, port, grpc_port),
+        }
     }
 
     /// The lines a LogQL query returns over the last hour (up to 1000), as (stream labels,
