@@ -106,6 +106,9 @@ pub fn gauges(state: &State, now: DateTime<Utc>) -> Vec<Gauge> {
         if let Some(t) = s.next_backup {
             g("obs_backup_next_run_timestamp_seconds", t.timestamp() as f64);
         }
+        if let Some(i) = s.interval_secs {
+            g("obs_backup_interval_seconds", i);
+        }
         if let Some(t) = s.next_drill {
             g(
                 "obs_backup_drill_next_run_timestamp_seconds",

@@ -159,6 +159,13 @@ impl Planner {
                     Task::Drill(_) => s.drill_fired,
                 };
                 let fire = next_fire(job, &task, last.unwrap_or(now));
+                if let Task::Backup(_) = task {
+                    let first = next_fire(job, &task, now);
+                    let second = first.and_then(|f| next_fire(job, &task, f));
+                    if let (Some(a), Some(b)) = (first, second) {
+                        s.interval_secs = Some((b - a).num_milliseconds() as f64 / 1000.0);
+                    }
+                }
                 let next = match (fire, self.retries.get(&task).map(|r| r.at)) {
                     (Some(f), Some(r)) => Some(f.min(r)),
                     (f, r) => f.or(r),
@@ -376,6 +383,8 @@ timezone = "UTC"
         p.finished(&c, &Task::Backup("hourly".into()), true, t(2, 5));
         p.record_next(&c, &mut state, t(2, 5));
         assert_eq!(state.jobs["hourly"].next_backup, Some(t(3, 0)));
+        assert_eq!(state.jobs["hourly"].interval_secs, Some(3600.0));
+        assert_eq!(state.jobs["nightly"].interval_secs, Some(86_400.0));
         assert_eq!(state.jobs["nightly"].next_drill, Some(t(3, 30)));
         assert!(
             p.due(&c, &mut state, t(2, 10)).is_empty(),

@@ -33,6 +33,10 @@ pub struct JobState {
     pub next_backup: Option<DateTime<Utc>>,
     #[serde(default)]
     pub next_drill: Option<DateTime<Utc>>,
+    /// Seconds between two scheduled backups (the alert "last good backup older than twice
+    /// its schedule" compares with it).
+    #[serde(default)]
+    pub interval_secs: Option<f64>,
 }
 
 impl State {

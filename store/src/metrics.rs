@@ -284,3 +284,88 @@ impl Metrics {
         out
     }
 }
+
+/// How often the store records its own metrics into its TSDB.
+pub(crate) const SELF_SCRAPE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Records the store's own metrics into its TSDB every [`SELF_SCRAPE_INTERVAL`] as
+/// `job="obs-store", instance=<http address>` (as Prometheus scrapes itself), so rules and
+/// dashboards can use them.
+pub(crate) async fn record_own(
+    metrics: Metrics,
+    engine: Engine,
+    rules: crate::rules::Rules,
+    instance: String,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(SELF_SCRAPE_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let batch = own_samples(&metrics.render(&engine, &rules), &instance, t);
+        if let Err(e) = engine.ingest_samples(batch).await {
+            tracing::warn!(error = %e, "recording the store's own metrics failed");
+        }
+    }
+}
+
+/// The samples of a `/metrics` text, labelled with the store's job and instance.
+fn own_samples(text: &str, instance: &str, t: i64) -> crate::tsdb::SampleBatch {
+    let series = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (desc, value) = l.rsplit_once(' ')?;
+            let mut labels = crate::promql::notation::metric(desc).ok()?;
+            labels.set("job", "obs-store");
+            labels.set("instance", instance);
+            Some(crate::tsdb::SeriesSamples {
+                labels: labels.into_pairs(),
+                samples: vec![(t, value.parse().ok()?)],
+            })
+        })
+        .collect();
+    crate::tsdb::SampleBatch { series }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn own_metrics_become_labelled_samples() {
+        let text = "# HELP a x\n# TYPE a gauge\na 1.5\nb{limit=\"x\"} 2\n";
+        let b = super::own_samples(text, "127.0.0.1:9700", 7);
+        assert_eq!(b.series.len(), 2);
+        let pairs = |v: &[(&str, &str)]| {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            b.series[0].labels,
+            pairs(&[
+                ("__name__", "a"),
+                ("instance", "127.0.0.1:9700"),
+                ("job", "obs-store")
+            ])
+        );
+        assert_eq!(
+            b.series[1].labels,
+            pairs(&[
+                ("__name__", "b"),
+                ("instance", "127.0.0.1:9700"),
+                ("job", "obs-store"),
+                ("limit", "x")
+            ])
+        );
+        assert_eq!(
+            (b.series[0].samples[0], b.series[1].samples[0]),
+            ((7, 1.5), (7, 2.0))
+        );
+    }
+}

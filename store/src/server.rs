@@ -108,6 +108,14 @@ impl BoundStore {
             rules: rules.clone(),
         };
         let reloader = tokio::spawn(reload_on_sighup(rules.clone()));
+        let (own_stop, own_rx) = tokio::sync::watch::channel(false);
+        let own = tokio::spawn(crate::metrics::record_own(
+            state.metrics.clone(),
+            self.engine.clone(),
+            rules.clone(),
+            self.http_addr.to_string(),
+            own_rx,
+        ));
         let app = api::router(state, &self.settings.tokens);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -169,6 +177,8 @@ impl BoundStore {
         tracing::info!(addr = %self.grpc_addr, tls = self.settings.tls.is_some(), "store otlp/grpc listening");
         shutdown.await;
         reloader.abort();
+        let _ = own_stop.send(true);
+        let _ = own.await;
         rules.stop().await;
         let _ = stop_tx.send(true);
         // Drain in-flight requests, but not forever: a client that keeps a connection or a

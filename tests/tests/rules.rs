@@ -317,3 +317,91 @@ fn kill_9_loses_no_acknowledged_recorded_sample() {
         "{before} recorded samples before kill -9, {after} after"
     );
 }
+
+#[test]
+fn the_built_in_pack_runs_by_default_and_can_be_written_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let store = StoreProc::start_with_config(dir, "[store.rules]\nevaluation_interval = \"1s\"\n");
+    let label = |n: &str, v: &str| prompb::Label {
+        name: n.into(),
+        value: v.into(),
+    };
+    let req = prompb::WriteRequest {
+        timeseries: vec![prompb::TimeSeries {
+            labels: vec![
+                label("__name__", "obs_backup_last_run_success"),
+                label("job", "nightly"),
+                label("repo", "offsite"),
+            ],
+            samples: vec![prompb::Sample {
+                value: 0.0,
+                timestamp: now_ms(),
+            }],
+        }],
+        metadata: Vec::new(),
+    };
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .unwrap();
+    assert_eq!(
+        http_post(&store.url("/api/v1/write"), "application/x-protobuf", &body)
+            .unwrap()
+            .0,
+        204
+    );
+    let v = wait_for(
+        "BackupFailed",
+        || get_json(&store.url("/api/v1/alerts")),
+        |v| alert(v, "BackupFailed").is_some(),
+    );
+    let a = alert(&v, "BackupFailed").unwrap();
+    assert_eq!(a["labels"]["severity"], "critical");
+    assert_eq!(a["annotations"]["summary"], "Backup job nightly failed");
+    assert!(
+        a["annotations"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("obs backup run nightly"),
+        "{a}"
+    );
+    // The store records its own metrics, so the pack's store rules have data.
+    wait_for(
+        "the store's own metrics",
+        || {
+            get_json(&store.url(&format!(
+                "/api/v1/query?query={}",
+                enc("obs_store_disk_avail_bytes{job=\"obs-store\"}")
+            )))
+        },
+        |v| v["data"]["result"].as_array().is_some_and(|r| r.len() == 1),
+    );
+
+    let out = dir.join("pack.yml");
+    let (code, _, err) = Proc::run(
+        obs_bin(),
+        &["rules", "defaults", "--out", out.to_str().unwrap()],
+        dir,
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, stdout, err) = Proc::run(obs_bin(), &["rules", "check", out.to_str().unwrap()], dir);
+    assert_eq!(
+        (code, stdout.trim()),
+        (0, format!("{}: ok", out.display()).as_str()),
+        "{err}"
+    );
+    std::fs::write(
+        &out,
+        "groups:\n  - name: g\n    rules:\n      - alert: X\n        expr: up ==\n",
+    )
+    .unwrap();
+    let (code, _, err) = Proc::run(obs_bin(), &["rules", "check", out.to_str().unwrap()], dir);
+    assert_eq!(code, 2);
+    assert!(
+        err.starts_with(&format!(
+            "{}:5:15: group \"g\", rule 1, \"X\": could not parse expression",
+            out.display()
+        )),
+        "{err}"
+    );
+}
