@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+pub mod node;
+
 /// The fullest example config shipped in `config/`.
 pub const EXAMPLE_CONFIG: &str = include_str!("../../config/obs.toml");
 
