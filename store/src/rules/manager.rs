@@ -312,28 +312,28 @@ async fn run_group(rules: Rules, state: Arc<Mutex<GroupState>>, mut stop: watch:
             rules.inner.stats.failures.fetch_add(failed, Ordering::Relaxed);
         }
         evaluations += 1;
-        // An evaluation that overran skips the slots it ran into, and counts them.
-        let next = next_slot(ts, interval, offset);
-        let now = now_ms();
-        let missed = if now > next {
-            (now - next) / interval + 1
-        } else {
-            0
-        };
+        let (next, missed) = after_eval(ts, now_ms(), interval);
         if missed > 0 {
-            state.lock().expect("group lock").missed += missed as u64;
-            rules
-                .inner
-                .stats
-                .missed
-                .fetch_add(missed as u64, Ordering::Relaxed);
+            state.lock().expect("group lock").missed += missed;
+            rules.inner.stats.missed.fetch_add(missed, Ordering::Relaxed);
             tracing::warn!(
                 missed,
                 "rule group evaluation overran its interval; skipped the next slots"
             );
         }
-        ts = next + missed * interval;
+        ts = next;
     }
+}
+
+/// After the evaluation of slot `ts` ended at `now`: the next slot to evaluate and how many
+/// were skipped because the evaluation ran into them (a slot already begun is skipped).
+fn after_eval(ts: i64, now: i64, interval: i64) -> (i64, u64) {
+    let next = ts + interval;
+    if now <= next {
+        return (next, 0);
+    }
+    let missed = (now - next) / interval + 1;
+    (next + missed * interval, missed as u64)
 }
 
 /// Rule queries over the store's data.
@@ -404,4 +404,24 @@ pub(crate) fn last_sample(q: &dyn Querier, labels: &Labels, mint: i64, maxt: i64
         .into_iter()
         .find(|s| s.labels.len() == labels.len())
         .and_then(|s| s.samples.last().copied())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_keep_their_offset_in_the_interval_and_overruns_skip_slots() {
+        // Slots are `offset + k * interval`, the first one after now.
+        assert_eq!(next_slot(125_000, 60_000, 7_000), 127_000);
+        assert_eq!(next_slot(127_000, 60_000, 7_000), 187_000);
+        assert_eq!(next_slot(126_999, 60_000, 7_000), 127_000);
+        // On time: the next slot, nothing missed.
+        assert_eq!(after_eval(60_000, 60_500, 60_000), (120_000, 0));
+        assert_eq!(after_eval(60_000, 120_000, 60_000), (120_000, 0));
+        // Ran 10 s into the next slot: that one is skipped and counted.
+        assert_eq!(after_eval(60_000, 130_000, 60_000), (180_000, 1));
+        // Ran past two slots.
+        assert_eq!(after_eval(60_000, 185_000, 60_000), (240_000, 2));
+    }
 }

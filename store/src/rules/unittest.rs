@@ -218,6 +218,9 @@ struct Memory {
     series: Mutex<Vec<RawSeries>>,
     /// Rules see input only up to the time they are evaluated at.
     till: AtomicI64,
+    /// Native histogram series: PromQL here is float-only, so these are only read by a test
+    /// expression that selects them as they are (see [`histograms_selected`]).
+    histograms: Vec<(Labels, Vec<(i64, notation::Histogram)>)>,
 }
 
 impl Memory {
@@ -309,20 +312,27 @@ fn run_group(tg: &TestGroup, groups: &[Group], eval_interval: i64, fuzzy: bool) 
         Ok(t) => t,
         Err(e) => return vec![format!("    {e}")],
     };
-    let mem = Memory::default();
+    let mut mem = Memory::default();
     for s in &tg.input_series {
         let labels = match notation::metric(&s.series) {
             Ok(l) => l,
             Err(e) => return vec![format!("    {e}")],
         };
-        let points = match notation::values(s.values.as_deref().unwrap_or("")) {
+        let points = match notation::points(s.values.as_deref().unwrap_or("")) {
             Ok(p) => p,
             Err(e) => return vec![format!("    series {:?}: {e}", s.series)],
         };
-        for (k, v) in points.into_iter().enumerate() {
-            if let Some(v) = v {
-                mem.add(labels.clone(), mint + k as i64 * interval, v);
+        let mut hist = Vec::new();
+        for (k, p) in points.into_iter().enumerate() {
+            let t = mint + k as i64 * interval;
+            match p {
+                notation::Point::Float(v) => mem.add(labels.clone(), t, v),
+                notation::Point::Histogram(h) => hist.push((t, h)),
+                notation::Point::Missing => {}
             }
+        }
+        if !hist.is_empty() {
+            mem.histograms.push((labels, hist));
         }
     }
     let env = Env {
@@ -456,19 +466,46 @@ fn check_expr(test: &ExprTest, at: i64, mint: i64, mem: &Memory, fuzzy: bool) ->
         Err(e) => return vec![format!("{ctx}, err: {e}")],
     };
     let mut exp = Vec::new();
+    let mut exp_hist = Vec::new();
     for s in &test.exp_samples {
-        if !s.histogram.is_empty() {
-            return vec![format!("{ctx}, err: native histograms are not supported")];
-        }
         let labels = if s.labels.trim().is_empty() {
             Ok(Labels::default())
         } else {
             notation::metric(&s.labels)
         };
-        match labels {
-            Ok(l) => exp.push((l, s.value)),
+        let labels = match labels {
+            Ok(l) => l,
             Err(e) => return vec![format!("{ctx}, err: labels {:?}: {e}", s.labels)],
+        };
+        if s.histogram.is_empty() {
+            exp.push((labels, s.value));
+            continue;
         }
+        match notation::Histogram::parse(&s.histogram) {
+            Ok(h) => exp_hist.push((labels, h)),
+            Err(e) => return vec![format!("{ctx}, err: {e}")],
+        }
+    }
+    let mut got_hist = histograms_selected(mem, &test.expr, mint + at);
+    got_hist.sort_by(|a, b| a.0.cmp(&b.0));
+    exp_hist.sort_by(|a, b| a.0.cmp(&b.0));
+    let hist_equal = got_hist.len() == exp_hist.len()
+        && got_hist
+            .iter()
+            .zip(&exp_hist)
+            .all(|(g, e)| g.0 == e.0 && g.1.same(&e.1));
+    if !hist_equal {
+        let show = |v: &[(Labels, notation::Histogram)]| {
+            v.iter()
+                .map(|(l, h)| format!("{} {h}", l.go_string()))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        return vec![format!(
+            "{ctx},\n        exp: [{}]\n        got: [{}]",
+            show(&exp_hist),
+            show(&got_hist)
+        )];
     }
     let mut got = got;
     got.sort_by(|a, b| a.0.cmp(&b.0));
@@ -492,6 +529,39 @@ fn check_expr(test: &ExprTest, at: i64, mint: i64, mem: &Memory, fuzzy: bool) ->
         show(&exp),
         show(&got)
     )]
+}
+
+/// The native histogram samples a test expression reads when it is a plain series selector
+/// (the only use of histograms the runner supports): each matching histogram series' latest
+/// sample in the 5-minute lookback. Samples after a series' first carry Prometheus's
+/// `not_reset` hint (or `reset` where the count dropped), as its TSDB gives them back.
+fn histograms_selected(mem: &Memory, expr: &str, t: i64) -> Vec<(Labels, notation::Histogram)> {
+    if mem.histograms.is_empty() {
+        return Vec::new();
+    }
+    if !matches!(
+        promql_parser::parser::parse(expr),
+        Ok(promql_parser::parser::Expr::VectorSelector(_))
+    ) {
+        return Vec::new();
+    }
+    let matchers = crate::promql::selector_matchers(expr).unwrap_or_default();
+    let mut out = Vec::new();
+    for (labels, samples) in &mem.histograms {
+        if !matchers.iter().any(|m| crate::tsdb::matches_all(labels, m)) {
+            continue;
+        }
+        let Some(i) = samples.iter().rposition(|(st, _)| *st <= t && *st > t - 300_000) else {
+            continue;
+        };
+        let mut h = samples[i].1.clone();
+        if i > 0 && h.counter_reset_hint == "unknown" {
+            let reset = h.count < samples[i - 1].1.count;
+            h.counter_reset_hint = if reset { "reset" } else { "not_reset" }.into();
+        }
+        out.push((labels.clone(), h));
+    }
+    out
 }
 
 #[cfg(test)]

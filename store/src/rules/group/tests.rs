@@ -159,3 +159,27 @@ fn alerts_are_written_only_once_restored_and_restore_keeps_the_time_spent_pendin
     let out = eval(&mut g, &mem, 22 * min);
     assert!(find(&out, "ALERTS", &[("alertstate", "pending")]).is_some());
 }
+
+#[test]
+fn limit_and_query_offset() {
+    let text = "groups:\n  - name: g\n    limit: 1\n    query_offset: 1m\n    rules:\n      - record: r\n        expr: up\n      - alert: A\n        expr: up > 0\n";
+    let rules = parse("r.yml", text, Lang::PromQL).unwrap().remove(0);
+    let mem = Mem::default();
+    let up = |i: &str| Labels::from_pairs([("__name__", "up"), ("i", i)]);
+    mem.add(up("1"), 60_000, 1.0);
+    // Only one series at the offset time: the rules run at ts - 1m and write there.
+    mem.add(up("2"), 110_000, 1.0);
+    let mut g = GroupState::new(rules.clone(), 60_000);
+    g.set_restored();
+    let out = eval(&mut g, &mem, 120_000);
+    assert_eq!(find(&out, "r", &[("i", "1")]).unwrap().samples, [(60_000, 1.0)]);
+    assert!(find(&out, "ALERTS", &[("i", "1")]).unwrap().samples[0].0 == 60_000);
+    assert_eq!((g.rules[0].health, g.rules[1].health), (Health::Ok, Health::Ok));
+    // Two series at the offset time: over the limit, both rules fail and write nothing.
+    let mut g = GroupState::new(rules, 60_000);
+    g.set_restored();
+    let out = eval(&mut g, &mem, 170_000);
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(g.rules[0].last_error, "exceeded limit of 1 with 2 series");
+    assert_eq!(g.rules[1].last_error, "exceeded limit of 1 with 2 alerts");
+}
