@@ -273,6 +273,92 @@ fn alerts(st: &AppState, lang: Lang) -> Answer {
 #[cfg(test)]
 mod tests {
     use super::go_exp;
+    use crate::api::tests::TestStore;
+    use crate::rules::{Rules, RulesSettings};
+
+    const PROM: &str = "groups:\n  - name: a\n    rules:\n      - alert: Down\n        expr: up == 0\n        for: 5m\n        labels: {severity: page}\n      - record: job:up:sum\n        expr: sum by (job) (up)\n  - name: b\n    interval: 30s\n    rules:\n      - alert: Other\n        expr: vector(1)\n        labels: {severity: info}\n";
+    const LOKI: &str = "groups:\n  - name: logs\n    rules:\n      - alert: Errors\n        expr: sum(rate({app=\"x\"}[1m])) > 0\n";
+
+    async fn store_with_rules() -> (TestStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("p.yml"), PROM).unwrap();
+        std::fs::write(dir.path().join("l.yml"), LOKI).unwrap();
+        let mut store = TestStore::new(&[]);
+        let settings = RulesSettings {
+            files: vec![format!("{}/p.yml", dir.path().display())],
+            loki_files: vec![format!("{}/l.yml", dir.path().display())],
+            ..RulesSettings::none()
+        };
+        store.state.rules = Rules::new(settings, store.state.engine.clone());
+        assert!(store.state.rules.reload().is_empty());
+        (store, dir)
+    }
+
+    fn names(v: &serde_json::Value) -> Vec<String> {
+        v["data"]["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|g| {
+                g["rules"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r["name"].as_str().unwrap().to_string())
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn rules_filters_and_shapes() {
+        let (store, _dir) = store_with_rules().await;
+        let all = store.get_json("/api/v1/rules").await;
+        assert_eq!(names(&all), ["Down", "job:up:sum", "Other"]);
+        let g = &all["data"]["groups"][0];
+        assert_eq!(
+            (g["name"].as_str(), g["interval"].as_i64(), g["limit"].as_i64()),
+            (Some("a"), Some(60), Some(0))
+        );
+        assert_eq!(all["data"]["groups"][1]["interval"], 30);
+        let down = &g["rules"][0];
+        assert_eq!(down["type"], "alerting");
+        assert_eq!(down["duration"], 300);
+        assert_eq!(down["health"], "unknown");
+        assert_eq!(down["lastEvaluation"], "0001-01-01T00:00:00Z");
+        assert_eq!(down["alerts"], serde_json::json!([]));
+        assert!(
+            g["rules"][1].get("labels").is_none(),
+            "a recording rule without labels has none"
+        );
+
+        let get = |uri: String| {
+            let store = &store;
+            async move { names(&store.get_json(&uri).await) }
+        };
+        assert_eq!(get("/api/v1/rules?type=alert".into()).await, ["Down", "Other"]);
+        assert_eq!(get("/api/v1/rules?type=record".into()).await, ["job:up:sum"]);
+        assert_eq!(
+            get("/api/v1/rules?rule_name[]=Other&rule_name[]=Down".into()).await,
+            ["Down", "Other"]
+        );
+        assert_eq!(get("/api/v1/rules?rule_group[]=b".into()).await, ["Other"]);
+        assert_eq!(
+            get(format!("/api/v1/rules?match[]={}", "%7Bseverity%3D%22page%22%7D")).await,
+            ["Down"]
+        );
+        assert_eq!(
+            get("/api/v1/rules?file[]=/nope.yml".into()).await,
+            Vec::<String>::new()
+        );
+        let no_alerts = store.get_json("/api/v1/rules?exclude_alerts=true").await;
+        assert!(no_alerts["data"]["groups"][0]["rules"][0].get("alerts").is_none());
+        let (status, body) = store.get("/api/v1/rules?type=nope").await;
+        assert_eq!(status, axum::http::StatusCode::BAD_REQUEST, "{body}");
+        // LogQL rules are where Grafana's Loki data source looks, and only there.
+        assert_eq!(get("/prometheus/api/v1/rules".into()).await, ["Errors"]);
+        let alerts = store.get_json("/prometheus/api/v1/alerts").await;
+        assert_eq!(alerts["data"]["alerts"], serde_json::json!([]));
+    }
 
     #[test]
     fn values_are_formatted_as_go_formats_them() {
