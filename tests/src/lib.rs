@@ -686,3 +686,34 @@ pub fn http_get_within(url: &str, timeout: Duration) -> Result<(u16, String), St
     let body = resp.body_mut().read_to_string().map_err(|e| e.to_string())?;
     Ok((status, body))
 }
+
+/// Sends samples by Prometheus remote_write 1.0, each as (labels, timestamp in ms, value),
+/// one series per sample; the store's (or a peer's) HTTP status.
+pub fn remote_write(url: &str, samples: &[(&[(&str, &str)], i64, f64)]) -> Result<u16, String> {
+    use obs_store::prompb;
+    use prost::Message;
+    let timeseries = samples
+        .iter()
+        .map(|(labels, t, v)| prompb::TimeSeries {
+            labels: labels
+                .iter()
+                .map(|(n, v)| prompb::Label {
+                    name: n.to_string(),
+                    value: v.to_string(),
+                })
+                .collect(),
+            samples: vec![prompb::Sample {
+                value: *v,
+                timestamp: *t,
+            }],
+        })
+        .collect();
+    let req = prompb::WriteRequest {
+        timeseries,
+        metadata: Vec::new(),
+    };
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .map_err(|e| e.to_string())?;
+    http_post(url, "application/x-protobuf", &body).map(|(status, _)| status)
+}

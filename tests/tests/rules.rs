@@ -8,9 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use obs_e2e::{enc, get_json, http_post, now_ns, obs_bin, Proc, StoreProc};
-use obs_store::prompb;
-use prost::Message;
+use obs_e2e::{enc, get_json, http_post, now_ns, obs_bin, remote_write, Proc, StoreProc};
 use serde_json::Value;
 
 fn now_ms() -> i64 {
@@ -19,24 +17,10 @@ fn now_ms() -> i64 {
 
 /// `test_up{instance="a"} 0` now, by remote_write.
 fn write_down(url: &str) {
-    let label = |n: &str, v: &str| prompb::Label {
-        name: n.into(),
-        value: v.into(),
-    };
-    let req = prompb::WriteRequest {
-        timeseries: vec![prompb::TimeSeries {
-            labels: vec![label("__name__", "test_up"), label("instance", "a")],
-            samples: vec![prompb::Sample {
-                value: 0.0,
-                timestamp: now_ms(),
-            }],
-        }],
-        metadata: Vec::new(),
-    };
-    let body = snap::raw::Encoder::new()
-        .compress_vec(&req.encode_to_vec())
-        .unwrap();
-    let _ = http_post(url, "application/x-protobuf", &body);
+    let _ = remote_write(
+        url,
+        &[(&[("__name__", "test_up"), ("instance", "a")], now_ms(), 0.0)],
+    );
 }
 
 /// Pushes `test_up{instance="a"} 0` and an error log line every 250 ms until dropped.
@@ -323,32 +307,14 @@ fn the_built_in_pack_runs_by_default_and_can_be_written_out() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let store = StoreProc::start_with_config(dir, "[store.rules]\nevaluation_interval = \"1s\"\n");
-    let label = |n: &str, v: &str| prompb::Label {
-        name: n.into(),
-        value: v.into(),
-    };
-    let req = prompb::WriteRequest {
-        timeseries: vec![prompb::TimeSeries {
-            labels: vec![
-                label("__name__", "obs_backup_last_run_success"),
-                label("job", "nightly"),
-                label("repo", "offsite"),
-            ],
-            samples: vec![prompb::Sample {
-                value: 0.0,
-                timestamp: now_ms(),
-            }],
-        }],
-        metadata: Vec::new(),
-    };
-    let body = snap::raw::Encoder::new()
-        .compress_vec(&req.encode_to_vec())
-        .unwrap();
+    let failed: &[(&str, &str)] = &[
+        ("__name__", "obs_backup_last_run_success"),
+        ("job", "nightly"),
+        ("repo", "offsite"),
+    ];
     assert_eq!(
-        http_post(&store.url("/api/v1/write"), "application/x-protobuf", &body)
-            .unwrap()
-            .0,
-        204
+        remote_write(&store.url("/api/v1/write"), &[(failed, now_ms(), 0.0)]),
+        Ok(204)
     );
     let v = wait_for(
         "BackupFailed",

@@ -8,9 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use obs_e2e::{enc, free_port, get_json, http_post, which, Proc, StoreProc};
-use obs_store::prompb;
-use prost::Message;
+use obs_e2e::{enc, free_port, get_json, remote_write, which, Proc, StoreProc};
 use serde_json::Value;
 
 const RULES: &str = r#"groups:
@@ -41,34 +39,11 @@ const RULES: &str = r#"groups:
           summary: '{{ $labels.instance | toUpper }} {{ reReplaceAll "(.*)" "<$1>" $labels.job }} {{ stripPort "host:9100" }}'
 "#;
 
-fn label(name: &str, value: &str) -> prompb::Label {
-    prompb::Label {
-        name: name.into(),
-        value: value.into(),
-    }
-}
-
 /// One remote_write request with `test_up{instance=a}` = `a` and `{instance=b}` = 1 at `t`.
 fn write(url: &str, t: i64, a: f64) {
-    let series = |instance: &str, v: f64| prompb::TimeSeries {
-        labels: vec![
-            label("__name__", "test_up"),
-            label("instance", instance),
-            label("job", "t"),
-        ],
-        samples: vec![prompb::Sample {
-            value: v,
-            timestamp: t,
-        }],
-    };
-    let req = prompb::WriteRequest {
-        timeseries: vec![series("a", a), series("b", 1.0)],
-        metadata: Vec::new(),
-    };
-    let body = snap::raw::Encoder::new()
-        .compress_vec(&req.encode_to_vec())
-        .unwrap();
-    let _ = http_post(url, "application/x-protobuf", &body);
+    let series = |instance| [("__name__", "test_up"), ("instance", instance), ("job", "t")];
+    let (sa, sb) = (series("a"), series("b"));
+    let _ = remote_write(url, &[(&sa, t, a), (&sb, t, 1.0)]);
 }
 
 /// `/api/v1/alerts` without what depends on when each evaluated (activeAt, value):
