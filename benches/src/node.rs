@@ -196,7 +196,7 @@ impl HostState {
                                                                         // Counters grow at their rate ±30%; gauges move on one scrape in three.
             let delta = if d.counter {
                 d.scale * (1.0 + 0.3 * r)
-            } else if self.rng.next_u64() % 3 == 0 {
+            } else if self.rng.next_u64().is_multiple_of(3) {
                 d.scale * r
             } else {
                 0.0

@@ -443,9 +443,9 @@ impl Engine {
                 _ = tick.tick() => false,
                 _ = stop.wait_for(|s| *s) => true,
             };
-            let retention_due = ticks % 60 == 0;
+            let retention_due = ticks.is_multiple_of(60);
             let flush_due = stopping
-                || (ticks > 0 && ticks % FLUSH_INTERVAL.as_secs() == 0)
+                || (ticks > 0 && ticks.is_multiple_of(FLUSH_INTERVAL.as_secs()))
                 || self.shared.tsdb.needs_flush();
             ticks += 1;
             if !pacer.due(log_bytes(), stopping || retention_due || flush_due) {

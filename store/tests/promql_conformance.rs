@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use obs_store::promql::{self, notation, Options, QueryValue};
-use obs_store::tsdb::{self, Labels, RawSeries, SeriesList};
+use obs_store::tsdb::{Labels, RawSeries, SeriesList};
 
 /// Series loaded by `load` commands, by label set; each eval queries a snapshot of them.
 type Loaded = BTreeMap<Labels, Vec<(i64, f64)>>;

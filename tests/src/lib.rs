@@ -687,9 +687,12 @@ pub fn http_get_within(url: &str, timeout: Duration) -> Result<(u16, String), St
     Ok((status, body))
 }
 
-/// Sends samples by Prometheus remote_write 1.0, each as (labels, timestamp in ms, value),
-/// one series per sample; the store's (or a peer's) HTTP status.
-pub fn remote_write(url: &str, samples: &[(&[(&str, &str)], i64, f64)]) -> Result<u16, String> {
+/// One sample to send: a series' labels, a timestamp in ms and a value.
+pub type Point<'a> = (&'a [(&'a str, &'a str)], i64, f64);
+
+/// Sends samples by Prometheus remote_write 1.0, one series per sample; the store's (or a
+/// peer's) HTTP status.
+pub fn remote_write(url: &str, samples: &[Point]) -> Result<u16, String> {
     use obs_store::prompb;
     use prost::Message;
     let timeseries = samples

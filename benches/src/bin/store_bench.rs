@@ -71,7 +71,7 @@ fn line(r: &mut Rng, i: usize) -> String {
             (i / 60) % 60,
             r.pick(&levels),
             r.next_u64() % 100_000,
-            r.next_u64() % 2 == 0,
+            r.next_u64().is_multiple_of(2),
             r.next_u64() % 10_000,
             u128::from(r.next_u64()) << 64 | u128::from(r.next_u64())
         ),
@@ -241,7 +241,7 @@ fn main() {
                     Span {
                         trace_id: trace.to_be_bytes().to_vec(),
                         span_id: (id + 1).to_be_bytes().to_vec(),
-                        parent_span_id: if id % 10 == 0 {
+                        parent_span_id: if id.is_multiple_of(10) {
                             vec![]
                         } else {
                             (id / 10 * 10 + 1).to_be_bytes().to_vec()

@@ -26,7 +26,7 @@ pub(crate) fn go_g(v: f64, prec: i32) -> String {
     let nd = digits.len() as i32;
     let eprec = if shortest {
         6
-    } else if p > nd && nd >= exp + 1 {
+    } else if p > nd && nd > exp {
         nd
     } else {
         p

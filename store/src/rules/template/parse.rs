@@ -45,13 +45,14 @@ pub(super) fn parse(pieces: Vec<Piece>, is_func: &dyn Fn(&str) -> bool) -> Resul
     };
     let (nodes, end) = p.list()?;
     match end {
-        End::Eof => Ok(nodes),
-        End::End => Err("unexpected {{end}}".into()),
-        End::Else(_) => Err("unexpected {{else}}".into()),
+        Stop::Eof => Ok(nodes),
+        Stop::End => Err("unexpected {{end}}".into()),
+        Stop::Else(_) => Err("unexpected {{else}}".into()),
     }
 }
 
-enum End {
+/// What ended a list of nodes.
+enum Stop {
     Eof,
     End,
     /// `{{else}}` or `{{else if ...}}` (the tokens after `else`).
@@ -65,7 +66,7 @@ struct Parser<'a> {
 }
 
 impl Parser<'_> {
-    fn list(&mut self) -> Result<(Vec<Node>, End), String> {
+    fn list(&mut self) -> Result<(Vec<Node>, Stop), String> {
         let mut nodes = Vec::new();
         while let Some(piece) = self.pieces.next() {
             let toks = match piece {
@@ -81,8 +82,8 @@ impl Parser<'_> {
                 _ => "",
             };
             match keyword {
-                "end" if toks.len() == 1 => return Ok((nodes, End::End)),
-                "else" => return Ok((nodes, End::Else(toks[1..].to_vec()))),
+                "end" if toks.len() == 1 => return Ok((nodes, Stop::End)),
+                "else" => return Ok((nodes, Stop::Else(toks[1..].to_vec()))),
                 "if" | "range" | "with" => {
                     let kw = keyword.to_string();
                     nodes.push(self.block(&kw, &toks[1..])?);
@@ -93,7 +94,7 @@ impl Parser<'_> {
                 _ => nodes.push(Node::Action(self.pipeline(&toks)?)),
             }
         }
-        Ok((nodes, End::Eof))
+        Ok((nodes, Stop::Eof))
     }
 
     fn block(&mut self, kw: &str, toks: &[Tok]) -> Result<Node, String> {
@@ -104,14 +105,14 @@ impl Parser<'_> {
         let pipe = self.pipeline(toks)?;
         let (body, end) = self.list()?;
         let otherwise = match end {
-            End::Eof => return Err(format!("unexpected EOF in {{{{{kw}}}}}")),
-            End::End => Vec::new(),
-            End::Else(rest) if rest.is_empty() => match self.list()? {
-                (nodes, End::End) => nodes,
+            Stop::Eof => return Err(format!("unexpected EOF in {{{{{kw}}}}}")),
+            Stop::End => Vec::new(),
+            Stop::Else(rest) if rest.is_empty() => match self.list()? {
+                (nodes, Stop::End) => nodes,
                 _ => return Err(format!("expected {{{{end}}}} after {{{{else}}}} in {{{{{kw}}}}}")),
             },
             // `{{else if x}}` / `{{else with x}}`: a nested block that shares this one's end.
-            End::Else(rest) => match rest.first() {
+            Stop::Else(rest) => match rest.first() {
                 Some(Tok::Ident(k)) if k == kw && kw != "range" => vec![self.block(kw, &rest[1..])?],
                 _ => return Err(format!("unexpected tokens after {{{{else}}}} in {{{{{kw}}}}}")),
             },
