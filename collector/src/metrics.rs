@@ -36,6 +36,7 @@ pub(crate) fn samples(stats: &Stats, spool: &Spool) -> Vec<Sample> {
         sample("obs_collector_open_files", l(&f.open_files), false),
         sample("obs_collector_file_lag_bytes", l(&f.lag_bytes), false),
         sample("obs_collector_spool_bytes", spool.size(), false),
+        sample("obs_collector_spool_max_bytes", spool.max_bytes(), false),
         sample("obs_collector_spool_records_total", l(&s.appended_records), true),
         sample(
             "obs_collector_spool_dropped_records_total",

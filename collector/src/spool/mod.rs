@@ -594,6 +594,11 @@ impl Spool {
     }
 
     /// Bytes on disk in segments.
+    /// The most bytes the spool holds before it drops its oldest data.
+    pub(crate) fn max_bytes(&self) -> u64 {
+        self.cfg.max_bytes
+    }
+
     pub(crate) fn size(&self) -> u64 {
         self.inner.lock().expect("spool lock").total()
     }
