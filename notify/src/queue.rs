@@ -28,6 +28,8 @@ pub(crate) struct Pending {
 pub(crate) struct Queue {
     dir: PathBuf,
     next_seq: u64,
+    /// Until the first `due`, every entry is due: a restart retries at once.
+    reopened: bool,
 }
 
 /// Writes `data` to `path` so that a crash leaves the old or the new content.
@@ -54,6 +56,7 @@ impl Queue {
         Ok(Queue {
             dir: dir.to_path_buf(),
             next_seq,
+            reopened: true,
         })
     }
 
@@ -88,8 +91,10 @@ impl Queue {
         Ok(id)
     }
 
-    /// The notifications whose attempt is due at `now`, oldest first.
-    pub(crate) fn due(&self, now: DateTime<Utc>) -> Vec<(u64, Pending)> {
+    /// The notifications whose attempt is due at `now`, oldest first (all of them the first
+    /// time after opening).
+    pub(crate) fn due(&mut self, now: DateTime<Utc>) -> Vec<(u64, Pending)> {
+        let all = std::mem::take(&mut self.reopened);
         let mut out = Vec::new();
         for id in Queue::ids(&self.dir).unwrap_or_default() {
             let path = self.path(id);
@@ -97,7 +102,7 @@ impl Queue {
                 .map_err(|e| e.to_string())
                 .and_then(|b| serde_json::from_slice::<Pending>(&b).map_err(|e| e.to_string()));
             match parsed {
-                Ok(p) if p.next_attempt <= now => out.push((id, p)),
+                Ok(p) if all || p.next_attempt <= now => out.push((id, p)),
                 Ok(_) => {}
                 Err(e) => {
                     tracing::error!(file = %path.display(), error = %e, "unreadable queued notification set aside as .corrupt");
@@ -165,13 +170,19 @@ mod tests {
         let mut q = Queue::open(dir.path()).unwrap();
         let a = q.push(note(t0)).unwrap();
         let b = q.push(note(t0)).unwrap();
-        let q = Queue::open(dir.path()).unwrap();
+        let mut q = Queue::open(dir.path()).unwrap();
         let due = q.due(t0);
         assert_eq!(due.iter().map(|d| d.0).collect::<Vec<_>>(), [a, b]);
         q.done(a).unwrap();
         q.failed(b, due[1].1.clone(), t0, "503").unwrap();
         assert!(q.due(t0).is_empty(), "b waits");
         let later = q.due(t0 + chrono::Duration::seconds(2));
+        assert_eq!(later.len(), 1);
+        assert_eq!(
+            Queue::open(dir.path()).unwrap().due(t0).len(),
+            1,
+            "after a restart it is tried at once"
+        );
         assert_eq!((later[0].1.attempts, later[0].1.last_error.as_str()), (1, "503"));
         let mut q = Queue::open(dir.path()).unwrap();
         assert_eq!(

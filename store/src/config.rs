@@ -50,6 +50,8 @@ pub struct StoreConfig {
     pub max_streams_per_push: usize,
     /// `[store.rules]`: alerting and recording rules.
     pub rules: RulesConfig,
+    /// `[store.alerting]`: where alerts are sent (receivers, route, inhibition).
+    pub alerting: obs_notify::NotifyConfig,
 }
 
 /// `[store.rules]` as written: rule files and how often they run.
@@ -112,6 +114,7 @@ impl Default for StoreConfig {
             max_label_names_per_metric_series: IngestLimits::default().max_label_names_per_metric_series,
             max_streams_per_push: IngestLimits::default().max_streams_per_push,
             rules: RulesConfig::default(),
+            alerting: obs_notify::NotifyConfig::default(),
         }
     }
 }
@@ -158,6 +161,7 @@ pub struct StoreSettings {
     pub tls: Option<TlsSettings>,
     pub limits: IngestLimits,
     pub(crate) rules: RulesSettings,
+    pub(crate) alerting: obs_notify::NotifyConfig,
 }
 
 impl StoreConfig {
@@ -189,6 +193,10 @@ impl StoreConfig {
             ));
         }
         let scheme = if tls.is_some() { "https" } else { "http" };
+        let mut alerting = self.alerting;
+        if alerting.external_url.is_empty() {
+            alerting.external_url = format!("{scheme}://{}", self.http_addr);
+        }
         let rules = RulesSettings {
             files: self.rules.files,
             loki_files: self.rules.loki_files,
@@ -196,11 +204,12 @@ impl StoreConfig {
             defaults: self.rules.defaults,
             env: Env {
                 external_labels: Vec::new(),
-                external_url: format!("{scheme}://{}", self.http_addr),
+                external_url: alerting.external_url.clone(),
             },
         };
         Ok(StoreSettings {
             rules,
+            alerting,
             tls,
             data_dir: self.data_dir.unwrap_or(default_data_dir),
             http_addr: self.http_addr,

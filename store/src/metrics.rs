@@ -42,7 +42,12 @@ impl Metrics {
         InFlight(self.in_flight.clone())
     }
 
-    pub(crate) fn render(&self, engine: &Engine, rules: &crate::rules::Rules) -> String {
+    pub(crate) fn render(
+        &self,
+        engine: &Engine,
+        rules: &crate::rules::Rules,
+        notifier: Option<&obs_notify::Notifier>,
+    ) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -262,6 +267,33 @@ impl Metrics {
             "Problems found in the rule files at the last (re)load.",
             rules.errors().len(),
         );
+        if let Some(n) = notifier {
+            for (name, help, get) in [
+                (
+                    "obs_notifications_total",
+                    "Notifications delivered, by receiver.",
+                    (|s: &obs_notify::ReceiverStats| s.sent.load(Ordering::Relaxed))
+                        as fn(&obs_notify::ReceiverStats) -> u64,
+                ),
+                (
+                    "obs_notifications_failed_total",
+                    "Notification attempts that failed (they are retried), by receiver.",
+                    |s: &obs_notify::ReceiverStats| s.failed.load(Ordering::Relaxed),
+                ),
+            ] {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+                for (receiver, s) in n.stats() {
+                    let _ = writeln!(out, "{name}{{receiver={receiver:?}}} {}", get(s));
+                }
+            }
+            metric(
+                &mut out,
+                "obs_notifications_queued",
+                "gauge",
+                "Notifications waiting to be delivered.",
+                n.queued(),
+            );
+        }
         // The filesystem holding the data directory: what `obs status` warns about.
         if let Ok(st) = nix::sys::statvfs::statvfs(engine.data_dir()) {
             let frag = st.fragment_size();
@@ -295,6 +327,7 @@ pub(crate) async fn record_own(
     metrics: Metrics,
     engine: Engine,
     rules: crate::rules::Rules,
+    notifier: Option<std::sync::Arc<obs_notify::Notifier>>,
     instance: String,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -308,7 +341,11 @@ pub(crate) async fn record_own(
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        let batch = own_samples(&metrics.render(&engine, &rules), &instance, t);
+        let batch = own_samples(
+            &metrics.render(&engine, &rules, notifier.as_deref()),
+            &instance,
+            t,
+        );
         if let Err(e) = engine.ingest_samples(batch).await {
             tracing::warn!(error = %e, "recording the store's own metrics failed");
         }

@@ -96,7 +96,11 @@ impl BoundStore {
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish and commits.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
-        let rules = Rules::new(self.settings.rules.clone(), self.engine.clone());
+        let notifier =
+            obs_notify::Notifier::open(&self.settings.alerting, &self.settings.data_dir.join("notify"))
+                .map_err(|e| Error::Config(e.to_string()))?
+                .map(std::sync::Arc::new);
+        let rules = Rules::new(self.settings.rules.clone(), self.engine.clone(), notifier.clone());
         let r = rules.clone();
         tokio::task::spawn_blocking(move || r.reload())
             .await
@@ -106,13 +110,17 @@ impl BoundStore {
             engine: self.engine.clone(),
             limits: Limits::default(),
             rules: rules.clone(),
+            notifier: notifier.clone(),
         };
         let reloader = tokio::spawn(reload_on_sighup(rules.clone()));
+        let (notify_stop, notify_rx) = tokio::sync::watch::channel(false);
+        let notifying = tokio::spawn(run_notifier(notifier.clone(), notify_rx));
         let (own_stop, own_rx) = tokio::sync::watch::channel(false);
         let own = tokio::spawn(crate::metrics::record_own(
             state.metrics.clone(),
             self.engine.clone(),
             rules.clone(),
+            notifier.clone(),
             self.http_addr.to_string(),
             own_rx,
         ));
@@ -180,6 +188,8 @@ impl BoundStore {
         let _ = own_stop.send(true);
         let _ = own.await;
         rules.stop().await;
+        let _ = notify_stop.send(true);
+        let _ = notifying.await;
         let _ = stop_tx.send(true);
         // Drain in-flight requests, but not forever: a client that keeps a connection or a
         // stream open (a tail, an HTTP/2 connection nobody closes) must not hold the store.
@@ -235,5 +245,29 @@ async fn reload_on_sighup(rules: Rules) {
             ),
             Err(e) => tracing::error!(error = %e, "rule reload failed"),
         }
+    }
+}
+
+/// Queues due notifications and attempts deliveries every second until `stop`.
+async fn run_notifier(
+    notifier: Option<std::sync::Arc<obs_notify::Notifier>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let Some(notifier) = notifier else { return };
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let n = notifier.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let now = chrono::Utc::now();
+            if let Err(e) = n.flush(now) {
+                tracing::error!(error = %e, "notifications could not be queued; will try again");
+            }
+            n.deliver(now);
+        })
+        .await;
     }
 }

@@ -720,3 +720,121 @@ pub fn remote_write(url: &str, samples: &[Point]) -> Result<u16, String> {
         .map_err(|e| e.to_string())?;
     http_post(url, "application/x-protobuf", &body).map(|(status, _)| status)
 }
+
+/// One HTTP request an [`HttpRecorder`] received.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("a JSON body")
+    }
+}
+
+/// A local HTTP server that records every request and answers with a status the test sets
+/// (200 at first): the stand-in for webhook, ntfy and chat services.
+#[derive(Debug)]
+pub struct HttpRecorder {
+    pub port: u16,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<Recorded>>>,
+    status: std::sync::Arc<AtomicU32>,
+}
+
+impl HttpRecorder {
+    pub fn start() -> HttpRecorder {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a recorder port");
+        let port = listener.local_addr().expect("local addr").port();
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let status = std::sync::Arc::new(AtomicU32::new(200));
+        let (reqs, st) = (requests.clone(), status.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let mut reader = BufReader::new(conn);
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                let mut parts = line.split_whitespace();
+                let (method, path) = (
+                    parts.next().unwrap_or("").to_string(),
+                    parts.next().unwrap_or("").to_string(),
+                );
+                let mut headers = Vec::new();
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = h.trim_end().split_once(':') {
+                        headers.push((k.trim().to_string(), v.trim().to_string()));
+                    }
+                }
+                let len: usize = headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                    .and_then(|(_, v)| v.parse().ok())
+                    .unwrap_or(0);
+                let mut body = vec![0; len];
+                let _ = reader.read_exact(&mut body);
+                let code = st.load(Ordering::Relaxed);
+                let mut conn = reader.into_inner();
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {code} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+                );
+                if code < 300 {
+                    reqs.lock().expect("recorder lock").push(Recorded {
+                        method,
+                        path,
+                        headers,
+                        body,
+                    });
+                }
+            }
+        });
+        HttpRecorder {
+            port,
+            requests,
+            status,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The status later requests get (requests answered with 300 or more are not recorded).
+    pub fn answer(&self, status: u32) {
+        self.status.store(status, Ordering::Relaxed);
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().expect("recorder lock").clone()
+    }
+
+    /// Waits until `ok` holds for the requests so far.
+    pub fn wait(&self, what: &str, timeout: Duration, ok: impl Fn(&[Recorded]) -> bool) -> Vec<Recorded> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let r = self.requests();
+            if ok(&r) {
+                return r;
+            }
+            assert!(Instant::now() < deadline, "{what}: not received; got {r:#?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}

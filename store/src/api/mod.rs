@@ -2,6 +2,7 @@
 //! routes sits behind the [`Role`] it needs: `/ready` is open; ingest endpoints need `ingest`;
 //! query endpoints and `/metrics` need `query` (`admin` passes everywhere).
 
+pub(crate) mod alerting;
 pub(crate) mod loki;
 pub(crate) mod otlp;
 pub(crate) mod params;
@@ -28,6 +29,7 @@ pub(crate) struct AppState {
     pub(crate) engine: Engine,
     pub(crate) limits: Limits,
     pub(crate) rules: crate::rules::Rules,
+    pub(crate) notifier: Option<std::sync::Arc<obs_notify::Notifier>>,
 }
 
 pub(crate) fn router(state: AppState, tokens: &Tokens) -> Router {
@@ -57,6 +59,7 @@ pub(crate) fn router(state: AppState, tokens: &Tokens) -> Router {
     let admin = Router::new()
         .route("/api/v1/admin/snapshot", axum::routing::post(snapshot))
         .merge(rules::admin_router())
+        .merge(alerting::admin_router())
         .route_layer(guard(Role::Admin));
     let metrics = state.metrics.clone();
     open.merge(ingest)
@@ -107,7 +110,9 @@ async fn snapshot(State(state): State<AppState>) -> axum::response::Response {
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(&state.engine, &state.rules),
+        state
+            .metrics
+            .render(&state.engine, &state.rules, state.notifier.as_deref()),
     )
 }
 

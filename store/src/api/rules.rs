@@ -289,7 +289,7 @@ mod tests {
             loki_files: vec![format!("{}/l.yml", dir.path().display())],
             ..RulesSettings::none()
         };
-        store.state.rules = Rules::new(settings, store.state.engine.clone());
+        store.state.rules = Rules::new(settings, store.state.engine.clone(), None);
         assert!(store.state.rules.reload().is_empty());
         (store, dir)
     }

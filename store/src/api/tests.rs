@@ -30,7 +30,8 @@ impl TestStore {
             _dir: dir,
             state: AppState {
                 metrics: Metrics::new(),
-                rules: crate::rules::Rules::new(crate::rules::RulesSettings::none(), engine.clone()),
+                rules: crate::rules::Rules::new(crate::rules::RulesSettings::none(), engine.clone(), None),
+                notifier: None,
                 engine,
                 limits: Limits::default(),
             },

@@ -51,6 +51,8 @@ pub(crate) struct Rules {
 struct Inner {
     settings: RulesSettings,
     engine: Engine,
+    /// Where firing and resolved alerts go after every evaluation, if notifications are on.
+    notifier: Option<Arc<obs_notify::Notifier>>,
     state: Mutex<Loaded>,
     stats: RuleStats,
 }
@@ -105,11 +107,16 @@ fn expand(globs: &[String]) -> (Vec<PathBuf>, Vec<FileError>) {
 }
 
 impl Rules {
-    pub(crate) fn new(settings: RulesSettings, engine: Engine) -> Rules {
+    pub(crate) fn new(
+        settings: RulesSettings,
+        engine: Engine,
+        notifier: Option<Arc<obs_notify::Notifier>>,
+    ) -> Rules {
         Rules {
             inner: Arc::new(Inner {
                 settings,
                 engine,
+                notifier,
                 state: Mutex::new(Loaded::default()),
                 stats: RuleStats::default(),
             }),
@@ -303,6 +310,10 @@ async fn run_group(rules: Rules, state: Arc<Mutex<GroupState>>, mut stop: watch:
                 if restore_now {
                     g.restore(now_ms(), &src);
                 }
+                if let Some(n) = &r.inner.notifier {
+                    let now = chrono::Utc::now();
+                    n.insert(to_notify(&g, ts, &r.inner.settings.env.external_url), now);
+                }
                 (g.rules.len() as u64, failed as u64)
             })
         })
@@ -334,6 +345,44 @@ fn after_eval(ts: i64, now: i64, interval: i64) -> (i64, u64) {
     }
     let missed = (now - next) / interval + 1;
     (next + missed * interval, missed as u64)
+}
+
+/// What the notifier is told after a group's evaluation at `ts`, as Prometheus tells
+/// Alertmanager: firing alerts (valid for four intervals, so they resolve by themselves if
+/// the rule goes away) and resolved ones with their end; pending alerts are not sent.
+fn to_notify(g: &GroupState, ts: i64, external_url: &str) -> Vec<obs_notify::Alert> {
+    let time = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
+    let valid_for = 4 * g.interval_ms.max(60_000);
+    let mut out = Vec::new();
+    for r in &g.rules {
+        let generator_url = format!(
+            "{}/graph?g0.expr={}&g0.tab=1",
+            external_url.trim_end_matches('/'),
+            form_urlencoded::byte_serialize(r.rule.expr.trim().as_bytes()).collect::<String>()
+        );
+        for a in r.alerts.values() {
+            let ends_at = match a.state {
+                super::alert::State::Pending => continue,
+                super::alert::State::Firing => ts + valid_for,
+                super::alert::State::Inactive => match a.resolved_at {
+                    Some(at) => at,
+                    None => continue,
+                },
+            };
+            out.push(obs_notify::Alert {
+                labels: a
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                annotations: a.annotations.iter().cloned().collect(),
+                starts_at: time(a.fired_at.unwrap_or(a.active_at)),
+                ends_at: Some(time(ends_at)),
+                generator_url: generator_url.clone(),
+            });
+        }
+    }
+    out
 }
 
 /// Rule queries over the store's data.
