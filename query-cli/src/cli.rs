@@ -297,12 +297,12 @@ pub struct ForgetArgs {
 #[derive(Debug, Args)]
 pub struct StoreClientArgs {
     /// Store HTTP URL
-    #[arg(long, default_value = "http://127.0.0.1:9700")]
+    #[arg(long, default_value = "http://127.0.0.1:9700", global = true)]
     pub store: String,
     /// File holding a bearer token (role query) [default: $OBS_TOKEN]
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub token_file: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, value_enum, default_value_t, global = true)]
     pub output: Output,
 }
 
@@ -436,6 +436,30 @@ pub enum RulesCommand {
 pub struct AlertsArgs {
     #[command(flatten)]
     pub client: StoreClientArgs,
+    #[command(subcommand)]
+    pub command: Option<AlertsCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertsCommand {
+    /// Mute alerts matching label matchers for a while (admin token)
+    Silence {
+        /// e.g. 'alertname="DiskFull",host_name="nas"'
+        matchers: String,
+        /// How long, e.g. 2h
+        #[arg(long = "for", value_parser = humantime::parse_duration, default_value = "1h")]
+        duration: std::time::Duration,
+        /// Why (shown with the silence)
+        #[arg(long, default_value = "")]
+        comment: String,
+        /// Who (shown with the silence) [default: $USER]
+        #[arg(long)]
+        author: Option<String>,
+    },
+    /// List the silences
+    Silences,
+    /// End a silence now
+    Unsilence { id: String },
 }
 
 #[derive(Debug, Subcommand)]

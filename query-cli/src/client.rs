@@ -64,4 +64,40 @@ impl StoreClient {
         let status = resp.status().as_u16();
         Ok((status, resp.body_mut().read_to_string()?))
     }
+
+    /// `method` (POST, DELETE) `path` with a JSON body: (status, body), whatever the status.
+    pub(crate) fn send_json(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> anyhow::Result<(u16, String)> {
+        let url = format!("{}{path}", self.base);
+        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let reach = || {
+            format!(
+                "cannot reach the store at {} (is it running? pass --store URL)",
+                self.base
+            )
+        };
+        let mut resp = match (method, body) {
+            ("DELETE", _) => {
+                let mut req = self.agent.delete(&url);
+                if let Some(a) = &auth {
+                    req = req.header("authorization", a);
+                }
+                req.call().with_context(reach)?
+            }
+            (_, b) => {
+                let mut req = self.agent.post(&url).header("content-type", "application/json");
+                if let Some(a) = &auth {
+                    req = req.header("authorization", a);
+                }
+                let text = b.map(|v| v.to_string()).unwrap_or_default();
+                req.send(text.as_bytes()).with_context(reach)?
+            }
+        };
+        let status = resp.status().as_u16();
+        Ok((status, resp.body_mut().read_to_string()?))
+    }
 }

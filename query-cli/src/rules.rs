@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use crate::cli::{AlertsArgs, Output, RulesCommand};
+use crate::cli::{AlertsArgs, AlertsCommand, Output, RulesCommand};
 use crate::client::StoreClient;
 use crate::EXIT_USAGE;
 
@@ -103,6 +103,9 @@ pub(crate) fn fetch(client: &StoreClient) -> anyhow::Result<Vec<Alert>> {
 
 pub(crate) fn alerts(args: AlertsArgs) -> anyhow::Result<()> {
     let client = StoreClient::new(&args.client, Duration::from_secs(30))?;
+    if let Some(cmd) = args.command {
+        return silences(&client, cmd, args.client.output);
+    }
     let alerts = fetch(&client)?;
     match args.client.output {
         Output::Json | Output::Raw => println!("{}", serde_json::to_string_pretty(&alerts)?),
@@ -140,4 +143,91 @@ pub(crate) fn table(alerts: &[Alert]) -> String {
         ));
     }
     out
+}
+
+/// `obs alerts silence|silences|unsilence`, through the store's Alertmanager v2 silence API.
+fn silences(client: &StoreClient, cmd: AlertsCommand, output: Output) -> anyhow::Result<()> {
+    let check = |(status, body): (u16, String)| -> anyhow::Result<String> {
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        if status != 200 {
+            bail!(
+                "the store answered {status}: {}",
+                v["error"].as_str().unwrap_or(body.trim())
+            );
+        }
+        Ok(body)
+    };
+    match cmd {
+        AlertsCommand::Silence {
+            matchers,
+            duration,
+            comment,
+            author,
+        } => {
+            let list = obs_notify::parse_matchers(&matchers).map_err(|e| anyhow::anyhow!(e))?;
+            let now = chrono::Utc::now();
+            let ends = now + chrono::Duration::from_std(duration)?;
+            let body = serde_json::json!({
+                "matchers": list.iter().map(|m| serde_json::json!({
+                    "name": m.name, "value": m.value,
+                    "isRegex": matches!(m.op, obs_notify::Op::Regex | obs_notify::Op::NotRegex),
+                    "isEqual": matches!(m.op, obs_notify::Op::Equal | obs_notify::Op::Regex),
+                })).collect::<Vec<_>>(),
+                "startsAt": now.to_rfc3339(),
+                "endsAt": ends.to_rfc3339(),
+                "createdBy": author.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "obs".into()),
+                "comment": comment,
+            });
+            let answer = check(client.send_json("POST", "/api/v2/silences", Some(&body))?)?;
+            let v: serde_json::Value = serde_json::from_str(&answer)?;
+            println!("{}", v["silenceID"].as_str().unwrap_or_default());
+        }
+        AlertsCommand::Silences => {
+            let body = check(client.get("/api/v2/silences", &[])?)?;
+            let list: Vec<serde_json::Value> = serde_json::from_str(&body)?;
+            match output {
+                Output::Json | Output::Raw => println!("{}", serde_json::to_string_pretty(&list)?),
+                Output::Human => {
+                    println!(
+                        "{:<36} {:<8} {:<20} {:<40} COMMENT",
+                        "ID", "STATE", "ENDS", "MATCHERS"
+                    );
+                    for s in &list {
+                        let ms: Vec<String> = s["matchers"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(|m| {
+                                let op = match (m["isRegex"].as_bool(), m["isEqual"].as_bool()) {
+                                    (Some(true), Some(false)) => "!~",
+                                    (Some(true), _) => "=~",
+                                    (_, Some(false)) => "!=",
+                                    _ => "=",
+                                };
+                                format!(
+                                    "{}{op}{:?}",
+                                    m["name"].as_str().unwrap_or(""),
+                                    m["value"].as_str().unwrap_or("")
+                                )
+                            })
+                            .collect();
+                        let ends = s["endsAt"].as_str().unwrap_or("");
+                        println!(
+                            "{:<36} {:<8} {:<20} {:<40} {}",
+                            s["id"].as_str().unwrap_or(""),
+                            s["status"]["state"].as_str().unwrap_or(""),
+                            ends.get(..19).unwrap_or(ends).replace('T', " "),
+                            ms.join(","),
+                            s["comment"].as_str().unwrap_or("")
+                        );
+                    }
+                }
+            }
+        }
+        AlertsCommand::Unsilence { id } => {
+            check(client.send_json("DELETE", &format!("/api/v2/silence/{id}"), None)?)?;
+            println!("silence {id} ended");
+        }
+    }
+    Ok(())
 }

@@ -198,6 +198,54 @@ fn silences_are_kept_and_mute() {
     assert_eq!(list[0]["id"], id.as_str(), "{list}");
     assert_eq!(list[0]["status"]["state"], "active");
     assert_eq!(list[0]["comment"], "replacing disk");
+
+    // The same from the command line.
+    let url = store.url("");
+    let cli = |args: &[&str]| {
+        let mut all = vec!["alerts", "--store", url.as_str()];
+        all.extend(args);
+        obs_e2e::Proc::run(obs_e2e::obs_bin(), &all, tmp.path())
+    };
+    let (code, out, err) = cli(&[
+        "silence",
+        "alertname=\"Backup\",host_name=~\"n.*\"",
+        "--for",
+        "2h",
+        "--comment",
+        "moving the repo",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let new_id = out.trim().to_string();
+    let (code, out, _) = cli(&["silences"]);
+    assert_eq!(code, 0);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(&new_id))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains("active")
+            && line.contains("alertname=\"Backup\",host_name=~\"n.*\"")
+            && line.ends_with("moving the repo"),
+        "{line}"
+    );
+    let (code, out, err) = cli(&["unsilence", &new_id]);
+    assert_eq!(
+        (code, out.trim()),
+        (0, format!("silence {new_id} ended").as_str()),
+        "{err}"
+    );
+    let (_, out, _) = cli(&["silences", "--output", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let ended = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == new_id.as_str())
+        .unwrap();
+    assert_eq!(ended["status"]["state"], "expired");
+    let (code, _, err) = cli(&["silence", "not a matcher"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("invalid matchers"), "{err}");
     for r in runs {
         r.store(false, Ordering::Relaxed);
     }
