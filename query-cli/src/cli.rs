@@ -460,6 +460,13 @@ pub enum AlertsCommand {
     Silences,
     /// End a silence now
     Unsilence { id: String },
+    /// Send a test message to a receiver of the config's [store.alerting] and print its answer
+    Test {
+        receiver: String,
+        /// The config file with the receiver
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -102,6 +102,9 @@ pub(crate) fn fetch(client: &StoreClient) -> anyhow::Result<Vec<Alert>> {
 }
 
 pub(crate) fn alerts(args: AlertsArgs) -> anyhow::Result<()> {
+    if let Some(AlertsCommand::Test { receiver, config }) = &args.command {
+        return test_receiver(receiver, config);
+    }
     let client = StoreClient::new(&args.client, Duration::from_secs(30))?;
     if let Some(cmd) = args.command {
         return silences(&client, cmd, args.client.output);
@@ -224,10 +227,35 @@ fn silences(client: &StoreClient, cmd: AlertsCommand, output: Output) -> anyhow:
                 }
             }
         }
+        AlertsCommand::Test { .. } => unreachable!("handled without a store"),
         AlertsCommand::Unsilence { id } => {
             check(client.send_json("DELETE", &format!("/api/v2/silence/{id}"), None)?)?;
             println!("silence {id} ended");
         }
     }
     Ok(())
+}
+
+/// `obs alerts test RECEIVER --config F`: one test message through the receiver as the
+/// store would send it, and what the receiver answered.
+fn test_receiver(receiver: &str, config: &std::path::Path) -> anyhow::Result<()> {
+    let cfg = crate::config::load(config)?;
+    let dir = std::env::temp_dir().join(format!("obs-alerts-test-{}", std::process::id()));
+    let notifier = obs_notify::Notifier::open(&cfg.store.alerting, &dir);
+    let answer = match notifier {
+        Ok(Some(n)) => Ok(n.test(receiver, chrono::Utc::now())),
+        Ok(None) => Err(anyhow::anyhow!(
+            "{} has no [store.alerting.route]: add one with a receiver",
+            config.display()
+        )),
+        Err(e) => Err(e.into()),
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    match answer? {
+        Ok((status, body)) => {
+            println!("{receiver} answered {status}: {}", body.trim());
+            Ok(())
+        }
+        Err(e) => bail!("{receiver}: {e}"),
+    }
 }

@@ -250,3 +250,40 @@ fn silences_are_kept_and_mute() {
         r.store(false, Ordering::Relaxed);
     }
 }
+
+#[test]
+fn obs_alerts_test_sends_one_message_and_prints_the_answer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hook = HttpRecorder::start();
+    let cfg = tmp.path().join("obs.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "version = 1\n[store.alerting]\n[[store.alerting.receivers]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"{}\"\n[store.alerting.route]\nreceiver = \"hook\"\n",
+            hook.url("/hook")
+        ),
+    )
+    .unwrap();
+    let run = |r: &str| {
+        obs_e2e::Proc::run(
+            obs_e2e::obs_bin(),
+            &["alerts", "test", r, "--config", cfg.to_str().unwrap()],
+            tmp.path(),
+        )
+    };
+    let (code, out, err) = run("hook");
+    assert_eq!((code, out.trim()), (0, "hook answered 200: ok"), "{err}");
+    let got = hook.requests();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].json()["alerts"][0]["labels"]["alertname"],
+        "ObsTestNotification"
+    );
+    let (code, _, err) = run("nope");
+    assert_eq!(code, 1);
+    assert!(err.contains("no receiver named \"nope\""), "{err}");
+    hook.answer(500);
+    let (code, _, err) = run("hook");
+    assert_eq!(code, 1);
+    assert!(err.contains("answered 500"), "{err}");
+}
