@@ -116,3 +116,82 @@ async fn expire(State(st): State<AppState>, Path(id): Path<String>) -> Answer {
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+
+    use crate::api::tests::TestStore;
+
+    /// Hostile silences get a 400 naming what is wrong, and the API keeps answering.
+    #[tokio::test]
+    async fn hostile_silences_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg: obs_notify::NotifyConfig = toml::from_str(
+            "[[receivers]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:1/\"\n[route]\nreceiver = \"hook\"\n",
+        )
+        .unwrap();
+        let mut store = TestStore::new(&[]);
+        store.state.notifier = obs_notify::Notifier::open(&cfg, dir.path())
+            .unwrap()
+            .map(std::sync::Arc::new);
+        let post = |body: String| {
+            let store = &store;
+            async move { store.post("/api/v2/silences", "application/json", body).await }
+        };
+        let silence = |matchers: &str, ends: &str| {
+            format!(r#"{{"matchers": {matchers}, "startsAt": "2030-01-01T00:00:00Z", "endsAt": "{ends}"}}"#)
+        };
+        let cases = [
+            ("{".to_string(), "invalid silence"),
+            (
+                format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)),
+                "invalid silence",
+            ),
+            (
+                silence(
+                    &format!(
+                        r#"[{{"name": "a", "value": "{}", "isRegex": true}}]"#,
+                        "(".repeat(5000)
+                    ),
+                    "2030-01-02T00:00:00Z",
+                ),
+                "invalid regex",
+            ),
+            (
+                silence(
+                    &format!(
+                        r#"[{{"name": "a", "value": "{}", "isRegex": true}}]"#,
+                        "a{1000}".repeat(2000)
+                    ),
+                    "2030-01-02T00:00:00Z",
+                ),
+                "invalid regex",
+            ),
+            (silence("[]", "2030-01-02T00:00:00Z"), "at least one matcher"),
+            (
+                silence(r#"[{"name": "a", "value": "b"}]"#, "2029-01-01T00:00:00Z"),
+                "must end after it starts",
+            ),
+        ];
+        for (body, want) in cases {
+            let (status, answer) = post(body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+            assert!(answer.contains(want), "{want}: {answer}");
+        }
+        let (status, _) = store
+            .send(
+                axum::http::Request::delete("/api/v2/silence/nope")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, _) = post(silence(
+            r#"[{"name": "a", "value": "b"}]"#,
+            "2030-01-02T00:00:00Z",
+        ))
+        .await;
+        assert_eq!(status, StatusCode::OK, "the API still answers");
+    }
+}

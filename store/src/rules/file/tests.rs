@@ -185,3 +185,28 @@ fn durations_are_prometheus_durations() {
         assert!(d(bad).is_err(), "{bad:?}");
     }
 }
+
+#[test]
+fn hostile_rule_files_get_errors_not_crashes() {
+    // Nested 100,000 deep, a huge expression, and a template nested past its limit.
+    let deep = format!("groups: {}{}", "[".repeat(100_000), "]".repeat(100_000));
+    assert!(!errors(&deep).is_empty());
+    let huge = format!(
+        "groups:\n  - name: g\n    rules:\n      - record: r\n        expr: '{}'\n",
+        "1+".repeat(100_000) + "1"
+    );
+    assert!(
+        errors(&huge)[0].contains("could not parse expression"),
+        "{:?}",
+        &errors(&huge)[0][..200]
+    );
+    let tmpl = format!(
+        "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up\n        annotations:\n          s: '{}'\n",
+        "{{ if true }}".repeat(500)
+    );
+    assert!(
+        errors(&tmpl)[0].contains("template parse error"),
+        "{:?}",
+        errors(&tmpl)
+    );
+}
