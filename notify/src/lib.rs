@@ -9,8 +9,9 @@
 //!   -> inhibit.rs, silence.rs mute alerts -> the notification log (dispatch.rs) says
 //!      whether the receiver must hear of it (new, resolved, or repeat_interval passed)
 //!   -> queue.rs: the notification is a file on disk before any attempt
-//! Notifier::deliver(now)          due queue entries -> receiver.rs (webhook, alertmanager,
-//!   ntfy) -> done, or retried with backoff (counted per receiver)
+//! Notifier::deliver(now)          due queue entries -> receiver/ (webhook, alertmanager,
+//!   ntfy, gotify, telegram, discord, slack, email) -> done, or retried with backoff
+//!   (counted per receiver)
 //! ```
 //!
 //! On disk, in the notifier's directory: `queue/` (one JSON file per pending notification),
@@ -38,7 +39,7 @@ pub use alert::{fingerprint, Alert, Fingerprint, LabelSet};
 pub use dispatch::Notification;
 pub use inhibit::InhibitRule;
 pub use matcher::{parse_list as parse_matchers, Matcher, Op};
-pub use receiver::{alertmanager_alerts, webhook_payload, Kind, ReceiverConfig};
+pub use receiver::{alertmanager_alerts, go_time, webhook_payload, Kind, ReceiverConfig, SmtpTls};
 pub use route::RouteConfig;
 pub use silence::Silence;
 

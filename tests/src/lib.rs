@@ -43,6 +43,8 @@ pub fn obs_bin() -> &'static Path {
             "store",
             "collector",
             "backup",
+            "notify",
+            "otlp-prom",
             "Cargo.toml",
             "Cargo.lock",
         ]

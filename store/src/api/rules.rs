@@ -109,13 +109,9 @@ fn go_seconds(ms: i64) -> Value {
     }
 }
 
-/// Go's `time.Time` in JSON (RFC 3339 with nanoseconds, trailing zeros cut); the zero time
-/// for "never".
+/// Go's `time.Time` in JSON for a time in milliseconds; the zero time for "never".
 fn go_time(ms: Option<i64>) -> String {
-    match ms.and_then(chrono::DateTime::from_timestamp_millis) {
-        Some(t) => t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
-        None => "0001-01-01T00:00:00Z".into(),
-    }
+    obs_notify::go_time(ms.and_then(chrono::DateTime::from_timestamp_millis))
 }
 
 fn object(pairs: impl IntoIterator<Item = (String, String)>) -> Value {
