@@ -20,6 +20,7 @@
 
 mod alert;
 mod dispatch;
+mod heartbeat;
 mod inhibit;
 mod matcher;
 mod queue;
@@ -37,6 +38,7 @@ use serde::Deserialize;
 
 pub use alert::{fingerprint, Alert, Fingerprint, LabelSet};
 pub use dispatch::Notification;
+pub use heartbeat::{Heartbeat, HeartbeatConfig};
 pub use inhibit::InhibitRule;
 pub use matcher::{parse_list as parse_matchers, Matcher, Op};
 pub use receiver::{alertmanager_alerts, go_time, webhook_payload, Kind, ReceiverConfig, SmtpTls};
@@ -55,6 +57,8 @@ pub struct NotifyConfig {
     pub route: Option<RouteConfig>,
     #[serde(default)]
     pub inhibit: Vec<InhibitRule>,
+    /// A URL called while rule evaluation is healthy (a dead man's switch).
+    pub heartbeat: Option<HeartbeatConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,16 +100,35 @@ impl std::fmt::Debug for Notifier {
     }
 }
 
+/// Checks an alerting config as the store would load it (receivers with their secrets,
+/// the route tree, the heartbeat) without touching any state.
+pub fn validate(cfg: &NotifyConfig) -> Result<(), Error> {
+    if let Some(h) = &cfg.heartbeat {
+        Heartbeat::new(h)?;
+    }
+    let mut names = Vec::new();
+    for r in &cfg.receivers {
+        receiver::Receiver::new(r).map_err(Error::Config)?;
+        names.push(r.name.clone());
+    }
+    match &cfg.route {
+        Some(route) => route::Route::new(route, &names)
+            .map(|_| ())
+            .map_err(Error::Config),
+        None if names.is_empty() => Ok(()),
+        None => Err(Error::Config(
+            "receivers are defined but no route sends to them: add a route with a receiver".into(),
+        )),
+    }
+}
+
 impl Notifier {
     /// Builds the notifier from its config, keeping its state in `dir`. `None` when no
     /// route is configured (notifications are off).
     pub fn open(cfg: &NotifyConfig, dir: &Path) -> Result<Option<Notifier>, Error> {
         let Some(route_cfg) = &cfg.route else {
-            if !cfg.receivers.is_empty() {
-                return Err(Error::Config(
-                    "receivers are defined but no route sends to them: add a route with a receiver".into(),
-                ));
-            }
+            // Nothing to send to; still refuse receivers that no route uses.
+            validate(cfg)?;
             return Ok(None);
         };
         let mut receivers = BTreeMap::new();

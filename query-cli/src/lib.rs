@@ -44,7 +44,13 @@ pub fn run(cli: Cli) -> ExitCode {
 pub const EXIT_USAGE: u8 = 2;
 
 fn config_check(file: PathBuf) -> ExitCode {
-    match config::load(&file) {
+    let checked = config::load(&file).map_err(|e| e.to_string()).and_then(|cfg| {
+        match obs_notify::validate(&cfg.store.alerting) {
+            Ok(()) => Ok(cfg),
+            Err(e) => Err(format!("{}: {e}", file.display())),
+        }
+    });
+    match checked {
         Ok(cfg) => {
             println!(
                 "{}: ok (config version {}; {} file source(s), {} backup repositor(ies), {} backup job(s))",

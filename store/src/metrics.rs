@@ -11,6 +11,8 @@ use crate::ingest::Engine;
 pub(crate) struct Metrics {
     started: Arc<Instant>,
     in_flight: Arc<AtomicU64>,
+    /// Heartbeat calls: sent, failed, withheld (rule evaluation unhealthy).
+    pub(crate) heartbeats: Arc<[AtomicU64; 3]>,
 }
 
 /// Counts one HTTP request as in flight until it is dropped (answered or abandoned).
@@ -33,6 +35,7 @@ impl Metrics {
         Metrics {
             started: Arc::new(Instant::now()),
             in_flight: Arc::new(AtomicU64::new(0)),
+            heartbeats: Arc::new(Default::default()),
         }
     }
 
@@ -267,6 +270,14 @@ impl Metrics {
             "Problems found in the rule files at the last (re)load.",
             rules.errors().len(),
         );
+        let name = "obs_store_heartbeats_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Heartbeat calls (dead man's switch), by result: sent, failed, or withheld because rule evaluation is unhealthy.\n# TYPE {name} counter"
+        );
+        for (result, c) in ["sent", "failed", "withheld"].iter().zip(self.heartbeats.iter()) {
+            let _ = writeln!(out, "{name}{{result=\"{result}\"}} {}", c.load(Ordering::Relaxed));
+        }
         if let Some(n) = notifier {
             for (name, help, get) in [
                 (

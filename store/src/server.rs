@@ -114,7 +114,17 @@ impl BoundStore {
         };
         let reloader = tokio::spawn(reload_on_sighup(rules.clone()));
         let (notify_stop, notify_rx) = tokio::sync::watch::channel(false);
-        let notifying = tokio::spawn(run_notifier(notifier.clone(), notify_rx));
+        let notifying = tokio::spawn(run_notifier(notifier.clone(), notify_rx.clone()));
+        let heartbeat = match &self.settings.alerting.heartbeat {
+            Some(cfg) => Some(obs_notify::Heartbeat::new(cfg).map_err(|e| Error::Config(e.to_string()))?),
+            None => None,
+        };
+        let heartbeating = tokio::spawn(run_heartbeat(
+            heartbeat,
+            rules.clone(),
+            state.metrics.clone(),
+            notify_rx,
+        ));
         let (own_stop, own_rx) = tokio::sync::watch::channel(false);
         let own = tokio::spawn(crate::metrics::record_own(
             state.metrics.clone(),
@@ -190,6 +200,7 @@ impl BoundStore {
         rules.stop().await;
         let _ = notify_stop.send(true);
         let _ = notifying.await;
+        let _ = heartbeating.await;
         let _ = stop_tx.send(true);
         // Drain in-flight requests, but not forever: a client that keeps a connection or a
         // stream open (a tail, an HTTP/2 connection nobody closes) must not hold the store.
@@ -249,6 +260,44 @@ async fn reload_on_sighup(rules: Rules) {
 }
 
 /// Queues due notifications and attempts deliveries every second until `stop`.
+/// Calls the heartbeat URL every interval while rule evaluation is healthy.
+async fn run_heartbeat(
+    heartbeat: Option<obs_notify::Heartbeat>,
+    rules: Rules,
+    metrics: Metrics,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use std::sync::atomic::Ordering;
+    let Some(hb) = heartbeat.map(std::sync::Arc::new) else {
+        return;
+    };
+    let mut tick = tokio::time::interval(hb.interval);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let [sent, failed, withheld] = &*metrics.heartbeats;
+        if let Err(why) = rules.healthy(chrono::Utc::now().timestamp_millis()) {
+            withheld.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(reason = %why, "heartbeat withheld: rule evaluation is not healthy");
+            continue;
+        }
+        let h = hb.clone();
+        let r = tokio::task::spawn_blocking(move || h.ping("obs store: rule evaluation healthy")).await;
+        match r {
+            Ok(Ok(_)) => {
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Err(e)) => {
+                failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "heartbeat not delivered");
+            }
+            Err(_) => {}
+        }
+    }
+}
+
 async fn run_notifier(
     notifier: Option<std::sync::Arc<obs_notify::Notifier>>,
     mut stop: tokio::sync::watch::Receiver<bool>,

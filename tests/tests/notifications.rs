@@ -287,3 +287,61 @@ fn obs_alerts_test_sends_one_message_and_prints_the_answer() {
     assert_eq!(code, 1);
     assert!(err.contains("answered 500"), "{err}");
 }
+
+#[test]
+fn the_heartbeat_calls_while_rules_run_and_watchdog_routes_like_any_alert() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hook = HttpRecorder::start();
+    let store = StoreProc::start_with_config(
+        tmp.path(),
+        &format!(
+            r#"[store.rules]
+evaluation_interval = "1s"
+defaults = true
+[store.alerting]
+[store.alerting.heartbeat]
+url = "{ping}"
+interval = "1s"
+[[store.alerting.receivers]]
+name = "quiet"
+type = "none"
+[[store.alerting.receivers]]
+name = "deadman"
+type = "webhook"
+url = "{watchdog}"
+[store.alerting.route]
+receiver = "quiet"
+group_wait = "1s"
+[[store.alerting.route.routes]]
+matchers = ['alertname="Watchdog"']
+receiver = "deadman"
+"#,
+            ping = hook.url("/ping"),
+            watchdog = hook.url("/watchdog"),
+        ),
+    );
+    let got = hook.wait("two heartbeats and a Watchdog", Duration::from_secs(30), |r| {
+        r.iter().filter(|r| r.path == "/ping").count() >= 2 && r.iter().any(|r| r.path == "/watchdog")
+    });
+    let ping = got.iter().find(|r| r.path == "/ping").unwrap();
+    assert_eq!(ping.method, "POST");
+    assert_eq!(
+        String::from_utf8_lossy(&ping.body),
+        "obs store: rule evaluation healthy"
+    );
+    for w in got.iter().filter(|r| r.path == "/watchdog") {
+        let j = w.json();
+        assert_eq!(j["receiver"], "deadman");
+        assert_eq!(j["status"], "firing");
+        for a in j["alerts"].as_array().unwrap() {
+            assert_eq!(a["labels"]["alertname"], "Watchdog", "{j}");
+        }
+    }
+    let metrics = obs_e2e::http_get(&store.url("/metrics")).unwrap().1;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("obs_store_heartbeats_total{result=\"sent\"}") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+}

@@ -180,6 +180,14 @@ fn receiver_configs_that_leak_or_misspell_are_refused() {
         let (code, out, err) = alerts_test(tmp.path(), &cfg, "r");
         assert_ne!(code, 0, "{receiver}: {out}");
         assert!(err.contains(want), "{receiver}: {err}");
+        // `obs config check` finds the same problem before the store does.
+        let (code, out, err) = Proc::run(
+            obs_e2e::obs_bin(),
+            &["config", "check", cfg.to_str().unwrap()],
+            tmp.path(),
+        );
+        assert_eq!(code, 2, "{receiver}: {out}");
+        assert!(err.contains(want), "{receiver}: {err}");
     }
 }
 

@@ -4,7 +4,9 @@
 //! - `alertmanager`: `POST <url>/api/v2/alerts` to an Alertmanager that does the routing;
 //! - `ntfy`, `gotify`, `telegram`, `discord`, `slack`: a message for a person (chat.rs),
 //!   within each service's size limits;
-//! - `email`: SMTP with STARTTLS or TLS and authentication (email.rs).
+//! - `email`: SMTP with STARTTLS or TLS and authentication (email.rs);
+//! - `none`: sends nothing (Alertmanager's null receiver), for alerts such as the
+//!   always-firing `Watchdog` when nothing outside watches them.
 //!
 //! Secrets come from a file (`*_file`) or an environment variable (`*_env`), never from the
 //! config itself: tokens, passwords, and the webhook URLs of discord and slack (the URL is
@@ -73,6 +75,7 @@ pub enum Kind {
     Discord,
     Slack,
     Email,
+    None,
 }
 
 impl Kind {
@@ -86,6 +89,7 @@ impl Kind {
             Kind::Discord => "discord",
             Kind::Slack => "slack",
             Kind::Email => "email",
+            Kind::None => "none",
         }
     }
 
@@ -104,6 +108,7 @@ impl Kind {
             Kind::Alertmanager | Kind::Ntfy | Kind::Gotify => HTTP,
             Kind::Telegram => &["url", "token_file", "token_env", "chat_id"],
             Kind::Discord | Kind::Slack => &["url_file", "url_env"],
+            Kind::None => &[],
             Kind::Email => &[
                 "smarthost",
                 "tls",
@@ -137,6 +142,7 @@ enum Target {
     Discord,
     Slack,
     Email(Box<email::Email>),
+    Discard,
 }
 
 /// A receiver ready to send.
@@ -151,7 +157,11 @@ pub(crate) struct Receiver {
 }
 
 /// The secret in `file` or the environment variable `env`, if either is set.
-fn secret(file: &Option<PathBuf>, env: &Option<String>, key: &str) -> Result<Option<String>, String> {
+pub(crate) fn secret(
+    file: &Option<PathBuf>,
+    env: &Option<String>,
+    key: &str,
+) -> Result<Option<String>, String> {
     match (file, env) {
         (Some(f), None) => std::fs::read_to_string(f)
             .map(|s| Some(s.trim().to_string()))
@@ -207,7 +217,7 @@ impl ReceiverConfig {
     }
 }
 
-fn check_url(url: &str) -> Result<String, String> {
+pub(crate) fn check_url(url: &str) -> Result<String, String> {
     if url.starts_with("http://") || url.starts_with("https://") {
         Ok(url.trim_end_matches('/').to_string())
     } else {
@@ -276,6 +286,7 @@ impl Receiver {
                 })?;
                 (Target::Email(Box::new(e)), String::new())
             }
+            Kind::None => (Target::Discard, String::new()),
         };
         let agent: ureq_tls::Agent = ureq_tls::Agent::config_builder()
             .http_status_as_error(false)
@@ -291,7 +302,7 @@ impl Receiver {
         })
     }
 
-    /// The HTTP request for `n` (`None` for email).
+    /// The HTTP request for `n` (`None` for email and `none`).
     pub(crate) fn request(&self, n: &Notification, external_url: &str) -> Option<HttpRequest> {
         let text = || Text::new(n, external_url);
         let token = self.token.as_deref();
@@ -313,7 +324,7 @@ impl Receiver {
             }
             Target::Discord => chat::discord(&text(), &self.url),
             Target::Slack => chat::slack(&text(), &self.url),
-            Target::Email(_) => return None,
+            Target::Email(_) | Target::Discard => return None,
         };
         if let Some(t) = token {
             req.headers
@@ -325,10 +336,10 @@ impl Receiver {
     /// Sends `n`; the receiver's answer (status and body) or why it failed.
     pub(crate) fn send(&self, n: &Notification, external_url: &str) -> Result<(u16, String), String> {
         let Some(r) = self.request(n, external_url) else {
-            let Target::Email(e) = &self.target else {
-                unreachable!("only email has no HTTP request")
+            return match &self.target {
+                Target::Email(e) => e.send(n, external_url),
+                _ => Ok((0, "nothing sent (a `none` receiver)".into())),
             };
-            return e.send(n, external_url);
         };
         let mut req = self.agent.post(&r.url).header("content-type", r.content_type);
         for (k, v) in &r.headers {

@@ -306,6 +306,17 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn evaluation_is_healthy_until_a_group_lags() {
+        let (store, _dir) = store_with_rules().await;
+        let now = chrono::Utc::now().timestamp_millis();
+        assert_eq!(store.state.rules.healthy(now), Ok(()));
+        // Ten minutes without an evaluation: the first group lags.
+        let err = store.state.rules.healthy(now + 10 * 60_000).unwrap_err();
+        assert!(err.contains("rule group \"a\""), "{err}");
+        assert!(err.contains("interval 60 s"), "{err}");
+    }
+
+    #[tokio::test]
     async fn rules_filters_and_shapes() {
         let (store, _dir) = store_with_rules().await;
         let all = store.get_json("/api/v1/rules").await;

@@ -67,6 +67,8 @@ struct Loaded {
 
 struct Running {
     key: (String, String),
+    /// When this group's task started (ms).
+    started_ms: i64,
     state: Arc<Mutex<GroupState>>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
@@ -206,10 +208,33 @@ impl Rules {
         let task = tokio::spawn(run_group(self.clone(), state.clone(), stop_rx));
         Running {
             key,
+            started_ms: now_ms(),
             state,
             stop,
             task,
         }
+    }
+
+    /// Whether rule evaluation is healthy at `now` (ms): every group has evaluated within
+    /// twice its interval plus 30 s (or started less long ago). The heartbeat is withheld
+    /// otherwise; the error says which group lags.
+    pub(crate) fn healthy(&self, now: i64) -> Result<(), String> {
+        let loaded = self.inner.state.lock().expect("rules lock");
+        for r in &loaded.groups {
+            let st = r.state.lock().expect("group lock");
+            let since = st.last_eval.unwrap_or(r.started_ms);
+            let allowed = 2 * st.interval_ms + 30_000;
+            if r.task.is_finished() || now - since > allowed {
+                return Err(format!(
+                    "rule group {:?} ({}) has not been evaluated for {} s (interval {} s)",
+                    st.group.name,
+                    st.group.file,
+                    (now - since) / 1000,
+                    st.interval_ms / 1000
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Stops every group (at shutdown, before the final commit).
