@@ -56,6 +56,32 @@ pub struct CollectorConfig {
     pub journald: Option<Journald>,
     /// Further destinations that get everything the store gets (each at its own pace).
     pub forward: Vec<Forward>,
+    /// Tell the operator when the store cannot be reached.
+    pub alerting: Option<Alerting>,
+}
+
+/// `[collector.alerting]`: after `store_down_notify_after` without a delivery to the store,
+/// one message through a receiver (the store's receiver types), and one when it is back.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Alerting {
+    /// How long deliveries must fail before the message (default 10m).
+    #[serde(default = "ten_minutes", deserialize_with = "duration")]
+    pub store_down_notify_after: std::time::Duration,
+    /// Which receiver (needed only when there are several).
+    pub receiver: Option<String>,
+    #[serde(default)]
+    pub receivers: Vec<obs_notify::ReceiverConfig>,
+}
+
+fn ten_minutes() -> std::time::Duration {
+    std::time::Duration::from_secs(600)
+}
+
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(&s)
+        .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?}: {e} (try \"10m\")")))
 }
 
 /// One `[[collector.forward]]`: another destination for what the collector ships, for users
@@ -235,6 +261,7 @@ impl Default for CollectorConfig {
             scrape: Vec::new(),
             journald: None,
             forward: Vec::new(),
+            alerting: None,
         }
     }
 }

@@ -51,6 +51,8 @@ pub struct ExportStats {
     pub rejected_items: AtomicU64,
     /// Unix seconds of the last successful delivery.
     pub last_success: AtomicU64,
+    /// Unix seconds of the first failed attempt since the last delivery (0: none failed).
+    pub failing_since: AtomicU64,
 }
 
 /// (items rejected, message) from an OTLP export response's partial success.
@@ -304,6 +306,7 @@ async fn deliver(route: Arc<Route>, out: Outgoing, mut shutdown: watch::Receiver
                 stats.sent_records.fetch_add(records, Ordering::Relaxed);
                 stats.sent_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
                 stats.last_success.store(crate::now_secs(), Ordering::Relaxed);
+                stats.failing_since.store(0, Ordering::Relaxed);
                 if let Some((n, msg)) = partial_success(kind, &answer) {
                     stats.rejected_items.fetch_add(n.max(0) as u64, Ordering::Relaxed);
                     tracing::warn!(rejected = n, reason = %msg, to, "the destination refused part of a request");
@@ -311,6 +314,7 @@ async fn deliver(route: Arc<Route>, out: Outgoing, mut shutdown: watch::Receiver
                 return Some(end);
             }
             Err(s) if s.code() == Code::InvalidArgument => {
+                stats.failing_since.store(0, Ordering::Relaxed);
                 stats.rejected_requests.fetch_add(1, Ordering::Relaxed);
                 stats.sent_records.fetch_add(records, Ordering::Relaxed);
                 tracing::error!(reason = %s.message(), ?kind, bytes = body.len(), to, "the destination rejected a request as malformed; skipping it");
@@ -319,6 +323,12 @@ async fn deliver(route: Arc<Route>, out: Outgoing, mut shutdown: watch::Receiver
             Err(s) => {
                 attempt += 1;
                 stats.retries.fetch_add(1, Ordering::Relaxed);
+                let _ = stats.failing_since.compare_exchange(
+                    0,
+                    crate::now_secs(),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
                 let wait = backoff(attempt);
                 let what = match s.code() {
                     Code::Unauthenticated | Code::PermissionDenied => {

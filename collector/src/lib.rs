@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+mod alerting;
 mod config;
 mod containers;
 mod error;
@@ -73,9 +74,10 @@ pub(crate) fn now_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
+pub use alerting::check as check_alerting;
 pub use config::{
-    check_forwards, CollectorConfig, FileSource, Format, Forward, Journald, Multiline, Parse, Protocol,
-    ScrapeJob, StartAt, DEFAULT_OTLP_GRPC_ADDR, DEFAULT_OTLP_HTTP_ADDR, DEFAULT_STORE_URL,
+    check_forwards, Alerting, CollectorConfig, FileSource, Format, Forward, Journald, Multiline, Parse,
+    Protocol, ScrapeJob, StartAt, DEFAULT_OTLP_GRPC_ADDR, DEFAULT_OTLP_HTTP_ADDR, DEFAULT_STORE_URL,
 };
 pub use error::{Error, Result};
 pub use export::ExportStats;
@@ -165,6 +167,9 @@ pub async fn run(
         ..Stats::default()
     });
     config::check_forwards(&cfg.forward).map_err(Error::Config)?;
+    if let Some(a) = &cfg.alerting {
+        alerting::check(a).map_err(Error::Config)?;
+    }
     let routes = routes(&cfg, &stats)?;
     let data_dir_error = |source| Error::DataDir {
         path: data_dir.clone(),
@@ -239,6 +244,16 @@ pub async fn run(
         Duration::from_secs(cfg.host_metrics_interval_secs.max(1)),
         shutdown.clone(),
     ));
+    let watcher = cfg.alerting.clone().map(|a| {
+        let (stats, spool, dir, shutdown) = (
+            stats.export.clone(),
+            spool.clone(),
+            data_dir.clone(),
+            shutdown.clone(),
+        );
+        let names = (host.clone(), cfg.store.clone());
+        tokio::spawn(async move { alerting::run(a, names, stats, spool, &dir, shutdown).await })
+    });
     let shippers: Vec<_> = routes
         .into_iter()
         .map(|r| tokio::spawn(export::ship(spool.clone(), r, shutdown.clone())))
@@ -253,6 +268,9 @@ pub async fn run(
         let _ = h.await;
     }
     let _ = own.await;
+    if let Some(w) = watcher {
+        let _ = w.await;
+    }
     if let Some(j) = journal {
         let _ = j.await;
     }

@@ -45,7 +45,13 @@ pub const EXIT_USAGE: u8 = 2;
 
 fn config_check(file: PathBuf) -> ExitCode {
     let checked = config::load(&file).map_err(|e| e.to_string()).and_then(|cfg| {
-        match obs_notify::validate(&cfg.store.alerting) {
+        let collector = cfg
+            .collector
+            .alerting
+            .as_ref()
+            .map_or(Ok(()), obs_collector::check_alerting);
+        let store = obs_notify::validate(&cfg.store.alerting).map_err(|e| e.to_string());
+        match store.and(collector) {
             Ok(()) => Ok(cfg),
             Err(e) => Err(format!("{}: {e}", file.display())),
         }

@@ -530,6 +530,11 @@ impl StoreProc {
 
     /// SIGKILL, stay down for `down`, then start again on the same data dir and ports.
     pub fn kill_and_restart_after(self, down: Duration) -> StoreProc {
+        self.kill_and_restart_when(|| std::thread::sleep(down))
+    }
+
+    /// SIGKILL, run `while_down`, then start again on the same data dir and ports.
+    pub fn kill_and_restart_when(self, while_down: impl FnOnce()) -> StoreProc {
         let StoreProc {
             mut proc,
             port,
@@ -541,7 +546,7 @@ impl StoreProc {
         proc.signal(Signal::SIGKILL);
         proc.wait_timeout(Duration::from_secs(10))
             .expect("store did not die on SIGKILL");
-        std::thread::sleep(down);
+        while_down();
         match config {
             // The stderr file is truncated by the new process, so readiness is seen afresh.
             Some(file) => StoreProc::start_config_file(&dir, &data, port, grpc_port, file),
