@@ -198,8 +198,12 @@ struct SmtpSink {
 }
 
 impl SmtpSink {
-    fn start(dir: &Path, out: &Path) -> SmtpSink {
-        let (_, cert, key) = obs_e2e::tls_files(dir);
+    /// `mode`: "starttls" or "tls" (implicit). The CA is `dir/ca.pem`.
+    fn start(dir: &Path, out: &Path, mode: &str) -> SmtpSink {
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        if !cert.exists() {
+            obs_e2e::tls_files(dir);
+        }
         let port = free_port();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/smtp-sink");
         let mut proc = Proc::spawn(
@@ -212,6 +216,7 @@ impl SmtpSink {
                 "alerts@example.org",
                 "s3cret",
                 out.to_str().unwrap(),
+                mode,
             ],
             dir,
         );
@@ -230,18 +235,22 @@ impl SmtpSink {
 }
 
 #[test]
-fn email_goes_over_starttls_with_auth_to_a_real_smtp_server() {
+fn email_goes_over_starttls_or_tls_with_auth_to_a_real_smtp_server() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let out = dir.join("mail.jsonl");
-    let sink = SmtpSink::start(dir, &out);
+    let sink = SmtpSink::start(dir, &out, "starttls");
+    let smtps = SmtpSink::start(dir, &dir.join("smtps.jsonl"), "tls");
     std::fs::write(dir.join("smtp.pass"), "s3cret\n").unwrap();
     std::fs::write(dir.join("wrong.pass"), "nope\n").unwrap();
     let cfg = dir.join("obs.toml");
     let receiver = |name: &str, pass: &str, ca: bool| {
+        let (port, tls) = match name {
+            "smtps" => (smtps.port, "tls"),
+            _ => (sink.port, "starttls"),
+        };
         format!(
-            "[[store.alerting.receivers]]\nname = \"{name}\"\ntype = \"email\"\nsmarthost = \"localhost:{}\"\nfrom = \"obs <obs@example.org>\"\nto = [\"ops@example.org\", \"me@example.org\"]\nusername = \"alerts@example.org\"\npassword_file = \"{}/{pass}\"\n{}",
-            sink.port,
+            "[[store.alerting.receivers]]\nname = \"{name}\"\ntype = \"email\"\nsmarthost = \"localhost:{port}\"\ntls = \"{tls}\"\nfrom = \"obs <obs@example.org>\"\nto = [\"ops@example.org\", \"me@example.org\"]\nusername = \"alerts@example.org\"\npassword_file = \"{}/{pass}\"\n{}",
             dir.display(),
             if ca { format!("ca_file = \"{}/ca.pem\"\n", dir.display()) } else { String::new() },
         )
@@ -249,8 +258,9 @@ fn email_goes_over_starttls_with_auth_to_a_real_smtp_server() {
     std::fs::write(
         &cfg,
         format!(
-            "version = 1\n[store.alerting]\nexternal_url = \"http://store.mesh:9700\"\n{}{}{}[store.alerting.route]\nreceiver = \"mail\"\n",
+            "version = 1\n[store.alerting]\nexternal_url = \"http://store.mesh:9700\"\n{}{}{}{}[store.alerting.route]\nreceiver = \"mail\"\n",
             receiver("mail", "smtp.pass", true),
+            receiver("smtps", "smtp.pass", true),
             receiver("badpass", "wrong.pass", true),
             receiver("untrusted", "smtp.pass", false),
         ),
@@ -289,5 +299,16 @@ fn email_goes_over_starttls_with_auth_to_a_real_smtp_server() {
     assert_eq!(code, 1);
     assert!(err.to_lowercase().contains("certificate"), "{err}");
     assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 1);
+
+    // Implicit TLS (port 465 style).
+    let (code, stdout, err) = alerts_test(dir, &cfg, "smtps");
+    assert_eq!(code, 0, "{stdout}{err}");
+    let m: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(dir.join("smtps.jsonl")).unwrap().trim()).unwrap();
+    assert_eq!(
+        (&m["tls"], &m["login"]),
+        (&serde_json::json!(true), &serde_json::json!("alerts@example.org"))
+    );
     drop(sink.proc);
+    drop(smtps.proc);
 }
