@@ -270,13 +270,16 @@ impl Metrics {
             "Problems found in the rule files at the last (re)load.",
             rules.errors().len(),
         );
-        let name = "obs_store_heartbeats_total";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Heartbeat calls (dead man's switch), by result: sent, failed, or withheld because rule evaluation is unhealthy.\n# TYPE {name} counter"
-        );
-        for (result, c) in ["sent", "failed", "withheld"].iter().zip(self.heartbeats.iter()) {
-            let _ = writeln!(out, "{name}{{result=\"{result}\"}} {}", c.load(Ordering::Relaxed));
+        // Only with a heartbeat configured (its first call happens at start).
+        if self.heartbeats.iter().any(|c| c.load(Ordering::Relaxed) > 0) {
+            let name = "obs_store_heartbeats_total";
+            let _ = writeln!(
+                out,
+                "# HELP {name} Heartbeat calls (dead man's switch), by result: sent, failed, or withheld because rule evaluation is unhealthy.\n# TYPE {name} counter"
+            );
+            for (result, c) in ["sent", "failed", "withheld"].iter().zip(self.heartbeats.iter()) {
+                let _ = writeln!(out, "{name}{{result=\"{result}\"}} {}", c.load(Ordering::Relaxed));
+            }
         }
         if let Some(n) = notifier {
             for (name, help, get) in [
