@@ -58,6 +58,8 @@ pub struct CollectorConfig {
     pub forward: Vec<Forward>,
     /// Tell the operator when the store cannot be reached.
     pub alerting: Option<Alerting>,
+    /// Checks of services from this node (HTTP, TCP, DNS, ICMP).
+    pub probes: Vec<crate::probe::Probe>,
 }
 
 /// `[collector.alerting]`: after `store_down_notify_after` without a delivery to the store,
@@ -262,6 +264,7 @@ impl Default for CollectorConfig {
             journald: None,
             forward: Vec::new(),
             alerting: None,
+            probes: Vec::new(),
         }
     }
 }

@@ -6,7 +6,8 @@
 //! files / containers (files.rs, containers.rs) ─┐  parse.rs: multiline, json/logfmt,
 //! journald (journald.rs)                        ├─ severity, static labels
 //! host metrics (host.rs), scrape (scrape.rs)    │
-//! OTLP receiver 4317/4318 (receiver.rs)        ─┘
+//! OTLP receiver 4317/4318 (receiver.rs)        │
+//! probes (probe/: HTTP, TCP, DNS, ICMP checks) ─┘
 //!   -> spool (spool/: checksummed segments, fsync on an interval; sources checkpoint
 //!      their positions and the receiver answers only after the fsync)
 //!   -> export.rs (OTLP/gRPC, pass-through codec, backoff forever) -> spool ack
@@ -41,6 +42,7 @@ mod logenc;
 mod metrics;
 mod otlp;
 mod parse;
+mod probe;
 mod receiver;
 mod relabel;
 mod remote_write;
@@ -83,6 +85,10 @@ pub use error::{Error, Result};
 pub use export::ExportStats;
 pub use files::{check as check_files, FileStats};
 pub use host::collect as host_metrics;
+pub use probe::{
+    check_probes, run_once as probe_once, Checked as CheckedProbe, ConditionResult, IpProtocol,
+    Outcome as ProbeOutcome, Probe,
+};
 pub use relabel::RelabelRule;
 
 /// Everything a running collector counts, for `/metrics` and the store.
@@ -170,6 +176,7 @@ pub async fn run(
     if let Some(a) = &cfg.alerting {
         alerting::check(a).map_err(Error::Config)?;
     }
+    let probes = probe::check_probes(&cfg.probes).map_err(Error::Config)?;
     let routes = routes(&cfg, &stats)?;
     let data_dir_error = |source| Error::DataDir {
         path: data_dir.clone(),
@@ -228,6 +235,7 @@ pub async fn run(
         .iter()
         .map(|job| tokio::spawn(scrape::run(job.clone(), spool.clone(), shutdown.clone())))
         .collect();
+    let probes = probe::spawn(probes, host.clone(), spool.clone(), shutdown.clone());
     let journal = cfg.journald.clone().map(|j| {
         tokio::spawn(journald::run(
             j,
@@ -274,7 +282,7 @@ pub async fn run(
     if let Some(j) = journal {
         let _ = j.await;
     }
-    for s in scrapers {
+    for s in scrapers.into_iter().chain(probes) {
         let _ = s.await;
     }
     if let Some(r) = receiver {

@@ -85,12 +85,21 @@ pub(crate) async fn spool_metrics(
     requests: Vec<ExportMetricsServiceRequest>,
     what: &str,
 ) {
+    let records = requests
+        .iter()
+        .map(|r| (Kind::Metrics, r.encode_to_vec()))
+        .collect();
+    spool_records(spool, records, what).await;
+}
+
+/// Appends encoded requests of any kind to the spool on a blocking thread, as
+/// [`spool_metrics`] does.
+pub(crate) async fn spool_records(spool: &Arc<Spool>, records: Vec<(Kind, Vec<u8>)>, what: &str) {
     let spool = spool.clone();
-    let bodies: Vec<Vec<u8>> = requests.iter().map(Message::encode_to_vec).collect();
     let done = tokio::task::spawn_blocking(move || {
-        bodies
+        records
             .iter()
-            .try_for_each(|b| spool.append(Kind::Metrics, b).map(|_| ()))
+            .try_for_each(|(kind, body)| spool.append(*kind, body).map(|_| ()))
     });
     match done.await {
         Ok(Ok(())) => {}
