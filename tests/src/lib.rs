@@ -620,6 +620,11 @@ impl StoreProc {
 /// Test TLS material: a CA and a `localhost` server certificate it signed, as PEM files in
 /// `dir`: (ca.pem, cert.pem, key.pem).
 pub fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    tls_files_expiring(dir, None)
+}
+
+/// [`tls_files`] with a server certificate that expires `valid_for` from now.
+pub fn tls_files_expiring(dir: &Path, valid_for: Option<Duration>) -> (PathBuf, PathBuf, PathBuf) {
     use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair};
     let named = |cn: &str| {
         let mut dn = DistinguishedName::new();
@@ -635,6 +640,12 @@ pub fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let key = KeyPair::generate().expect("server key");
     let mut params = CertificateParams::new(vec!["localhost".to_string()]).expect("server params");
     params.distinguished_name = named("localhost");
+    if let Some(d) = valid_for {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970");
+        params.not_after = rcgen::date_time_ymd(1970, 1, 1) + (now + d);
+    }
     let cert = params.signed_by(&key, &issuer).expect("server cert");
     let paths = (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"));
     std::fs::write(&paths.0, ca_cert.pem()).expect("write ca");
