@@ -41,6 +41,9 @@ pub enum Command {
     Rules(RulesCommand),
     /// The alerts that are pending or firing in the store
     Alerts(AlertsArgs),
+    /// Uptime probes ([[collector.probes]]): run one now to debug its check
+    #[command(subcommand)]
+    Probe(ProbeCommand),
     /// Work with config files
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -97,6 +100,23 @@ pub struct CollectorArgs {
     /// File holding the bearer token for the store (role ingest)
     #[arg(long)]
     pub token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProbeCommand {
+    /// Run one probe now and print each phase's time and each condition's result
+    Run(ProbeRunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeRunArgs {
+    /// The probe's name in [[collector.probes]]
+    pub name: String,
+    /// Config file holding the probe
+    #[arg(long, short, default_value = "obs.toml")]
+    pub config: PathBuf,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
 }
 
 #[derive(Debug, Clone, Copy, Default, ValueEnum)]

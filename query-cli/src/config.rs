@@ -89,6 +89,7 @@ impl Config {
             .map_err(|e| err(Some(e.span.clone()), e.to_string()))?;
         obs_collector::check_files(&cfg.collector.files).map_err(|e| err(None, e.to_string()))?;
         obs_collector::check_forwards(&cfg.collector.forward).map_err(|e| err(None, e))?;
+        obs_collector::check_probes(&cfg.collector.probes).map_err(|e| err(None, e))?;
         Ok(cfg)
     }
 }

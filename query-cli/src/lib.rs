@@ -9,6 +9,7 @@ pub mod cli;
 mod client;
 pub mod config;
 mod grafana;
+mod probe;
 mod query;
 mod rules;
 mod status;
@@ -17,7 +18,7 @@ mod up;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use cli::{BackupCommand, Cli, Command, ConfigCommand, GrafanaCommand};
+use cli::{BackupCommand, Cli, Command, ConfigCommand, GrafanaCommand, ProbeCommand};
 
 /// Runs a parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
@@ -31,6 +32,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Status(args) => report(status::run(args)),
         Command::Rules(cmd) => rules::run(cmd),
         Command::Alerts(args) => report(rules::alerts(args)),
+        Command::Probe(ProbeCommand::Run(args)) => probe::run(args),
         Command::Config(ConfigCommand::Check { file }) => config_check(file),
         Command::Grafana(GrafanaCommand::Provision(args)) => report(grafana::provision(args)),
         Command::Version => {

@@ -485,7 +485,11 @@ impl StoreProc {
     /// A store started with `config` (TOML, `version = 1` added), on free ports; for configs
     /// whose HTTP port is not plain HTTP (TLS), readiness is its "listening" log line.
     pub fn start_with_config(dir: &Path, config: &str) -> StoreProc {
-        let (port, grpc_port) = (free_port(), free_port());
+        StoreProc::start_with_config_on(dir, config, free_port(), free_port())
+    }
+
+    /// [`StoreProc::start_with_config`] on given ports (e.g. ones collectors already retry).
+    pub fn start_with_config_on(dir: &Path, config: &str, port: u16, grpc_port: u16) -> StoreProc {
         let data = dir.join("store-data");
         let file = dir.join("store.toml");
         std::fs::write(

@@ -24,7 +24,10 @@ pub(super) async fn tcp(
     ph.enter("connect");
     TcpStream::connect(addr)
         .await
-        .map_err(|e| format!("cannot connect to {host}:{port} ({addr}): {e}"))?;
+        .map_err(|e| match host == addr.ip().to_string() {
+            true => format!("cannot connect to {host}:{port}: {e}"),
+            false => format!("cannot connect to {host}:{port} ({addr}): {e}"),
+        })?;
     o.connected = true;
     Ok(())
 }
