@@ -10,6 +10,7 @@ use crate::auth::{Role, Tokens};
 use crate::limits::IngestLimits;
 use crate::rules::group::Env;
 use crate::rules::RulesSettings;
+pub use crate::uptime::{HeartbeatConfig, StatusPageConfig};
 use crate::Error;
 
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:9700";
@@ -52,6 +53,10 @@ pub struct StoreConfig {
     pub rules: RulesConfig,
     /// `[store.alerting]`: where alerts are sent (receivers, route, inhibition).
     pub alerting: obs_notify::NotifyConfig,
+    /// `[[store.heartbeats]]`: push heartbeats expected every period.
+    pub heartbeats: Vec<HeartbeatConfig>,
+    /// `[store.status_page]`: the page at `/status`.
+    pub status_page: StatusPageConfig,
 }
 
 /// `[store.rules]` as written: rule files and how often they run.
@@ -115,6 +120,8 @@ impl Default for StoreConfig {
             max_streams_per_push: IngestLimits::default().max_streams_per_push,
             rules: RulesConfig::default(),
             alerting: obs_notify::NotifyConfig::default(),
+            heartbeats: Vec::new(),
+            status_page: StatusPageConfig::default(),
         }
     }
 }
@@ -162,6 +169,8 @@ pub struct StoreSettings {
     pub limits: IngestLimits,
     pub(crate) rules: RulesSettings,
     pub(crate) alerting: obs_notify::NotifyConfig,
+    pub(crate) heartbeats: Vec<HeartbeatConfig>,
+    pub(crate) status_page: StatusPageConfig,
 }
 
 impl StoreConfig {
@@ -192,6 +201,7 @@ impl StoreConfig {
                 "[store.rules] evaluation_interval must be longer than 0s (try \"1m\")".into(),
             ));
         }
+        crate::uptime::check_heartbeats(&self.heartbeats).map_err(Error::Config)?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         let mut alerting = self.alerting;
         if alerting.external_url.is_empty() {
@@ -210,6 +220,8 @@ impl StoreConfig {
         Ok(StoreSettings {
             rules,
             alerting,
+            heartbeats: self.heartbeats,
+            status_page: self.status_page,
             tls,
             data_dir: self.data_dir.unwrap_or(default_data_dir),
             http_addr: self.http_addr,

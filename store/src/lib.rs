@@ -12,6 +12,7 @@
 //!           -> ack; commits every second, metrics blocks every 10 minutes
 //!   query:  api/loki.rs -> logql/ ; api/tempo.rs -> traceql.rs -> traces.rs ;
 //!           api/prom.rs -> promql/ -> tsdb/
+//!   uptime: push heartbeats and the status page (uptime/)
 //!   auth:   bearer tokens by Role on every route group (auth.rs); optional TLS
 //! ```
 //!
@@ -42,6 +43,7 @@ mod server;
 mod traceql;
 mod traces;
 pub mod tsdb;
+mod uptime;
 mod wal;
 mod words;
 
@@ -175,8 +177,8 @@ pub mod fuzzing {
 
 pub use auth::Role;
 pub use config::{
-    Retention, RulesConfig, StoreConfig, StoreSettings, TlsConfig, TlsSettings, TokenConfig,
-    DEFAULT_GRPC_ADDR, DEFAULT_HTTP_ADDR,
+    HeartbeatConfig, Retention, RulesConfig, StatusPageConfig, StoreConfig, StoreSettings, TlsConfig,
+    TlsSettings, TokenConfig, DEFAULT_GRPC_ADDR, DEFAULT_HTTP_ADDR,
 };
 pub use error::Error;
 pub use limits::IngestLimits;

@@ -105,7 +105,15 @@ impl BoundStore {
         tokio::task::spawn_blocking(move || r.reload())
             .await
             .map_err(|e| Error::Open(format!("loading the rules failed: {e}")))?;
+        let heartbeats = crate::uptime::Heartbeats::open(
+            self.settings.heartbeats.clone(),
+            &self.settings.data_dir,
+            self.engine.clone(),
+            crate::uptime::now_ms(),
+        );
         let state = AppState {
+            heartbeats: heartbeats.clone(),
+            status_page: crate::uptime::StatusPage::new(self.settings.status_page.clone()),
             metrics: Metrics::new(),
             engine: self.engine.clone(),
             limits: Limits::default(),
@@ -126,6 +134,7 @@ impl BoundStore {
             notify_rx,
         ));
         let (own_stop, own_rx) = tokio::sync::watch::channel(false);
+        let beating = tokio::spawn(heartbeats.run(own_rx.clone()));
         let own = tokio::spawn(crate::metrics::record_own(
             state.metrics.clone(),
             self.engine.clone(),
@@ -197,6 +206,7 @@ impl BoundStore {
         reloader.abort();
         let _ = own_stop.send(true);
         let _ = own.await;
+        let _ = beating.await;
         rules.stop().await;
         let _ = notify_stop.send(true);
         let _ = notifying.await;

@@ -1,6 +1,7 @@
 //! The store's HTTP surface: one router per compatible API, merged here. Each group of
 //! routes sits behind the [`Role`] it needs: `/ready` is open; ingest endpoints need `ingest`;
-//! query endpoints and `/metrics` need `query` (`admin` passes everywhere).
+//! query endpoints and `/metrics` need `query` (`admin` passes everywhere). The status page
+//! (`uptime/`) is a query route, or open when `[store.status_page] public = true`.
 
 pub(crate) mod alerting;
 pub(crate) mod loki;
@@ -30,6 +31,8 @@ pub(crate) struct AppState {
     pub(crate) limits: Limits,
     pub(crate) rules: crate::rules::Rules,
     pub(crate) notifier: Option<std::sync::Arc<obs_notify::Notifier>>,
+    pub(crate) heartbeats: crate::uptime::Heartbeats,
+    pub(crate) status_page: crate::uptime::StatusPage,
 }
 
 pub(crate) fn router(state: AppState, tokens: &Tokens) -> Router {
@@ -43,19 +46,28 @@ pub(crate) fn router(state: AppState, tokens: &Tokens) -> Router {
         )
     };
     // `/ready` stays open, as Loki's and Prometheus's do: load balancers and `obs up` probe it.
-    let open = Router::new().route("/ready", get(ready));
+    let mut open = Router::new().route("/ready", get(ready));
+    let status = crate::uptime::status_router();
+    let status_public = state.status_page.config.public;
+    if status_public {
+        open = open.merge(status.clone());
+    }
     let ingest = Router::new()
+        .merge(crate::uptime::push_router())
         .merge(loki::push_router())
         .merge(otlp::router())
         .merge(prom::write_router())
         .route_layer(guard(Role::Ingest));
-    let query = Router::new()
+    let mut query = Router::new()
         .route("/metrics", get(metrics))
         .merge(loki::query_router())
         .merge(tempo::router())
         .merge(prom::query_router())
-        .merge(rules::query_router())
-        .route_layer(guard(Role::Query));
+        .merge(rules::query_router());
+    if !status_public {
+        query = query.merge(status);
+    }
+    let query = query.route_layer(guard(Role::Query));
     let admin = Router::new()
         .route("/api/v1/admin/snapshot", axum::routing::post(snapshot))
         .merge(rules::admin_router())

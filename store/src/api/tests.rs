@@ -26,12 +26,15 @@ impl TestStore {
             crate::Retention::all(Duration::from_secs(100 * 365 * 86400)),
         )
         .unwrap();
+        let heartbeats = crate::uptime::Heartbeats::open(Vec::new(), dir.path(), engine.clone(), 0);
         TestStore {
             _dir: dir,
             state: AppState {
                 metrics: Metrics::new(),
                 rules: crate::rules::Rules::new(crate::rules::RulesSettings::none(), engine.clone(), None),
                 notifier: None,
+                heartbeats,
+                status_page: crate::uptime::StatusPage::new(Default::default()),
                 engine,
                 limits: Limits::default(),
             },
@@ -75,7 +78,7 @@ impl TestStore {
     }
 }
 
-fn token(name: &str, role: Role, secret: &str) -> TokenConfig {
+pub(crate) fn token(name: &str, role: Role, secret: &str) -> TokenConfig {
     TokenConfig {
         name: name.into(),
         role,
