@@ -10,6 +10,8 @@
 //! store.wait_http_ok(&format!("http://127.0.0.1:{port}/ready"), std::time::Duration::from_secs(20));
 //! ```
 
+pub mod browser;
+
 use std::fs::File;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -187,9 +187,14 @@ pub(super) fn html(status: &Status, title: &str) -> String {
         _ => "All systems operational",
     };
     let mut out = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{t}</title><style>{CSS}</style></head><body><main><h1>{t}</h1><p class=\"banner {s}\" id=\"overall\">{banner}</p>",
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{t}</title><link rel=\"icon\" href=\"data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'%3E%3Ccircle cx='8' cy='8' r='7' fill='%23{icon}'/%3E%3C/svg%3E\"><style>{CSS}</style></head><body><main><h1>{t}</h1><p class=\"banner {s}\" id=\"overall\">{banner}</p>",
         t = esc(title),
         s = status.state,
+        icon = match status.state {
+            "down" => "cf222e",
+            "degraded" => "bf8700",
+            _ => "1a7f37",
+        },
     );
     if status.services.is_empty() {
         out.push_str("<p class=\"note\">Nothing to show yet: add [[collector.probes]] to a collector or push a heartbeat.</p>");

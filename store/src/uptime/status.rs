@@ -2,10 +2,13 @@
 //!
 //! A probe is up at an instant when any vantage point sees it up
 //! (`max by (probe) (probe_success{job="obs-probe"})`): one node whose uplink fails does not
-//! make the service down; it makes it "degraded" while the others still see it up. A
-//! heartbeat is up while its last push said up and it is not late (`obs_push_up`). Uptime
-//! over 24 h / 7 d / 30 d and the 90 daily bars average that signal (subqueries at 1 m,
-//! 5 m and 15 m steps); incidents are the runs of "down" over the last 7 days, at 1 m.
+//! make the service down; it makes it "degraded" while the others still see it up. Its
+//! uptime over 24 h / 7 d / 30 d and the 90 daily bars are those of the vantage point that
+//! saw it up the most (`max by (probe) (avg_over_time(probe_success[24h]))`): a real outage
+//! is seen from everywhere, a broken uplink only from one node. This reads each raw sample
+//! once, where a subquery over "up from anywhere" would evaluate thousands of steps. A
+//! heartbeat is up while its last push said up and it is not late (`obs_push_up`).
+//! Incidents are the runs of "down from everywhere" over the last 7 days, at 1 m steps.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,8 +20,8 @@ use crate::ingest::Engine;
 use crate::promql::{self, Options, QueryValue};
 use crate::tsdb::Labels;
 
-const PROBE_SIGNAL: &str = r#"max by (probe) (probe_success{job="obs-probe"})"#;
-const HEARTBEAT_SIGNAL: &str = r#"max by (name) (obs_push_up{job="obs-push"})"#;
+const PROBE_SERIES: &str = r#"probe_success{job="obs-probe"}"#;
+const HEARTBEAT_SERIES: &str = r#"obs_push_up{job="obs-push"}"#;
 const DAY_MS: i64 = 86_400_000;
 /// Daily bars shown.
 pub(crate) const DAYS: i64 = 90;
@@ -129,10 +132,11 @@ struct History {
     incidents: BTreeMap<String, Vec<Incident>>,
 }
 
-fn history(engine: &Engine, signal: &str, key: &str, now: i64) -> Result<History> {
+fn history(engine: &Engine, series: &str, key: &str, now: i64) -> Result<History> {
     let mut h = History::default();
-    for (window, step) in [("24h", "1m"), ("7d", "5m"), ("30d", "15m")] {
-        let q = format!("avg_over_time(({signal})[{window}:{step}]) * 100");
+    let availability = |window: &str| format!("max by ({key}) (avg_over_time({series}[{window}])) * 100");
+    for window in ["24h", "7d", "30d"] {
+        let q = availability(window);
         for (name, v) in by(instant(engine, &q, now)?, key) {
             let u = h.uptime.entry(name).or_default();
             *match window {
@@ -143,8 +147,7 @@ fn history(engine: &Engine, signal: &str, key: &str, now: i64) -> Result<History
         }
     }
     let first = now - (DAYS - 1) * DAY_MS;
-    let q = format!("avg_over_time(({signal})[1d:5m]) * 100");
-    for (name, points) in by(range(engine, &q, first, now, DAY_MS)?, key) {
+    for (name, points) in by(range(engine, &availability("1d"), first, now, DAY_MS)?, key) {
         let mut days = vec![None; DAYS as usize];
         for (t, v) in points {
             let i = ((t - first) / DAY_MS) as usize;
@@ -155,8 +158,9 @@ fn history(engine: &Engine, signal: &str, key: &str, now: i64) -> Result<History
         h.days.insert(name, days);
     }
     let step = 60_000;
+    let signal = format!("max by ({key}) ({series})");
     for (name, points) in by(
-        range(engine, signal, now - INCIDENT_DAYS * DAY_MS, now, step)?,
+        range(engine, &signal, now - INCIDENT_DAYS * DAY_MS, now, step)?,
         key,
     ) {
         h.incidents.insert(name, incidents(&points, step));
@@ -212,7 +216,7 @@ pub(crate) fn compute(
     let shown = |name: &str| cfg.probes.is_empty() || cfg.probes.iter().any(|p| p == name);
     let mut services = Vec::new();
 
-    let mut probes = history(engine, PROBE_SIGNAL, "probe", now)?;
+    let mut probes = history(engine, PROBE_SERIES, "probe", now)?;
     let mut vantage: BTreeMap<String, (String, Vec<Vantage>)> = BTreeMap::new();
     for (l, v) in instant(
         engine,
@@ -275,7 +279,7 @@ pub(crate) fn compute(
         });
     }
 
-    let mut hb = history(engine, HEARTBEAT_SIGNAL, "name", now)?;
+    let mut hb = history(engine, HEARTBEAT_SERIES, "name", now)?;
     for (name, beat) in beats.snapshot().into_iter().filter(|(n, _)| shown(n)) {
         let late = beats
             .declared(&name)
