@@ -11,6 +11,7 @@
 //!                                and the collector's own health
 //! DIR/dashboards/obs-logs.json   logs overview: volume by level, errors, top services, lines
 //! DIR/dashboards/obs-backup.json backup health: the scheduler's `obs_backup_*` gauges and logs
+//! DIR/dashboards/obs-uptime.json uptime: probes (blackbox_exporter's names) and heartbeats
 //! ```
 //!
 //! Data sources have fixed uids (`obs-prometheus`, `obs-loki`, `obs-tempo`) so the
@@ -156,6 +157,7 @@ pub(crate) fn dashboards() -> Vec<(&'static str, Value)> {
         ("obs-node.json", node_overview()),
         ("obs-logs.json", logs_overview()),
         ("obs-backup.json", backup_health()),
+        ("obs-uptime.json", uptime()),
     ]
 }
 
@@ -607,6 +609,121 @@ fn backup_health() -> Value {
                 24,
                 10,
                 vec![loki(r#"{service_name="obs-backup", job=~"$job"}"#, "")],
+            ),
+        ],
+    )
+}
+
+fn uptime() -> Value {
+    let var = variable(
+        "probe",
+        "Probe",
+        PROMETHEUS,
+        json!({"query": "label_values(probe_success{job=\"obs-probe\"}, probe)", "refId": "probe"}),
+    );
+    let f = |s: &str| s.replace("$P", r#"job="obs-probe", probe=~"$probe""#);
+    dashboard(
+        "obs-uptime",
+        "obs / Uptime",
+        vec![var],
+        vec![
+            P(
+                "stat",
+                "Up from any vantage point",
+                "bool_yes_no",
+                8,
+                4,
+                vec![prom(&f("max by (probe) (probe_success{$P})"), "{{probe}}")],
+            ),
+            P(
+                "stat",
+                "Uptime, 24 h",
+                "percentunit",
+                8,
+                4,
+                vec![prom(
+                    &f("max by (probe) (avg_over_time(probe_success{$P}[24h]))"),
+                    "{{probe}}",
+                )],
+            ),
+            P(
+                "stat",
+                "Certificate expires in",
+                "s",
+                8,
+                4,
+                vec![prom(
+                    &f("min by (probe) (probe_ssl_earliest_cert_expiry{$P}) - time()"),
+                    "{{probe}}",
+                )],
+            ),
+            P(
+                "timeseries",
+                "Success by vantage point",
+                "bool_yes_no",
+                12,
+                8,
+                vec![prom(&f("probe_success{$P}"), "{{probe}} from {{host_name}}")],
+            ),
+            P(
+                "timeseries",
+                "Probe duration",
+                "s",
+                12,
+                8,
+                vec![prom(
+                    &f("probe_duration_seconds{$P}"),
+                    "{{probe}} from {{host_name}}",
+                )],
+            ),
+            P(
+                "timeseries",
+                "HTTP phases",
+                "s",
+                12,
+                8,
+                vec![prom(
+                    &f("avg by (phase) (probe_http_duration_seconds{$P})"),
+                    "{{phase}}",
+                )],
+            ),
+            P(
+                "timeseries",
+                "HTTP status",
+                "none",
+                12,
+                8,
+                vec![prom(
+                    &f("probe_http_status_code{$P}"),
+                    "{{probe}} from {{host_name}}",
+                )],
+            ),
+            P(
+                "stat",
+                "Heartbeats up",
+                "bool_yes_no",
+                12,
+                4,
+                vec![prom(r#"obs_push_up{job="obs-push"}"#, "{{name}}")],
+            ),
+            P(
+                "stat",
+                "Since last heartbeat",
+                "s",
+                12,
+                4,
+                vec![prom(
+                    r#"time() - obs_push_last_seen_timestamp_seconds{job="obs-push"}"#,
+                    "{{name}}",
+                )],
+            ),
+            P(
+                "logs",
+                "Probe failures",
+                "",
+                24,
+                10,
+                vec![loki(r#"{service_name="obs-probe"} | probe=~"$probe""#, "")],
             ),
         ],
     )

@@ -180,6 +180,30 @@ fn two_vantage_points_one_cut_off_with_the_store_down_at_first() {
             .unwrap();
     assert_eq!(code, 200, "{body}");
     status_page(&store, dir, &url);
+    uptime_dashboard(&store, dir);
+}
+
+/// Every panel of the provisioned uptime dashboard answers with data.
+fn uptime_dashboard(store: &StoreProc, dir: &Path) {
+    let (code, out, err) = Proc::run(obs_bin(), &["grafana", "provision", "--out", "grafana", "--store", &store.url("")], dir);
+    assert_eq!(code, 0, "{out}{err}");
+    let text = std::fs::read_to_string(dir.join("grafana/dashboards/obs-uptime.json")).unwrap();
+    let d: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut checked = 0;
+    for panel in d["panels"].as_array().unwrap() {
+        for t in panel["targets"].as_array().unwrap() {
+            let expr = t["expr"].as_str().unwrap().replace("$probe", ".+");
+            if t["datasource"]["uid"] == "obs-loki" {
+                assert!(!store.log_lines(&expr).is_empty(), "{}: {expr}", panel["title"]);
+            } else if !expr.contains("probe_ssl") {
+                // (no HTTPS target here: the certificate panel is empty by design)
+                let r = store.get_json(&format!("/api/v1/query?query={}", enc(&expr)));
+                assert!(!r["data"]["result"].as_array().unwrap().is_empty(), "{}: {expr}: {r}", panel["title"]);
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "{checked} queries");
 }
 
 /// The page, its JSON and badge, and the page in a real browser.
