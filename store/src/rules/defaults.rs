@@ -38,4 +38,54 @@ mod tests {
             );
         }
     }
+
+    /// The uptime rules, run as promtool runs rule unit tests.
+    #[test]
+    fn uptime_rules_fire_on_late_heartbeats_and_probes_down_everywhere() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("defaults.yml"), super::PACK).unwrap();
+        let test = r#"
+rule_files: [defaults.yml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'obs_push_last_seen_timestamp_seconds{job="obs-push",name="db"}'
+        values: '0x15'
+      - series: 'obs_push_deadline_seconds{job="obs-push",name="db"}'
+        values: '600x15'
+      - series: 'probe_success{job="obs-probe",probe="web",instance="http://web",host_name="a"}'
+        values: '1 0 0 0 0 0'
+      - series: 'probe_success{job="obs-probe",probe="web",instance="http://web",host_name="b"}'
+        values: '0 0 0 0 0 0'
+      - series: 'probe_success{job="obs-probe",probe="nas",instance="http://nas",host_name="a"}'
+        values: '1 1 1 1 1 1'
+      - series: 'probe_success{job="obs-probe",probe="nas",instance="http://nas",host_name="b"}'
+        values: '0 0 0 0 0 0'
+    alert_rule_test:
+      - eval_time: 5m
+        alertname: HeartbeatMissing
+        exp_alerts: []
+      - eval_time: 11m
+        alertname: HeartbeatMissing
+        exp_alerts:
+          - exp_labels: {severity: critical, job: obs-push, name: db}
+            exp_annotations:
+              summary: "db has not reported for 11m 0s"
+              description: "The heartbeat db ([[store.heartbeats]]) has not pushed within its period and grace. Check the job that pushes it (its cron entry, its log) and the machine it runs on."
+      - eval_time: 4m
+        alertname: ProbeDown
+        exp_alerts:
+          - exp_labels: {severity: critical, probe: web, instance: "http://web"}
+            exp_annotations:
+              summary: "web is down from every vantage point"
+              description: "No collector can reach http://web. The failure of each check is a log line: {service_name=\"obs-probe\", probe=\"web\"}; `obs probe run web` runs it by hand."
+      - eval_time: 4m
+        alertname: ProbeDegraded
+        exp_alerts: []
+"#;
+        std::fs::write(dir.path().join("t.yml"), test).unwrap();
+        let report = super::super::unittest::run_test_file(&dir.path().join("t.yml"));
+        assert!(report.passed(), "{}", report.render());
+    }
 }
