@@ -185,7 +185,18 @@ fn two_vantage_points_one_cut_off_with_the_store_down_at_first() {
 
 /// Every panel of the provisioned uptime dashboard answers with data.
 fn uptime_dashboard(store: &StoreProc, dir: &Path) {
-    let (code, out, err) = Proc::run(obs_bin(), &["grafana", "provision", "--out", "grafana", "--store", &store.url("")], dir);
+    let (code, out, err) = Proc::run(
+        obs_bin(),
+        &[
+            "grafana",
+            "provision",
+            "--out",
+            "grafana",
+            "--store",
+            &store.url(""),
+        ],
+        dir,
+    );
     assert_eq!(code, 0, "{out}{err}");
     let text = std::fs::read_to_string(dir.join("grafana/dashboards/obs-uptime.json")).unwrap();
     let d: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -198,7 +209,11 @@ fn uptime_dashboard(store: &StoreProc, dir: &Path) {
             } else if !expr.contains("probe_ssl") {
                 // (no HTTPS target here: the certificate panel is empty by design)
                 let r = store.get_json(&format!("/api/v1/query?query={}", enc(&expr)));
-                assert!(!r["data"]["result"].as_array().unwrap().is_empty(), "{}: {expr}: {r}", panel["title"]);
+                assert!(
+                    !r["data"]["result"].as_array().unwrap().is_empty(),
+                    "{}: {expr}: {r}",
+                    panel["title"]
+                );
             }
             checked += 1;
         }
