@@ -248,7 +248,7 @@ fn deserialize_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Du
 }
 
 /// Reads a human duration such as "30d" or "12h 30m".
-fn deserialize_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+pub(crate) fn deserialize_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
     humantime::parse_duration(&text).map_err(|e| {
         serde::de::Error::custom(format!("invalid duration {text:?}: {e} (try \"30d\" or \"12h\")"))

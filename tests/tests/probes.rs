@@ -14,6 +14,7 @@ const OK: u8 = 0;
 const UNAVAILABLE: u8 = 1;
 const HANG: u8 = 2;
 const CLOSE: u8 = 3;
+const HUGE: u8 = 4;
 
 /// Reads one request head; answers as `mode` says. `/old` always redirects to `/health`.
 fn answer(mut conn: impl Read + Write, mode: u8) {
@@ -39,6 +40,19 @@ fn answer(mut conn: impl Read + Write, mode: u8) {
         (_, "/old") => reply("302 Found", "location: /health\r\n", ""),
         (OK, _) => reply("200 OK", "", r#"{"status":"UP","checks":[1,2]}"#),
         (UNAVAILABLE, _) => reply("503 Service Unavailable", "", r#"{"status":"DOWN"}"#),
+        (HUGE, _) => {
+            // 20 MiB of body, deeply nested JSON at that: kept to 1 MiB, never parsed whole.
+            let body = "[".repeat(20 << 20);
+            let _ = conn.write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+            let _ = conn.write_all(body.as_bytes());
+            return;
+        }
         (HANG, _) => {
             std::thread::sleep(Duration::from_secs(30));
             return;
@@ -181,6 +195,18 @@ conditions = ["[BODY].status == UP", "[RESPONSE_TIME] < 900", "len([BODY].checks
     assert!(!o.success);
     assert_eq!(o.failure.as_deref(), Some("processing timeout after 1s"));
     assert!(o.duration >= Duration::from_secs(1) && o.status.is_none());
+
+    mode.store(HUGE, Ordering::SeqCst);
+    let o = probe(&format!(
+        "name = \"big\"\nurl = \"http://127.0.0.1:{port}/health\"\ntimeout_secs = 5\nconditions = [\"[BODY].status == UP\"]"
+    ));
+    assert_eq!(o.status, Some(200), "{:?}", o.failure);
+    assert_eq!(o.body.len(), 1 << 20, "the body kept for conditions is bounded");
+    assert!(
+        !o.success && o.conditions[0].value == "(none)",
+        "{:?}",
+        o.conditions
+    );
 
     mode.store(CLOSE, Ordering::SeqCst);
     let o = probe(&cfg);

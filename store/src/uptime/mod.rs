@@ -15,7 +15,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use crate::api::params::Params;
 use crate::api::AppState;
@@ -35,20 +35,17 @@ const CACHE_FOR: Duration = Duration::from_secs(30);
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatConfig {
     pub name: String,
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "crate::config::deserialize_duration")]
     pub period: Duration,
-    #[serde(default = "default_grace", deserialize_with = "duration")]
+    #[serde(
+        default = "default_grace",
+        deserialize_with = "crate::config::deserialize_duration"
+    )]
     pub grace: Duration,
 }
 
 fn default_grace() -> Duration {
     Duration::from_secs(300)
-}
-
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    humantime::parse_duration(&s)
-        .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?}: {e} (try \"1d\" or \"15m\")")))
 }
 
 /// `[store.status_page]`.
@@ -96,9 +93,7 @@ pub(crate) fn check_heartbeats(beats: &[HeartbeatConfig]) -> Result<(), String> 
 }
 
 pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    crate::api::params::now_ns() / 1_000_000
 }
 
 /// The last status computed, and when.

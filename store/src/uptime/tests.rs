@@ -52,6 +52,19 @@ async fn pushes_are_recorded_and_bad_ones_say_why() {
     let (status, body) = s.get("/api/v1/push/x?status=maybe").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body.contains("status=up or status=down"), "{body}");
+    // Huge: a body over 64 KiB is refused, a long message is cut, the store goes on.
+    let (status, body) = s
+        .post("/api/v1/push/big", "text/plain", "x".repeat(100 << 10))
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    let (status, _) = s.post("/api/v1/push/long", "text/plain", "é".repeat(5000)).await;
+    assert_eq!(status, StatusCode::OK);
+    let kept = s.state.heartbeats.snapshot()["long"].msg.len();
+    assert!(
+        kept <= heartbeats::MAX_MSG && kept > heartbeats::MAX_MSG - 2,
+        "{kept}"
+    );
+    assert!(!s.state.heartbeats.snapshot().contains_key("big"));
 }
 
 #[tokio::test]
