@@ -57,6 +57,8 @@ pub struct StoreConfig {
     pub heartbeats: Vec<HeartbeatConfig>,
     /// `[store.status_page]`: the page at `/status`.
     pub status_page: StatusPageConfig,
+    /// `[store.errors]`: exceptions grouped into issues.
+    pub errors: crate::errors::ErrorsConfig,
 }
 
 /// `[store.rules]` as written: rule files and how often they run.
@@ -122,6 +124,7 @@ impl Default for StoreConfig {
             alerting: obs_notify::NotifyConfig::default(),
             heartbeats: Vec::new(),
             status_page: StatusPageConfig::default(),
+            errors: crate::errors::ErrorsConfig::default(),
         }
     }
 }
@@ -171,6 +174,7 @@ pub struct StoreSettings {
     pub(crate) alerting: obs_notify::NotifyConfig,
     pub(crate) heartbeats: Vec<HeartbeatConfig>,
     pub(crate) status_page: StatusPageConfig,
+    pub(crate) errors: crate::errors::ErrorsConfig,
 }
 
 impl StoreConfig {
@@ -222,6 +226,7 @@ impl StoreConfig {
             alerting,
             heartbeats: self.heartbeats,
             status_page: self.status_page,
+            errors: self.errors,
             tls,
             data_dir: self.data_dir.unwrap_or(default_data_dir),
             http_addr: self.http_addr,

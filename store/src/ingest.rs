@@ -15,6 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::config::Retention;
+use crate::errors::extract::ErrorEvent;
+use crate::errors::{ErrorsConfig, Tracker};
 use crate::limits::{IngestLimits, Refused, RefusedCounts};
 use crate::logs::LogIndex;
 use crate::model::{LogBatch, SpanBatch};
@@ -88,6 +90,7 @@ struct Shared {
     logs: LogIndex,
     traces: TraceIndex,
     tsdb: Tsdb,
+    errors: Tracker,
     /// Held while applying and committing.
     applied: Mutex<Applied>,
     /// Held by the committer's work and by snapshots, so they never interleave.
@@ -104,11 +107,21 @@ impl Shared {
         };
         match kind {
             Kind::Logs => self.apply_with(seq, || match LogBatch::decode(payload) {
-                Ok(batch) => self.logs.apply(seq, &batch),
+                Ok(batch) => {
+                    if !self.errors.holds(seq) {
+                        self.errors.observe(seq, Tracker::replayed_logs(&batch));
+                    }
+                    self.logs.apply(seq, &batch)
+                }
                 Err(e) => undecodable(e),
             }),
             Kind::Spans => self.apply_with(seq, || match SpanBatch::decode(payload) {
-                Ok(batch) => self.traces.apply(seq, &batch),
+                Ok(batch) => {
+                    if !self.errors.holds(seq) {
+                        self.errors.observe(seq, self.errors.find_in_spans(&batch));
+                    }
+                    self.traces.apply(seq, &batch)
+                }
                 Err(e) => undecodable(e),
             }),
             Kind::Samples => self.apply_with(seq, || match SampleBatch::decode(payload) {
@@ -121,12 +134,18 @@ impl Shared {
         }
     }
 
-    fn apply_logs(&self, seq: u64, batch: &LogBatch) {
-        self.apply_with(seq, || self.logs.apply(seq, batch));
+    fn apply_logs(&self, seq: u64, batch: &LogBatch, errors: Vec<ErrorEvent>) {
+        self.apply_with(seq, || {
+            self.errors.observe(seq, errors);
+            self.logs.apply(seq, batch)
+        });
     }
 
-    fn apply_spans(&self, seq: u64, batch: &SpanBatch) {
-        self.apply_with(seq, || self.traces.apply(seq, batch));
+    fn apply_spans(&self, seq: u64, batch: &SpanBatch, errors: Vec<ErrorEvent>) {
+        self.apply_with(seq, || {
+            self.errors.observe(seq, errors);
+            self.traces.apply(seq, batch)
+        });
     }
 
     fn apply_samples(&self, seq: u64, batch: &SampleBatch) {
@@ -176,8 +195,23 @@ pub(crate) enum OpenError {
 }
 
 impl Engine {
-    /// Opens the indexes, replays the WAL into them and commits.
+    /// Opens the indexes, replays the WAL into them and commits, with error tracking on its
+    /// defaults.
+    #[cfg(test)]
     pub(crate) fn open(data_dir: &Path, retention: Retention) -> Result<(Engine, ReplayReport), OpenError> {
+        Engine::open_with(data_dir, retention, ErrorsConfig::default())
+    }
+
+    /// Opens the indexes and the error issues, replays the WAL into them and commits.
+    pub(crate) fn open_with(
+        data_dir: &Path,
+        retention: Retention,
+        errors: ErrorsConfig,
+    ) -> Result<(Engine, ReplayReport), OpenError> {
+        let errors = Tracker::open(data_dir, errors).map_err(|source| IndexError::Io {
+            path: data_dir.join("errors"),
+            source,
+        })?;
         let logs = LogIndex::open(data_dir)?;
         let traces = TraceIndex::open(data_dir)?;
         let tsdb = Tsdb::open(data_dir)?;
@@ -185,11 +219,13 @@ impl Engine {
             .max_committed_seq()
             .max(traces.parts.max_committed_seq())
             .max(tsdb.persisted_through())
+            .max(errors.wal_seq())
             + 1;
         let shared = Arc::new(Shared {
             logs,
             traces,
             tsdb,
+            errors,
             applied: Mutex::new(Applied::default()),
             maintenance: Mutex::new(()),
             stats: IngestStats::default(),
@@ -247,9 +283,10 @@ impl Engine {
             .flat_map(|s| &s.entries)
             .map(|e| e.line.len() as u64)
             .sum();
+        let errors = self.shared.errors.annotate_logs(&mut batch);
         let payload = batch.encode();
         let shared = self.shared.clone();
-        let apply = Box::new(move |seq| shared.apply_logs(seq, &batch));
+        let apply = Box::new(move |seq| shared.apply_logs(seq, &batch, errors));
         self.wal.append(Kind::Logs, payload, apply).await?;
         self.shared.stats.log_lines.fetch_add(lines, Ordering::Relaxed);
         self.shared.stats.log_bytes.fetch_add(bytes, Ordering::Relaxed);
@@ -267,9 +304,10 @@ impl Engine {
             return Ok(too_old);
         }
         let n = batch.spans.len() as u64;
+        let errors = self.shared.errors.find_in_spans(&batch);
         let payload = batch.encode();
         let shared = self.shared.clone();
-        let apply = Box::new(move |seq| shared.apply_spans(seq, &batch));
+        let apply = Box::new(move |seq| shared.apply_spans(seq, &batch, errors));
         self.wal.append(Kind::Spans, payload, apply).await?;
         self.shared.stats.spans.fetch_add(n, Ordering::Relaxed);
         Ok(too_old)
@@ -325,13 +363,25 @@ impl Engine {
 
     /// Commits the indexes and deletes the WAL segments they no longer need. Blocking.
     pub(crate) fn commit(&self) -> Result<(), OpenError> {
+        self.commit_forcing(false)
+    }
+
+    /// [`Engine::commit`]; `force` writes the error issues even when written recently.
+    fn commit_forcing(&self, force: bool) -> Result<(), OpenError> {
         let keep_from = {
             let applied = self.shared.applied.lock().expect("apply lock");
             self.shared.logs.commit(applied.through)?;
             self.shared.traces.parts.commit(applied.through)?;
+            if let Err(source) = self.shared.errors.persist(force) {
+                let path = self.data_dir.join("errors");
+                return Err(IndexError::Io { path, source }.into());
+            }
             let mut keep = applied.first_failed.unwrap_or(applied.through + 1);
-            if let Some(unflushed) = self.shared.tsdb.keep_wal_from() {
-                keep = keep.min(unflushed);
+            for unsaved in [
+                self.shared.tsdb.keep_wal_from(),
+                self.shared.errors.keep_wal_from(),
+            ] {
+                keep = keep.min(unsaved.unwrap_or(u64::MAX));
             }
             keep
         };
@@ -353,7 +403,7 @@ impl Engine {
         let _maintenance = self.shared.maintenance.lock().expect("maintenance lock");
         self.flush_metrics()?;
         self.wal.roll()?;
-        self.commit()
+        self.commit_forcing(true)
     }
 
     /// Writes a consistent copy of the data dir to `<data>/snapshots/latest` (replacing the
@@ -380,6 +430,10 @@ impl Engine {
             let applied = self.shared.applied.lock().expect("apply lock");
             self.shared.logs.quiesce(applied.through)?;
             self.shared.traces.parts.quiesce(applied.through)?;
+            self.shared
+                .errors
+                .persist(true)
+                .map_err(io(&self.data_dir.join("errors")))?;
             link_tree(&self.data_dir, &staging, &root).map_err(|(p, e)| io(&p)(e))?;
         }
         let _ = std::fs::remove_dir_all(&dest);
@@ -394,6 +448,7 @@ impl Engine {
             .tsdb
             .drop_before(cutoff_ns(self.retention.metrics) / 1_000_000);
         let logs = self.shared.logs.drop_before(cutoff_ns(self.retention.logs))?;
+        self.shared.errors.drop_before(cutoff_ns(self.retention.logs));
         Ok(metrics
             + logs
             + self
@@ -413,6 +468,10 @@ impl Engine {
 
     pub(crate) fn tsdb(&self) -> &Tsdb {
         &self.shared.tsdb
+    }
+
+    pub(crate) fn errors(&self) -> &Tracker {
+        &self.shared.errors
     }
 
     pub(crate) fn stats(&self) -> &IngestStats {

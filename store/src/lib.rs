@@ -13,6 +13,7 @@
 //!   query:  api/loki.rs -> logql/ ; api/tempo.rs -> traceql.rs -> traces.rs ;
 //!           api/prom.rs -> promql/ -> tsdb/
 //!   uptime: push heartbeats and the status page (uptime/)
+//!   errors: exceptions in logs, spans and Sentry events grouped into issues (errors/)
 //!   auth:   bearer tokens by Role on every route group (auth.rs); optional TLS
 //! ```
 //!
@@ -26,6 +27,7 @@ mod config;
 mod convert;
 mod convert_metrics;
 mod error;
+mod errors;
 #[cfg(test)]
 mod golden;
 mod grpc;
@@ -181,5 +183,6 @@ pub use config::{
     TlsSettings, TokenConfig, DEFAULT_GRPC_ADDR, DEFAULT_HTTP_ADDR,
 };
 pub use error::Error;
+pub use errors::ErrorsConfig;
 pub use limits::IngestLimits;
 pub use server::{BoundStore, Store};

@@ -281,6 +281,7 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{result=\"{result}\"}} {}", c.load(Ordering::Relaxed));
             }
         }
+        engine.errors().render_metrics(&mut out);
         if let Some(n) = notifier {
             for (name, help, get) in [
                 (

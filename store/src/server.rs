@@ -41,11 +41,12 @@ impl Store {
             source,
         })?;
         let (data_dir, retention) = (settings.data_dir.clone(), settings.retention);
-        let limits = settings.limits;
-        let (engine, report) = tokio::task::spawn_blocking(move || Engine::open(&data_dir, retention))
-            .await
-            .map_err(|e| Error::Open(e.to_string()))?
-            .map_err(|e| Error::Open(e.to_string()))?;
+        let (limits, errors) = (settings.limits, settings.errors.clone());
+        let (engine, report) =
+            tokio::task::spawn_blocking(move || Engine::open_with(&data_dir, retention, errors))
+                .await
+                .map_err(|e| Error::Open(e.to_string()))?
+                .map_err(|e| Error::Open(e.to_string()))?;
         let engine = engine.with_limits(limits);
         tracing::info!(
             records = report.records,

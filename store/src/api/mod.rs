@@ -1,6 +1,7 @@
 //! The store's HTTP surface: one router per compatible API, merged here. Each group of
 //! routes sits behind the [`Role`] it needs: `/ready` is open; ingest endpoints need `ingest`;
-//! query endpoints and `/metrics` need `query` (`admin` passes everywhere). The status page
+//! query endpoints and `/metrics` need `query` (`admin` passes everywhere); Sentry SDK ingest
+//! checks the DSN key as an `ingest` token (`errors/api.rs`). The status page
 //! (`uptime/`) is a query route, or open when `[store.status_page] public = true`.
 
 pub(crate) mod alerting;
@@ -63,7 +64,8 @@ pub(crate) fn router(state: AppState, tokens: &Tokens) -> Router {
         .merge(loki::query_router())
         .merge(tempo::router())
         .merge(prom::query_router())
-        .merge(rules::query_router());
+        .merge(rules::query_router())
+        .merge(crate::errors::query_router());
     if !status_public {
         query = query.merge(status);
     }
@@ -72,9 +74,11 @@ pub(crate) fn router(state: AppState, tokens: &Tokens) -> Router {
         .route("/api/v1/admin/snapshot", axum::routing::post(snapshot))
         .merge(rules::admin_router())
         .merge(alerting::admin_router())
+        .merge(crate::errors::admin_router())
         .route_layer(guard(Role::Admin));
     let metrics = state.metrics.clone();
     open.merge(ingest)
+        .merge(crate::errors::sentry_router(tokens))
         .merge(query)
         .merge(admin)
         .fallback(not_found)

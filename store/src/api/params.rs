@@ -67,7 +67,8 @@ fn too_large() -> (StatusCode, String) {
     )
 }
 
-/// Reads a request body of at most [`MAX_BODY_BYTES`], gunzipping `Content-Encoding: gzip`.
+/// Reads a request body of at most [`MAX_BODY_BYTES`], decompressing `Content-Encoding: gzip`,
+/// `deflate` (zlib) and `br`.
 pub(crate) async fn read_body(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, (StatusCode, String)> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -84,22 +85,27 @@ pub(crate) async fn read_body(headers: &HeaderMap, body: Body) -> Result<Vec<u8>
         .and_then(|v| v.to_str().ok())
     {
         None | Some("identity") => Ok(bytes.to_vec()),
-        Some("gzip") => {
-            let mut out = Vec::new();
-            let mut limited = flate2::read::GzDecoder::new(&bytes[..]).take(MAX_BODY_BYTES as u64 + 1);
-            limited
-                .read_to_end(&mut out)
-                .map_err(|e| (StatusCode::BAD_REQUEST, format!("invalid gzip body: {e}")))?;
-            if out.len() > MAX_BODY_BYTES {
-                return Err(too_large());
-            }
-            Ok(out)
-        }
+        Some("gzip") => inflate(flate2::read::GzDecoder::new(&bytes[..]), "gzip"),
+        Some("deflate") => inflate(flate2::read::ZlibDecoder::new(&bytes[..]), "deflate"),
+        Some("br") => inflate(brotli_decompressor::Decompressor::new(&bytes[..], 4096), "brotli"),
         Some(other) => Err((
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("unsupported Content-Encoding {other:?}; use gzip or none"),
+            format!("unsupported Content-Encoding {other:?}; use gzip, deflate, br or none"),
         )),
     }
+}
+
+/// Decompresses a body, refusing one that grows past [`MAX_BODY_BYTES`].
+fn inflate(reader: impl Read, what: &str) -> Result<Vec<u8>, (StatusCode, String)> {
+    let mut out = Vec::new();
+    reader
+        .take(MAX_BODY_BYTES as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("invalid {what} body: {e}")))?;
+    if out.len() > MAX_BODY_BYTES {
+        return Err(too_large());
+    }
+    Ok(out)
 }
 
 pub(crate) fn now_ns() -> i64 {

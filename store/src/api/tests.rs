@@ -191,9 +191,13 @@ async fn pushed_lines_come_back_newest_first_with_loki_shapes() {
     assert_eq!(v["data"]["resultType"], "streams");
     let result = v["data"]["result"].as_array().unwrap();
     assert_eq!(result.len(), 1);
-    // As in Loki 3, structured metadata (here the detected level) is part of the result labels.
+    // As in Loki 3, structured metadata (here the detected level, and the error issue the line
+    // was grouped into) is part of the result labels.
+    let mut stream = result[0]["stream"].clone();
+    let issue = stream.as_object_mut().unwrap().remove("error_issue");
+    assert_eq!(issue.and_then(|i| i.as_str().map(str::len)), Some(12));
     assert_eq!(
-        result[0]["stream"],
+        stream,
         json!({"job": "api", "host": "n1", "detected_level": "error"})
     );
     let values = result[0]["values"].as_array().unwrap();
