@@ -41,6 +41,8 @@ pub enum Command {
     Rules(RulesCommand),
     /// The alerts that are pending or firing in the store
     Alerts(AlertsArgs),
+    /// Error issues: exceptions from logs, traces and Sentry SDKs, grouped (newest first)
+    Errors(ErrorsArgs),
     /// Uptime probes ([[collector.probes]]): run one now to debug its check
     #[command(subcommand)]
     Probe(ProbeCommand),
@@ -458,6 +460,41 @@ pub struct AlertsArgs {
     pub client: StoreClientArgs,
     #[command(subcommand)]
     pub command: Option<AlertsCommand>,
+}
+
+#[derive(Debug, Args)]
+pub struct ErrorsArgs {
+    #[command(flatten)]
+    pub client: StoreClientArgs,
+    /// Only issues of this service (its service_name)
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Only issues seen within this long, e.g. 24h, 7d, or "all"
+    #[arg(long, default_value = "24h")]
+    pub since: String,
+    /// unresolved, resolved, ignored or all
+    #[arg(long, default_value = "unresolved")]
+    pub status: String,
+    /// At most this many issues
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+    #[command(subcommand)]
+    pub command: Option<ErrorsCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ErrorsCommand {
+    /// One issue: its frames, its last occurrences and where to find their logs and traces
+    Show {
+        /// Issue id (or its first characters, at least 4)
+        id: String,
+    },
+    /// Mark an issue resolved; it comes back as a regression if it happens again (admin token)
+    Resolve { id: String },
+    /// Stop showing an issue as unresolved; it keeps counting (admin token)
+    Ignore { id: String },
+    /// Mark a resolved or ignored issue unresolved again (admin token)
+    Unresolve { id: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,6 +8,7 @@ mod backup;
 pub mod cli;
 mod client;
 pub mod config;
+mod errors;
 mod grafana;
 mod probe;
 mod query;
@@ -32,6 +33,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Status(args) => report(status::run(args)),
         Command::Rules(cmd) => rules::run(cmd),
         Command::Alerts(args) => report(rules::alerts(args)),
+        Command::Errors(args) => report(errors::run(args)),
         Command::Probe(ProbeCommand::Run(args)) => probe::run(args),
         Command::Config(ConfigCommand::Check { file }) => config_check(file),
         Command::Grafana(GrafanaCommand::Provision(args)) => report(grafana::provision(args)),

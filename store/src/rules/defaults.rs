@@ -88,4 +88,46 @@ tests:
         let report = super::super::unittest::run_test_file(&dir.path().join("t.yml"));
         assert!(report.passed(), "{}", report.render());
     }
+
+    /// The error-tracking rules: one alert per new or regressed issue, for ten minutes.
+    #[test]
+    fn error_rules_alert_once_per_new_or_regressed_issue() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("defaults.yml"), super::PACK).unwrap();
+        let test = r#"
+rule_files: [defaults.yml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'obs_error_issue_noticed_timestamp_seconds{job="obs-store",instance="s:9700",service_name="shop",issue="3d38f2db31c5",title="panic: boom",reason="new"}'
+        values: '_ _ 120x30'
+      - series: 'obs_error_issue_noticed_timestamp_seconds{job="obs-store",instance="s:9700",service_name="shop",issue="95c16d8d368b",title="KeyError: <quoted_str>",reason="regression"}'
+        values: '_ _ _ 180x30'
+    alert_rule_test:
+      - eval_time: 1m
+        alertname: NewErrorIssue
+        exp_alerts: []
+      - eval_time: 5m
+        alertname: NewErrorIssue
+        exp_alerts:
+          - exp_labels: {severity: warning, service_name: shop, issue: 3d38f2db31c5, title: "panic: boom"}
+            exp_annotations:
+              summary: "New error in shop: panic: boom"
+              description: "An error not seen before. `obs errors show 3d38f2db31c5` shows its stack and last occurrences with their logs and traces; `obs errors resolve 3d38f2db31c5` once fixed (it alerts again if it comes back), `obs errors ignore 3d38f2db31c5` to stop hearing about it."
+      - eval_time: 13m
+        alertname: NewErrorIssue
+        exp_alerts: []
+      - eval_time: 5m
+        alertname: ErrorIssueRegressed
+        exp_alerts:
+          - exp_labels: {severity: warning, service_name: shop, issue: 95c16d8d368b, title: "KeyError: <quoted_str>"}
+            exp_annotations:
+              summary: "Resolved error is back in shop: KeyError: <quoted_str>"
+              description: "An issue marked resolved happened again after the resolve. `obs errors show 95c16d8d368b` shows the new occurrences (their release and host say which deploy brought it back)."
+"#;
+        std::fs::write(dir.path().join("t.yml"), test).unwrap();
+        let report = super::super::unittest::run_test_file(&dir.path().join("t.yml"));
+        assert!(report.passed(), "{}", report.render());
+    }
 }
