@@ -12,6 +12,8 @@
 //! DIR/dashboards/obs-logs.json   logs overview: volume by level, errors, top services, lines
 //! DIR/dashboards/obs-backup.json backup health: the scheduler's `obs_backup_*` gauges and logs
 //! DIR/dashboards/obs-uptime.json uptime: probes (blackbox_exporter's names) and heartbeats
+//! DIR/dashboards/obs-errors.json errors: new and top issues, errors by service, error lines,
+//!                                each issue linking to its logs and its service's traces
 //! ```
 //!
 //! Data sources have fixed uids (`obs-prometheus`, `obs-loki`, `obs-tempo`) so the
@@ -158,6 +160,7 @@ pub(crate) fn dashboards() -> Vec<(&'static str, Value)> {
         ("obs-logs.json", logs_overview()),
         ("obs-backup.json", backup_health()),
         ("obs-uptime.json", uptime()),
+        ("obs-errors.json", errors()),
     ]
 }
 
@@ -727,6 +730,165 @@ fn uptime() -> Value {
             ),
         ],
     )
+}
+
+/// A Grafana Explore link on data source `uid` running `query` (`${...}` placeholders are
+/// left for Grafana to fill in from the clicked value).
+fn explore(title: &str, uid: &str, kind: &str, query: &str) -> Value {
+    let query_type = if kind == "tempo" { "traceql" } else { "range" };
+    let panes = json!({"a": {
+        "datasource": uid,
+        "queries": [{"refId": "A", "datasource": {"type": kind, "uid": uid}, "expr": query, "query": query, "queryType": query_type}],
+        "range": {"from": "now-24h", "to": "now"},
+    }});
+    // Percent-encode all but the placeholders, which Grafana fills in percent-encoded.
+    let text = panes.to_string();
+    let mut url = String::from("/explore?schemaVersion=1&orgId=1&panes=");
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find("${") {
+        url.extend(form_urlencoded::byte_serialize(rest[..at].as_bytes()));
+        let end = rest[at..].find('}').map_or(rest.len(), |e| at + e + 1);
+        url.push_str(&rest[at..end].replace('}', ":percentencode}"));
+        rest = &rest[end..];
+    }
+    url.extend(form_urlencoded::byte_serialize(rest.as_bytes()));
+    json!({"title": title, "url": url})
+}
+
+/// Error tracking: `obs_error_*` from the store's own metrics, and the error lines. Tables
+/// link each issue to its log lines and to its service's error traces.
+fn errors() -> Value {
+    let var = variable(
+        "service",
+        "Service",
+        PROMETHEUS,
+        json!({"query": "label_values(obs_error_events_total, service_name)", "refId": "service"}),
+    );
+    let f = |s: &str| s.replace("$S", r#"service_name=~"$service""#);
+    let titled = |inner: &str| {
+        f(&format!(
+            "sum by (service_name, issue, title) ({inner} * on (service_name, issue) group_left(title) max by (service_name, issue, title) (obs_error_issue_info{{$S}}))"
+        ))
+    };
+    let service_traces = |by: &str| {
+        explore(
+            "Error traces of this service",
+            TEMPO,
+            "tempo",
+            &format!(r#"{{ resource.service.name = "${{{by}service_name}}" && status = error }}"#),
+        )
+    };
+    let per_issue = |inner: &str| {
+        titled(&format!(
+            "increase(obs_error_events_total{{$S, issue!=\"other\"}}[$__range]){inner}"
+        ))
+    };
+    let mut d = dashboard(
+        "obs-errors",
+        "obs / Errors",
+        vec![var],
+        vec![
+            P(
+                "stat",
+                "Unresolved issues",
+                "none",
+                8,
+                4,
+                vec![prom(
+                    &f(r#"sum(max by (service_name) (obs_error_issues{$S, status="unresolved"}))"#),
+                    "",
+                )],
+            ),
+            P(
+                "stat",
+                "Error events in range",
+                "none",
+                8,
+                4,
+                vec![prom(
+                    &f("sum(increase(obs_error_events_total{$S}[$__range]))"),
+                    "",
+                )],
+            ),
+            P(
+                "stat",
+                "New or regressed in the last hour",
+                "none",
+                8,
+                4,
+                vec![prom(
+                    &f("count(max by (service_name, issue) (obs_error_issue_noticed_timestamp_seconds{$S}))"),
+                    "",
+                )],
+            ),
+            P(
+                "table",
+                "New issues (first seen in this range)",
+                "none",
+                12,
+                9,
+                vec![prom(
+                    &format!(
+                        "{} unless on (service_name, issue) (obs_error_events_total offset $__range)",
+                        per_issue("")
+                    ),
+                    "",
+                )],
+            ),
+            P(
+                "table",
+                "Top issues by events in this range",
+                "none",
+                12,
+                9,
+                vec![prom(&format!("topk(20, {})", per_issue("")), "")],
+            ),
+            P(
+                "timeseries",
+                "Errors by service",
+                "ops",
+                24,
+                8,
+                vec![prom(
+                    &f("sum by (service_name) (rate(obs_error_events_total{$S}[$__rate_interval]))"),
+                    "{{service_name}}",
+                )],
+            ),
+            P(
+                "logs",
+                "Error lines",
+                "",
+                24,
+                10,
+                vec![loki(r#"{service_name=~"$service"} | error_issue != """#, "")],
+            ),
+        ],
+    );
+    for panel in d["panels"].as_array_mut().expect("panels") {
+        let links = match panel["type"].as_str() {
+            Some("table") => vec![
+                explore(
+                    "Logs of this issue",
+                    LOKI,
+                    "loki",
+                    r#"{service_name="${__data.fields.service_name}"} | error_issue="${__data.fields.issue}""#,
+                ),
+                service_traces("__data.fields."),
+            ],
+            Some("timeseries") => vec![
+                explore(
+                    "Error lines of this service",
+                    LOKI,
+                    "loki",
+                    r#"{service_name="${__field.labels.service_name}"} | error_issue != """#,
+                ),
+                service_traces("__field.labels."),
+            ],
+            _ => continue,
+        };
+        panel["fieldConfig"]["defaults"]["links"] = json!(links);
+    }
+    d
 }
 
 #[cfg(test)]

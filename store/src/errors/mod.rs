@@ -543,6 +543,19 @@ impl Tracker {
                 escape(service)
             );
         }
+        let _ = writeln!(out, "# HELP obs_error_issue_info The title and type of each issue with its own label on obs_error_events_total (value 1), for joins.");
+        let _ = writeln!(out, "# TYPE obs_error_issue_info gauge");
+        for i in st.issues.values().filter(|i| i.metric) {
+            let _ = writeln!(
+                out,
+                "obs_error_issue_info{{service_name=\"{}\",issue=\"{}\",title=\"{}\",type=\"{}\",status=\"{}\"}} 1",
+                escape(&i.service),
+                i.id,
+                escape(&i.title),
+                escape(&i.type_name),
+                i.status.as_str()
+            );
+        }
         let mut by_status: BTreeMap<(&str, &str), u64> = BTreeMap::new();
         for i in st.issues.values() {
             *by_status.entry((&i.service, i.status.as_str())).or_default() += 1;

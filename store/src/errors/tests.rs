@@ -423,3 +423,189 @@ fn sentry_events_become_lines_that_group_like_everything_else() {
         custom(serde_json::json!(["{{ default }}", "x"]), "b")
     );
 }
+
+mod http {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use std::io::Write as _;
+
+    use crate::api::tests::{token, TestStore};
+    use crate::Role;
+
+    fn store() -> TestStore {
+        TestStore::new(&[
+            token("app", Role::Ingest, "ingest-secret-1"),
+            token("grafana", Role::Query, "query-secret-1"),
+            token("ops", Role::Admin, "admin-secret-1"),
+        ])
+    }
+
+    fn envelope(event: &str, extra: &str) -> Vec<u8> {
+        format!(
+            "{{\"event_id\":\"9ec79c33ec9942ab8353589fcb2e04dc\"}}\n{{\"type\":\"event\",\"length\":{}}}\n{event}\n{extra}",
+            event.len()
+        )
+        .into_bytes()
+    }
+
+    async fn post_envelope(
+        s: &TestStore,
+        auth: Option<&str>,
+        body: Vec<u8>,
+        gzip: bool,
+    ) -> (StatusCode, String) {
+        let mut req =
+            Request::post("/api/1/envelope/").header("content-type", "application/x-sentry-envelope");
+        if let Some(key) = auth {
+            req = req.header(
+                "x-sentry-auth",
+                format!("Sentry sentry_version=7, sentry_key={key}, sentry_client=test/1"),
+            );
+        }
+        let body = if gzip {
+            req = req.header("content-encoding", "gzip");
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(&body).unwrap();
+            e.finish().unwrap()
+        } else {
+            body
+        };
+        s.send(req.body(Body::from(body)).unwrap()).await
+    }
+
+    async fn send(s: &TestStore, method: &str, uri: &str, bearer: &str) -> (StatusCode, String) {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("authorization", format!("Bearer {bearer}"))
+            .body(Body::empty())
+            .unwrap();
+        s.send(req).await
+    }
+
+    const EVENT: &str = r#"{"event_id":"9ec79c33ec9942ab8353589fcb2e04dc","level":"error","exception":{"values":[{"type":"KeyError","value":"'x'","stacktrace":{"frames":[{"module":"shop.views","function":"charge","in_app":true,"lineno":3}]}}]}}"#;
+
+    #[tokio::test]
+    async fn the_dsn_key_is_an_ingest_token() {
+        let s = store();
+        let body = || envelope(EVENT, "");
+        assert_eq!(
+            post_envelope(&s, None, body(), false).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            post_envelope(&s, Some("wrong-secret-1"), body(), false).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            post_envelope(&s, Some("query-secret-1"), body(), false).await.0,
+            StatusCode::FORBIDDEN
+        );
+        let (status, answer) = post_envelope(&s, Some("ingest-secret-1"), body(), true).await;
+        assert_eq!(
+            (status, answer.as_str()),
+            (StatusCode::OK, r#"{"id":"9ec79c33ec9942ab8353589fcb2e04dc"}"#)
+        );
+        let (status, _) = s
+            .post(
+                "/api/1/store/?sentry_key=ingest-secret-1",
+                "application/json",
+                EVENT,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        // Reading needs a query token; resolving an admin one.
+        assert_eq!(s.get("/api/v1/errors").await.0, StatusCode::UNAUTHORIZED);
+        let (status, list) = send(&s, "GET", "/api/v1/errors", "query-secret-1").await;
+        assert_eq!(status, StatusCode::OK, "{list}");
+        let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+        assert_eq!(list["data"][0]["count"], 2, "{list}");
+        assert_eq!(list["data"][0]["service"], "sentry-1");
+        assert_eq!(list["data"][0]["culprit"], "shop.views in charge");
+        let id = list["data"][0]["id"].as_str().unwrap();
+        let resolve = format!("/api/v1/errors/{id}/resolve");
+        assert_eq!(
+            send(&s, "POST", &resolve, "query-secret-1").await.0,
+            StatusCode::FORBIDDEN
+        );
+        let (status, done) = send(&s, "POST", &resolve, "admin-secret-1").await;
+        assert_eq!(status, StatusCode::OK, "{done}");
+        assert!(done.contains("\"status\":\"resolved\""), "{done}");
+        let (status, shown) = send(
+            &s,
+            "GET",
+            &format!("/api/v1/errors/{}", &id[..6]),
+            "query-secret-1",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            shown.contains("\"occurrences\"") && shown.contains("error_issue"),
+            "{shown}"
+        );
+        assert_eq!(
+            send(&s, "GET", "/api/v1/errors/ffffffffffff", "query-secret-1")
+                .await
+                .0,
+            StatusCode::NOT_FOUND
+        );
+    }
+
+    #[tokio::test]
+    async fn other_items_are_dropped_and_bad_envelopes_refused_alone() {
+        let s = store();
+        let key = Some("ingest-secret-1");
+        let extra = "{\"type\":\"transaction\"}\n{\"spans\":[]}\n{\"type\":\"client_report\"}\n{}\n{\"type\":\"weird\"}\n{}\n";
+        assert_eq!(
+            post_envelope(&s, key, envelope(EVENT, extra), false).await.0,
+            StatusCode::OK
+        );
+        let only_session = b"{}\n{\"type\":\"session\"}\n{\"sid\":\"x\"}\n".to_vec();
+        assert_eq!(
+            post_envelope(&s, key, only_session, false).await.0,
+            StatusCode::OK
+        );
+        let mut text = String::new();
+        s.state.engine.errors().render_metrics(&mut text);
+        for kind in ["transaction", "client_report", "session", "other"] {
+            assert!(
+                text.contains(&format!("obs_sentry_items_dropped_total{{type=\"{kind}\"}} 1")),
+                "{kind}: {text}"
+            );
+        }
+        for (body, says) in [
+            (b"not an envelope".to_vec(), "envelope header is not JSON"),
+            (
+                b"{}\n{\"type\":\"event\",\"length\":99999}\n{}".to_vec(),
+                "says length 99999",
+            ),
+            (b"{}\n{\"type\":\"event\"}\n[1,2]\n".to_vec(), "not a JSON object"),
+            (b"{}\n{\"type\":\"event\"}\n{\"a\":\n".to_vec(), "not JSON"),
+        ] {
+            let (status, answer) = post_envelope(&s, key, body, false).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+            assert!(answer.contains(says), "{says}: {answer}");
+        }
+        // An event of 400 KiB of breadcrumbs is kept without them; 400 KiB of message is refused.
+        let crumbs: Vec<_> = (0..4000)
+            .map(|i| serde_json::json!({"message": format!("{i:0>100}")}))
+            .collect();
+        let big = serde_json::json!({"message": "slow", "breadcrumbs": crumbs}).to_string();
+        assert_eq!(
+            post_envelope(&s, key, envelope(&big, ""), false).await.0,
+            StatusCode::OK
+        );
+        let huge = serde_json::json!({"message": "x".repeat(400 << 10)}).to_string();
+        let (status, answer) = post_envelope(&s, key, envelope(&huge, ""), false).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(answer.contains("at most 262144 are kept"), "{answer}");
+        let (status, _) = s
+            .post(
+                "/api/bad%20project/store/?sentry_key=ingest-secret-1",
+                "application/json",
+                EVENT,
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+}
