@@ -51,6 +51,19 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     ticks / 100.0
 }
 
+/// User-mode CPU seconds of process `pid` (without the kernel's share: page-cache copies and
+/// page faults, which vary from run to run more than the work measured).
+pub fn user_cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let ticks: f64 = after
+        .split_whitespace()
+        .nth(11)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    ticks / 100.0
+}
+
 /// Bytes of every file under `path`.
 pub fn dir_size(path: &Path) -> u64 {
     std::fs::read_dir(path)

@@ -368,14 +368,15 @@ impl Engine {
 
     /// [`Engine::commit`]; `force` writes the error issues even when written recently.
     fn commit_forcing(&self, force: bool) -> Result<(), OpenError> {
+        // Outside the apply lock: ingest waits only while the issues are serialised.
+        if let Err(source) = self.shared.errors.persist(force) {
+            let path = self.data_dir.join("errors");
+            return Err(IndexError::Io { path, source }.into());
+        }
         let keep_from = {
             let applied = self.shared.applied.lock().expect("apply lock");
             self.shared.logs.commit(applied.through)?;
             self.shared.traces.parts.commit(applied.through)?;
-            if let Err(source) = self.shared.errors.persist(force) {
-                let path = self.data_dir.join("errors");
-                return Err(IndexError::Io { path, source }.into());
-            }
             let mut keep = applied.first_failed.unwrap_or(applied.through + 1);
             for unsaved in [
                 self.shared.tsdb.keep_wal_from(),

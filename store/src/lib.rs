@@ -107,6 +107,38 @@ pub mod fuzzing {
         }
     }
 
+    /// Splits a Sentry envelope and turns its events into log lines, then reads each back
+    /// as grouping does.
+    pub fn sentry_envelope(data: &[u8]) {
+        if let Ok(items) = crate::errors::sentry::envelope_items(data) {
+            for (_, payload) in items {
+                if let Ok(event) = serde_json::from_slice(payload) {
+                    if let Ok((labels, entry)) = crate::errors::sentry::to_log("1", None, event, 0) {
+                        let _ = crate::errors::extract::from_log(&labels, &entry);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Finds the error in a log line: stack traces of every runtime, parameterisation.
+    pub fn error_line(data: &[u8]) {
+        if let Ok(line) = std::str::from_utf8(data) {
+            let labels = [("level".to_string(), "error".to_string())].into();
+            let entry = crate::model::LogEntry {
+                ts_ns: 0,
+                line: line.to_string(),
+                metadata: vec![("exception_stacktrace".into(), line.to_string())],
+            };
+            let _ = crate::errors::extract::from_log(&labels, &entry);
+            let plain = crate::model::LogEntry {
+                metadata: Vec::new(),
+                ..entry
+            };
+            let _ = crate::errors::extract::from_log(&labels, &plain);
+        }
+    }
+
     pub fn traceql(data: &[u8]) {
         if let Ok(text) = std::str::from_utf8(data) {
             let _ = crate::traceql::parse(text);

@@ -3,7 +3,13 @@
 //! ```text
 //! cargo build --release -p obs -p obs-benches
 //! OBS_BIN=target/release/obs target/release/store-bench [--mb 1024] [--clients 4] [--spans 200000] [--needle-runs 7]
+//!     [--error-permille N] [--errors-off] [--logs-only]
 //! ```
+//!
+//! `--error-permille N`: N lines in 1000 are errors (level=error; one in five of them with a
+//! Python traceback), the others info/debug/warn, instead of the default mix. `--errors-off`
+//! runs the store with `[store.errors] enabled = false`; `--logs-only` stops after log ingest
+//! (`benches/scripts/store-errors` compares the two).
 //!
 //! Reports: log ingest MB/s (wall) and MB/s per core (the store process's own user+system CPU
 //! time, from /proc), bytes on disk per raw byte, needle-search latency over everything
@@ -14,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use obs_benches::{arg, cpu_seconds, dir_size, Rng};
+use obs_benches::{arg, cpu_seconds, dir_size, flag, user_cpu_seconds, Rng};
 use obs_e2e::{enc, http_get, http_post, StoreProc};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
@@ -25,8 +31,19 @@ use prost::Message;
 const LINES_PER_PUSH: usize = 2000;
 const NEEDLE: &str = "needle-7f3a9c1e";
 
-/// A realistic mix: nginx access lines, logfmt app logs and JSON app logs.
-fn line(r: &mut Rng, i: usize) -> String {
+/// The level of an app line: the default mix, or errors `error_permille` in 1000 times.
+fn level(r: &mut Rng, error_permille: Option<u64>) -> &'static str {
+    match error_permille {
+        None => r.pick(&["info", "info", "info", "debug", "warn", "error"]),
+        Some(p) if r.next_u64() % 1000 < p => "error",
+        Some(_) => r.pick(&["info", "info", "info", "debug", "warn"]),
+    }
+}
+
+/// A realistic mix: nginx access lines, logfmt app logs and JSON app logs. With
+/// `error_permille`, nginx lines are left out (they carry no level) and that many app lines in
+/// 1000 are errors, one in five of them with a traceback.
+fn line(r: &mut Rng, i: usize, error_permille: Option<u64>) -> String {
     let paths = [
         "/api/v1/users",
         "/api/v1/orders",
@@ -41,8 +58,25 @@ fn line(r: &mut Rng, i: usize) -> String {
         "Prometheus/2.42.0",
         "Go-http-client/1.1",
     ];
-    let levels = ["info", "info", "info", "debug", "warn", "error"];
-    match r.next_u64() % 3 {
+    let kind = match error_permille {
+        None => r.next_u64() % 3,
+        Some(_) => 1 + r.next_u64() % 2,
+    };
+    let level = if kind == 0 { "" } else { level(r, error_permille) };
+    let failing = error_permille.is_some() && level == "error";
+    let msg = if failing {
+        [
+            "upstream timed out",
+            "payment declined",
+            "cache unavailable",
+            "invalid order",
+        ][(r.next_u64() % 4) as usize]
+    } else if kind == 1 {
+        "request handled"
+    } else {
+        "cache lookup"
+    };
+    let mut line = match kind {
         0 => format!(
             "10.{}.{}.{} - - [23/Nov/2026:14:{:02}:{:02} +0000] \"GET {} HTTP/1.1\" {} {} \"-\" \"{}\"",
             r.next_u64() % 256,
@@ -56,26 +90,35 @@ fn line(r: &mut Rng, i: usize) -> String {
             r.pick(&agents)
         ),
         1 => format!(
-            "ts=2026-11-23T14:{:02}:{:02}Z level={} msg=\"request handled\" path={} duration_ms={} user_id={} request_id={:016x}",
+            "ts=2026-11-23T14:{:02}:{:02}Z level={} msg=\"{msg}\" path={} duration_ms={} user_id={} request_id={:016x}",
             i % 60,
             (i / 60) % 60,
-            r.pick(&levels),
+            level,
             r.pick(&paths),
             r.next_u64() % 2000,
             r.next_u64() % 100_000,
             r.next_u64()
         ),
         _ => format!(
-            r#"{{"time":"2026-11-23T14:{:02}:{:02}Z","level":"{}","msg":"cache lookup","key":"user:{}","hit":{},"latency_us":{},"trace_id":"{:032x}"}}"#,
+            r#"{{"time":"2026-11-23T14:{:02}:{:02}Z","level":"{}","msg":"{msg}","key":"user:{}","hit":{},"latency_us":{},"trace_id":"{:032x}"}}"#,
             i % 60,
             (i / 60) % 60,
-            r.pick(&levels),
+            level,
             r.next_u64() % 100_000,
             r.next_u64().is_multiple_of(2),
             r.next_u64() % 10_000,
             u128::from(r.next_u64()) << 64 | u128::from(r.next_u64())
         ),
+    };
+    if failing && r.next_u64().is_multiple_of(5) {
+        line.push_str(&format!(
+            "\nTraceback (most recent call last):\n  File \"/srv/app/handlers.py\", line {}, in handle\n    return charge(order)\n  File \"/srv/app/billing.py\", line {}, in charge\n    raise ValueError(order.id)\nValueError: order {} is invalid",
+            40 + r.next_u64() % 5,
+            10 + r.next_u64() % 5,
+            r.next_u64() % 100_000
+        ));
     }
+    line
 }
 
 fn kv(k: &str, v: &str) -> KeyValue {
@@ -93,8 +136,14 @@ fn main() {
     let clients = arg("--clients", 4);
     let total_spans = arg("--spans", 200_000);
     let needle_runs = arg("--needle-runs", 7).max(1);
+    let error_permille = flag("--error-permille").then(|| arg("--error-permille", 10) as u64);
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = StoreProc::start(dir.path());
+    let store = if error_permille.is_some() {
+        let enabled = !flag("--errors-off");
+        StoreProc::start_with_config(dir.path(), &format!("[store.errors]\nenabled = {enabled}\n"))
+    } else {
+        StoreProc::start(dir.path())
+    };
     let pid = store.proc.pid();
     let url = store.url("/loki/api/v1/push");
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as i64;
@@ -114,7 +163,7 @@ fn main() {
         let mut values = Vec::with_capacity(LINES_PER_PUSH);
         let mut bytes = 0;
         for _ in 0..LINES_PER_PUSH {
-            let mut l = line(&mut rng, n);
+            let mut l = line(&mut rng, n, error_permille);
             if n == target / 240 {
                 l.push_str(&format!(" {NEEDLE}"));
             }
@@ -145,6 +194,7 @@ fn main() {
     let pushes = Arc::new(pushes);
     let next = Arc::new(AtomicUsize::new(0));
     let cpu0 = cpu_seconds(pid);
+    let user0 = user_cpu_seconds(pid);
     let t0 = Instant::now();
     let workers: Vec<_> = (0..clients)
         .map(|_| {
@@ -189,6 +239,26 @@ fn main() {
         "log ingest with the last commit and merges: store CPU {cpu_all:.2} s = {:.1} MB/s per core",
         mb / cpu_all.max(1e-9)
     );
+    let user = user_cpu_seconds(pid) - user0;
+    println!(
+        "log ingest, user-mode CPU only: {user:.2} s = {:.1} MB/s per core",
+        mb / user.max(1e-9)
+    );
+    if flag("--logs-only") {
+        if error_permille.is_some() && !flag("--errors-off") {
+            let (_, body) = http_get(&store.url("/api/v1/errors?limit=1000")).expect("errors");
+            let v: serde_json::Value = serde_json::from_str(&body).expect("errors JSON");
+            let issues = v["data"].as_array().map_or(0, Vec::len);
+            let events: u64 = v["data"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|i| i["count"].as_u64().unwrap_or(0))
+                .sum();
+            println!("error issues: {issues}, holding {events} events");
+        }
+        return;
+    }
     let disk = dir_size(&store.data.join("logs"));
     println!(
         "log index on disk: {:.1} MiB = {:.3} bytes per raw byte",

@@ -271,7 +271,10 @@ struct State {
     issues: BTreeMap<String, Issue>,
     other: BTreeMap<String, u64>,
     dropped: u64,
-    dirty: bool,
+    /// Changes made (events observed, statuses set, issues expired), and how many of them the
+    /// file holds.
+    changes: u64,
+    saved_changes: u64,
     last_write: Option<Instant>,
 }
 
@@ -281,6 +284,8 @@ pub(crate) struct Tracker {
     config: ErrorsConfig,
     file: PathBuf,
     state: Mutex<State>,
+    /// Held while the file is written, so writes land in order.
+    writing: Mutex<()>,
     /// Sentry envelope items dropped, by [`sentry::DROPPED_TYPES`].
     pub(crate) sentry_dropped: [AtomicU64; sentry::DROPPED_TYPES.len()],
 }
@@ -321,13 +326,15 @@ impl Tracker {
             issues: saved.issues.into_iter().map(|i| (i.id.clone(), i)).collect(),
             other: saved.other,
             dropped: saved.dropped,
-            dirty: false,
+            changes: 0,
+            saved_changes: 0,
             last_write: None,
         };
         Ok(Tracker {
             config,
             file,
             state: Mutex::new(state),
+            writing: Mutex::new(()),
             sentry_dropped: Default::default(),
         })
     }
@@ -402,7 +409,7 @@ impl Tracker {
             return;
         }
         st.wal_seq = seq;
-        st.dirty = true;
+        st.changes += 1;
         for ev in events {
             let st = &mut *st;
             if !st.issues.contains_key(&ev.issue) {
@@ -432,27 +439,37 @@ impl Tracker {
     /// The first WAL record the state on disk lacks, while the state in memory has it.
     pub(crate) fn keep_wal_from(&self) -> Option<u64> {
         let st = self.lock();
-        st.dirty.then_some(st.persisted_seq + 1)
+        (st.wal_seq > st.persisted_seq).then_some(st.persisted_seq + 1)
     }
 
     /// Writes the state if it changed, at most every [`PERSIST_EVERY`] unless `force`.
     pub(crate) fn persist(&self, force: bool) -> std::io::Result<()> {
-        let mut st = self.lock();
-        if !st.dirty || (!force && st.last_write.is_some_and(|t| t.elapsed() < PERSIST_EVERY)) {
-            return Ok(());
+        {
+            let st = self.lock();
+            let recent = st.last_write.is_some_and(|t| t.elapsed() < PERSIST_EVERY);
+            if st.changes == st.saved_changes || (!force && recent) {
+                return Ok(());
+            }
         }
-        self.write(&mut st)
+        self.write()
     }
 
-    fn write(&self, st: &mut State) -> std::io::Result<()> {
-        let saved = SavedRef {
-            format: 1,
-            wal_seq: st.wal_seq,
-            issues: st.issues.values().collect(),
-            other: &st.other,
-            dropped: st.dropped,
+    /// Writes the state whole: serialised under the lock, written and synced outside it (so
+    /// the WAL thread waits only for the former), one writer at a time.
+    fn write(&self) -> std::io::Result<()> {
+        let _writer = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        let (bytes, seq, changes) = {
+            let st = self.lock();
+            let saved = SavedRef {
+                format: 1,
+                wal_seq: st.wal_seq,
+                issues: st.issues.values().collect(),
+                other: &st.other,
+                dropped: st.dropped,
+            };
+            let bytes = serde_json::to_vec(&saved).map_err(std::io::Error::other)?;
+            (bytes, st.wal_seq, st.changes)
         };
-        let bytes = serde_json::to_vec(&saved).map_err(std::io::Error::other)?;
         let tmp = self.file.with_extension("json.tmp");
         {
             use std::io::Write as _;
@@ -464,8 +481,9 @@ impl Tracker {
         if let Some(dir) = self.file.parent() {
             std::fs::File::open(dir)?.sync_all()?;
         }
-        st.persisted_seq = st.wal_seq;
-        st.dirty = false;
+        let mut st = self.lock();
+        st.persisted_seq = seq;
+        st.saved_changes = changes;
         st.last_write = Some(Instant::now());
         Ok(())
     }
@@ -500,8 +518,9 @@ impl Tracker {
         issue.status = status;
         issue.status_changed_ms = now_ms();
         let issue = issue.clone();
-        st.dirty = true;
-        self.write(&mut st)
+        st.changes += 1;
+        drop(st);
+        self.write()
             .map_err(|e| format!("cannot write {}: {e}", self.file.display()))?;
         Ok(issue)
     }
@@ -513,7 +532,7 @@ impl Tracker {
         st.issues.retain(|_, i| i.last_seen_ns >= cutoff_ns);
         let dropped = before - st.issues.len();
         if dropped > 0 {
-            st.dirty = true;
+            st.changes += 1;
         }
         dropped
     }
