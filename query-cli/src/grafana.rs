@@ -746,7 +746,7 @@ fn explore(title: &str, uid: &str, kind: &str, query: &str) -> Value {
     let mut url = String::from("/explore?schemaVersion=1&orgId=1&panes=");
     let mut rest = text.as_str();
     while let Some(at) = rest.find("${") {
-        url.extend(form_urlencoded::byte_serialize(rest[..at].as_bytes()));
+        url.extend(form_urlencoded::byte_serialize(&rest.as_bytes()[..at]));
         let end = rest[at..].find('}').map_or(rest.len(), |e| at + e + 1);
         url.push_str(&rest[at..end].replace('}', ":percentencode}"));
         rest = &rest[end..];

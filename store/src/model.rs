@@ -83,6 +83,18 @@ impl SpanBatch {
     }
 }
 
+/// `s` cut to at most `max` bytes, at a char boundary.
+pub(crate) fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// Turns any string into a valid Prometheus/Loki label name: `[a-zA-Z_][a-zA-Z0-9_]*`, the way
 /// Loki 3 maps OTLP attribute names (`service.name` → `service_name`).
 pub(crate) use obs_otlp_prom::label_name as sanitize_label_name;

@@ -69,6 +69,19 @@ fn wait_issues(dir: &Path, store: &StoreProc, ok: impl Fn(&[Value]) -> bool) -> 
     }
 }
 
+/// Each issue's count and status, by id.
+fn counts(list: &[Value]) -> BTreeMap<String, (u64, String)> {
+    list.iter()
+        .map(|i| {
+            let status = i["status"].as_str().unwrap().to_string();
+            (
+                i["id"].as_str().unwrap().to_string(),
+                (i["count"].as_u64().unwrap(), status),
+            )
+        })
+        .collect()
+}
+
 fn by_title<'a>(list: &'a [Value], service: &str, title: &str) -> &'a Value {
     list.iter()
         .find(|i| i["service"] == service && i["title"] == title)
@@ -238,31 +251,9 @@ sentry_projects = {{ "1" = "shop" }}
     errors_dashboard(dir, &store);
 
     // kill -9: every issue comes back with the same count, none twice.
-    let before: BTreeMap<String, (u64, String)> = issues(dir, &store)
-        .iter()
-        .map(|i| {
-            (
-                i["id"].as_str().unwrap().to_string(),
-                (
-                    i["count"].as_u64().unwrap(),
-                    i["status"].as_str().unwrap().to_string(),
-                ),
-            )
-        })
-        .collect();
+    let before = counts(&issues(dir, &store));
     let store = store.kill_and_restart();
-    let after: BTreeMap<String, (u64, String)> = issues(dir, &store)
-        .iter()
-        .map(|i| {
-            (
-                i["id"].as_str().unwrap().to_string(),
-                (
-                    i["count"].as_u64().unwrap(),
-                    i["status"].as_str().unwrap().to_string(),
-                ),
-            )
-        })
-        .collect();
+    let after = counts(&issues(dir, &store));
     assert_eq!(before, after);
 }
 

@@ -35,25 +35,14 @@ pub(crate) enum Source {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ErrorEvent {
     pub issue: String,
-    pub service: String,
-    pub source: Source,
     pub type_name: String,
     pub title: String,
     pub culprit: String,
     /// The message's first line as it was, at most [`MAX_MESSAGE`] bytes.
     pub message: String,
     pub frames: Vec<Frame>,
-    pub level: String,
-    pub ts_ns: i64,
-    pub trace_id: String,
-    pub span_id: String,
-    pub host: String,
-    pub release: String,
-    pub environment: String,
-    /// Whoever was affected (an id, e-mail, user name or IP), if known.
-    pub user: Option<String>,
-    /// The log stream's selector (logs and Sentry events).
-    pub stream: String,
+    /// Where and when it happened.
+    pub cx: Context,
 }
 
 /// What an event is made of before grouping.
@@ -66,6 +55,7 @@ pub(crate) struct Parts {
 }
 
 /// Context an event is found in.
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Context {
     pub service: String,
     pub source: Source,
@@ -76,7 +66,9 @@ pub(crate) struct Context {
     pub host: String,
     pub release: String,
     pub environment: String,
+    /// Whoever was affected (an id, e-mail, user name or IP), if known.
     pub user: Option<String>,
+    /// The log stream's selector (logs and Sentry events).
     pub stream: String,
 }
 
@@ -99,17 +91,7 @@ pub(crate) fn event(parts: Parts, cx: Context) -> ErrorEvent {
         message: truncate(first_line(&parts.message), MAX_MESSAGE).to_string(),
         type_name: parts.type_name,
         frames,
-        service: cx.service,
-        source: cx.source,
-        level: cx.level,
-        ts_ns: cx.ts_ns,
-        trace_id: cx.trace_id,
-        span_id: cx.span_id,
-        host: cx.host,
-        release: cx.release,
-        environment: cx.environment,
-        user: cx.user,
-        stream: cx.stream,
+        cx,
     }
 }
 

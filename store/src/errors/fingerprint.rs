@@ -128,17 +128,7 @@ pub(crate) fn first_line(s: &str) -> &str {
     s.trim_start().lines().next().unwrap_or("").trim_end()
 }
 
-/// `s` cut to at most `max` bytes at a char boundary.
-pub(crate) fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
+pub(crate) use crate::model::truncate;
 
 static PARAMS: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(

@@ -168,13 +168,13 @@ impl Issue {
         Issue {
             id: ev.issue.clone(),
             version: fingerprint::VERSION,
-            service: ev.service.clone(),
+            service: ev.cx.service.clone(),
             type_name: ev.type_name.clone(),
             title: ev.title.clone(),
             culprit: ev.culprit.clone(),
-            level: ev.level.clone(),
-            first_seen_ns: ev.ts_ns,
-            last_seen_ns: ev.ts_ns,
+            level: ev.cx.level.clone(),
+            first_seen_ns: ev.cx.ts_ns,
+            last_seen_ns: ev.cx.ts_ns,
             count: 0,
             status: Status::Unresolved,
             status_changed_ms: now_ms,
@@ -191,21 +191,21 @@ impl Issue {
     /// Counts `ev`; a resolved issue seen after its resolve becomes unresolved again.
     fn add(&mut self, ev: ErrorEvent, now_ms: i64) {
         self.count += 1;
-        self.first_seen_ns = self.first_seen_ns.min(ev.ts_ns);
-        if self.status == Status::Resolved && ev.ts_ns / 1_000_000 > self.status_changed_ms {
+        self.first_seen_ns = self.first_seen_ns.min(ev.cx.ts_ns);
+        if self.status == Status::Resolved && ev.cx.ts_ns / 1_000_000 > self.status_changed_ms {
             self.status = Status::Unresolved;
             self.status_changed_ms = now_ms;
             self.noticed_ms = now_ms;
             self.regression = true;
         }
-        let hour = ev.ts_ns.div_euclid(3_600_000_000_000);
+        let hour = ev.cx.ts_ns.div_euclid(3_600_000_000_000);
         match self.hourly.binary_search_by_key(&hour, |(h, _)| *h) {
             Ok(i) => self.hourly[i].1 += 1,
             Err(i) => self.hourly.insert(i, (hour, 1)),
         }
         let newest = self.hourly.last().map_or(hour, |(h, _)| *h);
         self.hourly.retain(|(h, _)| *h > newest - 24);
-        if let Some(user) = &ev.user {
+        if let Some(user) = &ev.cx.user {
             let h = xxhash_rust::xxh3::xxh3_64(user.as_bytes());
             if let Err(i) = self.users.binary_search(&h) {
                 if self.users.len() < MAX_USERS {
@@ -213,24 +213,24 @@ impl Issue {
                 }
             }
         }
-        if ev.ts_ns >= self.last_seen_ns || self.frames.is_empty() {
-            self.last_seen_ns = ev.ts_ns;
+        if ev.cx.ts_ns >= self.last_seen_ns || self.frames.is_empty() {
+            self.last_seen_ns = ev.cx.ts_ns;
             self.frames = ev.frames;
-            self.level = ev.level;
+            self.level = ev.cx.level;
         }
-        let at = self.occurrences.partition_point(|o| o.ts_ns <= ev.ts_ns);
+        let at = self.occurrences.partition_point(|o| o.ts_ns <= ev.cx.ts_ns);
         self.occurrences.insert(
             at,
             Occurrence {
-                ts_ns: ev.ts_ns,
-                source: ev.source,
+                ts_ns: ev.cx.ts_ns,
+                source: ev.cx.source,
                 message: ev.message,
-                trace_id: ev.trace_id,
-                span_id: ev.span_id,
-                host: ev.host,
-                release: ev.release,
-                environment: ev.environment,
-                stream: ev.stream,
+                trace_id: ev.cx.trace_id,
+                span_id: ev.cx.span_id,
+                host: ev.cx.host,
+                release: ev.cx.release,
+                environment: ev.cx.environment,
+                stream: ev.cx.stream,
             },
         );
         while self.occurrences.len() > KEEP_OCCURRENCES {
@@ -415,22 +415,22 @@ impl Tracker {
             if !st.issues.contains_key(&ev.issue) {
                 if st.issues.len() >= self.config.max_issues {
                     st.dropped += 1;
-                    if st.issues.values().any(|i| i.service == ev.service) {
-                        *st.other.entry(ev.service.clone()).or_default() += 1;
+                    if st.issues.values().any(|i| i.service == ev.cx.service) {
+                        *st.other.entry(ev.cx.service.clone()).or_default() += 1;
                     }
                     continue;
                 }
                 let labelled = st
                     .issues
                     .values()
-                    .filter(|i| i.metric && i.service == ev.service)
+                    .filter(|i| i.metric && i.service == ev.cx.service)
                     .count();
                 let issue = Issue::new(&ev, now, labelled < self.config.metric_issues_per_service);
                 st.issues.insert(ev.issue.clone(), issue);
             }
             let issue = st.issues.get_mut(&ev.issue).expect("inserted above");
             if !issue.metric {
-                *st.other.entry(ev.service.clone()).or_default() += 1;
+                *st.other.entry(ev.cx.service.clone()).or_default() += 1;
             }
             issue.add(ev, now);
         }

@@ -167,7 +167,7 @@ fn only_errors_are_errors() {
     let ev = from_log(&l, &otel).unwrap();
     assert_eq!(ev.title, "ZeroDivisionError: division by zero");
     assert_eq!(ev.culprit, "/app/x.py in ratio");
-    assert_eq!(ev.trace_id, "0af7651916cd43dd8448eb211c80319c");
+    assert_eq!(ev.cx.trace_id, "0af7651916cd43dd8448eb211c80319c");
 }
 
 fn batch(service: &str, lines: &[(i64, &str)]) -> LogBatch {
@@ -402,11 +402,15 @@ fn sentry_events_become_lines_that_group_like_everything_else() {
     assert_eq!(ev.title, "ChargeError: order <num> failed");
     assert_eq!(ev.culprit, "shop.views in charge");
     assert_eq!(
-        (ev.release.as_str(), ev.environment.as_str(), ev.host.as_str()),
+        (
+            ev.cx.release.as_str(),
+            ev.cx.environment.as_str(),
+            ev.cx.host.as_str()
+        ),
         ("shop@1.2.3", "production", "web-1")
     );
-    assert_eq!(ev.trace_id, "0af7651916cd43dd8448eb211c80319c");
-    assert_eq!(ev.user.as_deref(), Some("u-17"));
+    assert_eq!(ev.cx.trace_id, "0af7651916cd43dd8448eb211c80319c");
+    assert_eq!(ev.cx.user.as_deref(), Some("u-17"));
     // An SDK fingerprint wins over the default grouping.
     let custom = |fp: serde_json::Value, value: &str| {
         let e =

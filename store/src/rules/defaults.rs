@@ -39,12 +39,20 @@ mod tests {
         }
     }
 
+    /// Runs a promtool unit-test file against the pack.
+    fn promtool_test(test: &str) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("defaults.yml"), super::PACK).unwrap();
+        std::fs::write(dir.path().join("t.yml"), test).unwrap();
+        let report = super::super::unittest::run_test_file(&dir.path().join("t.yml"));
+        assert!(report.passed(), "{}", report.render());
+    }
+
     /// The uptime rules, run as promtool runs rule unit tests.
     #[test]
     fn uptime_rules_fire_on_late_heartbeats_and_probes_down_everywhere() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("defaults.yml"), super::PACK).unwrap();
-        let test = r#"
+        promtool_test(
+            r#"
 rule_files: [defaults.yml]
 evaluation_interval: 1m
 tests:
@@ -83,18 +91,15 @@ tests:
       - eval_time: 4m
         alertname: ProbeDegraded
         exp_alerts: []
-"#;
-        std::fs::write(dir.path().join("t.yml"), test).unwrap();
-        let report = super::super::unittest::run_test_file(&dir.path().join("t.yml"));
-        assert!(report.passed(), "{}", report.render());
+"#,
+        );
     }
 
     /// The error-tracking rules: one alert per new or regressed issue, for ten minutes.
     #[test]
     fn error_rules_alert_once_per_new_or_regressed_issue() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("defaults.yml"), super::PACK).unwrap();
-        let test = r#"
+        promtool_test(
+            r#"
 rule_files: [defaults.yml]
 evaluation_interval: 1m
 tests:
@@ -125,9 +130,7 @@ tests:
             exp_annotations:
               summary: "Resolved error is back in shop: KeyError: <quoted_str>"
               description: "An issue marked resolved happened again after the resolve. `obs errors show 95c16d8d368b` shows the new occurrences (their release and host say which deploy brought it back)."
-"#;
-        std::fs::write(dir.path().join("t.yml"), test).unwrap();
-        let report = super::super::unittest::run_test_file(&dir.path().join("t.yml"));
-        assert!(report.passed(), "{}", report.render());
+"#,
+        );
     }
 }

@@ -113,14 +113,7 @@ impl Heartbeats {
         if !valid_name(name) {
             return Err(PushError::BadName);
         }
-        let mut msg = msg.trim().to_string();
-        if msg.len() > MAX_MSG {
-            let mut cut = MAX_MSG;
-            while !msg.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            msg.truncate(cut);
-        }
+        let msg = crate::model::truncate(msg.trim(), MAX_MSG).to_string();
         let beat = Beat {
             last_seen_ms: now_ms,
             up,
