@@ -42,7 +42,7 @@ impl TestStore {
         }
     }
 
-    fn app(&self) -> Router {
+    pub(crate) fn app(&self) -> Router {
         router(self.state.clone(), &self.tokens)
     }
 

@@ -6,7 +6,7 @@
 use std::sync::atomic::Ordering;
 
 use axum::extract::{Path, Request, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -31,14 +31,34 @@ pub(crate) fn admin_router() -> Router<AppState> {
     Router::new().route("/api/v1/errors/{id}/{action}", post(set_status))
 }
 
-/// The Sentry ingest routes, behind the DSN key check.
+/// The Sentry ingest routes, behind the DSN key check. Browser SDKs send cross-origin (the
+/// key in the query string, so a preflight carries it too): answers allow any origin.
 pub(crate) fn sentry_router(tokens: &Tokens) -> Router<AppState> {
     Router::new()
-        .route("/api/{project}/envelope/", post(envelope))
-        .route("/api/{project}/envelope", post(envelope))
-        .route("/api/{project}/store/", post(store))
-        .route("/api/{project}/store", post(store))
+        .route("/api/{project}/envelope/", post(envelope).options(preflight))
+        .route("/api/{project}/envelope", post(envelope).options(preflight))
+        .route("/api/{project}/store/", post(store).options(preflight))
+        .route("/api/{project}/store", post(store).options(preflight))
         .route_layer(from_fn_with_state(tokens.clone(), require_dsn_key))
+        .layer(axum::middleware::map_response(allow_any_origin))
+}
+
+async fn allow_any_origin(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("content-type, x-sentry-auth, authorization"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("POST, OPTIONS"),
+    );
+    r
+}
+
+async fn preflight() -> StatusCode {
+    StatusCode::OK
 }
 
 fn error(status: StatusCode, msg: String) -> Response {

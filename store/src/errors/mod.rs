@@ -271,11 +271,22 @@ struct State {
     issues: BTreeMap<String, Issue>,
     other: BTreeMap<String, u64>,
     dropped: u64,
+    /// Issues per service with their own metric label (every service with issues is here).
+    labelled: BTreeMap<String, usize>,
     /// Changes made (events observed, statuses set, issues expired), and how many of them the
     /// file holds.
     changes: u64,
     saved_changes: u64,
     last_write: Option<Instant>,
+}
+
+impl State {
+    fn count_labelled(&mut self) {
+        self.labelled.clear();
+        for i in self.issues.values() {
+            *self.labelled.entry(i.service.clone()).or_default() += usize::from(i.metric);
+        }
+    }
 }
 
 /// The issues, their state file, and counters.
@@ -320,7 +331,7 @@ impl Tracker {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Saved::default(),
             Err(e) => return Err(e),
         };
-        let state = State {
+        let mut state = State {
             wal_seq: saved.wal_seq,
             persisted_seq: saved.wal_seq,
             issues: saved.issues.into_iter().map(|i| (i.id.clone(), i)).collect(),
@@ -329,7 +340,9 @@ impl Tracker {
             changes: 0,
             saved_changes: 0,
             last_write: None,
+            labelled: BTreeMap::new(),
         };
+        state.count_labelled();
         Ok(Tracker {
             config,
             file,
@@ -415,18 +428,15 @@ impl Tracker {
             if !st.issues.contains_key(&ev.issue) {
                 if st.issues.len() >= self.config.max_issues {
                     st.dropped += 1;
-                    if st.issues.values().any(|i| i.service == ev.cx.service) {
+                    if st.labelled.contains_key(&ev.cx.service) {
                         *st.other.entry(ev.cx.service.clone()).or_default() += 1;
                     }
                     continue;
                 }
-                let labelled = st
-                    .issues
-                    .values()
-                    .filter(|i| i.metric && i.service == ev.cx.service)
-                    .count();
-                let issue = Issue::new(&ev, now, labelled < self.config.metric_issues_per_service);
-                st.issues.insert(ev.issue.clone(), issue);
+                let labelled = st.labelled.entry(ev.cx.service.clone()).or_default();
+                let metric = *labelled < self.config.metric_issues_per_service;
+                *labelled += usize::from(metric);
+                st.issues.insert(ev.issue.clone(), Issue::new(&ev, now, metric));
             }
             let issue = st.issues.get_mut(&ev.issue).expect("inserted above");
             if !issue.metric {
@@ -491,17 +501,15 @@ impl Tracker {
     /// Issues matching `filter`, most recently seen first.
     pub(crate) fn list(&self, filter: &Filter) -> Vec<Issue> {
         let st = self.lock();
-        let mut out: Vec<Issue> = st
+        let mut out: Vec<&Issue> = st
             .issues
             .values()
             .filter(|i| filter.service.as_ref().is_none_or(|s| &i.service == s))
             .filter(|i| filter.status.is_none_or(|s| i.status == s))
             .filter(|i| i.last_seen_ns >= filter.since_ns)
-            .cloned()
             .collect();
         out.sort_by(|a, b| b.last_seen_ns.cmp(&a.last_seen_ns).then(a.id.cmp(&b.id)));
-        out.truncate(filter.limit);
-        out
+        out.into_iter().take(filter.limit).cloned().collect()
     }
 
     /// The issue whose id is or starts with `id` (at least 4 characters, and unambiguous).
@@ -533,6 +541,7 @@ impl Tracker {
         let dropped = before - st.issues.len();
         if dropped > 0 {
             st.changes += 1;
+            st.count_labelled();
         }
         dropped
     }

@@ -510,6 +510,14 @@ mod http {
             (status, answer.as_str()),
             (StatusCode::OK, r#"{"id":"9ec79c33ec9942ab8353589fcb2e04dc"}"#)
         );
+        // A browser SDK: the key in the query string, cross-origin.
+        let req = Request::post("/api/1/envelope/?sentry_key=ingest-secret-1&sentry_version=7")
+            .header("origin", "https://shop.example.org")
+            .body(Body::from(body()))
+            .unwrap();
+        let resp = tower::ServiceExt::oneshot(s.app(), req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()["access-control-allow-origin"], "*");
         let (status, _) = s
             .post(
                 "/api/1/store/?sentry_key=ingest-secret-1",
@@ -523,7 +531,7 @@ mod http {
         let (status, list) = send(&s, "GET", "/api/v1/errors", "query-secret-1").await;
         assert_eq!(status, StatusCode::OK, "{list}");
         let list: serde_json::Value = serde_json::from_str(&list).unwrap();
-        assert_eq!(list["data"][0]["count"], 2, "{list}");
+        assert_eq!(list["data"][0]["count"], 3, "{list}");
         assert_eq!(list["data"][0]["service"], "sentry-1");
         assert_eq!(list["data"][0]["culprit"], "shop.views in charge");
         let id = list["data"][0]["id"].as_str().unwrap();
