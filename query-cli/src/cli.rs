@@ -52,8 +52,120 @@ pub enum Command {
     /// Grafana set-up: data sources and dashboards for the store
     #[command(subcommand)]
     Grafana(GrafanaCommand),
+    /// Install a store, collector or backup scheduler as a hardened systemd service (as root)
+    Install(InstallArgs),
+    /// Stop and remove an installed service; its data stays unless --purge
+    Uninstall(UninstallArgs),
+    /// The store's access tokens: create (enrol a node), list, revoke; no restart needed
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Print shell completions: `obs completions bash > /etc/bash_completion.d/obs`
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (obs.1, obs-store.1, ...) into a directory
+    Man {
+        /// Directory to write them to
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
     /// Print the version
     Version,
+}
+
+/// What `obs install` sets up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Service {
+    /// `obs store`: ingest, storage and the query APIs
+    Store,
+    /// `obs collector`: logs, metrics and probes of this node, shipped to the store
+    Collector,
+    /// `obs backup schedule`: this node's scheduled backups and restore drills
+    Backup,
+}
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    #[arg(value_enum)]
+    pub service: Service,
+    /// Config file to install as /etc/obs/obs.toml [default: one written for the service]
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Collector: the store's OTLP/gRPC URL, e.g. https://store.mesh:9701
+    #[arg(long)]
+    pub store: Option<String>,
+    /// Collector: the ingest token file (from `obs token create` on the store), installed 0600
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Backup: the repository password file, installed 0600
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+    /// The obs binary the unit runs [default: this one]
+    #[arg(long)]
+    pub bin: Option<PathBuf>,
+    /// Print the files and commands instead of doing anything
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Write into this directory instead of / (an image being built); no user, no systemctl
+    #[arg(long)]
+    pub root: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct UninstallArgs {
+    #[arg(value_enum)]
+    pub service: Service,
+    /// Also delete the service's data directory (/var/lib/obs/SERVICE)
+    #[arg(long)]
+    pub purge: bool,
+    /// Print the commands instead of doing anything
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// A token's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TokenRole {
+    /// Push data (collectors, apps, Sentry SDKs)
+    Ingest,
+    /// Read data (Grafana, `obs query`)
+    Query,
+    /// Everything, including resolve, silences, snapshots
+    Admin,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a random token, write it to a file (mode 0600) and add it to the store's config
+    Create {
+        /// Its name, e.g. the node it is for
+        name: String,
+        #[arg(long, value_enum)]
+        role: TokenRole,
+        /// The store's config file
+        #[arg(long, default_value = "/etc/obs/obs.toml")]
+        store_config: PathBuf,
+        /// Where the token file goes [default: tokens/ next to the config]
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Also print the secret
+        #[arg(long)]
+        print: bool,
+    },
+    /// List the store's tokens: names, roles and files (never the secrets)
+    List {
+        #[arg(long, default_value = "/etc/obs/obs.toml")]
+        store_config: PathBuf,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Remove a token from the store's config and delete its file; refused from then on
+    Revoke {
+        name: String,
+        #[arg(long, default_value = "/etc/obs/obs.toml")]
+        store_config: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

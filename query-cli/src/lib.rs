@@ -10,10 +10,12 @@ mod client;
 pub mod config;
 mod errors;
 mod grafana;
+mod install;
 mod probe;
 mod query;
 mod rules;
 mod status;
+mod token;
 mod up;
 
 use std::path::PathBuf;
@@ -34,6 +36,15 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Rules(cmd) => rules::run(cmd),
         Command::Alerts(args) => report(rules::alerts(args)),
         Command::Errors(args) => report(errors::run(args)),
+        Command::Install(args) => report(install::install(args)),
+        Command::Uninstall(args) => report(install::uninstall(args)),
+        Command::Token(cmd) => report(token::run(cmd)),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "obs", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man { out } => report(install::man_pages(&out)),
         Command::Probe(ProbeCommand::Run(args)) => probe::run(args),
         Command::Config(ConfigCommand::Check { file }) => config_check(file),
         Command::Grafana(GrafanaCommand::Provision(args)) => report(grafana::provision(args)),

@@ -18,6 +18,17 @@ fn load_or_embedded(path: Option<&Path>) -> anyhow::Result<Config> {
     })
 }
 
+/// The store reads its tokens again from the config file while it runs (`obs token create`
+/// and `revoke` edit it).
+fn token_source(path: Option<&Path>) -> Option<obs_store::TokenSource> {
+    let path = path?.to_path_buf();
+    Some(obs_store::TokenSource(std::sync::Arc::new(move || {
+        config::load(&path)
+            .map(|c| c.store.tokens)
+            .map_err(|e| e.to_string())
+    })))
+}
+
 /// `$XDG_DATA_HOME/obs`, else `~/.local/share/obs`, else `./obs-data`.
 pub(crate) fn default_data_root() -> PathBuf {
     std::env::var_os("XDG_DATA_HOME")
@@ -75,7 +86,8 @@ pub(crate) fn store(args: StoreArgs) -> anyhow::Result<()> {
         cfg.grpc_addr = a;
     }
     cfg.insecure |= args.insecure;
-    let settings = cfg.resolve(default_data_root().join("store"))?;
+    let mut settings = cfg.resolve(default_data_root().join("store"))?;
+    settings.token_source = token_source(args.config.as_deref());
     runtime()?.block_on(async {
         let shutdown = shutdown_on_signals();
         let store = Store::bind(settings).await?;
@@ -113,7 +125,8 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<()> {
         let root = args.data_dir.unwrap_or_else(|| PathBuf::from("./obs-data"));
         store_cfg.data_dir = Some(root.join("store"));
     }
-    let settings = store_cfg.resolve(PathBuf::new())?;
+    let mut settings = store_cfg.resolve(PathBuf::new())?;
+    settings.token_source = token_source(args.config.as_deref());
     let jobs = cfg.backup.jobs.len();
     let root = settings
         .data_dir

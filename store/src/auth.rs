@@ -3,9 +3,13 @@
 //! Each route group needs a [`Role`]; a request passes when its `Authorization: Bearer <token>`
 //! names a configured token whose role allows it (`admin` allows everything). With no tokens
 //! configured, auth is off — the config refuses that on a non-loopback address.
+//!
+//! Tokens are replaced while the store runs ([`Tokens::replace`]): every clone (the HTTP
+//! guards, the gRPC interceptors) sees the new set at its next request. The server reloads
+//! them from the config file (`obs token create|revoke` edit it) every few seconds.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
@@ -37,7 +41,7 @@ impl Role {
 /// The configured tokens, keyed by secret.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Tokens {
-    by_secret: Arc<HashMap<String, (String, Role)>>,
+    by_secret: Arc<RwLock<Arc<HashMap<String, (String, Role)>>>>,
 }
 
 const MIN_TOKEN_LEN: usize = 12;
@@ -70,12 +74,34 @@ impl Tokens {
             }
         }
         Ok(Tokens {
-            by_secret: Arc::new(by_secret),
+            by_secret: Arc::new(RwLock::new(Arc::new(by_secret))),
         })
     }
 
+    fn current(&self) -> Arc<HashMap<String, (String, Role)>> {
+        self.by_secret.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
-        self.by_secret.is_empty()
+        self.current().is_empty()
+    }
+
+    /// The names and roles of the tokens, sorted by name.
+    pub(crate) fn names(&self) -> Vec<(String, Role)> {
+        let mut names: Vec<(String, Role)> = self.current().values().cloned().collect();
+        names.sort_by(|a, b| a.0.cmp(&b.0));
+        names
+    }
+
+    /// Whether `other` holds the same secrets, names and roles.
+    pub(crate) fn same(&self, other: &Tokens) -> bool {
+        *self.current() == *other.current()
+    }
+
+    /// Makes `new`'s tokens the ones every clone of `self` checks against.
+    pub(crate) fn replace(&self, new: &Tokens) {
+        let set = new.current();
+        *self.by_secret.write().unwrap_or_else(|e| e.into_inner()) = set;
     }
 
     /// `Ok(())` when `authorization` (the header value, if any) grants `needed`.
@@ -86,7 +112,7 @@ impl Tokens {
         let secret = authorization
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or(AuthError::Missing)?;
-        match self.by_secret.get(secret.trim()) {
+        match self.current().get(secret.trim()) {
             Some((_, role)) if role.allows(needed) => Ok(()),
             Some((name, _)) => Err(AuthError::Forbidden {
                 name: name.clone(),

@@ -175,6 +175,24 @@ pub struct StoreSettings {
     pub(crate) heartbeats: Vec<HeartbeatConfig>,
     pub(crate) status_page: StatusPageConfig,
     pub(crate) errors: crate::errors::ErrorsConfig,
+    /// Where the tokens are read again while the store runs (the config file), if anywhere.
+    pub token_source: Option<TokenSource>,
+}
+
+/// Loads the current `[[store.tokens]]` (the CLI reads its config file again).
+#[derive(Clone)]
+pub struct TokenSource(pub std::sync::Arc<dyn Fn() -> Result<Vec<TokenConfig>, String> + Send + Sync>);
+
+impl TokenSource {
+    pub(crate) fn load(&self) -> Result<Vec<TokenConfig>, String> {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenSource")
+    }
 }
 
 impl StoreConfig {
@@ -227,6 +245,7 @@ impl StoreConfig {
             heartbeats: self.heartbeats,
             status_page: self.status_page,
             errors: self.errors,
+            token_source: None,
             tls,
             data_dir: self.data_dir.unwrap_or(default_data_dir),
             http_addr: self.http_addr,

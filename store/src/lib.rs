@@ -212,7 +212,7 @@ pub mod fuzzing {
 pub use auth::Role;
 pub use config::{
     HeartbeatConfig, Retention, RulesConfig, StatusPageConfig, StoreConfig, StoreSettings, TlsConfig,
-    TlsSettings, TokenConfig, DEFAULT_GRPC_ADDR, DEFAULT_HTTP_ADDR,
+    TlsSettings, TokenConfig, TokenSource, DEFAULT_GRPC_ADDR, DEFAULT_HTTP_ADDR,
 };
 pub use error::Error;
 pub use errors::ErrorsConfig;

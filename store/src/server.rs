@@ -122,6 +122,10 @@ impl BoundStore {
             notifier: notifier.clone(),
         };
         let reloader = tokio::spawn(reload_on_sighup(rules.clone()));
+        let token_reloader = tokio::spawn(reload_tokens(
+            self.settings.tokens.clone(),
+            self.settings.token_source.clone(),
+        ));
         let (notify_stop, notify_rx) = tokio::sync::watch::channel(false);
         let notifying = tokio::spawn(run_notifier(notifier.clone(), notify_rx.clone()));
         let heartbeat = match &self.settings.alerting.heartbeat {
@@ -205,6 +209,7 @@ impl BoundStore {
         tracing::info!(addr = %self.grpc_addr, tls = self.settings.tls.is_some(), "store otlp/grpc listening");
         shutdown.await;
         reloader.abort();
+        token_reloader.abort();
         let _ = own_stop.send(true);
         let _ = own.await;
         let _ = beating.await;
@@ -252,6 +257,52 @@ impl BoundStore {
 }
 
 /// Reads the rule files again on every SIGHUP, as Prometheus does.
+/// How often the tokens are read again from their source (the config file).
+const TOKEN_RELOAD: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads the tokens from `source` every [`TOKEN_RELOAD`] and swaps them in when they changed
+/// (`obs token create|revoke` edit the config: no restart). A source that fails to load, or
+/// that would leave no token at all (and so open the store), keeps the current tokens; the
+/// error is logged once.
+async fn reload_tokens(tokens: crate::auth::Tokens, source: Option<crate::config::TokenSource>) {
+    let Some(source) = source else { return };
+    let mut tick = tokio::time::interval(TOKEN_RELOAD);
+    let mut last_error = String::new();
+    loop {
+        tick.tick().await;
+        let s = source.clone();
+        let loaded = tokio::task::spawn_blocking(move || s.load()).await;
+        let result = match loaded {
+            Ok(Ok(configs)) => crate::auth::Tokens::load(&configs).map_err(|e| e.to_string()),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok(new) if new.is_empty() && !tokens.is_empty() => {
+                let e = "the config now has no tokens; keeping the current ones (a store with no token is open to anyone)".to_string();
+                if e != last_error {
+                    tracing::error!("{e}");
+                    last_error = e;
+                }
+            }
+            Ok(new) => {
+                last_error.clear();
+                if !tokens.same(&new) {
+                    tokens.replace(&new);
+                    let names: Vec<String> = tokens.names().into_iter().map(|(n, r)| format!("{n} ({r:?})")).collect();
+                    tracing::info!(tokens = %names.join(", "), "tokens reloaded");
+                }
+            }
+            Err(e) => {
+                if e != last_error {
+                    tracing::error!(error = %e, "cannot reload the tokens; keeping the current ones");
+                    last_error = e;
+                }
+            }
+        }
+    }
+}
+
 async fn reload_on_sighup(rules: Rules) {
     let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
         tracing::warn!("cannot listen for SIGHUP; reload rules with POST /-/reload");
