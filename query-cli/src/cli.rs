@@ -149,6 +149,9 @@ pub enum TokenCommand {
         /// Where the token file goes [default: tokens/ next to the config]
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// That directory as the store sees it, when it differs (a container's mount)
+        #[arg(long)]
+        dir_in_store: Option<PathBuf>,
         /// Also print the secret
         #[arg(long)]
         print: bool,

@@ -173,7 +173,11 @@ pub(crate) fn unit(service: Service, bin: &Path, groups: &[String]) -> String {
          \n\
          [Install]\n\
          WantedBy=multi-user.target\n",
-        if service == Service::Collector { " AF_NETLINK" } else { "" }
+        if service == Service::Collector {
+            " AF_NETLINK"
+        } else {
+            ""
+        }
     );
     u
 }
@@ -224,25 +228,49 @@ pub(crate) fn install_plan(args: &InstallArgs, bin: &Path, groups: &[String]) ->
         bail!("say where the store is: --store https://STORE:9701 (or give --config)");
     }
     if args.token_file.is_some() && args.service != Service::Collector {
-        bail!("--token-file is the collector's ingest token; the store's tokens come from `obs token create`");
+        bail!(
+            "--token-file is the collector's ingest token; the store's tokens come from `obs token create`"
+        );
     }
     let mut steps = vec![
         Step::User,
         Step::Dir(ETC.into(), 0o755, Owner::Root),
         Step::Dir(format!("{ETC}/tokens").into(), 0o750, Owner::RootObs),
         Step::Dir(DATA.into(), 0o755, Owner::Root),
-        Step::Dir(format!("{DATA}/{}", dir_name(args.service)).into(), 0o750, Owner::Obs),
+        Step::Dir(
+            format!("{DATA}/{}", dir_name(args.service)).into(),
+            0o750,
+            Owner::Obs,
+        ),
     ];
     if let Some(t) = &args.token_file {
         let to = format!("{ETC}/tokens/collector.token");
-        steps.push(Step::File(to.into(), 0o600, Owner::Obs, Content::Copy(t.clone()), false));
+        steps.push(Step::File(
+            to.into(),
+            0o600,
+            Owner::Obs,
+            Content::Copy(t.clone()),
+            false,
+        ));
     }
     if let Some(p) = &args.password_file {
         let to = format!("{ETC}/backup.password");
-        steps.push(Step::File(to.into(), 0o600, Owner::Obs, Content::Copy(p.clone()), false));
+        steps.push(Step::File(
+            to.into(),
+            0o600,
+            Owner::Obs,
+            Content::Copy(p.clone()),
+            false,
+        ));
     }
     let config = match &args.config {
-        Some(c) => Step::File(format!("{ETC}/obs.toml").into(), 0o640, Owner::RootObs, Content::Copy(c.clone()), false),
+        Some(c) => Step::File(
+            format!("{ETC}/obs.toml").into(),
+            0o640,
+            Owner::RootObs,
+            Content::Copy(c.clone()),
+            false,
+        ),
         None => Step::File(
             format!("{ETC}/obs.toml").into(),
             0o640,
@@ -253,7 +281,11 @@ pub(crate) fn install_plan(args: &InstallArgs, bin: &Path, groups: &[String]) ->
     };
     steps.push(config);
     let unit_path = format!("{UNITS}/{}", unit_name(args.service));
-    let groups: &[String] = if args.service == Service::Collector { groups } else { &[] };
+    let groups: &[String] = if args.service == Service::Collector {
+        groups
+    } else {
+        &[]
+    };
     steps.push(Step::File(
         unit_path.into(),
         0o644,
@@ -275,7 +307,12 @@ pub(crate) fn install_plan(args: &InstallArgs, bin: &Path, groups: &[String]) ->
 pub(crate) fn uninstall_plan(args: &UninstallArgs) -> Plan {
     let unit = unit_name(args.service);
     let mut steps = vec![
-        Step::Run(vec!["systemctl".into(), "disable".into(), "--now".into(), unit.into()]),
+        Step::Run(vec![
+            "systemctl".into(),
+            "disable".into(),
+            "--now".into(),
+            unit.into(),
+        ]),
         Step::Remove(format!("{UNITS}/{unit}").into()),
         Step::Run(vec!["systemctl".into(), "daemon-reload".into()]),
     ];
@@ -292,7 +329,10 @@ impl Plan {
         for step in &self.steps {
             match step {
                 Step::User => {
-                    let _ = writeln!(out, "user {USER}: a system user and group, home {DATA}, no login shell");
+                    let _ = writeln!(
+                        out,
+                        "user {USER}: a system user and group, home {DATA}, no login shell"
+                    );
                 }
                 Step::Dir(p, mode, owner) => {
                     let _ = writeln!(out, "dir  {} {mode:04o} {}", p.display(), owner.text());
@@ -358,7 +398,8 @@ impl Plan {
                 }
                 Step::Dir(p, mode, owner) => {
                     let path = at(p);
-                    std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
+                    std::fs::create_dir_all(&path)
+                        .with_context(|| format!("cannot create {}", path.display()))?;
                     set_mode_owner(&path, *mode, ids(*owner)?)?;
                     println!("dir  {} {mode:04o} {}", path.display(), owner.text());
                 }
@@ -381,9 +422,11 @@ impl Plan {
                             .with_context(|| format!("cannot create {}", parent.display()))?;
                     }
                     let tmp = path.with_extension("obs-install.tmp");
-                    std::fs::write(&tmp, &bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+                    std::fs::write(&tmp, &bytes)
+                        .with_context(|| format!("cannot write {}", tmp.display()))?;
                     set_mode_owner(&tmp, *mode, ids(*owner)?)?;
-                    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+                    std::fs::rename(&tmp, &path)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
                     println!("file {} {mode:04o} {}", path.display(), owner.text());
                 }
                 Step::Run(cmd) if !live => println!("skipped `{}` (not installing into /)", cmd.join(" ")),
@@ -415,7 +458,10 @@ impl Plan {
 
 /// `id -u obs` / `id -g obs`.
 fn id(flag: &str) -> anyhow::Result<u32> {
-    let out = Command::new("id").args([flag, USER]).output().context("cannot run `id`")?;
+    let out = Command::new("id")
+        .args([flag, USER])
+        .output()
+        .context("cannot run `id`")?;
     if !out.status.success() {
         bail!("there is no user {USER}");
     }
@@ -451,7 +497,10 @@ pub(crate) fn install(args: InstallArgs) -> anyhow::Result<()> {
     let groups = existing_groups(&["systemd-journal", "adm", "docker"]);
     let plan = install_plan(&args, &bin, &groups)?;
     if args.dry_run {
-        println!("# obs install {} --dry-run: nothing is changed", dir_name(args.service));
+        println!(
+            "# obs install {} --dry-run: nothing is changed",
+            dir_name(args.service)
+        );
         print!("{}", plan.render());
         return Ok(());
     }
@@ -469,7 +518,10 @@ pub(crate) fn install(args: InstallArgs) -> anyhow::Result<()> {
 pub(crate) fn uninstall(args: UninstallArgs) -> anyhow::Result<()> {
     let plan = uninstall_plan(&args);
     if args.dry_run {
-        println!("# obs uninstall {} --dry-run: nothing is changed", dir_name(args.service));
+        println!(
+            "# obs uninstall {} --dry-run: nothing is changed",
+            dir_name(args.service)
+        );
         print!("{}", plan.render());
         return Ok(());
     }

@@ -20,9 +20,11 @@ pub(crate) fn run(cmd: TokenCommand) -> anyhow::Result<()> {
             role,
             store_config,
             dir,
+            dir_in_store,
             print,
         } => {
-            let (file, secret) = create(&store_config, &name, role, dir.as_deref())?;
+            let dirs = (dir.as_deref(), dir_in_store.as_deref());
+            let (file, secret) = create(&store_config, &name, role, dirs)?;
             println!(
                 "created token {name:?} ({}) in {}; the store accepts it within 2 s",
                 role_name(role),
@@ -111,12 +113,17 @@ fn read(path: &Path) -> anyhow::Result<toml_edit::DocumentMut> {
 /// still a valid config.
 fn write(path: &Path, doc: &toml_edit::DocumentMut) -> anyhow::Result<()> {
     let tmp = path.with_extension("toml.tmp");
-    let mode = std::fs::metadata(path).map(|m| m.permissions().mode()).unwrap_or(0o640);
+    let mode = std::fs::metadata(path)
+        .map(|m| m.permissions().mode())
+        .unwrap_or(0o640);
     std::fs::write(&tmp, doc.to_string()).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
     if let Err(e) = config::load(&tmp) {
         let _ = std::fs::remove_file(&tmp);
-        bail!("the edited config would not load ({e}); {} is unchanged", path.display());
+        bail!(
+            "the edited config would not load ({e}); {} is unchanged",
+            path.display()
+        );
     }
     std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
     Ok(())
@@ -136,19 +143,23 @@ fn tokens(doc: &mut toml_edit::DocumentMut) -> anyhow::Result<&mut toml_edit::Ar
         .context("store.tokens is not an array of tables ([[store.tokens]])")
 }
 
-/// Creates token `name`: a random secret in `<dir>/<name>.token` (0600), added to the config.
+/// Creates token `name`: a random secret in `<dir>/<name>.token` (0600), added to the config
+/// (as `<dir_in_store>/<name>.token` when the store sees the directory elsewhere).
 pub(crate) fn create(
     config_path: &Path,
     name: &str,
     role: TokenRole,
-    dir: Option<&Path>,
+    (dir, dir_in_store): (Option<&Path>, Option<&Path>),
 ) -> anyhow::Result<(PathBuf, String)> {
     if !valid_name(name) {
         bail!("token name {name:?}: use 1-64 letters, digits, '.', '-' or '_'");
     }
     let mut doc = read(config_path)?;
     let list = tokens(&mut doc)?;
-    if list.iter().any(|t| t.get("name").and_then(|n| n.as_str()) == Some(name)) {
+    if list
+        .iter()
+        .any(|t| t.get("name").and_then(|n| n.as_str()) == Some(name))
+    {
         bail!("a token named {name:?} exists; revoke it first or pick another name");
     }
     let dir = match dir {
@@ -176,7 +187,8 @@ pub(crate) fn create(
     let mut entry = toml_edit::Table::new();
     entry["name"] = toml_edit::value(name);
     entry["role"] = toml_edit::value(role_name(role));
-    entry["token_file"] = toml_edit::value(file.display().to_string());
+    let seen = dir_in_store.map_or_else(|| file.clone(), |d| d.join(format!("{name}.token")));
+    entry["token_file"] = toml_edit::value(seen.display().to_string());
     list.push(entry);
     if let Err(e) = write(config_path, &doc) {
         let _ = std::fs::remove_file(&file);
@@ -193,7 +205,10 @@ pub(crate) fn revoke(config_path: &Path, name: &str) -> anyhow::Result<Option<Pa
         .iter()
         .position(|t| t.get("name").and_then(|n| n.as_str()) == Some(name))
     else {
-        bail!("no token named {name:?} in {} (see `obs token list`)", config_path.display());
+        bail!(
+            "no token named {name:?} in {} (see `obs token list`)",
+            config_path.display()
+        );
     };
     let file = list
         .get(at)
@@ -223,8 +238,11 @@ mod tests {
         let cfg = dir.path().join("obs.toml");
         let text = "version = 1\n# the store\n[store]\nretention = \"30d\" # a month\n";
         std::fs::write(&cfg, text).unwrap();
-        let (file, secret) = create(&cfg, "node-a", TokenRole::Ingest, None).unwrap();
-        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+        let (file, secret) = create(&cfg, "node-a", TokenRole::Ingest, (None, None)).unwrap();
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), secret);
         assert_eq!(secret.len(), 64);
         let loaded = config::load(&cfg).unwrap();
@@ -232,15 +250,28 @@ mod tests {
         assert_eq!(loaded.store.tokens[0].name, "node-a");
         let edited = std::fs::read_to_string(&cfg).unwrap();
         assert!(edited.starts_with(text), "comments and layout kept: {edited}");
-        create(&cfg, "grafana", TokenRole::Query, None).unwrap();
-        assert!(create(&cfg, "node-a", TokenRole::Admin, None).is_err(), "names are unique");
-        assert!(create(&cfg, "../x", TokenRole::Admin, None).is_err());
+        create(&cfg, "grafana", TokenRole::Query, (None, None)).unwrap();
+        assert!(
+            create(&cfg, "node-a", TokenRole::Admin, (None, None)).is_err(),
+            "names are unique"
+        );
+        assert!(create(&cfg, "../x", TokenRole::Admin, (None, None)).is_err());
         assert_eq!(revoke(&cfg, "node-a").unwrap(), Some(file.clone()));
         assert!(!file.exists());
-        let names: Vec<String> = config::load(&cfg).unwrap().store.tokens.into_iter().map(|t| t.name).collect();
+        let names: Vec<String> = config::load(&cfg)
+            .unwrap()
+            .store
+            .tokens
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
         assert_eq!(names, ["grafana"]);
         assert!(revoke(&cfg, "node-a").is_err());
         revoke(&cfg, "grafana").unwrap();
-        assert_eq!(std::fs::read_to_string(&cfg).unwrap(), text, "back to the original");
+        assert_eq!(
+            std::fs::read_to_string(&cfg).unwrap(),
+            text,
+            "back to the original"
+        );
     }
 }

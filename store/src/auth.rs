@@ -41,8 +41,11 @@ impl Role {
 /// The configured tokens, keyed by secret.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Tokens {
-    by_secret: Arc<RwLock<Arc<HashMap<String, (String, Role)>>>>,
+    by_secret: Arc<RwLock<Arc<BySecret>>>,
 }
+
+/// Secret -> (name, role).
+type BySecret = HashMap<String, (String, Role)>;
 
 const MIN_TOKEN_LEN: usize = 12;
 
@@ -78,7 +81,7 @@ impl Tokens {
         })
     }
 
-    fn current(&self) -> Arc<HashMap<String, (String, Role)>> {
+    fn current(&self) -> Arc<BySecret> {
         self.by_secret.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 

@@ -289,7 +289,11 @@ async fn reload_tokens(tokens: crate::auth::Tokens, source: Option<crate::config
                 last_error.clear();
                 if !tokens.same(&new) {
                     tokens.replace(&new);
-                    let names: Vec<String> = tokens.names().into_iter().map(|(n, r)| format!("{n} ({r:?})")).collect();
+                    let names: Vec<String> = tokens
+                        .names()
+                        .into_iter()
+                        .map(|(n, r)| format!("{n} ({r:?})"))
+                        .collect();
                     tracing::info!(tokens = %names.join(", "), "tokens reloaded");
                 }
             }
