@@ -431,3 +431,54 @@ fn deploy_files_parse_and_mount_exactly_what_the_collector_reads() {
     let v: toml::Value = toml::from_str(&config).unwrap();
     assert_eq!(v["store"]["data_dir"].as_str(), Some("/var/lib/obs/store"));
 }
+
+#[test]
+fn the_debian_package_holds_the_binary_units_man_pages_and_examples() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let script = root.join("scripts/package-deb");
+    let out = std::process::Command::new(&script)
+        .arg("dev")
+        .env("NO_BUILD", "1")
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let deb = std::fs::read_dir(root.join("target/debian"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .expect("a .deb");
+    let (code, listing, err) = Proc::run(
+        Path::new("dpkg-deb"),
+        &["--contents", deb.to_str().unwrap()],
+        &root,
+    );
+    assert_eq!(code, 0, "{err}");
+    for path in [
+        "./usr/bin/obs",
+        "./lib/systemd/system/obs-store.service",
+        "./lib/systemd/system/obs-collector.service",
+        "./lib/systemd/system/obs-backup.service",
+        "./usr/share/man/man1/obs.1.gz",
+        "./usr/share/man/man1/obs-install.1.gz",
+        "./usr/share/bash-completion/completions/obs",
+        "./usr/share/zsh/vendor-completions/_obs",
+        "./usr/share/doc/obs/examples/obs.toml",
+        "./usr/share/doc/obs/examples/deploy/kubernetes/collector.yaml",
+        "./usr/share/doc/obs/examples/deploy/nomad/collector.nomad.hcl",
+        "./usr/share/doc/obs/examples/deploy/compose/docker-compose.yml",
+    ] {
+        assert!(
+            listing.lines().any(|l| l.ends_with(path)),
+            "{path} missing:\n{listing}"
+        );
+    }
+    let binary = listing.lines().find(|l| l.ends_with("./usr/bin/obs")).unwrap();
+    assert!(binary.starts_with("-rwxr-xr-x"), "{binary}");
+    let (_, info, _) = Proc::run(
+        Path::new("dpkg-deb"),
+        &["--field", deb.to_str().unwrap(), "Package", "Depends"],
+        &root,
+    );
+    assert!(info.contains("Package: obs") && info.contains("libc6"), "{info}");
+}
