@@ -456,6 +456,15 @@ impl Plan {
     }
 }
 
+/// Fails unless running as root, saying how to go on.
+fn require_root(what: &str) -> anyhow::Result<()> {
+    let out = Command::new("id").arg("-u").output().context("cannot run `id`")?;
+    if String::from_utf8_lossy(&out.stdout).trim() != "0" {
+        bail!("`obs {what}` changes /etc and systemd: run it as root (sudo), or add --dry-run to see what it would do");
+    }
+    Ok(())
+}
+
 /// `id -u obs` / `id -g obs`.
 fn id(flag: &str) -> anyhow::Result<u32> {
     let out = Command::new("id")
@@ -504,7 +513,13 @@ pub(crate) fn install(args: InstallArgs) -> anyhow::Result<()> {
         print!("{}", plan.render());
         return Ok(());
     }
+    if let Some(c) = &args.config {
+        crate::config::load(c)?;
+    }
     let root = args.root.clone().unwrap_or_else(|| PathBuf::from("/"));
+    if root == Path::new("/") {
+        require_root("install")?;
+    }
     plan.apply(&root)?;
     println!(
         "installed {}: `systemctl status {}`, logs: `journalctl -u {}`",
@@ -525,6 +540,7 @@ pub(crate) fn uninstall(args: UninstallArgs) -> anyhow::Result<()> {
         print!("{}", plan.render());
         return Ok(());
     }
+    require_root("uninstall")?;
     plan.apply(Path::new("/"))?;
     if !args.purge {
         println!(
