@@ -1,5 +1,5 @@
-//! Golden tests for the on-disk formats as a whole: `tests/fixtures/store-v5/` is a data dir
-//! written by this release's formats (WAL v1, log schema v5, trace schema v1): committed lines
+//! Golden tests for the on-disk formats as a whole: `tests/fixtures/store-v6/` is a data dir
+//! written by this release's formats (WAL v1, log schema v6, trace schema v1): committed lines
 //! (some with an id, one with numbers, found by needles through the bloom filters) and spans,
 //! plus one WAL record written after the last commit. The store must open it, replay that
 //! record, and answer the same queries. Once released, a new format version keeps this
@@ -26,7 +26,7 @@ const LONG: Duration = Duration::from_secs(200 * 365 * 86400);
 const T0: i64 = 1_767_225_600_000_000_000;
 
 /// The fixture of this release's formats.
-const FIXTURE: &str = "store-v5";
+const FIXTURE: &str = "store-v6";
 /// A line with an id.
 const ID_LINE: &str = "req 4bf92f3577b34da6a3ce929d0e0e4736 done";
 /// A line with numbers.
@@ -201,6 +201,6 @@ fn a_log_index_of_an_older_schema_is_refused_with_what_to_do() {
             e.contains(&format!("holds log partitions of schema {old}")),
             "{e}"
         );
-        assert!(e.contains("this build reads only schema v5. Move"), "{e}");
+        assert!(e.contains("this build reads only schema v6. Move"), "{e}");
     }
 }

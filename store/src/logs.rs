@@ -3,15 +3,15 @@
 //! # Layout
 //!
 //! ```text
-//! <data_dir>/logs/v5/<YYYY-MM-DD>/      a tantivy index holding the lines whose time is that day
+//! <data_dir>/logs/v6/<YYYY-MM-DD>/      a tantivy index holding the lines whose time is that day
 //!     meta.json                         tantivy's; its commit payload is {"wal_seq": N}: every WAL
 //!                                       record with seq <= N is in this index
 //! ```
 //!
-//! The directory names the log schema, version 5: the one schema of this release. Until the
+//! The directory names the log schema, version 6: the one schema of this release. Until the
 //! first release a format changes in place; after it, a change ships with a reader of the
 //! previous version or a migration (ARCHITECTURE.md). Directories of the schemas that builds
-//! before 0.1.0 wrote (`logs/v1` to `logs/v4`) are refused at start with what to do.
+//! before 0.1.0 wrote (`logs/v1` to `logs/v5`) are refused at start with what to do.
 //!
 //! # Schema
 //!
@@ -31,8 +31,12 @@
 //! | `text`   | text  | stored                  | reserved, never written (its place keeps the field ids below) |
 //! | `ts_min`, `ts_max` | i64 | fast          | the time of the block's first and last line      |
 //! | `bloom`  | u64   | fast                    | the block's bloom filter: the pieces and starts of its ids, the windows of its numbers (`logs/bloom.rs`) |
+//! | `level`  | u64   | fast                    | each line's detected level, in line order (2) |
 //!
 //! (1) Without `detected_level`: it is derived from the line when read (`model.rs`).
+//! (2) [`LEVELS`]`[code - 1]`: the `detected_level` a line without a level label or level
+//! metadata gets; 0 for the others. Metric queries count by level from it without reading
+//! lines (Grafana's logs volume, `sum by (level, detected_level) (count_over_time(...))`).
 //!
 //! A time range selects blocks by `ts_min` and `ts_max` (a scan of one value per block, not one
 //! per line); the lines in range are then picked from `ts`. A block's stored document is its
@@ -70,9 +74,30 @@ pub(crate) use matched::Matched;
 pub(crate) use read::{BlocksInOrder, LineAddr, LineReader, LineRef, StreamStats};
 
 /// The directory of the partitions under `<data_dir>/logs`: the schema's version.
-const SCHEMA_DIR: &str = "v5";
+const SCHEMA_DIR: &str = "v6";
 /// Directories of the log schemas written before 0.1.0's was settled: refused at start.
-const OLD_SCHEMA_DIRS: [&str; 4] = ["v1", "v2", "v3", "v4"];
+const OLD_SCHEMA_DIRS: [&str; 5] = ["v1", "v2", "v3", "v4", "v5"];
+
+/// The levels `detect_level` finds, by `level` column code - 1.
+pub(crate) const LEVELS: [&str; 7] = ["unknown", "trace", "debug", "info", "warn", "error", "critical"];
+
+/// A line's `level` column code (see the schema): its detected level, or 0 when its level
+/// comes from its stream's labels or its own metadata.
+fn level_code(labels: &Labels, entry: &LogEntry) -> u64 {
+    if labels.contains_key("level")
+        || entry
+            .metadata
+            .iter()
+            .any(|(k, _)| k == "level" || k == "detected_level")
+    {
+        return 0;
+    }
+    let level = crate::model::detect_level(&entry.line);
+    LEVELS
+        .iter()
+        .position(|l| *l == level)
+        .map_or(0, |i| i as u64 + 1)
+}
 /// The tokenizer of `line` ([`words::block_analyzer`]); partitions name it in their schema.
 const LINE_WORDS: &str = "obs_block_words_v5";
 
@@ -98,6 +123,8 @@ pub(crate) struct Fields {
     pub(crate) ts_max: Field,
     /// The block's bloom filter.
     pub(crate) bloom: Field,
+    /// Each line's detected level code.
+    pub(crate) level: Field,
 }
 
 /// The schema of the partitions and its fields.
@@ -129,6 +156,7 @@ fn schema() -> (Schema, Fields) {
         ts_min: b.add_i64_field("ts_min", FAST),
         ts_max: b.add_i64_field("ts_max", FAST),
         bloom: b.add_u64_field(bloom::FIELD, FAST),
+        level: b.add_u64_field("level", FAST),
     };
     (b.build(), fields)
 }
@@ -233,6 +261,7 @@ impl LogIndex {
                 for e in block {
                     doc.add_i64(f.ts, e.ts_ns);
                     doc.add_u64(f.bytes, e.line.len() as u64);
+                    doc.add_u64(f.level, level_code(&stream.labels, e));
                 }
                 doc.add_u64(f.stream, id);
                 for term in &label_terms {

@@ -46,7 +46,7 @@ pub(crate) enum IndexError {
     Io { path: PathBuf, source: std::io::Error },
     #[error(
         "{path} holds log partitions of schema {version}, written by a build of obs before 0.1.0's log format was settled; \
-         this build reads only schema v5. Move {path} out of the data dir (its lines will not be searchable) and start again"
+         this build reads only schema v6. Move {path} out of the data dir (its lines will not be searchable) and start again"
     )]
     OldSchema { path: PathBuf, version: &'static str },
 }

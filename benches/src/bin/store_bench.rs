@@ -147,7 +147,16 @@ fn main() {
     let pid = store.proc.pid();
     let url = store.url("/loki/api/v1/push");
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as i64;
-    let base = now - 3_600_000_000_000;
+    // Lines a microsecond apart over the last hour, or spread evenly over `--span-hours`
+    // (at about 140 bytes a line).
+    let span_hours = arg("--span-hours", 0) as i64;
+    let (base, gap) = if span_hours > 0 {
+        let span = span_hours * 3_600_000_000_000;
+        let lines = ((target_mb as i64) << 20) / 140;
+        (now - span, (span / lines.max(1)).max(1))
+    } else {
+        (now - 3_600_000_000_000, 1000)
+    };
 
     // Pre-generate pushes so the clients measure the store, not formatting.
     let target = target_mb << 20;
@@ -176,7 +185,7 @@ fn main() {
                 });
             }
             bytes += l.len();
-            values.push(serde_json::json!([(base + n as i64 * 1000).to_string(), l]));
+            values.push(serde_json::json!([(base + n as i64 * gap).to_string(), l]));
             n += 1;
         }
         raw += bytes;
@@ -244,6 +253,10 @@ fn main() {
         "log ingest, user-mode CPU only: {user:.2} s = {:.1} MB/s per core",
         mb / user.max(1e-9)
     );
+    if flag("--explore") {
+        explore(&store, base, now, mb, needle_runs);
+        return;
+    }
     if flag("--logs-only") {
         if error_permille.is_some() && !flag("--errors-off") {
             let (_, body) = http_get(&store.url("/api/v1/errors?limit=1000")).expect("errors");
@@ -368,4 +381,39 @@ fn main() {
         "span ingest: {spans} spans in {wall:.2} s = {:.0} spans/s wall; store CPU {cpu:.2} s",
         spans as f64 / wall
     );
+}
+
+/// What Grafana's Explore runs on every logs search, over everything ingested: the logs
+/// volume (`sum by (level) (count_over_time(...[1m]))` at a 1 m step) and the newest 1,000
+/// lines. Prints the median of `runs` of each.
+fn explore(store: &StoreProc, from: i64, to: i64, mb: f64, runs: usize) {
+    let volume = format!(
+        "/loki/api/v1/query_range?query={}&start={from}&end={to}&step=60",
+        enc(r#"sum by (level) (count_over_time({job=~".+"} | drop __error__ [1m]))"#)
+    );
+    let newest = format!(
+        "/loki/api/v1/query_range?query={}&start={from}&end={to}&limit=1000&direction=backward",
+        enc(r#"{job=~".+"}"#)
+    );
+    for (what, q) in [
+        ("logs volume by level, 1 m step", volume),
+        ("newest 1,000 lines", newest),
+    ] {
+        let mut times = Vec::new();
+        for _ in 0..runs {
+            let t = Instant::now();
+            let (status, body) = http_get(&store.url(&q)).expect("query");
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+            assert_eq!(status, 200, "{body}");
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "{what} over {:.1} MB ({:.1} h): median {:.0} ms (min {:.0}, max {:.0})",
+            mb,
+            (to - from) as f64 / 3.6e12,
+            times[times.len() / 2],
+            times[0],
+            times[times.len() - 1]
+        );
+    }
 }

@@ -215,6 +215,20 @@ impl Eval<'_> {
         let hi = last - offset + 1;
         let searchers = idx.searchers(lo, hi);
         let query = idx.query(lo, hi, clauses);
+        if let Some(grouping) = sum_grouping.filter(|_| !unwrapped && super::volume::label_only(&stages)) {
+            let volume = super::volume::Volume {
+                function: r.function,
+                times,
+                range,
+                offset,
+                grouping,
+            };
+            let held = self.held.get();
+            match super::volume::count(idx, &searchers, &query, &volume, &|l| self.hold(l))? {
+                Some(series) => return Ok(series),
+                None => self.held.set(held),
+            }
+        }
         let refs = idx
             .refs(&searchers, &query, (lo, hi), limits.max_lines_scanned)?
             .map_err(|_| scan_limit(limits))?;
@@ -645,6 +659,69 @@ mod tests {
         s.iter()
             .map(|s| (format!("{:?}", s.labels), s.points.clone()))
             .collect()
+    }
+
+    /// The logs volume is counted from the fast fields alone (`volume.rs`); it must give what
+    /// reading every line gives (`|= ""` keeps every line but takes the general path).
+    #[test]
+    fn counting_without_reading_lines_agrees_with_reading_them() {
+        let leveled: &[(&str, &str)] = &[("job", "api"), ("level", "error")];
+        let plain: &[(&str, &str)] = &[("job", "web")];
+        let mut text = Vec::new();
+        for i in 0..300i64 {
+            let line = match i % 4 {
+                0 => format!("level=warn msg=slow took={i}"),
+                1 => format!("ERROR disk full {i}"),
+                2 => format!("{{\"level\":\"debug\",\"i\":{i}}}"),
+                _ => format!("plain line {i}"),
+            };
+            text.push((i, line));
+        }
+        let mut lines: Vec<Line> = Vec::new();
+        for (i, t) in &text {
+            lines.push((plain, i * S / 3, t.as_str()));
+            if i % 5 == 0 {
+                lines.push((leveled, i * S / 3 + 7, t.as_str()));
+            }
+        }
+        let (_d, idx) = index_with(&lines);
+        let steps: Vec<i64> = (0..12).map(|i| 5 * S + i * 9 * S).collect();
+        for (fast, slow) in [
+            (
+                r#"sum by (level, detected_level) (count_over_time({job=~".+"} | drop __error__, __error_details__ [10s]))"#,
+                r#"sum by (level, detected_level) (count_over_time({job=~".+"} |= "" [10s]))"#,
+            ),
+            (
+                r#"sum by (job) (bytes_over_time({job=~".+"} [25s] offset 3s))"#,
+                r#"sum by (job) (bytes_over_time({job=~".+"} |= "" [25s] offset 3s))"#,
+            ),
+            (
+                r#"sum(rate({job="web"}[4s]))"#,
+                r#"sum(rate({job="web"} |= "" [4s]))"#,
+            ),
+            (
+                r#"sum by (detected_level) (bytes_rate({job=~".+"}[1m]))"#,
+                r#"sum by (detected_level) (bytes_rate({job=~".+"} |= "" [1m]))"#,
+            ),
+        ] {
+            let (a, b) = (run(&idx, fast, &steps).unwrap(), run(&idx, slow, &steps).unwrap());
+            assert_eq!(values(&a), values(&b), "{fast}");
+            assert!(!values(&a).is_empty());
+            let one = [steps[5]];
+            assert_eq!(
+                values(&run(&idx, fast, &one).unwrap()),
+                values(&run(&idx, slow, &one).unwrap()),
+                "{fast} instant"
+            );
+        }
+        let v = run(
+            &idx,
+            r#"sum by (detected_level) (count_over_time({job="web"}[1h]))"#,
+            &[200 * S],
+        )
+        .unwrap();
+        let levels: Vec<String> = values(&v).into_iter().map(|(l, _)| l).collect();
+        assert_eq!(levels.len(), 4, "warn, error, debug and unknown: {levels:?}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 mod best;
 pub(crate) mod metric;
 pub(crate) mod pipeline;
+mod volume;
 
 use std::collections::BTreeMap;
 

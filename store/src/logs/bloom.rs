@@ -26,7 +26,7 @@
 //! of 5 or more that starts a word holds a piece and a start. A
 //! reader takes `m` from the number of values, so `BITS_PER_PIECE` and how pieces are counted
 //! may change without a new version; `K`, the hash and the bits may not
-//! (`the_bits_of_pieces_are_pinned`, and the `store-v5` golden fixture).
+//! (`the_bits_of_pieces_are_pinned`, and the `store-v6` golden fixture).
 
 use tantivy::query::{EnableScoring, Explanation, Query, Scorer, Weight};
 use tantivy::{DocId, Score, SegmentReader};
