@@ -108,10 +108,11 @@ impl Shared {
         match kind {
             Kind::Logs => self.apply_with(seq, || match LogBatch::decode(payload) {
                 Ok(batch) => {
+                    let levels = crate::logs::level_codes(&batch);
                     if !self.errors.holds(seq) {
-                        self.errors.observe(seq, Tracker::replayed_logs(&batch));
+                        self.errors.observe(seq, Tracker::replayed_logs(&batch, &levels));
                     }
-                    self.logs.apply(seq, &batch)
+                    self.logs.apply_with_levels(seq, &batch, &levels)
                 }
                 Err(e) => undecodable(e),
             }),
@@ -134,10 +135,10 @@ impl Shared {
         }
     }
 
-    fn apply_logs(&self, seq: u64, batch: &LogBatch, errors: Vec<ErrorEvent>) {
+    fn apply_logs(&self, seq: u64, batch: &LogBatch, levels: &[u8], errors: Vec<ErrorEvent>) {
         self.apply_with(seq, || {
             self.errors.observe(seq, errors);
-            self.logs.apply(seq, batch)
+            self.logs.apply_with_levels(seq, batch, levels)
         });
     }
 
@@ -283,10 +284,11 @@ impl Engine {
             .flat_map(|s| &s.entries)
             .map(|e| e.line.len() as u64)
             .sum();
-        let errors = self.shared.errors.annotate_logs(&mut batch);
+        let levels = crate::logs::level_codes(&batch);
+        let errors = self.shared.errors.annotate_logs(&mut batch, &levels);
         let payload = batch.encode();
         let shared = self.shared.clone();
-        let apply = Box::new(move |seq| shared.apply_logs(seq, &batch, errors));
+        let apply = Box::new(move |seq| shared.apply_logs(seq, &batch, &levels, errors));
         self.wal.append(Kind::Logs, payload, apply).await?;
         self.shared.stats.log_lines.fetch_add(lines, Ordering::Relaxed);
         self.shared.stats.log_bytes.fetch_add(bytes, Ordering::Relaxed);

@@ -114,7 +114,7 @@ pub mod fuzzing {
             for (_, payload) in items {
                 if let Ok(event) = serde_json::from_slice(payload) {
                     if let Ok((labels, entry)) = crate::errors::sentry::to_log("1", None, event, 0) {
-                        let _ = crate::errors::extract::from_log(&labels, &entry);
+                        let _ = crate::errors::extract::from_log(&labels, &entry, None);
                     }
                 }
             }
@@ -130,12 +130,12 @@ pub mod fuzzing {
                 line: line.to_string(),
                 metadata: vec![("exception_stacktrace".into(), line.to_string())],
             };
-            let _ = crate::errors::extract::from_log(&labels, &entry);
+            let _ = crate::errors::extract::from_log(&labels, &entry, None);
             let plain = crate::model::LogEntry {
                 metadata: Vec::new(),
                 ..entry
             };
-            let _ = crate::errors::extract::from_log(&labels, &plain);
+            let _ = crate::errors::extract::from_log(&labels, &plain, None);
         }
     }
 

@@ -81,9 +81,19 @@ const OLD_SCHEMA_DIRS: [&str; 5] = ["v1", "v2", "v3", "v4", "v5"];
 /// The levels `detect_level` finds, by `level` column code - 1.
 pub(crate) const LEVELS: [&str; 7] = ["unknown", "trace", "debug", "info", "warn", "error", "critical"];
 
+/// Every line's `level` column code, in stream and line order: computed once per batch, on
+/// the request's task, and shared by the index and error tracking.
+pub(crate) fn level_codes(batch: &LogBatch) -> Vec<u8> {
+    batch
+        .streams
+        .iter()
+        .flat_map(|s| s.entries.iter().map(|e| level_code(&s.labels, e)))
+        .collect()
+}
+
 /// A line's `level` column code (see the schema): its detected level, or 0 when its level
 /// comes from its stream's labels or its own metadata.
-fn level_code(labels: &Labels, entry: &LogEntry) -> u64 {
+fn level_code(labels: &Labels, entry: &LogEntry) -> u8 {
     if labels.contains_key("level")
         || entry
             .metadata
@@ -93,10 +103,7 @@ fn level_code(labels: &Labels, entry: &LogEntry) -> u64 {
         return 0;
     }
     let level = crate::model::detect_level(&entry.line);
-    LEVELS
-        .iter()
-        .position(|l| *l == level)
-        .map_or(0, |i| i as u64 + 1)
+    LEVELS.iter().position(|l| *l == level).map_or(0, |i| i as u8 + 1)
 }
 /// The tokenizer of `line` ([`words::block_analyzer`]); partitions name it in their schema.
 const LINE_WORDS: &str = "obs_block_words_v5";
@@ -233,11 +240,18 @@ impl LogIndex {
 
     /// Adds the lines of WAL record `seq` to their partitions, skipping partitions that
     /// already hold it. Returns how many lines were added.
-    pub(crate) fn apply(&self, seq: u64, batch: &LogBatch) -> Result<usize, IndexError> {
+    /// `levels` are the lines' [`level_codes`].
+    pub(crate) fn apply_with_levels(
+        &self,
+        seq: u64,
+        batch: &LogBatch,
+        levels: &[u8],
+    ) -> Result<usize, IndexError> {
         let f = self.fields;
         let mut adder = self.parts.adder();
         let mut added = 0;
         let mut hashes = Vec::new();
+        let mut line_no = 0;
         for stream in &batch.streams {
             let id = stream_id(&stream.labels);
             let labels_json = serde_json::to_string(&stream.labels).expect("labels serialize");
@@ -261,7 +275,8 @@ impl LogIndex {
                 for e in block {
                     doc.add_i64(f.ts, e.ts_ns);
                     doc.add_u64(f.bytes, e.line.len() as u64);
-                    doc.add_u64(f.level, level_code(&stream.labels, e));
+                    doc.add_u64(f.level, u64::from(levels.get(line_no).copied().unwrap_or(0)));
+                    line_no += 1;
                 }
                 doc.add_u64(f.stream, id);
                 for term in &label_terms {
@@ -283,6 +298,12 @@ impl LogIndex {
             }
         }
         Ok(added)
+    }
+
+    /// [`apply_with_levels`](Self::apply_with_levels), finding the levels.
+    #[cfg(test)]
+    pub(crate) fn apply(&self, seq: u64, batch: &LogBatch) -> Result<usize, IndexError> {
+        self.apply_with_levels(seq, batch, &level_codes(batch))
     }
 
     /// Commits new lines (see [`Partitions::commit`]).

@@ -124,9 +124,13 @@ pub(crate) fn selector(labels: &Labels) -> String {
 }
 
 /// The error in one log line, if it is one. Cheap for the lines that are not: a known level
-/// below error ends it, and a line without one has its level detected as Loki would show it
-/// (a `level` field is found in tens of nanoseconds).
-pub(crate) fn from_log(labels: &Labels, entry: &LogEntry) -> Option<ErrorEvent> {
+/// below error ends it, and a line without one has its level detected as Loki would show it,
+/// or given (`code`: its `level` column code, `logs.rs`).
+pub(crate) fn from_log(labels: &Labels, entry: &LogEntry, code: Option<u8>) -> Option<ErrorEvent> {
+    let detect = || match code {
+        Some(c) if c > 0 => crate::logs::LEVELS[usize::from(c - 1).min(crate::logs::LEVELS.len() - 1)],
+        _ => detect_level(&entry.line),
+    };
     let meta = |key: &str| {
         entry
             .metadata
@@ -190,14 +194,13 @@ pub(crate) fn from_log(labels: &Labels, entry: &LogEntry) -> Option<ErrorEvent> 
             causes,
             sdk_fingerprint: None,
         };
-        let level =
-            known_level.map_or_else(|| detect_level(&entry.line).to_string(), str::to_ascii_lowercase);
+        let level = known_level.map_or_else(|| detect().to_string(), str::to_ascii_lowercase);
         return Some(event(parts, cx(level)));
     }
     let level = match known_level {
         Some(l) if is_low_level(l) => return None,
         Some(l) => l.to_ascii_lowercase(),
-        None => match detect_level(&entry.line) {
+        None => match detect() {
             l if is_low_level(l) => return None,
             l => l.to_string(),
         },

@@ -362,15 +362,18 @@ impl Tracker {
 
     /// Finds the errors in a batch about to be written, and tags each error line with its
     /// issue (replacing any `error_issue` a client sent).
-    pub(crate) fn annotate_logs(&self, batch: &mut LogBatch) -> Vec<ErrorEvent> {
+    /// (`levels`: the batch's [`level_codes`](crate::logs::level_codes).)
+    pub(crate) fn annotate_logs(&self, batch: &mut LogBatch, levels: &[u8]) -> Vec<ErrorEvent> {
         let mut found = Vec::new();
         if !self.config.enabled {
             return found;
         }
+        let mut codes = levels.iter().copied();
         for s in &mut batch.streams {
             for e in &mut s.entries {
+                let code = codes.next();
                 e.metadata.retain(|(k, _)| k != extract::ISSUE_KEY);
-                if let Some(ev) = extract::from_log(&s.labels, e) {
+                if let Some(ev) = extract::from_log(&s.labels, e, code) {
                     e.metadata.push((extract::ISSUE_KEY.into(), ev.issue.clone()));
                     found.push(ev);
                 }
@@ -398,17 +401,18 @@ impl Tracker {
     }
 
     /// The errors of a replayed log record: its tagged lines, found again.
-    pub(crate) fn replayed_logs(batch: &LogBatch) -> Vec<ErrorEvent> {
-        batch
-            .streams
-            .iter()
-            .flat_map(|s| {
-                s.entries
-                    .iter()
-                    .filter(|e| e.metadata.iter().any(|(k, _)| k == extract::ISSUE_KEY))
-                    .filter_map(|e| extract::from_log(&s.labels, e))
-            })
-            .collect()
+    pub(crate) fn replayed_logs(batch: &LogBatch, levels: &[u8]) -> Vec<ErrorEvent> {
+        let mut codes = levels.iter().copied();
+        let mut found = Vec::new();
+        for s in &batch.streams {
+            for e in &s.entries {
+                let code = codes.next();
+                if e.metadata.iter().any(|(k, _)| k == extract::ISSUE_KEY) {
+                    found.extend(extract::from_log(&s.labels, e, code));
+                }
+            }
+        }
+        found
     }
 
     /// Counts the errors of WAL record `seq` (once: a record the state holds is skipped).

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use super::extract::{from_log, ErrorEvent, ISSUE_KEY};
+use super::extract::{ErrorEvent, ISSUE_KEY};
 use super::fingerprint::parameterize;
 use super::*;
 use crate::config::Retention;
@@ -14,6 +14,10 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+}
+
+fn from_log(labels: &Labels, entry: &LogEntry) -> Option<ErrorEvent> {
+    super::extract::from_log(labels, entry, None)
 }
 
 fn entry(ts_ns: i64, line: &str) -> LogEntry {
@@ -325,7 +329,7 @@ async fn client_sent_issue_tags_are_replaced_and_disabled_tracking_costs_nothing
     b.streams[0].entries[0]
         .metadata
         .push((ISSUE_KEY.into(), "forged".into()));
-    let found = e.errors().annotate_logs(&mut b);
+    let found = e.errors().annotate_logs(&mut b, &[]);
     assert!(found.is_empty());
     assert!(
         b.streams[0].entries[0].metadata.is_empty(),
