@@ -87,18 +87,22 @@ pub(crate) fn level_codes(batch: &LogBatch) -> Vec<u8> {
     batch
         .streams
         .iter()
-        .flat_map(|s| s.entries.iter().map(|e| level_code(&s.labels, e)))
+        .flat_map(|s| {
+            let labelled = s.labels.contains_key("level");
+            s.entries
+                .iter()
+                .map(move |e| if labelled { 0 } else { level_code(e) })
+        })
         .collect()
 }
 
-/// A line's `level` column code (see the schema): its detected level, or 0 when its level
-/// comes from its stream's labels or its own metadata.
-fn level_code(labels: &Labels, entry: &LogEntry) -> u8 {
-    if labels.contains_key("level")
-        || entry
-            .metadata
-            .iter()
-            .any(|(k, _)| k == "level" || k == "detected_level")
+/// The `level` column code (see the schema) of a line whose stream has no `level` label: its
+/// detected level, or 0 when its metadata holds a level.
+fn level_code(entry: &LogEntry) -> u8 {
+    if entry
+        .metadata
+        .iter()
+        .any(|(k, _)| k == "level" || k == "detected_level")
     {
         return 0;
     }
