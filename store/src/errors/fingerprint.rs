@@ -22,6 +22,8 @@ use serde::{Deserialize, Serialize};
 pub(crate) const VERSION: u8 = 1;
 /// In-app frames that make the fingerprint.
 pub(crate) const TOP_FRAMES: usize = 5;
+/// Most bytes of a message's first line that grouping reads.
+const MAX_HEAD: usize = 4096;
 /// Longest title kept, in bytes.
 const MAX_TITLE: usize = 200;
 
@@ -80,7 +82,7 @@ pub(crate) fn issue_id(g: &Grouping) -> String {
         parts.extend(g.causes.iter().cloned());
         let frames = top_frames(g.frames);
         if frames.is_empty() {
-            parts.push(parameterize(first_line(g.message)));
+            parts.push(parameterize(head(g.message)));
         } else {
             parts.extend(frames.iter().map(|f| format!("{}:{}", f.module, f.function)));
         }
@@ -110,7 +112,7 @@ pub(crate) fn issue_id(g: &Grouping) -> String {
 
 /// `Type: parameterised first line of the message`, at most [`MAX_TITLE`] bytes.
 pub(crate) fn title(type_name: &str, message: &str) -> String {
-    let msg = parameterize(first_line(message));
+    let msg = parameterize(head(message));
     let t = match (type_name.is_empty(), msg.is_empty()) {
         (true, _) => msg,
         (false, true) => type_name.to_string(),
@@ -122,6 +124,12 @@ pub(crate) fn title(type_name: &str, message: &str) -> String {
 /// The top frame that grouping uses, as `module in function`.
 pub(crate) fn culprit(frames: &[Frame]) -> String {
     top_frames(frames).first().map(|f| f.label()).unwrap_or_default()
+}
+
+/// The part of a message grouping reads: its first line, at most [`MAX_HEAD`] bytes (a line
+/// of megabytes costs no more than that).
+fn head(message: &str) -> &str {
+    truncate(first_line(message), MAX_HEAD)
 }
 
 pub(crate) fn first_line(s: &str) -> &str {

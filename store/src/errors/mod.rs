@@ -557,8 +557,7 @@ impl Tracker {
         }
         let st = self.lock();
         let now = now_ms();
-        let _ = writeln!(out, "# HELP obs_error_events_total Error events grouped into issues, by service and issue (issue=\"other\": issues past the per-service label cap).");
-        let _ = writeln!(out, "# TYPE obs_error_events_total counter");
+        header(out, "obs_error_events_total", "counter", "Error events grouped into issues, by service and issue (issue=\"other\": issues past the per-service label cap).");
         for i in st.issues.values().filter(|i| i.metric) {
             let _ = writeln!(
                 out,
@@ -575,8 +574,7 @@ impl Tracker {
                 escape(service)
             );
         }
-        let _ = writeln!(out, "# HELP obs_error_issue_info The title and type of each issue with its own label on obs_error_events_total (value 1), for joins.");
-        let _ = writeln!(out, "# TYPE obs_error_issue_info gauge");
+        header(out, "obs_error_issue_info", "gauge", "The title and type of each issue with its own label on obs_error_events_total (value 1), for joins.");
         for i in st.issues.values().filter(|i| i.metric) {
             let _ = writeln!(
                 out,
@@ -592,8 +590,7 @@ impl Tracker {
         for i in st.issues.values() {
             *by_status.entry((&i.service, i.status.as_str())).or_default() += 1;
         }
-        let _ = writeln!(out, "# HELP obs_error_issues Issues by service and status.");
-        let _ = writeln!(out, "# TYPE obs_error_issues gauge");
+        header(out, "obs_error_issues", "gauge", "Issues by service and status.");
         for ((service, status), n) in by_status {
             let _ = writeln!(
                 out,
@@ -601,8 +598,7 @@ impl Tracker {
                 escape(service)
             );
         }
-        let _ = writeln!(out, "# HELP obs_error_issue_noticed_timestamp_seconds When an issue was first seen, or seen again after a resolve (reason=\"regression\"); for an hour.");
-        let _ = writeln!(out, "# TYPE obs_error_issue_noticed_timestamp_seconds gauge");
+        header(out, "obs_error_issue_noticed_timestamp_seconds", "gauge", "When an issue was first seen, or seen again after a resolve (reason=\"regression\"); for an hour.");
         let mut per_service: BTreeMap<&str, usize> = BTreeMap::new();
         let mut recent: Vec<&Issue> = st
             .issues
@@ -626,14 +622,19 @@ impl Tracker {
                 i.noticed_ms as f64 / 1000.0
             );
         }
-        let _ = writeln!(
+        header(
             out,
-            "# HELP obs_error_events_dropped_total Error events of new issues past max_issues, not tracked."
+            "obs_error_events_dropped_total",
+            "counter",
+            "Error events of new issues past max_issues, not tracked.",
         );
-        let _ = writeln!(out, "# TYPE obs_error_events_dropped_total counter");
         let _ = writeln!(out, "obs_error_events_dropped_total {}", st.dropped);
-        let _ = writeln!(out, "# HELP obs_sentry_items_dropped_total Sentry envelope items accepted and dropped (not events), by type.");
-        let _ = writeln!(out, "# TYPE obs_sentry_items_dropped_total counter");
+        header(
+            out,
+            "obs_sentry_items_dropped_total",
+            "counter",
+            "Sentry envelope items accepted and dropped (not events), by type.",
+        );
         for (kind, n) in sentry::DROPPED_TYPES.iter().zip(&self.sentry_dropped) {
             let _ = writeln!(
                 out,
@@ -680,6 +681,11 @@ fn find(st: &State, id: &str) -> Result<String, String> {
         )),
         (None, _) => Err(format!("no issue {id:?} (see `obs errors` for the ids)")),
     }
+}
+
+/// The `# HELP` and `# TYPE` lines of a metric.
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
 /// A label value in the Prometheus text format.

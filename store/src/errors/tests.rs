@@ -138,6 +138,21 @@ fn messages_are_parameterised_like_sentry() {
     );
 }
 
+/// A single error line of megabytes: grouping reads its first 4 KiB (bounded work), so lines
+/// that differ past that group together.
+#[test]
+fn huge_error_lines_are_grouped_by_their_head() {
+    let l = labels(&[("service_name", "api"), ("level", "error")]);
+    let a = format!("boom {}", "x ".repeat(3 << 20));
+    let b = format!("{a} tail");
+    let (ea, eb) = (
+        from_log(&l, &entry(1, &a)).unwrap(),
+        from_log(&l, &entry(1, &b)).unwrap(),
+    );
+    assert_eq!(ea.issue, eb.issue);
+    assert!(ea.title.len() <= 200 && ea.message.len() <= 1024);
+}
+
 #[test]
 fn only_errors_are_errors() {
     let l = labels(&[("service_name", "api")]);
@@ -615,6 +630,16 @@ mod http {
         let (status, answer) = post_envelope(&s, key, envelope(&huge, ""), false).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(answer.contains("at most 262144 are kept"), "{answer}");
+        // 100,000 nested arrays in an event: serde_json's depth limit answers, no stack
+        // overflow; and the store stays up.
+        let deep = format!("{{\"message\": {}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        let (status, answer) = post_envelope(&s, key, envelope(&deep, ""), false).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert!(answer.contains("recursion limit"), "{answer}");
+        assert_eq!(
+            post_envelope(&s, key, envelope(EVENT, ""), false).await.0,
+            StatusCode::OK
+        );
         let (status, _) = s
             .post(
                 "/api/bad%20project/store/?sentry_key=ingest-secret-1",

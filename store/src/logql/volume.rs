@@ -199,7 +199,7 @@ pub(super) fn count(
         let mut reader = idx.reader(searcher);
         let mut stream_labels: FxHashMap<u64, Labels> = FxHashMap::default();
         for ((stream, code), (addr, n, b)) in counts {
-            let labels = match stream_labels.get(&stream) {
+            let mut labels = match stream_labels.get(&stream) {
                 Some(l) => l.clone(),
                 None => {
                     let l = reader.hit(addr)?.labels.clone();
@@ -207,7 +207,6 @@ pub(super) fn count(
                     l
                 }
             };
-            let mut labels = labels;
             if code > 0 {
                 labels.insert("detected_level".into(), LEVELS[(code - 1) as usize].into());
             } else if !labels.contains_key("level") {
