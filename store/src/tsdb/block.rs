@@ -296,6 +296,59 @@ pub(crate) fn open(dir: &Path) -> Result<Block, BlockError> {
     })
 }
 
+/// What one reader of a block keeps from series to series: the frames it decompressed
+/// last, and the timestamp streams it decoded (one stream serves every series scraped
+/// with it).
+#[derive(Default)]
+pub(crate) struct ReadCache {
+    frames: Vec<(u32, Vec<u8>)>,
+    times: HashMap<(u32, u32), Arc<Vec<i64>>>,
+    times_held: usize,
+}
+
+/// Frames a reader keeps: series are read in the order they were written, so the frames
+/// are visited in order and a few suffice.
+const CACHED_FRAMES: usize = 4;
+/// Timestamps a reader keeps decoded (8 MiB); past it the cache starts over.
+const CACHED_TIMES: usize = 1 << 20;
+
+impl ReadCache {
+    /// The bytes at `loc`, decompressing its frame unless it is among the last few.
+    fn bytes(&mut self, block: &Block, loc: Loc) -> Result<&[u8], BlockError> {
+        let i = match self.frames.iter().position(|(f, _)| *f == loc.frame) {
+            Some(i) => i,
+            None => {
+                if self.frames.len() == CACHED_FRAMES {
+                    self.frames.remove(0);
+                }
+                self.frames.push((loc.frame, block.frame(loc.frame)?));
+                self.frames.len() - 1
+            }
+        };
+        self.frames[i]
+            .1
+            .get(loc.offset as usize..(loc.offset as usize + loc.len as usize))
+            .ok_or_else(|| corrupt(&block.dir, "chunk outside its frame"))
+    }
+
+    fn times(&mut self, block: &Block, loc: Loc) -> Result<Arc<Vec<i64>>, BlockError> {
+        if let Some(t) = self.times.get(&(loc.frame, loc.offset)) {
+            return Ok(t.clone());
+        }
+        let times = Arc::new(
+            chunk::decode_times(self.bytes(block, loc)?)
+                .ok_or_else(|| corrupt(&block.dir, "undecodable timestamps"))?,
+        );
+        if self.times_held + times.len() > CACHED_TIMES {
+            self.times.clear();
+            self.times_held = 0;
+        }
+        self.times_held += times.len();
+        self.times.insert((loc.frame, loc.offset), times.clone());
+        Ok(times)
+    }
+}
+
 impl Block {
     fn frame(&self, i: u32) -> Result<Vec<u8>, BlockError> {
         let path = self.dir.join("chunks");
@@ -312,65 +365,70 @@ impl Block {
         zstd::bulk::decompress(z, FRAME_BYTES * 4).map_err(|e| corrupt(&path, format!("frame {i}: {e}")))
     }
 
-    /// Decompresses the frame `loc` is in, once per query (`frames` caches them).
-    fn load(&self, frames: &mut HashMap<u32, Vec<u8>>, loc: Loc) -> Result<(), BlockError> {
-        if let std::collections::hash_map::Entry::Vacant(e) = frames.entry(loc.frame) {
-            e.insert(self.frame(loc.frame)?);
+    /// Ids of matching series with a chunk overlapping `[mint, maxt]`, ascending (so in
+    /// label order, the order their chunks were written in).
+    pub(crate) fn matching(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<u32> {
+        if self.meta.maxt < mint || self.meta.mint > maxt {
+            return Vec::new();
+        }
+        candidates(&self.postings, self.labels.len(), matchers)
+            .into_iter()
+            .filter(|&id| {
+                matches_all(&self.labels[id as usize], matchers)
+                    && self.chunks[id as usize]
+                        .iter()
+                        .any(|c| c.maxt >= mint && c.mint <= maxt)
+            })
+            .collect()
+    }
+
+    pub(crate) fn labels(&self, id: u32) -> &Arc<Labels> {
+        &self.labels[id as usize]
+    }
+
+    /// Appends series `id`'s samples in `[mint, maxt]` to `out`.
+    pub(crate) fn read(
+        &self,
+        id: u32,
+        mint: i64,
+        maxt: i64,
+        cache: &mut ReadCache,
+        out: &mut Vec<(i64, f64)>,
+    ) -> Result<(), BlockError> {
+        for c in &self.chunks[id as usize] {
+            if c.maxt < mint || c.mint > maxt {
+                continue;
+            }
+            let times = cache.times(self, c.ts)?;
+            let values = cache.bytes(self, c.values)?;
+            let start = out.len();
+            out.extend(times.iter().map(|&t| (t, 0.0)));
+            chunk::decode_values(values, &mut out[start..])
+                .ok_or_else(|| corrupt(&self.dir, "undecodable chunk"))?;
+            if c.mint < mint || c.maxt > maxt {
+                // Keep only the requested range.
+                out.truncate(start + times.partition_point(|&t| t <= maxt));
+                out.drain(start..start + times.partition_point(|&t| t < mint));
+            }
         }
         Ok(())
     }
 
-    /// The bytes at `loc` in a frame [`Block::load`] put in `frames`.
-    fn bytes_at<'f>(&self, frames: &'f HashMap<u32, Vec<u8>>, loc: Loc) -> Result<&'f [u8], BlockError> {
-        frames
-            .get(&loc.frame)
-            .and_then(|f| f.get(loc.offset as usize..(loc.offset as usize + loc.len as usize)))
-            .ok_or_else(|| corrupt(&self.dir, "chunk outside its frame"))
-    }
-
-    /// Matching series with samples in `[mint, maxt]`.
-    pub(crate) fn select(
-        &self,
-        matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
-        out: &mut Vec<RawSeries>,
-    ) -> Result<(), BlockError> {
-        if self.meta.maxt < mint || self.meta.mint > maxt {
-            return Ok(());
-        }
-        let mut frames: HashMap<u32, Vec<u8>> = HashMap::new();
-        for id in candidates(&self.postings, self.labels.len(), matchers) {
-            let labels = &self.labels[id as usize];
-            if !matches_all(labels, matchers) {
-                continue;
-            }
+    /// Every series with samples in `[mint, maxt]`, in label order (compaction reads this).
+    pub(crate) fn select_all(&self, mint: i64, maxt: i64) -> Result<Vec<RawSeries>, BlockError> {
+        let mut cache = ReadCache::default();
+        let mut out = Vec::new();
+        for id in self.matching(&[], mint, maxt) {
             let mut samples = Vec::new();
-            for c in &self.chunks[id as usize] {
-                if c.maxt < mint || c.mint > maxt {
-                    continue;
-                }
-                self.load(&mut frames, c.ts)?;
-                self.load(&mut frames, c.values)?;
-                let (ts, values) = (self.bytes_at(&frames, c.ts)?, self.bytes_at(&frames, c.values)?);
-                let start = samples.len();
-                chunk::decode(ts, values, &mut samples)
-                    .ok_or_else(|| corrupt(&self.dir, "undecodable chunk"))?;
-                // Keep only the requested range.
-                let tail: Vec<_> = samples
-                    .drain(start..)
-                    .filter(|p| p.0 >= mint && p.0 <= maxt)
-                    .collect();
-                samples.extend(tail);
-            }
+            self.read(id, mint, maxt, &mut cache, &mut samples)?;
             if !samples.is_empty() {
                 out.push(RawSeries {
-                    labels: labels.clone(),
+                    labels: self.labels(id).clone(),
                     samples,
                 });
             }
         }
-        Ok(())
+        Ok(out)
     }
 
     /// Labels of matching series that have samples in `[mint, maxt]` (no decoding).

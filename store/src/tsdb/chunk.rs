@@ -246,6 +246,15 @@ fn gorilla(samples: &[(i64, f64)]) -> Vec<u8> {
 
 /// Decodes a chunk's two streams; `None` when they are damaged.
 pub fn decode(ts: &[u8], vals: &[u8], out: &mut Vec<(i64, f64)>) -> Option<()> {
+    let times = decode_times(ts)?;
+    let start = out.len();
+    out.extend(times.iter().map(|&t| (t, 0.0)));
+    decode_values(vals, &mut out[start..])
+}
+
+/// Decodes a timestamp stream (shared by the chunks of series scraped together, so a
+/// reader decodes it once and keeps it).
+pub fn decode_times(ts: &[u8]) -> Option<Vec<i64>> {
     let mut pos = 0;
     let n = get_uvarint(ts, &mut pos)? as usize;
     if n > MAX_SAMPLES {
@@ -269,12 +278,18 @@ pub fn decode(ts: &[u8], vals: &[u8], out: &mut Vec<(i64, f64)>) -> Option<()> {
         times.push(t);
         prev = t;
     }
-    if n == 0 {
+    Some(times)
+}
+
+/// Decodes a value stream into the values of `out`, whose timestamps are already set (one
+/// entry per sample of the chunk).
+pub fn decode_values(vals: &[u8], out: &mut [(i64, f64)]) -> Option<()> {
+    if out.is_empty() {
         return Some(());
     }
     let (&tag, body) = vals.split_first()?;
     match tag {
-        0 => decode_gorilla(body, &times, out),
+        0 => decode_gorilla(body, out),
         1 | 2 => {
             let (&scale, ints) = body.split_first()?;
             if scale > 15 {
@@ -283,7 +298,7 @@ pub fn decode(ts: &[u8], vals: &[u8], out: &mut Vec<(i64, f64)>) -> Option<()> {
             let p = 10f64.powi(scale as i32);
             let mut pos = 0;
             let (mut m, mut d) = (0i64, 0i64);
-            for (i, t) in times.into_iter().enumerate() {
+            for (i, slot) in out.iter_mut().enumerate() {
                 let x = unzigzag(get_uvarint(ints, &mut pos)?);
                 if i == 0 {
                     m = x;
@@ -291,7 +306,7 @@ pub fn decode(ts: &[u8], vals: &[u8], out: &mut Vec<(i64, f64)>) -> Option<()> {
                     d = if tag == 2 { d.wrapping_add(x) } else { x };
                     m = m.wrapping_add(d);
                 }
-                out.push((t, m as f64 / p));
+                slot.1 = m as f64 / p;
             }
             Some(())
         }
@@ -299,11 +314,11 @@ pub fn decode(ts: &[u8], vals: &[u8], out: &mut Vec<(i64, f64)>) -> Option<()> {
     }
 }
 
-fn decode_gorilla(vals: &[u8], times: &[i64], out: &mut Vec<(i64, f64)>) -> Option<()> {
+fn decode_gorilla(vals: &[u8], out: &mut [(i64, f64)]) -> Option<()> {
     let mut vr = BitReader { buf: vals, pos: 0 };
     let (mut lead, mut trail) = (0u8, 0u8);
     let mut prev = 0u64;
-    for (i, &t) in times.iter().enumerate() {
+    for (i, slot) in out.iter_mut().enumerate() {
         let bits = if i == 0 {
             vr.bits(64)?
         } else if !vr.bit()? {
@@ -321,7 +336,7 @@ fn decode_gorilla(vals: &[u8], times: &[i64], out: &mut Vec<(i64, f64)>) -> Opti
             prev ^ (vr.bits(sig)? << trail)
         };
         prev = bits;
-        out.push((t, f64::from_bits(bits)));
+        slot.1 = f64::from_bits(bits);
     }
     Some(())
 }

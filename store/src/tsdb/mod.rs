@@ -19,9 +19,10 @@ pub mod block;
 pub mod chunk;
 pub(crate) mod head;
 pub mod labels;
+pub mod read;
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -33,6 +34,7 @@ pub use promql_parser::label::{MatchOp, Matcher};
 
 use block::{Block, BlockError};
 use head::Head;
+pub use read::{Selected, SeriesPlan};
 
 /// Prometheus's staleness marker: a NaN with this exact bit pattern ends a series.
 pub const STALE_NAN_BITS: u64 = obs_otlp_prom::STALE_NAN_BITS;
@@ -65,6 +67,11 @@ pub trait Querier: Send + Sync {
     /// Series matching all `matchers` with their samples in `[mint, maxt]` (ms, inclusive).
     /// Series without samples in the range are left out.
     fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<RawSeries>, String>;
+
+    /// The same series, to be read one at a time ([`SeriesPlan::read_each`]).
+    fn plan(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Box<dyn SeriesPlan + '_>, String> {
+        Ok(Box::new(Selected::new(self.select(matchers, mint, maxt)?)))
+    }
 }
 
 /// Series held in a plain list, scanned on every select: a `Querier` for tests and fuzzing.
@@ -351,9 +358,7 @@ impl Tsdb {
             }
             let mut merged: BTreeMap<Arc<Labels>, Vec<(i64, f64)>> = BTreeMap::new();
             for b in &group {
-                let mut all = Vec::new();
-                b.select(&[], i64::MIN, i64::MAX, &mut all)?;
-                for s in all {
+                for s in b.select_all(i64::MIN, i64::MAX)? {
                     let e = merged.entry(s.labels).or_default();
                     e.extend(s.samples);
                 }
@@ -420,7 +425,7 @@ impl Tsdb {
 }
 
 /// Sorts by time; of samples with the same time the last one (the newest write) stays.
-fn dedup_newest_wins(s: &mut Vec<(i64, f64)>) {
+pub(crate) fn dedup_newest_wins(s: &mut Vec<(i64, f64)>) {
     s.sort_by_key(|p| p.0); // stable: later writes stay after earlier ones
     let mut out: Vec<(i64, f64)> = Vec::with_capacity(s.len());
     for p in s.drain(..) {
@@ -434,48 +439,17 @@ fn dedup_newest_wins(s: &mut Vec<(i64, f64)>) {
 
 impl Querier for Tsdb {
     fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<RawSeries>, String> {
-        let mut parts = Vec::new();
-        let (blocks, frozen) = {
-            let st = self.read();
-            (st.blocks.clone(), st.frozen.clone())
-        };
-        for b in &blocks {
-            b.select(matchers, mint, maxt, &mut parts)
-                .map_err(|e| e.to_string())?;
-        }
-        for h in &frozen {
-            h.select(matchers, mint, maxt, &mut parts);
-        }
-        self.read().head.select(matchers, mint, maxt, &mut parts);
-        // Merge the parts of each series, oldest source first. Parts that follow each other
-        // in time (blocks of successive windows) just concatenate; only overlapping ones
-        // (late samples, a resend) need the sort that lets the newest write win.
-        let mut index: HashMap<Arc<Labels>, usize> = HashMap::new();
-        let mut out: Vec<RawSeries> = Vec::new();
-        let mut merged = vec![false; 0];
-        for p in parts {
-            match index.get(&p.labels) {
-                Some(&i) => {
-                    let in_order = match (out[i].samples.last(), p.samples.first()) {
-                        (Some(last), Some(first)) => last.0 < first.0,
-                        _ => true,
-                    };
-                    out[i].samples.extend(p.samples);
-                    merged[i] |= !in_order;
-                }
-                None => {
-                    index.insert(p.labels.clone(), out.len());
-                    out.push(p);
-                    merged.push(false);
-                }
-            }
-        }
-        for (s, m) in out.iter_mut().zip(merged) {
-            if m {
-                dedup_newest_wins(&mut s.samples);
-            }
-        }
-        Ok(out)
+        let plan = self.plan_read(matchers, mint, maxt);
+        let out = Mutex::new(Vec::with_capacity(plan.len()));
+        plan.read_each(&|_, s| {
+            out.lock().expect("select lock").push(s);
+            true
+        })?;
+        Ok(out.into_inner().expect("select lock"))
+    }
+
+    fn plan(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Box<dyn SeriesPlan + '_>, String> {
+        Ok(Box::new(self.plan_read(matchers, mint, maxt)))
     }
 }
 

@@ -199,8 +199,7 @@ fn golden_block_v1() {
     let b = block::open(&fixture.join("block")).expect("v1 block opens");
     assert_eq!(b.meta.wal_seq, 42);
     assert_eq!(b.meta.samples, 300);
-    let mut out = Vec::new();
-    b.select(&[], i64::MIN, i64::MAX, &mut out).unwrap();
+    let out = b.select_all(i64::MIN, i64::MAX).unwrap();
     assert_eq!(out.len(), 3);
     for (got, (labels, samples)) in out.iter().zip(&series) {
         assert_eq!(&got.labels, labels);
