@@ -15,19 +15,82 @@ use super::{Error, Result, Sample, Value};
 use crate::tsdb::labels::{format_float, is_valid_label_name};
 use crate::tsdb::{Labels, METRIC_NAME};
 
-#[derive(Default)]
-struct Group {
-    metric: Labels,
+/// The running state of one group of `sum`, `avg`, `count`, `min`, `max`, `group`,
+/// `stddev`, `stdvar` or `quantile`, fed one value at a time in input order.
+#[derive(Clone, Default)]
+pub(super) struct Acc {
     count: f64,
     value: f64,
     kahan: f64,
     mean: f64,
     avg: Mean,
-    drop_name: bool,
-    samples: Vec<Sample>,
+    values: Vec<f64>,
 }
 
-fn group_labels(m: &Labels, modifier: &Option<LabelModifier>) -> Labels {
+impl Acc {
+    pub(super) fn first(op: u16, f: f64) -> Acc {
+        let mut a = Acc {
+            count: 1.0,
+            value: f,
+            mean: f,
+            ..Default::default()
+        };
+        match op {
+            T_STDDEV | T_STDVAR => a.value = if f.is_finite() { 0.0 } else { f64::NAN },
+            T_GROUP => a.value = 1.0,
+            T_AVG => a.avg.add(f),
+            T_QUANTILE => a.values.push(f),
+            _ => {}
+        }
+        a
+    }
+
+    pub(super) fn add(&mut self, op: u16, f: f64) {
+        self.count += 1.0;
+        match op {
+            T_SUM => (self.value, self.kahan) = kahan_inc(f, self.value, self.kahan),
+            T_AVG => self.avg.add(f),
+            T_MAX if self.value < f || self.value.is_nan() => self.value = f,
+            T_MIN if self.value > f || self.value.is_nan() => self.value = f,
+            T_STDDEV | T_STDVAR => {
+                let delta = f - self.mean;
+                self.mean += delta / self.count;
+                self.value += delta * (f - self.mean);
+            }
+            T_QUANTILE => self.values.push(f),
+            _ => {}
+        }
+    }
+
+    /// The group's value; `param` is `quantile`'s φ.
+    pub(super) fn result(&self, op: u16, param: f64) -> f64 {
+        match op {
+            T_SUM => self.value + self.kahan,
+            T_AVG => self.avg.value(),
+            T_COUNT => self.count,
+            T_STDDEV => (self.value / self.count).sqrt(),
+            T_STDVAR => self.value / self.count,
+            T_QUANTILE => quantile(param, self.values.clone()),
+            _ => self.value,
+        }
+    }
+}
+
+/// Whether `op` folds each group into an [`Acc`].
+pub(super) fn is_accumulated(op: u16) -> bool {
+    matches!(
+        op,
+        T_SUM | T_AVG | T_COUNT | T_MIN | T_MAX | T_GROUP | T_STDDEV | T_STDVAR | T_QUANTILE
+    )
+}
+
+struct Group {
+    metric: Labels,
+    drop_name: bool,
+    acc: Acc,
+}
+
+pub(super) fn group_labels(m: &Labels, modifier: &Option<LabelModifier>) -> Labels {
     match modifier {
         None => Labels::default(),
         Some(LabelModifier::Include(by)) => m.keep(&by.labels),
@@ -97,67 +160,30 @@ pub(super) fn eval(ev: &mut Evaluator, a: &AggregateExpr, t: i64) -> Result<Valu
     let mut groups: Vec<Group> = Vec::new();
     for s in input {
         let group = ev.group_of(node, &s.metric, |m| group_labels(m, &a.modifier));
-        let f = s.v;
-        let gi = match index.get(&(Arc::as_ptr(&group) as usize)) {
+        match index.get(&(Arc::as_ptr(&group) as usize)) {
             Some(&i) => {
                 // Grouping by a name that is yet to be dropped: drop it if any member does.
                 groups[i].drop_name |= s.drop_name;
-                i
+                groups[i].acc.add(op, s.v);
             }
             None => {
                 index.insert(Arc::as_ptr(&group) as usize, groups.len());
-                let mut g = Group {
+                groups.push(Group {
                     metric: (*group).clone(),
-                    count: 1.0,
-                    value: f,
-                    mean: f,
                     drop_name: s.drop_name,
-                    ..Default::default()
-                };
-                match op {
-                    T_STDDEV | T_STDVAR => g.value = if f.is_finite() { 0.0 } else { f64::NAN },
-                    T_GROUP => g.value = 1.0,
-                    T_AVG => g.avg.add(f),
-                    T_QUANTILE => g.samples.push(s),
-                    _ => {}
-                }
-                groups.push(g);
-                continue;
+                    acc: Acc::first(op, s.v),
+                });
             }
-        };
-        let g = &mut groups[gi];
-        g.count += 1.0;
-        match op {
-            T_SUM => (g.value, g.kahan) = kahan_inc(f, g.value, g.kahan),
-            T_AVG => g.avg.add(f),
-            T_MAX if g.value < f || g.value.is_nan() => g.value = f,
-            T_MIN if g.value > f || g.value.is_nan() => g.value = f,
-            T_STDDEV | T_STDVAR => {
-                let delta = f - g.mean;
-                g.mean += delta / g.count;
-                g.value += delta * (f - g.mean);
-            }
-            T_QUANTILE => g.samples.push(s),
-            _ => {}
         }
     }
     let out = groups
         .into_iter()
         .map(|g| {
-            let v = match op {
-                T_SUM => g.value + g.kahan,
-                T_AVG => g.avg.value(),
-                T_COUNT => g.count,
-                T_STDDEV => (g.value / g.count).sqrt(),
-                T_STDVAR => g.value / g.count,
-                T_QUANTILE => quantile(scalar, g.samples.iter().map(|s| s.v).collect()),
-                _ => g.value,
-            };
             let drop_name = g.drop_name && g.metric.metric_name().is_some();
             Sample {
+                v: g.acc.result(op, scalar),
                 metric: Arc::new(g.metric),
                 t,
-                v,
                 drop_name,
             }
         })

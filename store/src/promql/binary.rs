@@ -67,25 +67,40 @@ pub(super) fn elem(op: TokenType, l: f64, r: f64) -> (f64, bool) {
     }
 }
 
+/// `v op s` for an element `v` of a vector (`s op v` when `swap`); `None` when a
+/// comparison drops it.
+pub(super) fn vector_scalar_value(
+    op: TokenType,
+    v: f64,
+    s: f64,
+    swap: bool,
+    return_bool: bool,
+) -> Option<f64> {
+    let (l, r) = if swap { (s, v) } else { (v, s) };
+    let (mut value, keep) = elem(op, l, r);
+    if op.is_comparison_operator() && swap {
+        // A comparison keeps the vector's value even with the scalar on the left.
+        value = v;
+    }
+    if return_bool {
+        Some(keep as u8 as f64)
+    } else {
+        keep.then_some(value)
+    }
+}
+
+/// Whether a binary operation's result loses the metric name.
+pub(super) fn drops_name(op: TokenType, input_drops: bool, return_bool: bool) -> bool {
+    input_drops || !op.is_comparison_operator() || return_bool
+}
+
 fn vector_scalar(op: TokenType, v: Vec<Sample>, s: f64, swap: bool, return_bool: bool) -> Vec<Sample> {
-    let cmp = op.is_comparison_operator();
     v.into_iter()
         .filter_map(|smp| {
-            let (l, r) = if swap { (s, smp.v) } else { (smp.v, s) };
-            let (mut value, keep) = elem(op, l, r);
-            if cmp && swap {
-                // A comparison keeps the vector's value even with the scalar on the left.
-                value = smp.v;
-            }
-            if return_bool {
-                value = keep as u8 as f64;
-            } else if !keep {
-                return None;
-            }
-            let drop_name = smp.drop_name || !cmp || return_bool;
+            let value = vector_scalar_value(op, smp.v, s, swap, return_bool)?;
             Some(Sample {
                 v: value,
-                drop_name,
+                drop_name: drops_name(op, smp.drop_name, return_bool),
                 ..smp
             })
         })
@@ -94,7 +109,7 @@ fn vector_scalar(op: TokenType, v: Vec<Sample>, s: f64, swap: bool, return_bool:
 
 /// The match signature of a series: its labels after `on`/`ignoring` (and without the
 /// metric name unless `on` lists it).
-fn signature(m: &Labels, matching: &Option<LabelModifier>) -> String {
+pub(super) fn signature(m: &Labels, matching: &Option<LabelModifier>) -> String {
     match matching {
         Some(LabelModifier::Include(on)) => m.keep(&on.labels).key(),
         Some(LabelModifier::Exclude(ign)) => {
@@ -153,7 +168,7 @@ fn include_labels(card: &VectorMatchCardinality) -> &[String] {
 
 /// The result's labels: the "many" side's, reduced by `on`/`ignoring` for one-to-one
 /// matching, plus `group_x` labels copied from the "one" side.
-fn result_metric(many: &Labels, one: &Labels, m: &BinModifier) -> Labels {
+pub(super) fn result_metric(many: &Labels, one: &Labels, m: &BinModifier) -> Labels {
     let mut out = many.clone();
     if matches!(m.card, VectorMatchCardinality::OneToOne) {
         match &m.matching {
@@ -202,7 +217,6 @@ fn vector_vector(
         }
         one_sigs.insert(sig, i);
     }
-    let cmp = op.is_comparison_operator();
     let one_to_one = matches!(m.card, VectorMatchCardinality::OneToOne);
     let mut matched: HashMap<String, HashSet<Labels>> = HashMap::new();
     let mut one_used = vec![false; one.len()];
@@ -241,12 +255,11 @@ fn vector_vector(
         } else if !keep {
             return Ok(());
         }
-        let drop_name = many_s.drop_name || !cmp || return_bool;
         out.push(Sample {
             metric: Arc::new(metric),
             t: many_s.t,
             v: value,
-            drop_name,
+            drop_name: drops_name(op, many_s.drop_name, return_bool),
         });
         Ok(())
     };

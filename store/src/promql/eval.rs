@@ -10,6 +10,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use promql_parser::parser::{AtModifier, Expr, MatrixSelector, Offset, SubqueryExpr, VectorSelector};
 
+use super::grid::{self, Grid};
 use super::{aggregate, binary, functions, Annotations, Error, Options, Result, Sample, Series, Value};
 use crate::tsdb::{is_stale, Labels, Matcher, Querier, RawSeries, METRIC_NAME};
 
@@ -39,6 +40,8 @@ pub(super) struct Evaluator<'a> {
     pub(super) annotations: Annotations,
     deadline: Instant,
     loaded: usize,
+    /// Values of nodes at every step, computed before stepping (`grid.rs`), by node address.
+    pub(super) grids: HashMap<usize, Grid>,
 }
 
 /// A range-vector argument with the window it was cut from (what `rate` extrapolates to).
@@ -112,7 +115,63 @@ impl<'a> Evaluator<'a> {
             annotations: Annotations::default(),
             deadline: Instant::now() + opts.timeout,
             loaded: 0,
+            grids: HashMap::new(),
         }
+    }
+
+    pub(super) fn querier(&self) -> &'a dyn Querier {
+        self.querier
+    }
+
+    pub(super) fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// How many steps the query has (an instant query has one).
+    pub(super) fn steps(&self) -> usize {
+        if self.step > 0 {
+            ((self.end - self.start) / self.step) as usize + 1
+        } else {
+            1
+        }
+    }
+
+    /// The query's step times moved back by `offset` ms.
+    pub(super) fn step_times(&self, offset: i64) -> Vec<i64> {
+        (0..self.steps())
+            .map(|i| self.start + i as i64 * self.step - offset)
+            .collect()
+    }
+
+    /// Which step `t` is, if it is one of the query's.
+    fn step_index(&self, t: i64) -> Option<usize> {
+        if t < self.start || t > self.end {
+            return None;
+        }
+        if self.step == 0 {
+            return (t == self.start).then_some(0);
+        }
+        let d = t - self.start;
+        (d % self.step == 0).then_some((d / self.step) as usize)
+    }
+
+    /// The data window the query needs of `vs` (see `prefetch`).
+    pub(super) fn window(&self, vs: &VectorSelector) -> (i64, i64) {
+        self.windows
+            .get(&selector_key(vs))
+            .copied()
+            .unwrap_or((self.start, self.end))
+    }
+
+    /// A selector may match at most `max_series` series.
+    pub(super) fn check_series(&self, vs: &VectorSelector, n: usize) -> Result<()> {
+        if n > self.opts.max_series {
+            return Err(Error::Execution(format!(
+                "the selector {vs} matches {n} series, over the limit of {}; add label matchers to narrow it",
+                self.opts.max_series
+            )));
+        }
+        Ok(())
     }
 
     /// True the first time this query sees `metric` (by identity); past a million label
@@ -236,7 +295,7 @@ impl<'a> Evaluator<'a> {
         if let Some(s) = self.fetched.get(&key) {
             return Ok(s.clone());
         }
-        let (mint, maxt) = self.windows.get(&key).copied().unwrap_or((self.start, self.end));
+        let (mint, maxt) = self.window(vs);
         let sets = selector_matcher_sets(vs);
         let mut out = if sets.len() == 1 {
             self.querier
@@ -255,13 +314,7 @@ impl<'a> Evaluator<'a> {
             }
             all
         };
-        if out.len() > self.opts.max_series {
-            return Err(Error::Execution(format!(
-                "the selector {vs} matches {} series, over the limit of {}; add label matchers to narrow it",
-                out.len(),
-                self.opts.max_series
-            )));
-        }
+        self.check_series(vs, out.len())?;
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
         self.loaded += out.iter().map(|s| s.samples.len()).sum::<usize>();
         self.check_samples(self.loaded)?;
@@ -287,6 +340,11 @@ impl<'a> Evaluator<'a> {
     }
 
     pub(super) fn eval(&mut self, e: &Expr, t: i64) -> Result<Value> {
+        if !self.grids.is_empty() {
+            if let (Some(i), Some(g)) = (self.step_index(t), self.grids.get(&grid::key(e))) {
+                return Ok(g.at(i, t));
+            }
+        }
         match e {
             Expr::NumberLiteral(n) => Ok(Value::Scalar(n.val)),
             Expr::StringLiteral(s) => Ok(Value::String(s.val.clone())),
@@ -477,8 +535,12 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    /// Runs `expr` at each step and joins the steps into series sorted by labels.
+    /// Runs `expr` at each step and joins the steps into series sorted by labels; what has a
+    /// grid is read from it.
     pub(super) fn eval_range(&mut self, expr: &Expr, start: i64, end: i64, step: i64) -> Result<Vec<Series>> {
+        if let Some(g) = self.grids.remove(&grid::key(expr)) {
+            return grid::into_series(self, g);
+        }
         let mut index: HashMap<(Arc<Labels>, bool), usize> = HashMap::new();
         let mut out: Vec<Series> = Vec::new();
         let mut total = 0usize;

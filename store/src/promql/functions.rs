@@ -201,7 +201,7 @@ pub(super) fn call(ev: &mut Evaluator, c: &Call, t: i64) -> Result<Value> {
 }
 
 /// Go's `math.Max`: NaN wins (Rust's `f64::max` ignores NaN).
-fn go_max(a: f64, b: f64) -> f64 {
+pub(super) fn go_max(a: f64, b: f64) -> f64 {
     if a.is_nan() || b.is_nan() {
         f64::NAN
     } else {
@@ -210,7 +210,7 @@ fn go_max(a: f64, b: f64) -> f64 {
 }
 
 /// Go's `math.Min`: NaN wins.
-fn go_min(a: f64, b: f64) -> f64 {
+pub(super) fn go_min(a: f64, b: f64) -> f64 {
     if a.is_nan() || b.is_nan() {
         f64::NAN
     } else {
@@ -227,7 +227,7 @@ pub(super) fn warn_quantile(ev: &mut Evaluator, q: f64) {
     }
 }
 
-fn unparen(e: &Expr) -> &Expr {
+pub(super) fn unparen(e: &Expr) -> &Expr {
     match e {
         Expr::Paren(p) => unparen(&p.expr),
         e => e,
@@ -246,7 +246,7 @@ fn map_values(v: Vec<Sample>, f: impl Fn(f64) -> f64) -> Value {
     )
 }
 
-fn math_fn(name: &str) -> Option<fn(f64) -> f64> {
+pub(super) fn math_fn(name: &str) -> Option<fn(f64) -> f64> {
     Some(match name {
         "abs" => f64::abs,
         "ceil" => f64::ceil,

@@ -3,9 +3,9 @@
 
 use promql_parser::parser::Expr;
 
-use super::eval::{Evaluator, RangeArg};
+use super::eval::Evaluator;
 use super::functions::{absent_sample, kahan_inc, quantile, warn_quantile};
-use super::{Error, Result, Sample, Series, Value};
+use super::{Error, Result, Sample, Value};
 
 const RANGE_FUNCTIONS: &[&str] = &[
     "rate",
@@ -45,7 +45,7 @@ pub(super) fn range_call(ev: &mut Evaluator, name: &str, args: &[&Expr], t: i64)
         "predict_linear" => (0, Some(1)),
         _ => (0, None),
     };
-    if !RANGE_FUNCTIONS.contains(&name) || args.len() <= range_idx {
+    if !is_range_function(name) || args.len() <= range_idx {
         return Err(Error::Execution(format!("function \"{name}\" is not supported")));
     }
     let param = match scalar_idx {
@@ -71,38 +71,18 @@ pub(super) fn range_call(ev: &mut Evaluator, name: &str, args: &[&Expr], t: i64)
     if matches!(name, "rate" | "increase") {
         for s in &arg.series {
             // Each label set is checked once per query, not at every step.
-            if !ev.first_sight(&s.metric) {
-                continue;
-            }
-            let metric = s.metric.metric_name().unwrap_or("");
-            if !metric.is_empty()
-                && !["_total", "_sum", "_count", "_bucket"]
-                    .iter()
-                    .any(|suf| metric.ends_with(suf))
-            {
-                ev.annotations.info(format!(
-                    "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"{metric}\""
-                ));
+            if ev.first_sight(&s.metric) {
+                note_counter_name(ev, &s.metric);
             }
         }
     }
     if name == "double_exponential_smoothing" {
-        let (sf, tf) = (extra[0], extra[1]);
-        if sf <= 0.0 || sf >= 1.0 {
-            return Err(Error::Execution(format!(
-                "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf:.6}"
-            )));
-        }
-        if tf <= 0.0 || tf >= 1.0 {
-            return Err(Error::Execution(format!(
-                "invalid trend factor. Expected: 0 < tf < 1, got: {tf:.6}"
-            )));
-        }
+        check_smoothing(extra[0], extra[1])?;
     }
-    let keep_name = matches!(name, "last_over_time" | "first_over_time");
+    let keep_name = keeps_name(name);
     let mut out = Vec::with_capacity(arg.series.len());
     for s in &arg.series {
-        let v = match series_fn(name, s, &arg, param, &extra, t) {
+        let v = match series_fn(name, &s.points, arg.range, arg.end, param, &extra, t) {
             Some(v) => v,
             None => continue,
         };
@@ -116,16 +96,64 @@ pub(super) fn range_call(ev: &mut Evaluator, name: &str, args: &[&Expr], t: i64)
     Ok(Value::Vector(out))
 }
 
-fn series_fn(name: &str, s: &Series, arg: &RangeArg, param: f64, extra: &[f64], t: i64) -> Option<f64> {
-    let p = &s.points;
+/// Whether `name` is a function of a range vector this module evaluates.
+pub(super) fn is_range_function(name: &str) -> bool {
+    RANGE_FUNCTIONS.contains(&name)
+}
+
+/// `last_over_time` and `first_over_time` return samples of the series, name and all.
+pub(super) fn keeps_name(name: &str) -> bool {
+    matches!(name, "last_over_time" | "first_over_time")
+}
+
+/// `rate`/`increase` of a series whose name says it is no counter earn an info annotation.
+pub(super) fn note_counter_name(ev: &mut Evaluator, metric: &crate::tsdb::Labels) {
+    let metric = metric.metric_name().unwrap_or("");
+    if !metric.is_empty()
+        && !["_total", "_sum", "_count", "_bucket"]
+            .iter()
+            .any(|suf| metric.ends_with(suf))
+    {
+        ev.annotations.info(format!(
+            "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"{metric}\""
+        ));
+    }
+}
+
+/// The factors of `double_exponential_smoothing` must lie strictly between 0 and 1.
+pub(super) fn check_smoothing(sf: f64, tf: f64) -> Result<()> {
+    if sf <= 0.0 || sf >= 1.0 {
+        return Err(Error::Execution(format!(
+            "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf:.6}"
+        )));
+    }
+    if tf <= 0.0 || tf >= 1.0 {
+        return Err(Error::Execution(format!(
+            "invalid trend factor. Expected: 0 < tf < 1, got: {tf:.6}"
+        )));
+    }
+    Ok(())
+}
+
+/// The function `name` of the points `p` of one series in the window `(end - range, end]`,
+/// evaluated at `t`; `None` when it has no value there.
+pub(super) fn series_fn(
+    name: &str,
+    p: &[(i64, f64)],
+    range: i64,
+    end: i64,
+    param: f64,
+    extra: &[f64],
+    t: i64,
+) -> Option<f64> {
     if p.is_empty() {
         return None;
     }
     let vals = || p.iter().map(|x| x.1);
     Some(match name {
-        "rate" => extrapolated_rate(p, arg, true, true)?,
-        "increase" => extrapolated_rate(p, arg, true, false)?,
-        "delta" => extrapolated_rate(p, arg, false, false)?,
+        "rate" => extrapolated_rate(p, range, end, true, true)?,
+        "increase" => extrapolated_rate(p, range, end, true, false)?,
+        "delta" => extrapolated_rate(p, range, end, false, false)?,
         "irate" | "idelta" => {
             if p.len() < 2 {
                 return None;
@@ -224,7 +252,7 @@ fn mean(vals: impl Iterator<Item = f64>) -> f64 {
 
 /// A running average as Prometheus computes it: a compensated sum while it stays finite,
 /// then an incremental mean, so the average of huge values does not overflow.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(super) struct Mean {
     count: f64,
     sum: f64,
@@ -318,11 +346,11 @@ fn linear_regression(p: &[(i64, f64)], intercept_time: i64) -> (f64, f64) {
 /// `rate`, `increase` and `delta`: the change over the samples in the window, extrapolated
 /// towards the window's edges (not further than half a sample interval, and for counters
 /// not below zero).
-fn extrapolated_rate(p: &[(i64, f64)], arg: &RangeArg, counter: bool, rate: bool) -> Option<f64> {
+fn extrapolated_rate(p: &[(i64, f64)], range: i64, end: i64, counter: bool, rate: bool) -> Option<f64> {
     if p.len() < 2 {
         return None;
     }
-    let (range_start, range_end) = (arg.end - arg.range, arg.end);
+    let (range_start, range_end) = (end - range, end);
     let (first, last) = (p[0], p[p.len() - 1]);
     let mut result = last.1 - first.1;
     if counter {
@@ -353,7 +381,7 @@ fn extrapolated_rate(p: &[(i64, f64)], arg: &RangeArg, counter: bool, rate: bool
     }
     let mut factor = (sampled + to_start + to_end) / sampled;
     if rate {
-        factor /= arg.range as f64 / 1000.0;
+        factor /= range as f64 / 1000.0;
     }
     Some(result * factor)
 }

@@ -88,7 +88,7 @@ impl Tsdb {
         };
         let mut index: FxHashMap<Arc<Labels>, usize> = FxHashMap::default();
         let mut series: Vec<Planned> = Vec::new();
-        let mut slot = |labels: &Arc<Labels>| -> usize {
+        let mut slot = |labels: &Arc<Labels>, series: &mut Vec<Planned>| -> usize {
             *index.entry(labels.clone()).or_insert_with(|| {
                 series.push(Planned {
                     labels: labels.clone(),
@@ -98,10 +98,10 @@ impl Tsdb {
                 series.len() - 1
             })
         };
-        let mut found: Vec<(usize, Result<(u32, u32), Vec<(i64, f64)>>)> = Vec::new();
         for (bi, b) in blocks.iter().enumerate() {
             for id in b.matching(matchers, mint, maxt) {
-                found.push((slot(b.labels(id)), Ok((bi as u32, id))));
+                let i = slot(b.labels(id), &mut series);
+                series[i].parts.push((bi as u32, id));
             }
         }
         let mut memory = Vec::new();
@@ -110,13 +110,8 @@ impl Tsdb {
         }
         self.read().head.select(matchers, mint, maxt, &mut memory);
         for m in memory {
-            found.push((slot(&m.labels), Err(m.samples)));
-        }
-        for (i, part) in found {
-            match part {
-                Ok(p) => series[i].parts.push(p),
-                Err(samples) => series[i].memory.push(samples),
-            }
+            let i = slot(&m.labels, &mut series);
+            series[i].memory.push(m.samples);
         }
         series.sort_by(|a, b| a.labels.cmp(&b.labels));
         TsdbPlan {
