@@ -178,7 +178,7 @@ impl Metrics {
         } else {
             "0".into()
         };
-        let rows: [(&str, &str, &str, String); 8] = [
+        let rows: [(&str, &str, &str, String); 9] = [
             (
                 "obs_store_samples_ingested_total",
                 "counter",
@@ -220,6 +220,12 @@ impl Metrics {
                 "gauge",
                 "Bytes of metrics blocks on disk.",
                 t.block_bytes.to_string(),
+            ),
+            (
+                "obs_store_metric_frame_cache_bytes",
+                "gauge",
+                "Bytes of decompressed metrics block frames kept for queries.",
+                t.frame_cache_bytes.to_string(),
             ),
             (
                 "obs_store_metric_bytes_per_sample",

@@ -12,6 +12,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::params::{fmt_value, now_ns, parse_duration_ns, read_body, Params};
@@ -173,30 +174,94 @@ fn metric_json(l: &Labels) -> Value {
     )
 }
 
-fn render(out: promql::Output, t: i64) -> Value {
-    let data = match out.value {
-        QueryValue::Scalar(_, v) => json!({"resultType": "scalar", "result": [ts(t), fmt_value(v)]}),
-        QueryValue::String(_, s) => json!({"resultType": "string", "result": [ts(t), s]}),
-        QueryValue::Vector(v) => json!({
-            "resultType": "vector",
-            "result": v.iter().map(|s| json!({"metric": metric_json(&s.metric), "value": [ts(t), fmt_value(s.v)]})).collect::<Vec<_>>(),
-        }),
-        QueryValue::Matrix(m) => json!({
-            "resultType": "matrix",
-            "result": m.iter().map(|s| json!({
-                "metric": metric_json(&s.metric),
-                "values": s.points.iter().map(|(pt, v)| json!([ts(*pt), fmt_value(*v)])).collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
-        }),
+/// A query's answer as the Prometheus API shapes it. Matrices serialize straight from the
+/// series (a 10,000-series answer would otherwise build a JSON tree of every point).
+#[derive(Serialize)]
+struct Answer<'a> {
+    status: &'static str,
+    data: AnswerData<'a>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    warnings: &'a [String],
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    infos: &'a [String],
+}
+
+#[derive(Serialize)]
+struct AnswerData<'a> {
+    #[serde(rename = "resultType")]
+    result_type: &'static str,
+    result: AnswerResult<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum AnswerResult<'a> {
+    Json(Value),
+    Matrix(#[serde(serialize_with = "matrix_json")] &'a [promql::Series]),
+}
+
+fn matrix_json<S: serde::Serializer>(m: &&[promql::Series], s: S) -> std::result::Result<S::Ok, S::Error> {
+    use serde::ser::{SerializeMap, SerializeSeq};
+    struct Labels<'a>(&'a crate::tsdb::Labels);
+    impl Serialize for Labels<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            let mut map = s.serialize_map(Some(self.0.len()))?;
+            for (n, v) in self.0.iter() {
+                map.serialize_entry(n, v)?;
+            }
+            map.end()
+        }
+    }
+    struct Points<'a>(&'a [(i64, f64)]);
+    impl Serialize for Points<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            let mut seq = s.serialize_seq(Some(self.0.len()))?;
+            for &(t, v) in self.0 {
+                if t % 1000 == 0 {
+                    seq.serialize_element(&(t / 1000, fmt_value(v)))?;
+                } else {
+                    seq.serialize_element(&(t as f64 / 1000.0, fmt_value(v)))?;
+                }
+            }
+            seq.end()
+        }
+    }
+    #[derive(Serialize)]
+    struct SeriesJson<'a> {
+        metric: Labels<'a>,
+        values: Points<'a>,
+    }
+    let mut seq = s.serialize_seq(Some(m.len()))?;
+    for series in m.iter() {
+        seq.serialize_element(&SeriesJson {
+            metric: Labels(&series.metric),
+            values: Points(&series.points),
+        })?;
+    }
+    seq.end()
+}
+
+fn render(out: &promql::Output, t: i64) -> Response {
+    let (result_type, result) = match &out.value {
+        QueryValue::Scalar(_, v) => ("scalar", AnswerResult::Json(json!([ts(t), fmt_value(*v)]))),
+        QueryValue::String(_, s) => ("string", AnswerResult::Json(json!([ts(t), s]))),
+        QueryValue::Vector(v) => (
+            "vector",
+            AnswerResult::Json(Value::Array(
+                v.iter()
+                    .map(|s| json!({"metric": metric_json(&s.metric), "value": [ts(t), fmt_value(s.v)]}))
+                    .collect(),
+            )),
+        ),
+        QueryValue::Matrix(m) => ("matrix", AnswerResult::Matrix(m)),
     };
-    let mut body = json!({"status": "success", "data": data});
-    if !out.annotations.warnings.is_empty() {
-        body["warnings"] = json!(out.annotations.warnings);
-    }
-    if !out.annotations.infos.is_empty() {
-        body["infos"] = json!(out.annotations.infos);
-    }
-    body
+    Json(Answer {
+        status: "success",
+        data: AnswerData { result_type, result },
+        warnings: &out.annotations.warnings,
+        infos: &out.annotations.infos,
+    })
+    .into_response()
 }
 
 fn query_param(p: &Params) -> Result<&str> {
@@ -216,16 +281,16 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
         })
 }
 
-async fn query(State(st): State<AppState>, p: Params) -> Result<Json<Value>> {
+async fn query(State(st): State<AppState>, p: Params) -> Result<Response> {
     let q = query_param(&p)?.to_string();
     let t = param_time(&p, "time")?.unwrap_or_else(now_ms);
     let opts = options(&p)?;
     let engine = st.engine.clone();
     let out = blocking(move || promql::instant(engine.tsdb(), &promql::parse(&q)?, t, &opts)).await??;
-    Ok(Json(render(out, t)))
+    Ok(render(&out, t))
 }
 
-async fn query_range(State(st): State<AppState>, p: Params) -> Result<Json<Value>> {
+async fn query_range(State(st): State<AppState>, p: Params) -> Result<Response> {
     let q = query_param(&p)?.to_string();
     let start = param_time(&p, "start")?.ok_or_else(|| bad("invalid parameter \"start\": missing"))?;
     let end = param_time(&p, "end")?.ok_or_else(|| bad("invalid parameter \"end\": missing"))?;
@@ -251,7 +316,7 @@ async fn query_range(State(st): State<AppState>, p: Params) -> Result<Json<Value
     let engine = st.engine.clone();
     let out = blocking(move || promql::range(engine.tsdb(), &promql::parse(&q)?, start, end, step, &opts))
         .await??;
-    Ok(Json(render(out, end)))
+    Ok(render(&out, end))
 }
 
 /// The `match[]` selectors, each a list of alternatives (`{a="1" or b="2"}`).

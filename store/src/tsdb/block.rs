@@ -27,7 +27,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::cache::FrameCache;
 use super::head::{candidates, Postings};
+use super::labels::Interner;
 use super::{chunk, matches_all, Labels, Matcher, RawSeries};
 
 pub const FORMAT_VERSION: u32 = 1;
@@ -99,6 +101,8 @@ fn corrupt(path: &Path, msg: impl Into<String>) -> BlockError {
 }
 
 pub(crate) struct Block {
+    /// Tells this block apart from every other opened in this process (cache keys).
+    pub id: u64,
     pub dir: PathBuf,
     pub meta: BlockMeta,
     labels: Vec<Arc<Labels>>,
@@ -124,6 +128,7 @@ pub(crate) fn write<'a>(
     series: impl Iterator<Item = (Arc<Labels>, std::borrow::Cow<'a, [(i64, f64)]>)>,
     wal_seq: u64,
     level: u32,
+    interner: &Interner,
 ) -> Result<Option<Block>, BlockError> {
     let id = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -235,7 +240,7 @@ pub(crate) fn write<'a>(
     File::open(parent)
         .and_then(|d| d.sync_all())
         .map_err(io(parent))?;
-    open(&dir).map(Some)
+    open(&dir, interner).map(Some)
 }
 
 fn write_synced(path: &Path, data: &[u8]) -> Result<(), BlockError> {
@@ -245,7 +250,7 @@ fn write_synced(path: &Path, data: &[u8]) -> Result<(), BlockError> {
 }
 
 /// Opens a block, checking its meta and index.
-pub(crate) fn open(dir: &Path) -> Result<Block, BlockError> {
+pub(crate) fn open(dir: &Path, interner: &Interner) -> Result<Block, BlockError> {
     let meta_path = dir.join("meta.json");
     let meta: BlockMeta = serde_json::from_slice(&fs::read(&meta_path).map_err(io(&meta_path))?)
         .map_err(|e| corrupt(&meta_path, e.to_string()))?;
@@ -281,10 +286,12 @@ pub(crate) fn open(dir: &Path) -> Result<Block, BlockError> {
                 .or_default()
                 .push(id as u32);
         }
-        labels.push(Arc::new(Labels::new(s.labels)));
+        labels.push(interner.intern(Labels::new(s.labels)));
         chunks.push(s.chunks);
     }
+    static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     Ok(Block {
+        id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         dir: dir.to_path_buf(),
         meta,
         labels,
@@ -296,32 +303,58 @@ pub(crate) fn open(dir: &Path) -> Result<Block, BlockError> {
     })
 }
 
-/// What one reader of a block keeps from series to series: the frames it decompressed
-/// last, and the timestamp streams it decoded (one stream serves every series scraped
-/// with it).
+/// What one reader of a block keeps from series to series: the frames it used last (the
+/// shared [`FrameCache`] behind them), the timestamp streams it decoded (one stream serves
+/// every series scraped with it), and its zstd context.
 #[derive(Default)]
-pub(crate) struct ReadCache {
-    frames: Vec<(u32, Vec<u8>)>,
+pub(crate) struct ReadCache<'a> {
+    shared: Option<&'a FrameCache>,
+    frames: Vec<(u32, Arc<Vec<u8>>)>,
     times: HashMap<(u32, u32), Arc<Vec<i64>>>,
     times_held: usize,
+    zstd: Option<zstd::bulk::Decompressor<'static>>,
 }
 
-/// Frames a reader keeps: series are read in the order they were written, so the frames
-/// are visited in order and a few suffice.
+/// Frames a reader keeps to itself: series are read in the order they were written, so
+/// the frames are visited in order and a few suffice.
 const CACHED_FRAMES: usize = 4;
 /// Timestamps a reader keeps decoded (8 MiB); past it the cache starts over.
 const CACHED_TIMES: usize = 1 << 20;
 
-impl ReadCache {
-    /// The bytes at `loc`, decompressing its frame unless it is among the last few.
+impl<'a> ReadCache<'a> {
+    pub(crate) fn new(shared: &'a FrameCache) -> Self {
+        ReadCache {
+            shared: Some(shared),
+            ..Default::default()
+        }
+    }
+
+    /// The bytes at `loc`, decompressing its frame unless a cache has it.
     fn bytes(&mut self, block: &Block, loc: Loc) -> Result<&[u8], BlockError> {
         let i = match self.frames.iter().position(|(f, _)| *f == loc.frame) {
             Some(i) => i,
             None => {
+                let frame = match self.shared.and_then(|c| c.get(block.id, loc.frame)) {
+                    Some(f) => f,
+                    None => {
+                        let zstd = match &mut self.zstd {
+                            Some(z) => z,
+                            slot => slot.insert(
+                                zstd::bulk::Decompressor::new()
+                                    .map_err(|e| corrupt(&block.dir, format!("zstd: {e}")))?,
+                            ),
+                        };
+                        let f = Arc::new(block.frame(loc.frame, zstd)?);
+                        if let Some(c) = self.shared {
+                            c.insert(block.id, loc.frame, f.clone());
+                        }
+                        f
+                    }
+                };
                 if self.frames.len() == CACHED_FRAMES {
                     self.frames.remove(0);
                 }
-                self.frames.push((loc.frame, block.frame(loc.frame)?));
+                self.frames.push((loc.frame, frame));
                 self.frames.len() - 1
             }
         };
@@ -350,19 +383,23 @@ impl ReadCache {
 }
 
 impl Block {
-    fn frame(&self, i: u32) -> Result<Vec<u8>, BlockError> {
+    fn frame(&self, i: u32, zstd: &mut zstd::bulk::Decompressor) -> Result<Vec<u8>, BlockError> {
         let path = self.dir.join("chunks");
         let &(offset, len) = self
             .frames
             .get(i as usize)
             .ok_or_else(|| corrupt(&path, "chunk names a missing frame"))?;
+        if len < 8 {
+            return Err(corrupt(&path, format!("frame {i} is shorter than its header")));
+        }
         let mut buf = vec![0u8; len as usize];
         self.file.read_exact_at(&mut buf, offset).map_err(io(&path))?;
         let z = &buf[8..];
         if crc32fast::hash(z).to_le_bytes() != buf[4..8] {
             return Err(corrupt(&path, format!("frame {i} checksum mismatch")));
         }
-        zstd::bulk::decompress(z, FRAME_BYTES * 4).map_err(|e| corrupt(&path, format!("frame {i}: {e}")))
+        zstd.decompress(z, FRAME_BYTES * 4)
+            .map_err(|e| corrupt(&path, format!("frame {i}: {e}")))
     }
 
     /// Ids of matching series with a chunk overlapping `[mint, maxt]`, ascending (so in
@@ -371,10 +408,13 @@ impl Block {
         if self.meta.maxt < mint || self.meta.mint > maxt {
             return Vec::new();
         }
+        // The postings answer every matcher that needs the label present; the others
+        // (those matching an empty value) are checked on the labels.
+        let recheck: Vec<Matcher> = matchers.iter().filter(|m| m.is_match("")).cloned().collect();
         candidates(&self.postings, self.labels.len(), matchers)
             .into_iter()
             .filter(|&id| {
-                matches_all(&self.labels[id as usize], matchers)
+                matches_all(&self.labels[id as usize], &recheck)
                     && self.chunks[id as usize]
                         .iter()
                         .any(|c| c.maxt >= mint && c.mint <= maxt)

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use std::sync::Arc;
 
-use super::labels::is_canonical;
+use super::labels::{is_canonical, Interner};
 use super::{matches_all, Labels, MatchOp, Matcher, RawSeries, SampleBatch};
 
 /// A sample: (ms, value).
@@ -59,7 +59,7 @@ impl Head {
             .sum()
     }
 
-    fn id_for(&mut self, pairs: &[(String, String)]) -> u32 {
+    fn id_for(&mut self, pairs: &[(String, String)], interner: &Interner) -> u32 {
         // Senders keep label sets sorted: look those up without building a `Labels`.
         if is_canonical(pairs) {
             if let Some(&id) = self.ids.get(pairs) {
@@ -71,7 +71,7 @@ impl Head {
             return id;
         }
         let id = self.series.len() as u32;
-        let labels = Arc::new(labels);
+        let labels = interner.intern(labels);
         for (n, v) in labels.iter() {
             self.postings
                 .entry(n.to_string())
@@ -85,11 +85,11 @@ impl Head {
         id
     }
 
-    pub(crate) fn append(&mut self, seq: u64, batch: &SampleBatch) {
+    pub(crate) fn append(&mut self, seq: u64, batch: &SampleBatch, interner: &Interner) {
         self.first_seq.get_or_insert(seq);
         self.last_seq = seq;
         for s in &batch.series {
-            let id = self.id_for(&s.labels);
+            let id = self.id_for(&s.labels, interner);
             let buf = &mut self.series[id as usize].1;
             for &(t, v) in &s.samples {
                 self.mint = self.mint.min(t);

@@ -5,6 +5,9 @@
 //! the label `__name__`. Ordering is Prometheus's: pairwise by name, then value.
 
 use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use rustc_hash::FxHashSet;
 
 pub const METRIC_NAME: &str = "__name__";
 
@@ -207,5 +210,30 @@ mod tests {
         l.remove("instance");
         assert_eq!(l.to_string(), "up");
         assert_eq!(Labels::default().to_string(), "{}");
+    }
+}
+
+/// One shared `Arc` per distinct label set across the head and every block, so a series is
+/// the same pointer wherever it is stored and a query joins its parts by address.
+#[derive(Debug, Default)]
+pub(crate) struct Interner(Mutex<FxHashSet<Arc<Labels>>>);
+
+impl Interner {
+    pub(crate) fn intern(&self, labels: Labels) -> Arc<Labels> {
+        let mut set = self.0.lock().expect("interner lock");
+        if let Some(a) = set.get(&labels) {
+            return a.clone();
+        }
+        let a = Arc::new(labels);
+        set.insert(a.clone());
+        a
+    }
+
+    /// Forgets label sets nothing else holds any more (series gone from head and blocks).
+    pub(crate) fn sweep(&self) {
+        self.0
+            .lock()
+            .expect("interner lock")
+            .retain(|a| Arc::strong_count(a) > 1);
     }
 }

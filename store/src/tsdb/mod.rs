@@ -16,6 +16,7 @@
 //! stored like any value and honoured by the PromQL engine.
 
 pub mod block;
+mod cache;
 pub mod chunk;
 pub(crate) mod head;
 pub mod labels;
@@ -29,6 +30,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use labels::Interner;
 pub use labels::{Labels, METRIC_NAME};
 pub use promql_parser::label::{MatchOp, Matcher};
 
@@ -159,6 +161,7 @@ pub(crate) struct TsdbStats {
     pub blocks: usize,
     pub block_bytes: u64,
     pub block_samples: u64,
+    pub frame_cache_bytes: usize,
 }
 
 pub(crate) struct Tsdb {
@@ -166,6 +169,10 @@ pub(crate) struct Tsdb {
     state: RwLock<State>,
     /// Serializes flush, compaction and retention.
     maintenance: Mutex<()>,
+    /// Label sets shared by the head and the blocks (a series is one pointer everywhere).
+    interner: Interner,
+    /// Decompressed frames of blocks, shared by queries.
+    frames: cache::FrameCache,
     /// Metric family metadata as senders last described it; saved at each flush to
     /// `metadata.json` (a convenience for Grafana, not replayed from the WAL).
     metadata: RwLock<BTreeMap<String, MetricMeta>>,
@@ -187,6 +194,7 @@ impl Tsdb {
             source,
         })?;
         let mut blocks = Vec::new();
+        let interner = Interner::default();
         let entries = std::fs::read_dir(&dir).map_err(|source| BlockError::Io {
             path: dir.clone(),
             source,
@@ -202,7 +210,7 @@ impl Tsdb {
                 let _ = std::fs::remove_dir_all(&path);
                 continue;
             }
-            match block::open(&path) {
+            match block::open(&path, &interner) {
                 Ok(b) => blocks.push(Arc::new(b)),
                 Err(e) => {
                     let aside = dir.join(format!("{name}.corrupt"));
@@ -226,6 +234,8 @@ impl Tsdb {
                 persisted_through,
             }),
             maintenance: Mutex::new(()),
+            interner,
+            frames: cache::FrameCache::new(cache::FRAME_CACHE_BYTES),
             metadata: RwLock::new(metadata),
             last_flush: Mutex::new(None),
         })
@@ -248,7 +258,7 @@ impl Tsdb {
     pub(crate) fn apply(&self, seq: u64, batch: &SampleBatch) {
         let mut st = self.write();
         if seq > st.persisted_through {
-            st.head.append(seq, batch);
+            st.head.append(seq, batch, &self.interner);
         }
     }
 
@@ -295,6 +305,7 @@ impl Tsdb {
             blocks: st.blocks.len(),
             block_bytes: st.blocks.iter().map(|b| b.bytes).sum(),
             block_samples: st.blocks.iter().map(|b| b.meta.samples).sum(),
+            frame_cache_bytes: self.frames.bytes(),
         }
     }
 
@@ -318,6 +329,7 @@ impl Tsdb {
                 series.into_iter().map(|(l, s)| (l, Cow::Borrowed(s))),
                 h.last_seq,
                 0,
+                &self.interner,
             )?;
             let mut st = self.write();
             st.frozen.retain(|f| !Arc::ptr_eq(f, &h));
@@ -333,7 +345,9 @@ impl Tsdb {
         std::fs::write(&tmp, meta)
             .and_then(|_| std::fs::rename(&tmp, &path))
             .map_err(|source| BlockError::Io { path, source })?;
-        self.compact_locked()
+        let compacted = self.compact_locked();
+        self.interner.sweep();
+        compacted
     }
 
     /// Merges the blocks of each closed 2-hour window into one.
@@ -372,6 +386,7 @@ impl Tsdb {
                 merged.into_iter().map(|(l, s)| (l, Cow::Owned(s))),
                 wal_seq,
                 1,
+                &self.interner,
             )?;
             {
                 let mut st = self.write();
@@ -398,10 +413,13 @@ impl Tsdb {
             st.blocks = keep;
             old
         };
+        let n = old.len();
         for b in &old {
             let _ = std::fs::remove_dir_all(&b.dir);
         }
-        old.len()
+        drop(old);
+        self.interner.sweep();
+        n
     }
 
     /// Labels of matching series with samples in `[mint, maxt]`, sorted, each once.

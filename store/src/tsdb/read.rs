@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use rustc_hash::FxHashMap;
 
 use super::block::{Block, ReadCache};
+use super::cache::FrameCache;
 use super::{dedup_newest_wins, Labels, Matcher, RawSeries, Tsdb};
 
 /// Matching series, found but not yet read.
@@ -70,7 +71,8 @@ struct Planned {
     memory: Vec<Vec<(i64, f64)>>,
 }
 
-pub(crate) struct TsdbPlan {
+pub(crate) struct TsdbPlan<'a> {
+    frames: &'a FrameCache,
     blocks: Vec<Arc<Block>>,
     series: Vec<Planned>,
     mint: i64,
@@ -81,15 +83,16 @@ pub(crate) struct TsdbPlan {
 const SERIES_PER_THREAD: usize = 64;
 
 impl Tsdb {
-    pub(crate) fn plan_read(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> TsdbPlan {
+    pub(crate) fn plan_read(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> TsdbPlan<'_> {
         let (blocks, frozen) = {
             let st = self.read();
             (st.blocks.clone(), st.frozen.clone())
         };
-        let mut index: FxHashMap<Arc<Labels>, usize> = FxHashMap::default();
+        // Label sets are interned (`labels::Interner`): one series is one address.
+        let mut index: FxHashMap<usize, usize> = FxHashMap::default();
         let mut series: Vec<Planned> = Vec::new();
         let mut slot = |labels: &Arc<Labels>, series: &mut Vec<Planned>| -> usize {
-            *index.entry(labels.clone()).or_insert_with(|| {
+            *index.entry(Arc::as_ptr(labels) as usize).or_insert_with(|| {
                 series.push(Planned {
                     labels: labels.clone(),
                     parts: Vec::new(),
@@ -114,7 +117,18 @@ impl Tsdb {
             series[i].memory.push(m.samples);
         }
         series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        // Equal label sets at two addresses would be read as two series: join them.
+        series.dedup_by(|b, a| {
+            let same = a.labels == b.labels;
+            if same {
+                a.parts.append(&mut b.parts);
+                a.parts.sort_unstable();
+                a.memory.append(&mut b.memory);
+            }
+            same
+        });
         TsdbPlan {
+            frames: &self.frames,
             blocks,
             series,
             mint,
@@ -123,9 +137,10 @@ impl Tsdb {
     }
 }
 
-impl TsdbPlan {
-    fn read_one(&self, p: &Planned, caches: &mut [ReadCache]) -> Result<RawSeries, String> {
-        let mut samples: Vec<(i64, f64)> = Vec::new();
+impl TsdbPlan<'_> {
+    /// Reads one series; `size` is a guess of its length (the previous series').
+    fn read_one(&self, p: &Planned, caches: &mut [ReadCache], size: usize) -> Result<RawSeries, String> {
+        let mut samples: Vec<(i64, f64)> = Vec::with_capacity(size);
         let mut in_order = true;
         let mut append = |samples: &mut Vec<(i64, f64)>, start: usize| {
             if start > 0 && start < samples.len() && samples[start - 1].0 >= samples[start].0 {
@@ -155,7 +170,7 @@ impl TsdbPlan {
     }
 }
 
-impl SeriesPlan for TsdbPlan {
+impl SeriesPlan for TsdbPlan<'_> {
     fn len(&self) -> usize {
         self.series.len()
     }
@@ -172,16 +187,20 @@ impl SeriesPlan for TsdbPlan {
         let stop = AtomicBool::new(false);
         let error: Mutex<Option<String>> = Mutex::new(None);
         let work = || {
-            let mut caches: Vec<ReadCache> = (0..self.blocks.len()).map(|_| ReadCache::default()).collect();
+            let mut caches: Vec<ReadCache> = (0..self.blocks.len())
+                .map(|_| ReadCache::new(self.frames))
+                .collect();
+            let mut size = 0;
             loop {
                 let from = next.fetch_add(run, Ordering::Relaxed);
                 if from >= n || stop.load(Ordering::Relaxed) {
                     return;
                 }
                 for i in from..(from + run).min(n) {
-                    match self.read_one(&self.series[i], &mut caches) {
+                    match self.read_one(&self.series[i], &mut caches, size) {
                         Ok(s) if s.samples.is_empty() => {}
                         Ok(s) => {
+                            size = s.samples.len();
                             if !visit(i, s) {
                                 stop.store(true, Ordering::Relaxed);
                                 return;

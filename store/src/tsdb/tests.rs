@@ -191,12 +191,13 @@ fn golden_block_v1() {
                 .map(|(l, s)| (l.clone(), Cow::Borrowed(s.as_slice()))),
             42,
             0,
+            &Interner::default(),
         )
         .unwrap()
         .unwrap();
         std::fs::rename(&b.dir, fixture.join("block")).unwrap();
     }
-    let b = block::open(&fixture.join("block")).expect("v1 block opens");
+    let b = block::open(&fixture.join("block"), &Interner::default()).expect("v1 block opens");
     assert_eq!(b.meta.wal_seq, 42);
     assert_eq!(b.meta.samples, 300);
     let out = b.select_all(i64::MIN, i64::MAX).unwrap();
