@@ -222,10 +222,10 @@ impl Metrics {
                 t.block_bytes.to_string(),
             ),
             (
-                "obs_store_metric_frame_cache_bytes",
+                "obs_store_metric_block_cache_bytes",
                 "gauge",
-                "Bytes of decompressed metrics block frames kept for queries.",
-                t.frame_cache_bytes.to_string(),
+                "Bytes of decompressed frames and decoded timestamps of metrics blocks kept for queries.",
+                t.block_cache_bytes.to_string(),
             ),
             (
                 "obs_store_metric_bytes_per_sample",

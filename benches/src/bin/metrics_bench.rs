@@ -15,7 +15,11 @@
 //! parser gives for short decimals, as node_exporter's are. Every server gets it in time order over
 //! `--clients` connections (Prometheus refuses samples far behind its head).
 //! Reported per server: samples/s ingested (wall) and per CPU-second of the server process;
-//! bytes per sample in its compacted blocks; median latency of dashboard queries.
+//! bytes per sample in its compacted blocks; then a table of query latency (median of 5
+//! runs, ms) of metrics-bench's queries and the node-overview dashboard's panels as range
+//! queries over the last 1 h, 24 h and 7 d (those the data covers; 7 d needs `--hours 168`)
+//! at the step Grafana picks, each server side by side, and obs's speed against the
+//! fastest peer.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -259,52 +263,146 @@ fn wait_idle(pid: u32) {
     }
 }
 
-/// Median wall time of three runs of each dashboard query, in ms.
-fn queries(peer: &Peer, end_ms: i64, hours: usize) -> Vec<(String, f64)> {
-    let end = end_ms as f64 / 1000.0;
-    let start = end - (hours * 3600) as f64;
-    let range = |q: &str| {
-        format!(
-            "/api/v1/query_range?query={}&start={start}&end={end}&step=300",
-            enc(q)
-        )
-    };
-    let instant = |q: &str| format!("/api/v1/query?query={}&time={end}", enc(q));
-    let list = [
-        (
-            "cpu by mode, range",
-            range("sum by (mode) (rate(node_cpu_seconds_total[5m]))"),
-        ),
-        (
-            "memory used %, range",
-            range("100 * (1 - node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes)"),
-        ),
-        (
-            "network top5, instant",
-            instant("topk(5, rate(node_network_receive_bytes_total[5m]))"),
-        ),
-        ("load avg 1h, instant", instant("avg_over_time(node_load1[1h])")),
-        (
-            "disk busy, range",
-            range("max by (instance) (rate(node_disk_io_time_seconds_total[5m]))"),
-        ),
-    ];
-    list.iter()
-        .map(|(name, path)| {
-            let mut times: Vec<f64> = (0..3)
+/// A dashboard query: what it is called in the table and its PromQL; `$I` is the instance
+/// matcher (all instances, as Grafana sends "All"), `$R` the rate interval Grafana picks.
+struct Query {
+    name: &'static str,
+    expr: &'static str,
+    instant: bool,
+}
+
+const fn q(name: &'static str, expr: &'static str) -> Query {
+    Query {
+        name,
+        expr,
+        instant: false,
+    }
+}
+
+/// metrics-bench's own queries, then the panels of the node-overview dashboard
+/// (query-cli/src/grafana.rs, `node_overview`).
+const QUERIES: &[Query] = &[
+    q("cpu by mode", "sum by (mode) (rate(node_cpu_seconds_total[5m]))"),
+    q(
+        "memory used %",
+        "100 * (1 - node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes)",
+    ),
+    q(
+        "disk busy",
+        "max by (instance) (rate(node_disk_io_time_seconds_total[5m]))",
+    ),
+    Query {
+        name: "network top5 (instant)",
+        expr: "topk(5, rate(node_network_receive_bytes_total[5m]))",
+        instant: true,
+    },
+    Query {
+        name: "load avg 1h (instant)",
+        expr: "avg_over_time(node_load1[1h])",
+        instant: true,
+    },
+    q("node: uptime", "time() - node_boot_time_seconds{$I}"),
+    q(
+        "node: cpus",
+        r#"count by (instance) (node_cpu_seconds_total{$I, mode="idle"})"#,
+    ),
+    q("node: memory total", "node_memory_MemTotal_bytes{$I}"),
+    q(
+        "node: root fs used %",
+        r#"100 * (1 - node_filesystem_avail_bytes{$I, mountpoint="/"} / node_filesystem_size_bytes{$I, mountpoint="/"})"#,
+    ),
+    q(
+        "node: cpu busy %",
+        r#"100 * (1 - avg by (instance) (rate(node_cpu_seconds_total{$I, mode="idle"}[$R])))"#,
+    ),
+    q("node: load", "node_load1{$I}"),
+    q(
+        "node: memory used",
+        "node_memory_MemTotal_bytes{$I} - node_memory_MemAvailable_bytes{$I}",
+    ),
+    q(
+        "node: fs used %",
+        r#"100 * (1 - node_filesystem_avail_bytes{$I, fstype!~"tmpfs|overlay"} / node_filesystem_size_bytes{$I, fstype!~"tmpfs|overlay"})"#,
+    ),
+    q(
+        "node: disk read",
+        "sum by (instance) (rate(node_disk_read_bytes_total{$I}[$R]))",
+    ),
+    q(
+        "node: disk written",
+        "sum by (instance) (rate(node_disk_written_bytes_total{$I}[$R]))",
+    ),
+    q(
+        "node: network rx",
+        r#"sum by (instance) (rate(node_network_receive_bytes_total{$I, device!="lo"}[$R]))"#,
+    ),
+    q(
+        "node: network tx",
+        r#"sum by (instance) (rate(node_network_transmit_bytes_total{$I, device!="lo"}[$R]))"#,
+    ),
+];
+
+/// Time ranges a dashboard is looked at over, with the step Grafana picks for a panel about
+/// 1,000 px wide (no finer than the 15 s scrape interval).
+const WINDOWS: &[(&str, i64, i64)] = &[("1h", 3600, 15), ("24h", 86_400, 120), ("7d", 604_800, 600)];
+
+/// The windows that the ingested `hours` cover.
+fn windows(hours: usize) -> Vec<(&'static str, i64, i64)> {
+    WINDOWS
+        .iter()
+        .copied()
+        .filter(|w| w.1 <= hours as i64 * 3600)
+        .collect()
+}
+
+/// Median wall time of five runs of each query over each window (instant queries once, at
+/// the end), in ms: (query, window, ms).
+fn queries(peer: &Peer, end_ms: i64, hours: usize) -> Vec<(String, &'static str, f64)> {
+    let end = end_ms / 1000;
+    let mut out = Vec::new();
+    for query in QUERIES {
+        let list: Vec<(&str, String)> = if query.instant {
+            vec![("-", format!("/api/v1/query?query={}&time={end}", enc(query.expr)))]
+        } else {
+            windows(hours)
+                .into_iter()
+                .map(|(window, secs, step)| {
+                    // Grafana's $__rate_interval: the step plus a scrape, at least 4 scrapes.
+                    let rate = format!("{}s", (step + 15).max(60));
+                    let expr = query.expr.replace("$I", r#"instance=~".+""#).replace("$R", &rate);
+                    (
+                        window,
+                        format!(
+                            "/api/v1/query_range?query={}&start={}&end={end}&step={step}",
+                            enc(&expr),
+                            end - secs
+                        ),
+                    )
+                })
+                .collect()
+        };
+        for (window, path) in list {
+            let mut times: Vec<f64> = (0..5)
                 .map(|_| {
                     let t = Instant::now();
                     let (status, body) =
                         http_get_within(&format!("{}{path}", peer.url), Duration::from_secs(600))
                             .expect("query");
-                    assert_eq!(status, 200, "{} {name}: {body}", peer.name);
+                    assert_eq!(status, 200, "{} {}: {body}", peer.name, query.name);
+                    assert!(
+                        body.contains("\"result\":[{"),
+                        "{} {}: no series: {body}",
+                        peer.name,
+                        query.name
+                    );
                     t.elapsed().as_secs_f64() * 1000.0
                 })
                 .collect();
             times.sort_by(f64::total_cmp);
-            (name.to_string(), times[1])
-        })
-        .collect()
+            out.push((query.name.to_string(), window, times[2]));
+        }
+    }
+    out
 }
 
 fn main() {
@@ -337,31 +435,56 @@ fn main() {
         let lat = queries(&peer, end_ms, hours);
         let bps = bytes_per_sample(&mut peer, ing.samples);
         println!(
-            "{name:<17} ingest {:>10.0} samples/s ({:>10.0} per CPU-s)  {:.3} bytes/sample  queries ms: {}",
+            "{name:<17} ingest {:>10.0} samples/s ({:>10.0} per CPU-s)  {:.3} bytes/sample",
             ing.samples as f64 / ing.secs,
             ing.samples as f64 / ing.cpu.max(0.001),
             bps,
-            lat.iter()
-                .map(|(n, ms)| format!("{n} {ms:.0}"))
-                .collect::<Vec<_>>()
-                .join(", ")
         );
         rows.push((name, ing, bps, lat));
     }
-    if let Some((_, ours, our_bps, our_lat)) = rows.iter().find(|r| r.0 == "obs") {
-        for (name, ing, bps, lat) in rows.iter().filter(|r| r.0 != "obs") {
-            let q: Vec<String> = our_lat
-                .iter()
-                .zip(lat)
-                .map(|((n, a), (_, b))| format!("{n} {:.2}x", b / a))
-                .collect();
+    if let Some((_, ours, our_bps, _)) = rows.iter().find(|r| r.0 == "obs") {
+        for (name, ing, bps, _) in rows.iter().filter(|r| r.0 != "obs") {
             println!(
-                "obs vs {name}: ingest {:.2}x (per CPU {:.2}x), bytes/sample {:.2}x smaller, query speed {}",
+                "obs vs {name}: ingest {:.2}x (per CPU {:.2}x), bytes/sample {:.2}x smaller",
                 (ours.samples as f64 / ours.secs) / (ing.samples as f64 / ing.secs),
                 (ours.samples as f64 / ours.cpu.max(0.001)) / (ing.samples as f64 / ing.cpu.max(0.001)),
                 bps / our_bps,
-                q.join(", ")
             );
         }
+    }
+    // Query latency side by side: one row per query and window, medians of 5 in ms, and
+    // how many times faster obs is than the fastest peer (above 1: obs is faster).
+    let names: Vec<&str> = rows.iter().map(|r| r.0).collect();
+    print!("\n{:<24} {:>6}", "query (range)", "window");
+    for n in &names {
+        print!(" {n:>16}");
+    }
+    println!(" {:>14}", "obs speed vs best peer");
+    let (mut worst, mut product, mut count) = (f64::INFINITY, 1.0, 0);
+    for (i, (query, window, _)) in rows[0].3.iter().enumerate() {
+        print!("{query:<24} {window:>6}");
+        for r in &rows {
+            print!(" {:>16.1}", r.3[i].2);
+        }
+        let ours = rows.iter().find(|r| r.0 == "obs").map(|r| r.3[i].2);
+        let best_peer = rows
+            .iter()
+            .filter(|r| r.0 != "obs")
+            .map(|r| r.3[i].2)
+            .min_by(f64::total_cmp);
+        if let (Some(o), Some(p)) = (ours, best_peer) {
+            let x = p / o;
+            worst = worst.min(x);
+            product *= x;
+            count += 1;
+            print!(" {x:>13.2}x");
+        }
+        println!();
+    }
+    if count > 0 {
+        println!(
+            "obs query speed vs the best peer: geometric mean {:.2}x, worst {worst:.2}x",
+            product.powf(1.0 / count as f64)
+        );
     }
 }

@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use super::params::{fmt_value, now_ns, parse_duration_ns, read_body, Params};
+use super::params::{fmt_value, now_ns, parse_duration_ns, read_body, with_value_str, Params};
 use super::AppState;
 use crate::convert_metrics;
 use crate::ingest::IngestError;
@@ -217,11 +217,13 @@ fn matrix_json<S: serde::Serializer>(m: &&[promql::Series], s: S) -> std::result
         fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
             let mut seq = s.serialize_seq(Some(self.0.len()))?;
             for &(t, v) in self.0 {
-                if t % 1000 == 0 {
-                    seq.serialize_element(&(t / 1000, fmt_value(v)))?;
-                } else {
-                    seq.serialize_element(&(t as f64 / 1000.0, fmt_value(v)))?;
-                }
+                with_value_str(v, |v| {
+                    if t % 1000 == 0 {
+                        seq.serialize_element(&(t / 1000, v))
+                    } else {
+                        seq.serialize_element(&(t as f64 / 1000.0, v))
+                    }
+                })?;
             }
             seq.end()
         }

@@ -6,8 +6,12 @@
 //! ```text
 //! query text --parse()--> Expr --instant()/range()--> Evaluator (eval.rs)
 //!   prefetch: walk the tree once, compute each selector's time window (offset, @, subquery
-//!             ranges), read those series from the Querier once
-//!   per step: eval(expr, t) -> Value { Scalar | String | Vector | Matrix }
+//!             ranges)
+//!   grids:    evaluate what can be over all steps at once (grid.rs): selectors and range
+//!             functions read one series at a time from several threads and keep one row
+//!             of values per step; aggregations, operators and math combine rows
+//!   per step: eval(expr, t) -> Value { Scalar | String | Vector | Matrix } for the rest,
+//!             reading grids where they exist and otherwise series fetched once per query;
 //!             selectors and subqueries (eval.rs), functions (functions.rs, range ones in
 //!             over_time.rs, classic histograms in histogram.rs), aggregations
 //!             (aggregate.rs), operators and vector matching (binary.rs)

@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::cache::FrameCache;
+use super::cache::BlockCaches;
 use super::head::{candidates, Postings};
 use super::labels::Interner;
 use super::{chunk, matches_all, Labels, Matcher, RawSeries};
@@ -303,12 +303,12 @@ pub(crate) fn open(dir: &Path, interner: &Interner) -> Result<Block, BlockError>
     })
 }
 
-/// What one reader of a block keeps from series to series: the frames it used last (the
-/// shared [`FrameCache`] behind them), the timestamp streams it decoded (one stream serves
-/// every series scraped with it), and its zstd context.
+/// What one reader of a block keeps from series to series: the frames it used last and the
+/// timestamp streams it decoded (one stream serves every series scraped with it), with the
+/// shared [`BlockCaches`] behind them, and its zstd context.
 #[derive(Default)]
 pub(crate) struct ReadCache<'a> {
-    shared: Option<&'a FrameCache>,
+    shared: Option<&'a BlockCaches>,
     frames: Vec<(u32, Arc<Vec<u8>>)>,
     times: HashMap<(u32, u32), Arc<Vec<i64>>>,
     times_held: usize,
@@ -322,7 +322,7 @@ const CACHED_FRAMES: usize = 4;
 const CACHED_TIMES: usize = 1 << 20;
 
 impl<'a> ReadCache<'a> {
-    pub(crate) fn new(shared: &'a FrameCache) -> Self {
+    pub(crate) fn new(shared: &'a BlockCaches) -> Self {
         ReadCache {
             shared: Some(shared),
             ..Default::default()
@@ -334,7 +334,7 @@ impl<'a> ReadCache<'a> {
         let i = match self.frames.iter().position(|(f, _)| *f == loc.frame) {
             Some(i) => i,
             None => {
-                let frame = match self.shared.and_then(|c| c.get(block.id, loc.frame)) {
+                let frame = match self.shared.and_then(|c| c.frames.get((block.id, loc.frame))) {
                     Some(f) => f,
                     None => {
                         let zstd = match &mut self.zstd {
@@ -346,7 +346,7 @@ impl<'a> ReadCache<'a> {
                         };
                         let f = Arc::new(block.frame(loc.frame, zstd)?);
                         if let Some(c) = self.shared {
-                            c.insert(block.id, loc.frame, f.clone());
+                            c.frames.insert((block.id, loc.frame), f.clone());
                         }
                         f
                     }
@@ -368,10 +368,20 @@ impl<'a> ReadCache<'a> {
         if let Some(t) = self.times.get(&(loc.frame, loc.offset)) {
             return Ok(t.clone());
         }
-        let times = Arc::new(
-            chunk::decode_times(self.bytes(block, loc)?)
-                .ok_or_else(|| corrupt(&block.dir, "undecodable timestamps"))?,
-        );
+        let key = (block.id, loc.frame, loc.offset);
+        let times = match self.shared.and_then(|c| c.times.get(key)) {
+            Some(t) => t,
+            None => {
+                let t = Arc::new(
+                    chunk::decode_times(self.bytes(block, loc)?)
+                        .ok_or_else(|| corrupt(&block.dir, "undecodable timestamps"))?,
+                );
+                if let Some(c) = self.shared {
+                    c.times.insert(key, t.clone());
+                }
+                t
+            }
+        };
         if self.times_held + times.len() > CACHED_TIMES {
             self.times.clear();
             self.times_held = 0;

@@ -161,7 +161,7 @@ pub(crate) struct TsdbStats {
     pub blocks: usize,
     pub block_bytes: u64,
     pub block_samples: u64,
-    pub frame_cache_bytes: usize,
+    pub block_cache_bytes: usize,
 }
 
 pub(crate) struct Tsdb {
@@ -171,8 +171,8 @@ pub(crate) struct Tsdb {
     maintenance: Mutex<()>,
     /// Label sets shared by the head and the blocks (a series is one pointer everywhere).
     interner: Interner,
-    /// Decompressed frames of blocks, shared by queries.
-    frames: cache::FrameCache,
+    /// Decompressed frames and decoded timestamps of blocks, shared by queries.
+    caches: cache::BlockCaches,
     /// Metric family metadata as senders last described it; saved at each flush to
     /// `metadata.json` (a convenience for Grafana, not replayed from the WAL).
     metadata: RwLock<BTreeMap<String, MetricMeta>>,
@@ -235,7 +235,7 @@ impl Tsdb {
             }),
             maintenance: Mutex::new(()),
             interner,
-            frames: cache::FrameCache::new(cache::FRAME_CACHE_BYTES),
+            caches: cache::BlockCaches::default(),
             metadata: RwLock::new(metadata),
             last_flush: Mutex::new(None),
         })
@@ -305,7 +305,7 @@ impl Tsdb {
             blocks: st.blocks.len(),
             block_bytes: st.blocks.iter().map(|b| b.bytes).sum(),
             block_samples: st.blocks.iter().map(|b| b.meta.samples).sum(),
-            frame_cache_bytes: self.frames.bytes(),
+            block_cache_bytes: self.caches.bytes(),
         }
     }
 

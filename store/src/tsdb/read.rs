@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use rustc_hash::FxHashMap;
 
 use super::block::{Block, ReadCache};
-use super::cache::FrameCache;
+use super::cache::BlockCaches;
 use super::{dedup_newest_wins, Labels, Matcher, RawSeries, Tsdb};
 
 /// Matching series, found but not yet read.
@@ -72,7 +72,7 @@ struct Planned {
 }
 
 pub(crate) struct TsdbPlan<'a> {
-    frames: &'a FrameCache,
+    caches: &'a BlockCaches,
     blocks: Vec<Arc<Block>>,
     series: Vec<Planned>,
     mint: i64,
@@ -128,7 +128,7 @@ impl Tsdb {
             same
         });
         TsdbPlan {
-            frames: &self.frames,
+            caches: &self.caches,
             blocks,
             series,
             mint,
@@ -188,7 +188,7 @@ impl SeriesPlan for TsdbPlan<'_> {
         let error: Mutex<Option<String>> = Mutex::new(None);
         let work = || {
             let mut caches: Vec<ReadCache> = (0..self.blocks.len())
-                .map(|_| ReadCache::new(self.frames))
+                .map(|_| ReadCache::new(self.caches))
                 .collect();
             let mut size = 0;
             loop {
