@@ -176,14 +176,48 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// A float as Prometheus writes one in a label (`le`, `quantile`) or a value.
 pub fn format_float(v: f64) -> String {
+    with_float_str(v, str::to_string)
+}
+
+/// Calls `f` with [`format_float`]'s text of `v`, without allocating it: the shortest
+/// digits that read back as `v` (ties to even, as Go's `strconv.FormatFloat(v, 'f', -1,
+/// 64)` breaks them), never in exponent form.
+pub fn with_float_str<R>(v: f64, f: impl FnOnce(&str) -> R) -> R {
     if v.is_nan() {
-        "NaN".into()
+        return f("NaN");
     } else if v == f64::INFINITY {
-        "+Inf".into()
+        return f("+Inf");
     } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
+        return f("-Inf");
+    }
+    let mut buf = ryu::Buffer::new();
+    let s = buf.format_finite(v);
+    match s.split_once('e') {
+        // Very large or small: the same digits, spelled out.
+        Some((mantissa, exp)) => f(&spell_out(mantissa, exp.parse().unwrap_or(0))),
+        None => f(s.strip_suffix(".0").unwrap_or(s)),
+    }
+}
+
+/// `1.5` × 10^`exp` (ryu's `1.5e-7`) written without an exponent.
+fn spell_out(mantissa: &str, exp: i32) -> String {
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => ("-", m),
+        None => ("", mantissa),
+    };
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let n = digits.len() as i32;
+    let point = exp + 1; // digits before the decimal point
+    if point >= n {
+        format!("{sign}{digits}{}", "0".repeat((point - n) as usize))
+    } else if point > 0 {
+        format!(
+            "{sign}{}.{}",
+            &digits[..point as usize],
+            &digits[point as usize..]
+        )
     } else {
-        format!("{v}")
+        format!("{sign}0.{}{digits}", "0".repeat((-point) as usize))
     }
 }
 
@@ -491,6 +525,47 @@ fn map_metric(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn floats_print_shortest_without_exponent() {
+        for (v, want) in [
+            (0.0, "0"),
+            (-0.0, "-0"),
+            (100.0, "100"),
+            (0.1, "0.1"),
+            (1e21, "1000000000000000000000"),
+            (-1.5e22, "-15000000000000000000000"),
+            (1e-7, "0.0000001"),
+            (-1.25e-7, "-0.000000125"),
+            (123.456, "123.456"),
+            // An exact tie at the last digit goes to even, as in Go (and Prometheus).
+            (662936471232937.25, "662936471232937.2"),
+            (f64::NAN, "NaN"),
+            (f64::NEG_INFINITY, "-Inf"),
+        ] {
+            assert_eq!(super::format_float(v), want, "{v:e}");
+        }
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let v = f64::from_bits(x);
+            if !v.is_finite() {
+                continue;
+            }
+            let s = super::format_float(v);
+            assert!(!s.contains('e'), "{s}");
+            assert_eq!(s.parse::<f64>().unwrap().to_bits(), v.to_bits(), "{s} reads back");
+            let digits = |s: &str| {
+                s.trim_start_matches(['-', '0', '.'])
+                    .trim_end_matches(['0', '.'])
+                    .replace('.', "")
+                    .len()
+            };
+            assert_eq!(digits(&s), digits(&format!("{v}")), "{s} is as short as {v}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -152,44 +152,7 @@ pub(crate) fn parse_duration_ns(s: &str) -> Result<i64, String> {
 /// A sample value the way Prometheus and Loki print it.
 pub(crate) use crate::tsdb::labels::format_float as fmt_value;
 
-/// Calls `f` with [`fmt_value`]'s text of `v` without allocating it (what range answers
-/// print hundreds of thousands of). Up to 15 significant digits ryu's shortest form is the
-/// only one and is used; longer ones may have two shortest forms, where the standard
-/// library's choice is the reference, written into a stack buffer.
-pub(crate) fn with_value_str<R>(v: f64, f: impl FnOnce(&str) -> R) -> R {
-    if !v.is_finite() {
-        return f(&fmt_value(v));
-    }
-    let mut ryu = ryu::Buffer::new();
-    let s = ryu.format_finite(v);
-    if !s.contains('e') && s.bytes().filter(u8::is_ascii_digit).count() <= 15 {
-        return f(s.strip_suffix(".0").unwrap_or(s));
-    }
-    // The longest is f64::MAX spelled out: 309 digits.
-    struct Stack {
-        buf: [u8; 400],
-        len: usize,
-    }
-    impl std::fmt::Write for Stack {
-        fn write_str(&mut self, s: &str) -> std::fmt::Result {
-            let end = self.len + s.len();
-            self.buf
-                .get_mut(self.len..end)
-                .ok_or(std::fmt::Error)?
-                .copy_from_slice(s.as_bytes());
-            self.len = end;
-            Ok(())
-        }
-    }
-    let mut out = Stack {
-        buf: [0; 400],
-        len: 0,
-    };
-    if std::fmt::Write::write_fmt(&mut out, format_args!("{v}")).is_err() {
-        return f(&fmt_value(v));
-    }
-    f(std::str::from_utf8(&out.buf[..out.len]).expect("formatted floats are ASCII"))
-}
+pub(crate) use obs_otlp_prom::with_float_str as with_value_str;
 
 /// Seconds as a JSON number (integral when whole, like Prometheus's `1.7e9` vs `1.7e9+0.5`).
 pub(crate) fn secs(ns: i64) -> serde_json::Value {
@@ -203,38 +166,6 @@ pub(crate) fn secs(ns: i64) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn value_text_without_allocating_matches_fmt_value() {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut values = vec![
-            0.0,
-            -0.0,
-            1.0,
-            100.0,
-            0.1,
-            1e15,
-            1e16,
-            1e21,
-            1e-7,
-            123.456,
-            f64::NAN,
-            f64::INFINITY,
-            -f64::INFINITY,
-            f64::MAX,
-            f64::MIN_POSITIVE,
-        ];
-        for _ in 0..100_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            values.push(f64::from_bits(x));
-            values.push((x % 1_000_000) as f64 / 100.0);
-        }
-        for v in values {
-            assert_eq!(with_value_str(v, str::to_string), fmt_value(v), "{v:e}");
-        }
-    }
 
     #[test]
     fn times_in_every_client_format() {
