@@ -538,7 +538,7 @@ mod tests {
             (-1.25e-7, "-0.000000125"),
             (123.456, "123.456"),
             // An exact tie at the last digit goes to even, as in Go (and Prometheus).
-            (662936471232937.25, "662936471232937.2"),
+            (662_936_471_232_937.0 + 0.25, "662936471232937.2"),
             (f64::NAN, "NaN"),
             (f64::NEG_INFINITY, "-Inf"),
         ] {
