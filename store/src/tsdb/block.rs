@@ -451,15 +451,14 @@ impl Block {
             }
             let times = cache.times(self, c.ts)?;
             let values = cache.bytes(self, c.values)?;
-            let start = out.len();
-            out.extend(times.iter().map(|&t| (t, 0.0)));
-            chunk::decode_values(values, &mut out[start..])
+            // Only the samples in range; decoding stops after the last of them.
+            let keep = if c.mint < mint || c.maxt > maxt {
+                times.partition_point(|&t| t < mint)..times.partition_point(|&t| t <= maxt)
+            } else {
+                0..times.len()
+            };
+            chunk::decode_values(values, &times, keep, out)
                 .ok_or_else(|| corrupt(&self.dir, "undecodable chunk"))?;
-            if c.mint < mint || c.maxt > maxt {
-                // Keep only the requested range.
-                out.truncate(start + times.partition_point(|&t| t <= maxt));
-                out.drain(start..start + times.partition_point(|&t| t < mint));
-            }
         }
         Ok(())
     }

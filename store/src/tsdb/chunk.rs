@@ -247,9 +247,7 @@ fn gorilla(samples: &[(i64, f64)]) -> Vec<u8> {
 /// Decodes a chunk's two streams; `None` when they are damaged.
 pub fn decode(ts: &[u8], vals: &[u8], out: &mut Vec<(i64, f64)>) -> Option<()> {
     let times = decode_times(ts)?;
-    let start = out.len();
-    out.extend(times.iter().map(|&t| (t, 0.0)));
-    decode_values(vals, &mut out[start..])
+    decode_values(vals, &times, 0..times.len(), out)
 }
 
 /// Decodes a timestamp stream (shared by the chunks of series scraped together, so a
@@ -281,15 +279,22 @@ pub fn decode_times(ts: &[u8]) -> Option<Vec<i64>> {
     Some(times)
 }
 
-/// Decodes a value stream into the values of `out`, whose timestamps are already set (one
-/// entry per sample of the chunk).
-pub fn decode_values(vals: &[u8], out: &mut [(i64, f64)]) -> Option<()> {
-    if out.is_empty() {
+/// Decodes a value stream whose timestamps are `times` (one per sample of the chunk) and
+/// appends the samples at positions `keep` to `out`; decoding stops at the end of `keep`.
+pub fn decode_values(
+    vals: &[u8],
+    times: &[i64],
+    keep: std::ops::Range<usize>,
+    out: &mut Vec<(i64, f64)>,
+) -> Option<()> {
+    if times.is_empty() || keep.is_empty() {
         return Some(());
     }
+    let times = times.get(..keep.end)?;
+    out.reserve(keep.len());
     let (&tag, body) = vals.split_first()?;
     match tag {
-        0 => decode_gorilla(body, out),
+        0 => decode_gorilla(body, times, keep.start, out),
         1 | 2 => {
             let (&scale, ints) = body.split_first()?;
             if scale > 15 {
@@ -298,7 +303,7 @@ pub fn decode_values(vals: &[u8], out: &mut [(i64, f64)]) -> Option<()> {
             let p = 10f64.powi(scale as i32);
             let mut pos = 0;
             let (mut m, mut d) = (0i64, 0i64);
-            for (i, slot) in out.iter_mut().enumerate() {
+            for (i, &t) in times.iter().enumerate() {
                 let x = unzigzag(get_uvarint(ints, &mut pos)?);
                 if i == 0 {
                     m = x;
@@ -306,7 +311,9 @@ pub fn decode_values(vals: &[u8], out: &mut [(i64, f64)]) -> Option<()> {
                     d = if tag == 2 { d.wrapping_add(x) } else { x };
                     m = m.wrapping_add(d);
                 }
-                slot.1 = m as f64 / p;
+                if i >= keep.start {
+                    out.push((t, m as f64 / p));
+                }
             }
             Some(())
         }
@@ -314,11 +321,11 @@ pub fn decode_values(vals: &[u8], out: &mut [(i64, f64)]) -> Option<()> {
     }
 }
 
-fn decode_gorilla(vals: &[u8], out: &mut [(i64, f64)]) -> Option<()> {
+fn decode_gorilla(vals: &[u8], times: &[i64], from: usize, out: &mut Vec<(i64, f64)>) -> Option<()> {
     let mut vr = BitReader { buf: vals, pos: 0 };
     let (mut lead, mut trail) = (0u8, 0u8);
     let mut prev = 0u64;
-    for (i, slot) in out.iter_mut().enumerate() {
+    for (i, &t) in times.iter().enumerate() {
         let bits = if i == 0 {
             vr.bits(64)?
         } else if !vr.bit()? {
@@ -336,7 +343,9 @@ fn decode_gorilla(vals: &[u8], out: &mut [(i64, f64)]) -> Option<()> {
             prev ^ (vr.bits(sig)? << trail)
         };
         prev = bits;
-        slot.1 = f64::from_bits(bits);
+        if i >= from {
+            out.push((t, f64::from_bits(bits)));
+        }
     }
     Some(())
 }

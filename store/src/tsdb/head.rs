@@ -165,25 +165,36 @@ impl Head {
 /// Candidate ids from an inverted index; see [`Head::candidates`].
 pub(crate) fn candidates(postings: &Postings, total: usize, matchers: &[Matcher]) -> Vec<u32> {
     let mut result: Option<Vec<u32>> = None;
-    for m in matchers {
-        if m.is_match("") {
-            continue;
-        }
-        let values = postings.get(&m.name);
-        let mut ids: Vec<u32> = match (&m.op, values) {
+    // Equality first: its list is ready-made and usually the shortest.
+    let mut ordered: Vec<&Matcher> = matchers.iter().filter(|m| !m.is_match("")).collect();
+    ordered.sort_by_key(|m| !matches!(m.op, MatchOp::Equal));
+    for m in ordered {
+        let ids: Vec<u32> = match (&m.op, postings.get(&m.name)) {
             (_, None) => Vec::new(),
             (MatchOp::Equal, Some(vals)) => vals.get(&m.value).cloned().unwrap_or_default(),
-            (_, Some(vals)) => vals
-                .iter()
-                .filter(|(v, _)| m.is_match(v))
-                .flat_map(|(_, ids)| ids.iter().copied())
-                .collect(),
+            (_, Some(vals)) => {
+                // The union of every matching value's list, as a bitmap (no sort).
+                let mut bits = vec![0u64; total.div_ceil(64)];
+                for (_, ids) in vals.iter().filter(|(v, _)| m.is_match(v)) {
+                    for &id in ids {
+                        if let Some(w) = bits.get_mut(id as usize / 64) {
+                            *w |= 1 << (id % 64);
+                        }
+                    }
+                }
+                let has = |id: u32| {
+                    bits.get(id as usize / 64)
+                        .is_some_and(|w| w & (1 << (id % 64)) != 0)
+                };
+                match result.take() {
+                    Some(prev) => prev.into_iter().filter(|&id| has(id)).collect(),
+                    None => (0..total as u32).filter(|&id| has(id)).collect(),
+                }
+            }
         };
-        ids.sort_unstable();
-        ids.dedup();
-        result = Some(match result {
-            None => ids,
-            Some(prev) => intersect(&prev, &ids),
+        result = Some(match (result, &m.op) {
+            (Some(prev), MatchOp::Equal) => intersect(&prev, &ids),
+            _ => ids,
         });
         if result.as_ref().is_some_and(|r| r.is_empty()) {
             break;
