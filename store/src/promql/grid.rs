@@ -32,7 +32,7 @@ use super::aggregate::{self, Acc};
 use super::binary::{drops_name, elem, result_metric, signature, vector_scalar_value};
 use super::eval::{offset_ms, selector_matcher_sets, Evaluator};
 use super::functions::{go_max, go_min, math_fn, unparen, warn_quantile};
-use super::over_time::{self, check_smoothing, keeps_name, note_counter_name, series_fn};
+use super::over_time::{self, check_smoothing, counter_rate, keeps_name, note_counter_name, series_fn};
 use super::{Error, Result, Sample, Series, Value};
 use crate::tsdb::{is_stale, Labels, RawSeries};
 
@@ -319,6 +319,20 @@ fn range_function(ev: &mut Evaluator, name: &str, args: &[&Expr]) -> Result<Opti
     let rows = rows_from_storage(ev, &ms.vs, &|s| {
         let mut points = s.samples;
         points.retain(|p| !is_stale(p.1));
+        // Counter resets before each sample (a window without one needs no correction).
+        let resets: Vec<u32> = if counters {
+            let mut n = 0;
+            (0..points.len())
+                .map(|i| {
+                    if i > 0 && points[i].1 < points[i - 1].1 {
+                        n += 1;
+                    }
+                    n
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let mut row = Row::empty(s.labels, !keep_name, steps.len());
         let (mut lo, mut hi, mut windowed) = (0, 0, false);
         for (i, &t) in steps.iter().enumerate() {
@@ -334,7 +348,18 @@ fn range_function(ev: &mut Evaluator, name: &str, args: &[&Expr]) -> Result<Opti
                 continue;
             }
             windowed = true;
-            if let Some(v) = series_fn(name, &points[lo..hi], range, end, param, &extra, t) {
+            let v = if counters {
+                counter_rate(
+                    &points[lo..hi],
+                    range,
+                    end,
+                    name == "rate",
+                    resets[hi - 1] > resets[lo],
+                )
+            } else {
+                series_fn(name, &points[lo..hi], range, end, param, &extra, t)
+            };
+            if let Some(v) = v {
                 row.vals[i] = v;
                 row.has[i] = true;
             }

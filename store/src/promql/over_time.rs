@@ -151,9 +151,9 @@ pub(super) fn series_fn(
     }
     let vals = || p.iter().map(|x| x.1);
     Some(match name {
-        "rate" => extrapolated_rate(p, range, end, true, true)?,
-        "increase" => extrapolated_rate(p, range, end, true, false)?,
-        "delta" => extrapolated_rate(p, range, end, false, false)?,
+        "rate" => extrapolated_rate(p, range, end, true, true, true)?,
+        "increase" => extrapolated_rate(p, range, end, true, false, true)?,
+        "delta" => extrapolated_rate(p, range, end, false, false, false)?,
         "irate" | "idelta" => {
             if p.len() < 2 {
                 return None;
@@ -346,14 +346,33 @@ fn linear_regression(p: &[(i64, f64)], intercept_time: i64) -> (f64, f64) {
 /// `rate`, `increase` and `delta`: the change over the samples in the window, extrapolated
 /// towards the window's edges (not further than half a sample interval, and for counters
 /// not below zero).
-fn extrapolated_rate(p: &[(i64, f64)], range: i64, end: i64, counter: bool, rate: bool) -> Option<f64> {
+/// `rate` (or `increase`) of a counter's window, told whether the window may hold a reset
+/// (a caller that counted them can skip looking).
+pub(super) fn counter_rate(
+    p: &[(i64, f64)],
+    range: i64,
+    end: i64,
+    rate: bool,
+    may_reset: bool,
+) -> Option<f64> {
+    extrapolated_rate(p, range, end, true, rate, may_reset)
+}
+
+fn extrapolated_rate(
+    p: &[(i64, f64)],
+    range: i64,
+    end: i64,
+    counter: bool,
+    rate: bool,
+    may_reset: bool,
+) -> Option<f64> {
     if p.len() < 2 {
         return None;
     }
     let (range_start, range_end) = (end - range, end);
     let (first, last) = (p[0], p[p.len() - 1]);
     let mut result = last.1 - first.1;
-    if counter {
+    if counter && may_reset {
         let mut prev = first.1;
         for &(_, v) in &p[1..] {
             if v < prev {
