@@ -94,13 +94,8 @@ pub(super) fn key(e: &Expr) -> usize {
 pub(super) fn precompute(ev: &mut Evaluator, e: &Expr) -> Result<bool> {
     let grid = match e {
         Expr::NumberLiteral(n) => Some(Grid::Scalar(vec![n.val; ev.steps()])),
-        Expr::Paren(p) => precompute(ev, &p.expr)?
-            .then(|| ev.grids.remove(&key(&p.expr)))
-            .flatten(),
-        Expr::Unary(u) => match precompute(ev, &u.expr)?
-            .then(|| ev.grids.remove(&key(&u.expr)))
-            .flatten()
-        {
+        Expr::Paren(p) => take(ev, &p.expr)?,
+        Expr::Unary(u) => match take(ev, &u.expr)? {
             Some(Grid::Scalar(v)) => Some(Grid::Scalar(v.into_iter().map(|x| -x).collect())),
             Some(Grid::Vector(rows)) => Some(Grid::Vector(
                 rows.into_iter()
@@ -127,6 +122,15 @@ pub(super) fn precompute(ev: &mut Evaluator, e: &Expr) -> Result<bool> {
             true
         }
         None => false,
+    })
+}
+
+/// The grid of `e`, taken out of the evaluator for its parent to build on.
+fn take(ev: &mut Evaluator, e: &Expr) -> Result<Option<Grid>> {
+    Ok(if precompute(ev, e)? {
+        ev.grids.remove(&key(e))
+    } else {
+        None
     })
 }
 
@@ -533,25 +537,21 @@ fn vector_scalar(op: TokenType, rows: &[Row], s: &[f64], swap: bool, return_bool
     )
 }
 
-/// Rows by match signature; `None` when a signature has several rows.
-fn unique_signatures<'r>(rows: &'r [Row], m: &BinModifier) -> Option<HashMap<String, &'r Row>> {
-    let mut out = HashMap::with_capacity(rows.len());
-    for r in rows {
-        if out.insert(signature(&r.metric, &m.matching), r).is_some() {
-            return None;
-        }
-    }
-    Some(out)
+/// Each row's match signature; `None` when a signature has several rows.
+fn unique_signatures(rows: &[Row], m: &BinModifier) -> Option<Vec<String>> {
+    let sigs: Vec<String> = rows.iter().map(|r| signature(&r.metric, &m.matching)).collect();
+    let mut seen = std::collections::HashSet::with_capacity(sigs.len());
+    sigs.iter().all(|s| seen.insert(s.as_str())).then_some(sigs)
 }
 
 /// `a / b`, `a > bool b`, ... with each side's rows matching at most one row of the other
 /// (otherwise a step could hold an ambiguous match, and the step-by-step evaluator says so).
 fn one_to_one(op: TokenType, lhs: &[Row], rhs: &[Row], m: &BinModifier) -> Option<Grid> {
-    let right = unique_signatures(rhs, m)?;
-    unique_signatures(lhs, m)?;
+    let right: HashMap<String, &Row> = unique_signatures(rhs, m)?.into_iter().zip(rhs).collect();
+    let left = unique_signatures(lhs, m)?;
     let mut out = Vec::new();
-    for l in lhs {
-        let Some(r) = right.get(&signature(&l.metric, &m.matching)) else {
+    for (l, sig) in lhs.iter().zip(&left) {
+        let Some(r) = right.get(sig) else {
             continue;
         };
         let metric = Arc::new(result_metric(&l.metric, &r.metric, m));

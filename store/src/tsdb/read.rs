@@ -117,16 +117,10 @@ impl Tsdb {
             series[i].memory.push(m.samples);
         }
         series.sort_by(|a, b| a.labels.cmp(&b.labels));
-        // Equal label sets at two addresses would be read as two series: join them.
-        series.dedup_by(|b, a| {
-            let same = a.labels == b.labels;
-            if same {
-                a.parts.append(&mut b.parts);
-                a.parts.sort_unstable();
-                a.memory.append(&mut b.memory);
-            }
-            same
-        });
+        debug_assert!(
+            series.windows(2).all(|w| w[0].labels != w[1].labels),
+            "interned label sets are one address each"
+        );
         TsdbPlan {
             caches: &self.caches,
             blocks,
@@ -141,23 +135,22 @@ impl TsdbPlan<'_> {
     /// Reads one series; `size` is a guess of its length (the previous series').
     fn read_one(&self, p: &Planned, caches: &mut [ReadCache], size: usize) -> Result<RawSeries, String> {
         let mut samples: Vec<(i64, f64)> = Vec::with_capacity(size);
-        let mut in_order = true;
-        let mut append = |samples: &mut Vec<(i64, f64)>, start: usize| {
-            if start > 0 && start < samples.len() && samples[start - 1].0 >= samples[start].0 {
-                in_order = false;
-            }
+        // Whether the part appended at `start` begins after what came before it.
+        let follows = |samples: &[(i64, f64)], start: usize| {
+            start == 0 || start == samples.len() || samples[start - 1].0 < samples[start].0
         };
+        let mut in_order = true;
         for &(bi, id) in &p.parts {
             let start = samples.len();
             self.blocks[bi as usize]
                 .read(id, self.mint, self.maxt, &mut caches[bi as usize], &mut samples)
                 .map_err(|e| e.to_string())?;
-            append(&mut samples, start);
+            in_order &= follows(&samples, start);
         }
         for m in &p.memory {
             let start = samples.len();
             samples.extend_from_slice(m);
-            append(&mut samples, start);
+            in_order &= follows(&samples, start);
         }
         if !in_order {
             // Late samples or a resend overlap earlier parts: sort, the newest write wins.
