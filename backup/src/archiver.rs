@@ -16,6 +16,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,11 +24,12 @@ use indicatif::ProgressBar;
 use tokio::runtime::Handle;
 
 use crate::error::{Error, Result};
+use crate::parallel::{chunk_into, wait, Pending, Slot, Workers};
 use crate::progress::bytes_bar;
-use crate::repo::{lock, BlobType, ChunkerParams, Id, Repository};
+use crate::repo::{lock, ChunkerParams, Id, Repository};
 use crate::saver::{consolidate, Saver};
 use crate::snapshot::{components, Snapshot, Summary};
-use crate::tree::{ChunkRef, Names, Node, NodeKind, Tree};
+use crate::tree::{Names, Node, NodeKind, Tree};
 
 /// What to back up and how.
 #[derive(Debug, Clone, Default)]
@@ -158,18 +160,26 @@ pub async fn create(repo: Arc<Repository>, opts: CreateOptions) -> Result<(Id, S
         let bar = bar.clone();
         tokio::task::spawn_blocking(move || {
             let saver = Saver::start(repo.clone(), handle.clone());
-            let mut a = Archiver {
-                repo: &repo,
-                handle,
-                saver: &saver,
-                chunker: repo.config().chunker,
-                excludes,
-                names: Names::default(),
-                summary: Summary::default(),
-                bar,
-            };
-            let root = a.archive_roots(&paths, &stdin, parent_tree);
-            let mut summary = a.summary;
+            let chunker = repo.config().chunker;
+            let ((root, mut summary), read) = Workers::run(&saver, chunker, &bar.clone(), |workers| {
+                let mut a = Archiver {
+                    repo: &repo,
+                    handle,
+                    saver: &saver,
+                    workers,
+                    chunker,
+                    excludes,
+                    names: Names::default(),
+                    summary: Summary::default(),
+                    bar,
+                };
+                let root = a.archive_roots(&paths, &stdin, parent_tree);
+                (root, a.summary)
+            });
+            summary.files_new += read.files_new;
+            summary.files_changed += read.files_changed;
+            summary.total_bytes += read.total_bytes;
+            summary.errors.extend(read.errors);
             let stats = saver.stats.clone();
             let written = saver.finish();
             // Report the walk's error first: it is the cause when both fail.
@@ -256,6 +266,7 @@ struct Archiver<'a> {
     repo: &'a Repository,
     handle: Handle,
     saver: &'a Saver,
+    workers: &'a Workers,
     chunker: ChunkerParams,
     excludes: Excludes,
     names: Names,
@@ -275,10 +286,10 @@ impl Archiver<'_> {
         }
     }
 
-    fn save_tree(&mut self, mut nodes: Vec<Node>) -> Result<Id> {
-        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    /// Hands a directory's nodes to the finisher; its tree id comes later.
+    fn save_tree(&mut self, nodes: Vec<Pending>) -> Result<Receiver<Result<Id>>> {
         self.summary.dirs += 1;
-        self.saver.save(BlobType::Tree, &Tree { nodes }.encode())
+        self.workers.save_tree(nodes)
     }
 
     fn archive_roots(&mut self, paths: &[PathBuf], stdin: &[StdinCommand], parent: Option<Id>) -> Result<Id> {
@@ -297,23 +308,26 @@ impl Archiver<'_> {
         let parent_tree = self.load_parent(parent);
         let mut nodes = self.archive_trie(Path::new("/"), &trie, parent_tree.as_ref())?;
         for cmd in stdin {
-            if nodes.iter().any(|n| n.name == cmd.filename.as_bytes()) {
+            if nodes.iter().any(|n| n.node.name == cmd.filename.as_bytes()) {
                 return Err(Error::Usage(format!(
                     "--stdin-filename {:?} clashes with a backed-up path",
                     cmd.filename
                 )));
             }
-            nodes.push(self.archive_stdin(cmd)?);
+            nodes.push(Pending::ready(self.archive_stdin(cmd)?));
         }
         if trie.leaf {
             // `/` itself was given: its listing is the root.
-            let root = nodes.into_iter().next().and_then(|n| n.subtree);
-            return root.ok_or_else(|| Error::Failed("could not read /".to_string()));
+            return match nodes.into_iter().next().map(|n| n.slot) {
+                Some(Slot::Tree(root)) => wait(&root),
+                _ => Err(Error::Failed("could not read /".to_string())),
+            };
         }
-        self.save_tree(nodes)
+        let root = self.save_tree(nodes)?;
+        wait(&root)
     }
 
-    fn archive_trie(&mut self, dir: &Path, trie: &Trie, parent: Option<&Tree>) -> Result<Vec<Node>> {
+    fn archive_trie(&mut self, dir: &Path, trie: &Trie, parent: Option<&Tree>) -> Result<Vec<Pending>> {
         if trie.leaf {
             let name = dir.file_name().map_or(b"/".to_vec(), |n| n.as_bytes().to_vec());
             return Ok(self.archive_entry(dir, name, None)?.into_iter().collect());
@@ -337,14 +351,20 @@ impl Archiver<'_> {
             let parent_sub = self.load_parent(parent_node.and_then(|n| n.subtree));
             let children = self.archive_trie(&path, child, parent_sub.as_ref())?;
             node.kind = NodeKind::Dir;
-            node.subtree = Some(self.save_tree(children)?);
-            nodes.push(node);
+            let slot = Slot::Tree(self.save_tree(children)?);
+            nodes.push(Pending { node, slot });
         }
         Ok(nodes)
     }
 
     /// One file system entry; `None` when excluded or unreadable (recorded in the summary).
-    fn archive_entry(&mut self, path: &Path, name: Vec<u8>, parent: Option<&Node>) -> Result<Option<Node>> {
+    /// Files to read go to the readers, directories to the finisher.
+    fn archive_entry(
+        &mut self,
+        path: &Path,
+        name: Vec<u8>,
+        parent: Option<&Node>,
+    ) -> Result<Option<Pending>> {
         if self.excludes.excluded(path) {
             return Ok(None);
         }
@@ -357,11 +377,12 @@ impl Archiver<'_> {
         };
         let mut node = Node::from_metadata(name, &meta, &mut self.names);
         node.xattrs = read_xattrs(path);
+        let mut slot = Slot::Ready;
         match node.kind {
             NodeKind::Dir => {
                 let parent_sub = self.load_parent(parent.and_then(|p| p.subtree));
                 match self.archive_dir(path, parent_sub.as_ref()) {
-                    Ok(id) => node.subtree = Some(id),
+                    Ok(tree) => slot = Slot::Tree(tree),
                     Err(Error::Io { path, source }) => {
                         self.summary.errors.push(format!("{}: {source}", path.display()));
                         return Ok(None);
@@ -388,29 +409,21 @@ impl Archiver<'_> {
                     self.summary.total_bytes += node.size;
                     self.bar.inc(node.size);
                 } else {
-                    match self.archive_file(path, &mut node) {
-                        Ok(()) => {}
-                        Err(Error::Io { path, source }) => {
-                            self.summary.errors.push(format!("{}: {source}", path.display()));
-                            return Ok(None);
-                        }
-                        Err(e) => return Err(e),
-                    }
-                    if parent.is_some() {
-                        self.summary.files_changed += 1;
-                    } else {
-                        self.summary.files_new += 1;
-                    }
+                    // Counted (new or changed) by the finisher once read.
+                    slot = Slot::File {
+                        content: self.workers.read_file(path.to_path_buf())?,
+                        changed: parent.is_some(),
+                    };
                 }
                 self.bar
                     .set_message(format!("{} files", self.summary.total_files));
             }
             _ => {}
         }
-        Ok(Some(node))
+        Ok(Some(Pending { node, slot }))
     }
 
-    fn archive_dir(&mut self, path: &Path, parent: Option<&Tree>) -> Result<Id> {
+    fn archive_dir(&mut self, path: &Path, parent: Option<&Tree>) -> Result<Receiver<Result<Id>>> {
         let rd = std::fs::read_dir(path).map_err(|e| Error::io(path, e))?;
         let mut entries = Vec::new();
         for e in rd {
@@ -426,41 +439,6 @@ impl Archiver<'_> {
             nodes.extend(self.archive_entry(&child, name, parent_node)?);
         }
         self.save_tree(nodes)
-    }
-
-    fn chunk_into(&mut self, reader: impl Read, what: &Path) -> Result<(Vec<ChunkRef>, u64)> {
-        let mut content = Vec::new();
-        let mut saver_error = None;
-        let bar = self.bar.clone();
-        let saver = self.saver;
-        let read = crate::chunker::chunks(reader, self.chunker, |chunk| {
-            match saver.save(BlobType::Data, chunk) {
-                Ok(id) => content.push(ChunkRef {
-                    id,
-                    len: chunk.len() as u32,
-                }),
-                Err(e) => {
-                    saver_error = Some(e);
-                    return Err(std::io::Error::other("upload stopped"));
-                }
-            }
-            bar.inc(chunk.len() as u64);
-            Ok(())
-        });
-        if let Some(e) = saver_error {
-            return Err(e);
-        }
-        let read = read.map_err(|e| Error::io(what, e))?;
-        Ok((content, read))
-    }
-
-    fn archive_file(&mut self, path: &Path, node: &mut Node) -> Result<()> {
-        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        let (content, size) = self.chunk_into(file, path)?;
-        node.content = content;
-        node.size = size;
-        self.summary.total_bytes += size;
-        Ok(())
     }
 
     fn archive_stdin(&mut self, cmd: &StdinCommand) -> Result<Node> {
@@ -480,7 +458,7 @@ impl Archiver<'_> {
         });
         let stdout = child.stdout.take().expect("piped stdout");
         let what = PathBuf::from(format!("--stdin-from {:?}", cmd.command));
-        let chunked = self.chunk_into(stdout, &what);
+        let chunked = chunk_into(self.saver, self.chunker, &self.bar, stdout, &what);
         let status = child.wait().map_err(|e| Error::io(&what, e))?;
         let err_text = errors.join().unwrap_or_default();
         let (content, size) = chunked?;

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! create:  paths, --stdin-from -> archiver.rs (walk, parent snapshot for unchanged files)
+//!          -> parallel.rs (files read on every core, trees finished in walk order)
 //!          -> chunker.rs (FastCDC) -> keyed BLAKE3 ids -> dedup against repo::index
 //!          -> zstd -> AEAD (repo::crypto) -> repo::pack (random order) -> object_store
 //!          -> tree.rs objects -> snapshot.rs record
@@ -21,6 +22,7 @@ mod config;
 mod error;
 mod forget;
 mod jobs;
+mod parallel;
 mod progress;
 mod prune;
 mod repo;

@@ -24,7 +24,7 @@ use tokio::task::JoinSet;
 use crate::error::{Error, Result};
 use crate::repo::index::{IndexFile, IndexPack};
 use crate::repo::pack::{FinishedPack, PackBuilder};
-use crate::repo::{encode_body, pack_path, BlobType, Id, Repository};
+use crate::repo::{pack_path, BlobType, BodyEncoder, Id, Repository};
 
 /// Packs uploading at once.
 const UPLOADS: usize = 3;
@@ -173,12 +173,13 @@ fn worker(
     packer: &Mutex<Packer>,
     upload_tx: &mpsc::Sender<FinishedPack>,
 ) {
-    let level = repo.config().compression;
+    let mut encoder = BodyEncoder::new(repo.config().compression);
     loop {
         let Ok(job) = rx.lock().expect("job queue").recv() else {
             return;
         };
-        let sealed = repo.key().seal(&encode_body(&job.data, level));
+        let (flag, body) = encoder.encode(&job.data);
+        let sealed = repo.key().seal_parts(&[&[flag], body]);
         let full = packer.lock().expect("packer lock").add(job.kind, job.id, sealed);
         if let Some(builder) = full {
             if upload_tx.blocking_send(builder.finish(repo.key())).is_err() {

@@ -448,6 +448,45 @@ async fn a_held_lock_is_named_and_released_locks_are_gone(url: &str) {
     assert!(repo.locks().await.unwrap().is_empty(), "locks are released");
 }
 
+/// A file whose read fails is left out and named in the summary; the files read beside it
+/// (in parallel, by other readers) are all there, and the snapshot restores them.
+/// `/proc/self/mem` opens but fails at offset 0 (EIO), even for root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_file_is_skipped_and_named() {
+    let data = tempfile::tempdir().unwrap();
+    make_tree(data.path());
+    let dir = tempfile::tempdir().unwrap();
+    let url = dir.path().join("repo").display().to_string();
+    let repo = Arc::new(Repository::init(&url, PASSWORD, init_opts()).await.unwrap());
+    let mem = Path::new("/proc/self/mem");
+    let (id, snap) = create(repo.clone(), backup_opts(&[data.path(), mem]))
+        .await
+        .unwrap();
+    assert_eq!(snap.summary.files_new, 6, "{:?}", snap.summary);
+    assert_eq!(snap.summary.errors.len(), 1, "{:?}", snap.summary);
+    assert!(
+        snap.summary.errors[0].starts_with("/proc/self/mem: "),
+        "{:?}",
+        snap.summary
+    );
+    let target = tempfile::tempdir().unwrap();
+    restore(
+        repo.clone(),
+        &repo.find_snapshot(&id.short()).await.unwrap().1,
+        RestoreOptions {
+            target: target.path().to_path_buf(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(!target.path().join("proc/self/mem").exists());
+    assert_same_tree(
+        data.path(),
+        &target.path().join(data.path().strip_prefix("/").unwrap()),
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repository_suite_on_a_local_directory() {
     let dir = tempfile::tempdir().unwrap();

@@ -60,18 +60,30 @@ impl MasterKey {
 
     /// Encrypts `plain` with a fresh nonce.
     pub fn seal(&self, plain: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(plain.len() + OVERHEAD);
-        self.seal_into(plain, &mut out);
+        self.seal_parts(&[plain])
+    }
+
+    /// Seals the concatenation of `parts` into one new buffer (no intermediate copy).
+    pub fn seal_parts(&self, parts: &[&[u8]]) -> Vec<u8> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let mut out = Vec::with_capacity(len + OVERHEAD);
+        self.seal_parts_into(parts, &mut out);
         out
     }
 
     /// Appends the sealed form of `plain` to `out`.
     pub fn seal_into(&self, plain: &[u8], out: &mut Vec<u8>) {
+        self.seal_parts_into(&[plain], out)
+    }
+
+    fn seal_parts_into(&self, parts: &[&[u8]], out: &mut Vec<u8>) {
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill_bytes(&mut nonce);
         out.extend_from_slice(&nonce);
         let start = out.len();
-        out.extend_from_slice(plain);
+        for p in parts {
+            out.extend_from_slice(p);
+        }
         let tag = self
             .cipher
             .encrypt_in_place_detached(XNonce::from_slice(&nonce), b"", &mut out[start..])

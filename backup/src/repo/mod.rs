@@ -26,6 +26,7 @@
 //!
 //! Opening: list `keys/`, try the password on each key file (argon2id), then read `config`.
 
+pub(crate) mod body;
 pub(crate) mod crypto;
 pub(crate) mod id;
 pub(crate) mod index;
@@ -44,6 +45,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+pub(crate) use body::{decode_body, encode_body, BodyEncoder};
 use crypto::{KdfParams, KeyFile, MasterKey};
 pub use id::Id;
 use index::Index;
@@ -359,40 +361,6 @@ pub(crate) async fn list(store: &Arc<dyn ObjectStore>, dir: &str) -> Result<Vec<
     Ok(store.list(Some(&Path::from(dir))).try_collect().await?)
 }
 
-/// `flag || body`: flag 1 = zstd, 0 = as is (when zstd saves less than 3%).
-pub(crate) fn encode_body(data: &[u8], level: i32) -> Vec<u8> {
-    if data.len() >= 64 {
-        if let Ok(mut z) = zstd::bulk::compress(data, level) {
-            if z.len() < data.len() - data.len() / 32 {
-                z.insert(0, 1);
-                return z;
-            }
-        }
-    }
-    let mut out = Vec::with_capacity(data.len() + 1);
-    out.push(0);
-    out.extend_from_slice(data);
-    out
-}
-
-/// Inverse of [`encode_body`]; `what` names the object in errors.
-pub(crate) fn decode_body(plain: &[u8], what: &str) -> Result<Vec<u8>> {
-    let corrupt = |why: String| Error::Corrupt {
-        what: what.to_string(),
-        why,
-    };
-    match plain.split_first() {
-        Some((0, body)) => Ok(body.to_vec()),
-        Some((1, body)) => {
-            let mut out = Vec::new();
-            zstd::stream::copy_decode(body, &mut out).map_err(|e| corrupt(format!("zstd: {e}")))?;
-            Ok(out)
-        }
-        Some((flag, _)) => Err(corrupt(format!("unknown encoding flag {flag}"))),
-        None => Err(corrupt("empty".to_string())),
-    }
-}
-
 /// A token bucket over upload bytes: callers wait until the average rate is below the cap.
 #[derive(Debug)]
 struct Limiter {
@@ -487,26 +455,5 @@ mod tests {
             waited >= Duration::from_millis(1500) && waited < Duration::from_millis(1600),
             "{waited:?}"
         );
-    }
-
-    #[test]
-    fn bodies_compress_only_when_it_pays() {
-        let text = b"the same line again\n".repeat(100);
-        let packed = encode_body(&text, 3);
-        assert_eq!(packed[0], 1);
-        assert_eq!(decode_body(&packed, "t").unwrap(), text);
-        let mut x: u64 = 88172645463325252;
-        let noise: Vec<u8> = (0..4096)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
-        let raw = encode_body(&noise, 3);
-        assert_eq!(raw[0], 0);
-        assert_eq!(decode_body(&raw, "n").unwrap(), noise);
-        assert!(decode_body(&[9, 1, 2], "x").is_err());
     }
 }
