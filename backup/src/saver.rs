@@ -9,7 +9,8 @@
 //! ```
 //!
 //! Memory is bounded by the channels: about (workers × 2) chunks waiting, two open packs,
-//! one finished pack queued and UPLOADS packs uploading. An interrupted run leaves every
+//! one finished pack queued and UPLOADS packs uploading; before them, each file reader
+//! (parallel.rs, one per core) holds up to two maximum chunks of its file (16 MiB). An interrupted run leaves every
 //! uploaded pack indexed, so the next run does not send those blobs again.
 
 use std::collections::HashSet;
@@ -145,8 +146,21 @@ impl Saver {
         }
         let upload_tx = self.upload_tx.take().expect("finish runs once");
         let open = std::mem::take(&mut self.packer.lock().expect("packer lock").open);
-        for builder in open.into_iter().filter(|b| !b.is_empty()) {
-            if upload_tx.blocking_send(builder.finish(self.repo.key())).is_err() {
+        // The last packs are the run's tail: finish (hash, seal the header) them side by side.
+        let key = self.repo.key();
+        let last: Vec<FinishedPack> = std::thread::scope(|s| {
+            let finishing: Vec<_> = open
+                .into_iter()
+                .filter(|b| !b.is_empty())
+                .map(|b| s.spawn(move || b.finish(key)))
+                .collect();
+            finishing
+                .into_iter()
+                .map(|h| h.join().expect("pack finish panicked"))
+                .collect()
+        });
+        for pack in last {
+            if upload_tx.blocking_send(pack).is_err() {
                 break;
             }
         }
