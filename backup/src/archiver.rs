@@ -1,5 +1,6 @@
-//! `create`: walks the given paths, reuses unchanged files from the parent snapshot, chunks
-//! the rest, and writes trees bottom-up through the [`Saver`]; then the snapshot record.
+//! `create`: walks the given paths, reuses unchanged files from the parent snapshot, hands
+//! the rest to the file readers and each directory to the tree finisher (parallel.rs),
+//! which write chunks and trees through the [`Saver`]; then the snapshot record.
 //!
 //! The snapshot's root tree mirrors absolute paths: backing up `/etc` and `/home/ann/docs`
 //! gives `etc/` and `home/ann/docs/` under the root, with the intermediate directories'
